@@ -1,0 +1,223 @@
+"""``adplg`` command line: train, test, demo, presets.
+
+User errors (bad files, config, arguments) print one clear message and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from adplg.errors import AdplgError
+
+# the official scripts' flags -> config keys
+SEED_FLAGS = {
+    "thre_pesudo_a": ("plg.mean_threshold", float),
+    "thre_var_a": ("plg.var_threshold", float),
+    "pl_his_num": ("plg.history", int),
+    "warm_up": ("train.warm_up", int),
+    "seed": ("train.seed", int),
+    "batch_size": ("train.batch_size", int),
+    "num_iters": ("train.num_iters", int),
+    "device": ("train.device", str),
+    "feature_root": ("data.feature_root", str),
+    "list_dir": ("data.list_dir", str),
+    "output_dir": ("output_dir", str),
+}
+
+EXAMPLES_TRAIN = """examples:
+  adplg train --preset ucf-i3d --list_dir ADPLG-VAD/list --feature_root /data/UCF-10Crop
+  adplg train --preset xd-i3d --feature_root /data/xd train.seed=1 train.num_iters=5000
+  adplg train --resume runs/ucf-i3d-seed42-20261127-101500
+"""
+EXAMPLES_TEST = """examples:
+  adplg test --model_file runs/ucf-i3d-seed42-.../checkpoints/step_20000.safetensors
+  adplg test --preset ucf-i3d --model_file ucf_model_s_best.pkl --feature_root /data/UCF-10Crop
+"""
+
+
+def _add_config_args(p: argparse.ArgumentParser, preset_default: str | None) -> None:
+    p.add_argument("--preset", default=preset_default,
+                   help="dataset/feature preset (see `adplg presets`)" + (f"; default {preset_default}" if preset_default else ""))
+    p.add_argument("--config", help="a YAML file merged over the preset")
+    for flag, (key, kind) in SEED_FLAGS.items():
+        p.add_argument(f"--{flag}", type=kind, default=None, help=f"sets {key}")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="dotted config overrides")
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    out = []
+    for flag, (key, _) in SEED_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            out.append(f"{key}={value}")
+    return out + list(args.overrides)
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from adplg.config import build_config, preset_names
+
+    for name in preset_names():
+        cfg = build_config(name)
+        p = cfg.plg
+        print(f"{name:16s} {cfg.data.format:6s} dim={cfg.data.feature_dim:<5d} crops={cfg.data.train_crops}/"
+              f"{cfg.data.test_crops}  {p.mean_threshold}/{p.var_threshold}/{p.history}/{cfg.train.warm_up}  "
+              f"{cfg.description}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from adplg.config import build_config
+    from adplg.data.datasets import build_test_set, build_train_set, data_manifest
+    from adplg.training.checkpoint import Checkpoint
+    from adplg.training.engine import Trainer, create_run_dir
+
+    if args.resume:
+        ckpt = Checkpoint(args.resume)
+        cfg = build_config(base=ckpt.meta["config"], overrides=_overrides(args))
+        run_dir = ckpt.path.parent.parent
+    else:
+        cfg = build_config(args.preset, args.config, _overrides(args))
+    progress = cfg.train.progress
+    train = build_train_set(cfg, progress=progress)
+    test = None if args.no_eval else build_test_set(cfg, progress=progress)
+    if not args.resume:
+        run_dir = create_run_dir(cfg, args.run_dir)
+    manifest = data_manifest(cfg, train, test)
+    (Path(run_dir) / "data_manifest.json").write_text(json.dumps(manifest, indent=2))
+    trainer = Trainer(cfg, train, test, run_dir, manifest=manifest)
+    if args.resume:
+        trainer.resume(ckpt)
+    print(f"run directory: {run_dir}")
+    summary = trainer.fit()
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    primary = summary.get("primary_metric", "auc")
+    for name in ("last", "val_selected", "best_on_test"):
+        rec = summary.get(name)
+        if not rec:
+            continue
+        test = rec.get("test", {})
+        shown = " ".join(f"{k}={test[k]:.4f}" for k in ("auc", "ap", "pr_auc", "auc_abnormal", "far") if k in test)
+        note = " (chosen on the test set; for comparison only)" if name == "best_on_test" else ""
+        val = f" val_video_auc={rec['val_video_auc']:.4f}" if "val_video_auc" in rec else ""
+        print(f"{name:13s} step {rec['step']:>6d}: {shown}{val}{note}")
+    if "last" in summary:
+        print(f"primary metric: {primary}")
+
+
+def load_snippet_branch(model_file: str, args: argparse.Namespace):
+    """Our checkpoint (.safetensors + .json, or a run directory) or an official ``*_model_s_*.pkl``."""
+    from adplg.config import build_config
+    from adplg.models.build import build_snippet_branch
+    from adplg.models.convert import load_official_checkpoint
+    from adplg.training.checkpoint import Checkpoint
+
+    path = Path(model_file)
+    if not path.exists():
+        raise AdplgError(f"--model_file not found: {path}")
+    if path.suffix in (".pkl", ".pth", ".pt"):
+        kind, state = load_official_checkpoint(path)
+        if kind != "net_s":
+            raise AdplgError(f"{path} is an official {kind} (branch 1) checkpoint; testing needs the snippet branch "
+                             f"(files named *_model_s_*.pkl)")
+        cfg = build_config(args.preset or "ucf-i3d", args.config, _overrides(args))
+    else:
+        ckpt = Checkpoint(path)
+        cfg = build_config(args.preset, args.config, _overrides(args),
+                           base=None if args.preset else ckpt.meta["config"])
+        state = ckpt.part("net_s")
+    net_s = build_snippet_branch(cfg)
+    missing, unexpected = net_s.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise AdplgError(f"{path}: weights do not fit the configured snippet branch; missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]} (check --preset / model.* settings)")
+    return cfg, net_s
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from adplg.data.datasets import build_test_set
+    from adplg.evaluation.evaluate import evaluate, write_results
+    from adplg.training.engine import resolve_device
+
+    cfg, net_s = load_snippet_branch(args.model_file, args)
+    device = resolve_device(cfg.train.device)
+    test = build_test_set(cfg, progress=cfg.train.progress)
+    metrics, scores = evaluate(net_s.to(device), test, device, cfg.eval.far_threshold, progress=cfg.train.progress)
+    out = Path(args.out) if args.out else Path(args.model_file).with_suffix("").parent / "test"
+    write_results(out, test, metrics, scores, extra={"model_file": str(args.model_file), "config": cfg.to_dict()})
+    for k in ("auc", "ap", "pr_auc", "auc_abnormal", "far"):
+        if k in metrics:
+            print(f"{k:13s} {metrics[k]:.4f}")
+    print(f"results: {out / 'results.json'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from adplg.demo import run_demo
+
+    run_demo(Path(args.out), num_iters=args.steps, seed=args.seed, progress=not args.quiet)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adplg", description="ADPLG-VAD weakly supervised video anomaly detection")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train both branches", epilog=EXAMPLES_TRAIN,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_config_args(p, "ucf-i3d")
+    p.add_argument("--run_dir", help="run directory (default runs/<preset>-seed<seed>-<time>)")
+    p.add_argument("--resume", help="a run directory or a full checkpoint to continue")
+    p.add_argument("--no_eval", action="store_true", help="train without a test set")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("test", help="evaluate a checkpoint (ours or the authors' .pkl)", epilog=EXAMPLES_TEST,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_config_args(p, None)
+    p.add_argument("--model_file", required=True, help="our .safetensors checkpoint, a run directory, or *_model_s_*.pkl")
+    p.add_argument("--out", help="folder for results.json and scores.npz")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("demo", help="synthetic UCF-format data -> CPU-sized training -> metrics and a score plot")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--steps", type=int, default=None, help="training iterations (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("presets", help="list the presets")
+    p.set_defaults(func=cmd_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except AdplgError as exc:
+        if args.verbose:
+            raise
+        print(f"adplg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("adplg: interrupted", file=sys.stderr)
+        return 130
+
+
+def legacy_entry(preset: str, command: str) -> None:
+    """The official scripts' commands (``python ucf_main.py --thre_pesudo_a ...``) as thin wrappers."""
+    sys.exit(main([command, "--preset", preset, *sys.argv[1:]]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

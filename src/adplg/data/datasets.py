@@ -1,0 +1,165 @@
+"""Training and test sets assembled from the config: lists -> validated features -> tensors / frame GT.
+
+``build_train_set`` pools every training crop once to ``num_segments`` (the official rule, deterministic), so a
+training step only gathers indices from one resident tensor. ``build_test_set`` keeps full-length crops and builds
+the frame-level ground truth from the annotations and the actual feature lengths (or loads an official GT file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from adplg.config import Config, DataConfig
+from adplg.data.features import FeatureStore
+from adplg.data.gt import (FrameGT, SnippetLayout, build_frame_gt, load_gt_file, read_ucf_annotations,
+                           read_xd_annotations)
+from adplg.data.lists import CropItem, VideoItem, group_videos, read_list
+from adplg.errors import AdplgError
+
+
+@dataclass
+class TrainSet:
+    """Pooled training crops. ``features[i]`` is crop ``items[i]`` resampled to [T, D]."""
+
+    features: Tensor  # [N, T, D] float32
+    labels: Tensor  # [N] long, 0 normal / 1 abnormal
+    key_ids: Tensor  # [N] long, pseudo-label history key id (-1 for normal crops)
+    keys: list[str]  # key id -> key string
+    items: list[CropItem]
+
+    @property
+    def normal_index(self) -> Tensor:
+        return torch.nonzero(self.labels == 0).flatten()
+
+    @property
+    def abnormal_index(self) -> Tensor:
+        return torch.nonzero(self.labels == 1).flatten()
+
+
+@dataclass
+class TestSet:
+    """Full-length test crops grouped by video, with the frame-level ground truth in the same video order."""
+
+    store: FeatureStore
+    videos: list[VideoItem]
+    crop_index: list[list[int]]  # per video, the store indices of its crops
+    gt: FrameGT
+    video_labels: np.ndarray  # [V] 0/1
+    layout: SnippetLayout
+    video_frames: list[int] | None = None  # raw frame counts (needed by the "spread" layout)
+    video_classes: list[str] = field(default_factory=list)
+
+    def crops(self, v: int) -> np.ndarray:
+        """[C, T, D] float32: all crops of video ``v``."""
+        return np.stack([np.asarray(self.store[i]) for i in self.crop_index[v]])
+
+
+def history_key(item: CropItem, mode: str) -> str:
+    """The pseudo-label history key: the dataset's official key (``auto``), the video, or the crop file."""
+    if mode == "auto":
+        return item.history_key
+    if mode == "video":
+        return item.video
+    return f"{item.path}#{item.array_index}" if item.array_index is not None else str(item.path)
+
+
+def _read(cfg: DataConfig, which: str) -> list[CropItem]:
+    list_file = cfg.resolve(cfg.train_list if which == "train" else cfg.test_list)
+    root = cfg.train_features if which == "train" else cfg.test_features
+    return read_list(list_file, cfg.format, root=root)
+
+
+def build_train_set(cfg: Config, items: list[CropItem] | None = None, progress: bool = True) -> TrainSet:
+    data = cfg.data
+    items = _read(data, "train") if items is None else items
+    if any(item.label not in (0, 1) for item in items):
+        raise AdplgError(f"training list {data.resolve(data.train_list)} has crops without a 0/1 video label")
+    store = FeatureStore.load(items, feature_dim=data.feature_dim, crops_per_video=data.train_crops,
+                              mmap=data.mmap, progress=progress, context="training features")
+    pooled = store.pooled(data.num_segments, mode=data.resample)
+    labels = torch.tensor([item.label for item in items], dtype=torch.long)
+    keys: list[str] = []
+    key_of: dict[str, int] = {}
+    key_ids = torch.full((len(items),), -1, dtype=torch.long)
+    for i, item in enumerate(items):
+        if item.label == 1:
+            key = history_key(item, cfg.plg.key)
+            key_ids[i] = key_of.setdefault(key, len(keys))
+            if key_ids[i] == len(keys):
+                keys.append(key)
+    for name, count in (("normal", int((labels == 0).sum())), ("abnormal", int((labels == 1).sum()))):
+        if count < cfg.train.batch_size:
+            raise AdplgError(f"training list {data.resolve(data.train_list)}: {count} {name} crops, but "
+                             f"train.batch_size={cfg.train.batch_size} {name} crops are drawn per step")
+    return TrainSet(features=torch.from_numpy(np.ascontiguousarray(pooled)), labels=labels, key_ids=key_ids,
+                    keys=keys, items=list(items))
+
+
+def _layout(data: DataConfig) -> SnippetLayout:
+    return SnippetLayout(kind=data.layout.kind, frames_per_snippet=data.layout.frames_per_snippet,
+                         window=data.layout.window)
+
+
+def build_test_set(cfg: Config, progress: bool = True) -> TestSet:
+    data = cfg.data
+    items = _read(data, "test")
+    store = FeatureStore.load(items, feature_dim=data.feature_dim, crops_per_video=data.test_crops,
+                              mmap=data.mmap, progress=progress, context="test features")
+    videos = group_videos(items)
+    position = {id(item): i for i, item in enumerate(items)}
+    crop_index = [[position[id(c)] for c in video.crops] for video in videos]
+    lengths = store.lengths
+    num_snippets = []
+    for video, idx in zip(videos, crop_index):
+        crop_lengths = {int(lengths[i]) for i in idx}
+        if len(crop_lengths) != 1:
+            raise AdplgError(f"video {video.name}: its crops have different lengths {sorted(crop_lengths)} "
+                             f"(files {', '.join(str(c.path) for c in video.crops)})")
+        num_snippets.append(crop_lengths.pop())
+    layout = _layout(data)
+    names = [v.name for v in videos]
+    if data.gt_file is not None:
+        gt = load_gt_file(data.resolve(data.gt_file), names, [layout.num_frames(t) for t in num_snippets])
+    elif data.annotations is not None:
+        path = data.resolve(data.annotations)
+        reader = read_ucf_annotations if data.annotation_format == "ucf" else read_xd_annotations
+        intervals = reader(path)
+        gt = build_frame_gt(names, num_snippets, intervals, layout=layout)
+    else:
+        raise AdplgError("data.annotations or data.gt_file must be set to evaluate (frame-level GT is needed)")
+    labels = np.array([v.label for v in videos])
+    from_gt = np.array([int(gt.labels[gt.offsets[i]:gt.offsets[i + 1]].any()) for i in range(len(videos))])
+    labels = np.where(labels < 0, from_gt, labels)  # SHT test lists carry no label column
+    return TestSet(store=store, videos=videos, crop_index=crop_index, gt=gt, video_labels=labels, layout=layout)
+
+
+def data_manifest(cfg: Config, train: TrainSet | None, test: TestSet | None) -> dict:
+    """What data a run used: list files (size, sha256), counts, shapes. Saved with every run and checkpoint."""
+    import hashlib
+
+    def describe(path: Path | None) -> dict | None:
+        if path is None or not Path(path).is_file():
+            return None
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return {"path": str(path), "bytes": Path(path).stat().st_size, "sha256": digest}
+
+    data = cfg.data
+    out: dict = {"train_list": describe(data.resolve(data.train_list)),
+                 "test_list": describe(data.resolve(data.test_list)),
+                 "annotations": describe(data.resolve(data.annotations)),
+                 "gt_file": describe(data.resolve(data.gt_file)),
+                 "train_root": data.train_features, "test_root": data.test_features}
+    if train is not None:
+        out["train"] = {"crops": len(train.items), "normal_crops": int((train.labels == 0).sum()),
+                        "abnormal_crops": int((train.labels == 1).sum()), "history_keys": len(train.keys),
+                        "pooled_shape": list(train.features.shape)}
+    if test is not None:
+        out["test"] = {"videos": len(test.videos), "crops": len(test.store),
+                       "abnormal_videos": int(test.video_labels.sum()), "gt_frames": int(len(test.gt.labels)),
+                       "gt_abnormal_frames": int(test.gt.labels.sum())}
+    return out

@@ -1,0 +1,23 @@
+"""Config -> plain constructor arguments for both branches."""
+
+from __future__ import annotations
+
+from adplg.config import Config
+from adplg.models.snippet_branch import SnippetBranch
+from adplg.models.video_branch import VideoBranch
+
+
+def build_video_branch(cfg: Config) -> VideoBranch:
+    m = cfg.model
+    return VideoBranch(in_dim=cfg.data.feature_dim, model_dim=m.model_dim, attn_dim=m.attn_dim,
+                       hidden_dim=m.video_hidden_dim, dropout=m.video_dropout, input_adapter=m.input_adapter)
+
+
+def build_snippet_branch(cfg: Config) -> SnippetBranch:
+    m = cfg.model
+    return SnippetBranch(in_dim=cfg.data.feature_dim, model_dim=m.model_dim, windows=tuple(m.windows),
+                         local_heads=m.local_heads, local_dim_head=m.local_dim_head, local_out_dim=m.local_out_dim,
+                         max_len=m.max_len, global_depth=m.global_depth, global_heads=m.global_heads,
+                         global_dim_head=m.global_dim_head, mlp_dim=m.mlp_dim, dropout=m.dropout,
+                         hidden_dim=m.hidden_dim, cls_dropout=m.cls_dropout, input_adapter=m.input_adapter,
+                         attention=m.attention)

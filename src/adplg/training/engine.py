@@ -1,0 +1,262 @@
+"""The synchronous two-branch training loop (METHOD.md sections 1.2 and 3) and its run directory.
+
+One step: branch 1 forward on 32 normal + 32 abnormal pooled crops -> pseudo-labels from its self attention ->
+branch 1 Adam step; after ``warm_up`` steps branch 2 learns from those labels on the same batch (Adam + StepLR).
+Every ``eval_every`` steps past warm-up the snippet branch is evaluated on the test set and checkpointed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from sklearn.metrics import roc_auc_score
+from torch import Tensor
+
+from adplg.config import Config
+from adplg.data.datasets import TestSet, TrainSet
+from adplg.errors import AdplgError
+from adplg.evaluation.evaluate import evaluate, write_results
+from adplg.losses import snippet_loss, video_branch_losses
+from adplg.models.build import build_snippet_branch, build_video_branch
+from adplg.training.checkpoint import Checkpoint, atomic_write_text, save_checkpoint, versions
+from adplg.training.pseudo_labels import PseudoLabelGenerator
+from adplg.training.sampler import EpochSampler
+
+log = logging.getLogger("adplg")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise AdplgError(f"train.device: unknown device {name!r} (expected auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AdplgError(f"train.device={name!r} but CUDA is not available on this machine")
+    return device
+
+
+def split_validation(train: TrainSet, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Hold out ``fraction`` of the training *videos* of each class (all their crops); returns (train, val) indices."""
+    if fraction <= 0:
+        return torch.arange(len(train.items)), torch.zeros(0, dtype=torch.long)
+    rng = np.random.default_rng(seed)
+    videos = sorted({(item.label, item.video) for item in train.items})
+    held: set[str] = set()
+    for label in (0, 1):
+        names = [v for lab, v in videos if lab == label]
+        held.update(rng.choice(names, size=max(1, round(fraction * len(names))), replace=False).tolist())
+    is_val = torch.tensor([item.video in held for item in train.items])
+    return torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
+
+
+class Trainer:
+    """Owns both branches, their optimizers, the pseudo-label state, the samplers and the run directory."""
+
+    def __init__(self, cfg: Config, train: TrainSet, test: TestSet | None, run_dir: Path,
+                 device: torch.device | None = None, manifest: dict | None = None):
+        self.cfg = cfg
+        self.device = device or resolve_device(cfg.train.device)
+        self.run_dir = Path(run_dir)
+        self.train_set = train
+        self.test = test
+        self.manifest = manifest or {}
+        t = cfg.train
+        seed_everything(t.seed)
+        self.net_v = build_video_branch(cfg).to(self.device)
+        self.net_s = build_snippet_branch(cfg).to(self.device)
+        optim = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
+        self.opt_v = optim(self.net_v.parameters(), lr=t.lr_v, betas=(0.9, 0.999), weight_decay=t.weight_decay)
+        self.opt_s = optim(self.net_s.parameters(), lr=t.lr_s, betas=(0.9, 0.999), weight_decay=t.weight_decay)
+        self.sched_s = torch.optim.lr_scheduler.StepLR(self.opt_s, step_size=t.sch_step, gamma=t.sch_gamma)
+        self.features = train.features.to(self.device)
+        self.key_ids = train.key_ids.to(self.device)
+        train_idx, self.val_idx = split_validation(train, t.val_fraction, t.seed)
+        labels = train.labels[train_idx]
+        self.sampler_n = EpochSampler(train_idx[labels == 0], t.batch_size, torch.Generator().manual_seed(t.seed))
+        self.sampler_a = EpochSampler(train_idx[labels == 1], t.batch_size, torch.Generator().manual_seed(t.seed + 1))
+        self.plg = PseudoLabelGenerator(len(train.keys), cfg.data.num_segments, cfg.plg.history,
+                                        cfg.plg.mean_threshold, cfg.plg.var_threshold, device=self.device)
+        self.step = 0
+        self.history: list[dict] = []  # every evaluation: step, test metrics, val score
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, step: int) -> dict[str, float]:
+        cfg = self.cfg
+        idx_n, idx_a = self.sampler_n.next().to(self.device), self.sampler_a.next().to(self.device)
+        x = torch.cat([self.features[idx_n], self.features[idx_a]])  # [2B, T, D]
+        b = idx_n.shape[0]
+        video_labels = torch.cat([torch.zeros(b), torch.ones(b)]).to(self.device)
+
+        self.net_v.train()
+        out = self.net_v(x)
+        labels = self.plg.update(self.key_ids[idx_a], out.a_att_norm.detach())
+        w = cfg.loss
+        terms = video_branch_losses(out, video_labels, weights={"video": w.video, "triplet": w.triplet, "cos": w.cos,
+                                                                 "smooth": w.smooth, "sparsity": w.sparsity},
+                                    smooth_axis=w.smooth_axis)
+        self.opt_v.zero_grad(set_to_none=True)
+        terms.total.backward()
+        self.opt_v.step()
+        logs = {"loss_v": terms.total.item(), "video_bce": terms.video_bce.item(), "triplet": terms.triplet.item(),
+                "cos": terms.cos.item(), "hard_frac": labels.hard.float().mean().item()}
+
+        if step > cfg.train.warm_up:
+            self.net_s.train()
+            scores = self.net_s(x)  # [2B, T]
+            targets = torch.cat([torch.zeros_like(labels.targets), labels.targets])
+            keep = torch.cat([torch.ones_like(labels.keep), labels.keep])
+            loss_s = w.snippet * snippet_loss(scores, targets, keep, faithful_nan_trick=w.snippet_nan_trick)
+            self.opt_s.zero_grad(set_to_none=True)
+            loss_s.backward()
+            self.opt_s.step()
+            self.sched_s.step()
+            logs["loss_s"] = loss_s.item()
+        return logs
+
+    # ------------------------------------------------------------------ selection without the test set
+    @torch.no_grad()
+    def validation_score(self) -> float | None:
+        """Video AUC of the mean top-k snippet score on held-out training crops (video labels only)."""
+        if len(self.val_idx) == 0:
+            return None
+        self.net_s.eval()
+        scores = []
+        for chunk in self.val_idx.split(256):
+            s = self.net_s(self.features[chunk.to(self.device)])  # [n, T]
+            k = min(self.cfg.train.val_top_k, s.shape[1])
+            scores.append(s.topk(k, dim=1).values.mean(dim=1).cpu())
+        labels = self.train_set.labels[self.val_idx].numpy()
+        return float(roc_auc_score(labels, torch.cat(scores).numpy()))
+
+    # ------------------------------------------------------------------ checkpoint state
+    def _state_tensors(self) -> dict[str, Tensor]:
+        tensors = {f"plg.{k}": v for k, v in self.plg.state_dict().items()}
+        tensors.update({f"sampler_n.{k}": v for k, v in self.sampler_n.state_dict().items()})
+        tensors.update({f"sampler_a.{k}": v for k, v in self.sampler_a.state_dict().items()})
+        tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            tensors["rng.cuda"] = torch.cuda.get_rng_state()
+        return tensors
+
+    def save(self, name: str, metrics: dict | None = None, full: bool = True) -> Path:
+        path = self.run_dir / "checkpoints" / name
+        return save_checkpoint(
+            path, net_v=self.net_v, net_s=self.net_s, step=self.step, config=self.cfg.to_dict(), metrics=metrics,
+            optimizers={"v": self.opt_v, "s": self.opt_s} if full else None,
+            scheduler=self.sched_s if full else None, extra_tensors=self._state_tensors() if full else None,
+            extra_meta={"data_manifest": self.manifest, "history_keys": self.train_set.keys if full else None,
+                        "evaluations": self.history, "seed": self.cfg.train.seed})
+
+    def resume(self, ckpt: Checkpoint) -> None:
+        self.net_v.load_state_dict(ckpt.part("net_v"))
+        self.net_s.load_state_dict(ckpt.part("net_s"))
+        if "optim_v" not in ckpt.meta:
+            raise AdplgError(f"{ckpt.path} holds weights only; resume needs a full checkpoint (checkpoints/last)")
+        if ckpt.meta.get("history_keys") != self.train_set.keys:
+            raise AdplgError(f"{ckpt.path}: the training data differs from the checkpoint's (pseudo-label keys differ)")
+        self.opt_v.load_state_dict(ckpt.optimizer_state("v"))
+        self.opt_s.load_state_dict(ckpt.optimizer_state("s"))
+        self.sched_s.load_state_dict(ckpt.meta["scheduler"])
+        extra = ckpt.part("extra")
+        self.plg.load_state_dict({k[4:]: v.to(self.device) for k, v in extra.items() if k.startswith("plg.")})
+        self.sampler_n.load_state_dict({k[10:]: v for k, v in extra.items() if k.startswith("sampler_n.")})
+        self.sampler_a.load_state_dict({k[10:]: v for k, v in extra.items() if k.startswith("sampler_a.")})
+        torch.set_rng_state(extra["rng.torch"])
+        if "rng.cuda" in extra and torch.cuda.is_available():
+            torch.cuda.set_rng_state(extra["rng.cuda"])
+        self.step = int(ckpt.meta["step"])
+        self.history = list(ckpt.meta.get("evaluations") or [])
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> dict:
+        from tqdm import tqdm
+
+        t = self.cfg.train
+        metrics_file = self.run_dir / "metrics.jsonl"
+        bar = tqdm(total=t.num_iters, initial=self.step, desc="train", disable=not t.progress, dynamic_ncols=True)
+        running: dict[str, list[float]] = {}
+        while self.step < t.num_iters:
+            self.step += 1
+            logs = self.train_step(self.step)
+            for k, v in logs.items():
+                running.setdefault(k, []).append(v)
+            bar.update(1)
+            if self.step % t.log_every == 0:
+                mean = {k: float(np.mean(v)) for k, v in running.items()}
+                running.clear()
+                bar.set_postfix({k: f"{v:.3f}" for k, v in mean.items() if k in ("loss_v", "loss_s")})
+                self._append(metrics_file, {"step": self.step, "kind": "train", **mean})
+            last = self.step == t.num_iters
+            if self.step > t.warm_up and (self.step % t.eval_every == 0 or last):
+                self._evaluate_and_save(metrics_file)
+        bar.close()
+        self.save("last")
+        return self.summary()
+
+    def _evaluate_and_save(self, metrics_file: Path) -> None:
+        record: dict = {"step": self.step}
+        val = self.validation_score()
+        if val is not None:
+            record["val_video_auc"] = val
+        if self.test is not None:
+            metrics, scores = evaluate(self.net_s, self.test, self.device, self.cfg.eval.far_threshold)
+            record["test"] = metrics
+            write_results(self.run_dir / "evals" / f"step_{self.step}", self.test, metrics, scores,
+                          extra={"step": self.step, "val_video_auc": val})
+        self.history.append(record)
+        self._append(metrics_file, {"kind": "eval", **record})
+        primary = record.get("test", {}).get(self.cfg.eval.primary)
+        log.info("step %d: %s=%s val_video_auc=%s", self.step, self.cfg.eval.primary, primary, val)
+        self.save(f"step_{self.step}", metrics=record, full=False)
+        self.save("last", metrics=record)
+        atomic_write_text(self.run_dir / "summary.json", json.dumps(self.summary(), indent=2))
+
+    def summary(self) -> dict:
+        """Model selection: the last evaluation, the validation-selected one (no test labels), best-on-test (labelled)."""
+        primary = self.cfg.eval.primary
+        out: dict = {"primary_metric": primary, "evaluations": len(self.history)}
+        if not self.history:
+            return out
+        out["last"] = self.history[-1]
+        with_val = [h for h in self.history if "val_video_auc" in h]
+        if with_val:
+            out["val_selected"] = max(with_val, key=lambda h: h["val_video_auc"])
+        with_test = [h for h in self.history if "test" in h]
+        if with_test:
+            best = max(with_test, key=lambda h: h["test"][primary])
+            out["best_on_test"] = {**best, "note": "selected on the test set: for comparison only, not a result"}
+        return out
+
+    @staticmethod
+    def _append(path: Path, record: dict) -> None:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(record, default=float) + "\n")
+
+
+def create_run_dir(cfg: Config, run_dir: str | Path | None = None) -> Path:
+    """A new run directory with the resolved config and the versions; never overwrites an existing run."""
+    if run_dir is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(cfg.output_dir) / f"{cfg.name}-seed{cfg.train.seed}-{stamp}"
+    run_dir = Path(run_dir)
+    if (run_dir / "config.yaml").exists():
+        raise AdplgError(f"run directory {run_dir} already holds a run; use --resume {run_dir} or another --run_dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_text(run_dir / "versions.json", json.dumps(versions(), indent=2))
+    return run_dir
