@@ -1,0 +1,255 @@
+"""Feature loading with up-front validation, and the training-time resampling to a fixed number of segments.
+
+``FeatureStore.load`` reads every crop file once (or memory-maps it), checks it, and reports *all* problems of the
+load in one ``DataValidationError``; nothing is read from disk after that.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from adplg.data.lists import CropItem
+from adplg.errors import AdplgError, DataValidationError
+
+__all__ = ["FeatureStore", "resample_segments", "RESAMPLE_MODES"]
+
+RESAMPLE_MODES = ("mean", "pad")
+
+_FINITE_CHUNK = 1 << 22  # elements per chunk when counting non-finite values (bounds memory on memory-mapped files)
+
+
+def _segment_bounds(length: int, num_segments: int) -> np.ndarray:
+    # The official rule: np.linspace(0, L, S + 1) truncated to integers (kept as linspace for bit-identical bounds).
+    return np.linspace(0, length, num_segments + 1).astype(np.int64)
+
+
+def resample_segments(feat: np.ndarray, num_segments: int = 64, mode: str = "mean") -> np.ndarray:
+    """Resample a ``[L, D]`` crop to ``[num_segments, D]`` float32 (METHOD §4.1).
+
+    ``mode="mean"`` (the official I3D rule): ``r = linspace(0, L, S + 1)`` cast to int64; segment ``i`` is the mean of
+    ``feat[r_i:r_{i+1}]``, or ``feat[r_i]`` alone when ``r_i == r_{i+1}`` (so ``L < S`` repeats snippets and
+    ``L == S`` is the identity).
+
+    ``mode="pad"`` (VadCLIP's ``process_feat`` with ``is_random=False``, used by the CLIP XD loader): ``L > S`` averages
+    with the same rule as ``"mean"``; ``L <= S`` keeps the ``L`` snippets and appends ``S - L`` rows of zeros.
+
+    The segment means are accumulated in float64 and rounded once to float32 (the official per-segment ``np.mean``
+    in float32 agrees to float32 rounding).
+    """
+    if mode not in RESAMPLE_MODES:
+        raise AdplgError(f"unknown resample mode {mode!r} (expected one of {', '.join(RESAMPLE_MODES)})")
+    feat = np.asarray(feat)
+    if feat.ndim != 2:
+        raise AdplgError(f"resample_segments: expected a [L, D] array, got shape {feat.shape}")
+    length, dim = feat.shape
+    if length < 1:
+        raise AdplgError("resample_segments: expected at least one snippet, got L = 0")
+    if num_segments < 1:
+        raise AdplgError(f"resample_segments: expected num_segments >= 1, got {num_segments}")
+    if mode == "pad" and length <= num_segments:
+        out = np.zeros((num_segments, dim), dtype=np.float32)
+        out[:length] = feat
+        return out
+    r = _segment_bounds(length, num_segments)
+    starts = r[:-1]
+    counts = np.maximum(r[1:] - starts, 1)
+    # reduceat sums [r_i, r_{i+1}) and returns feat[r_i] itself where r_i == r_{i+1}: exactly the official rule.
+    sums = np.add.reduceat(feat.astype(np.float64, copy=False), starts, axis=0)
+    return (sums / counts[:, None]).astype(np.float32)
+
+
+class FeatureStore:
+    """Every crop's features read once (``np.load``, or memory-mapped with ``mmap=True``) and validated.
+
+    ``store[i]`` is the ``[T_i, D]`` float32 array of ``store.items[i]`` (a read-only view for memory-mapped float32
+    files; float16/float64 files are converted on access when memory-mapped, at load time otherwise).
+    """
+
+    def __init__(self, items: Sequence[CropItem], arrays: Sequence[np.ndarray]):
+        if len(items) != len(arrays):
+            raise ValueError("items and arrays must have the same length")
+        self.items: list[CropItem] = list(items)
+        self._arrays = list(arrays)
+        self._lengths = np.array([a.shape[0] for a in self._arrays], dtype=np.int64)
+        dims = {a.shape[1] for a in self._arrays}
+        if len(dims) > 1:
+            raise ValueError(f"arrays disagree on the feature dimension: {sorted(dims)}")
+        self._dim = dims.pop() if dims else 0
+        self._pooled: dict[tuple[int, str], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        a = self._arrays[i]
+        return a if a.dtype == np.float32 else a.astype(np.float32)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Snippet count T_i of every item, int64."""
+        return self._lengths
+
+    @property
+    def feature_dim(self) -> int:
+        return self._dim
+
+    def pooled(self, num_segments: int = 64, mode: str = "mean") -> np.ndarray:
+        """``[N, num_segments, D]`` float32: every crop resampled once (``resample_segments``); cached per
+        ``(num_segments, mode)``, so treat the result as read-only."""
+        key = (int(num_segments), mode)
+        if key not in self._pooled:
+            out = np.empty((len(self), num_segments, self._dim), dtype=np.float32)
+            for i in range(len(self)):
+                out[i] = resample_segments(self._arrays[i], num_segments, mode)
+            self._pooled[key] = out
+        return self._pooled[key]
+
+    # ----------------------------------------------------------------------------------------------------- loading
+    @classmethod
+    def load(
+        cls,
+        items: Sequence[CropItem],
+        feature_dim: int | None = None,
+        crops_per_video: int | None = None,
+        mmap: bool = False,
+        progress: bool = True,
+        context: str = "features",
+        equal_crop_lengths: bool = True,
+    ) -> "FeatureStore":
+        """Read and validate the feature file of every item.
+
+        Checks, per file: it exists; ``np.load`` can read it (a truncated or corrupt file fails here); it is a plain
+        ``.npy`` array of a float dtype; ``ndim`` is 2 (``[T, D]``), or 3 (``[T, C, D]``) for items with an
+        ``array_index`` (which must be ``< C``); ``T >= 1``; the last axis equals ``feature_dim`` (when given; else
+        every file must agree with the most common dimension); every value is finite (the count of NaN/Inf is
+        reported). Across items: each video has ``crops_per_video`` crops (when given) and, with
+        ``equal_crop_lengths``, all crops of a video have the same T (the crop scores are averaged at test time).
+
+        Each distinct file is read once even when several items share it. All problems are collected and raised in
+        one ``DataValidationError`` whose messages name the file, the expected and the actual value.
+        """
+        items = list(items)
+        if not items:
+            raise AdplgError(f"{context}: no feature files to load (expected at least one item, got 0)")
+        by_file: dict[Path, list[int]] = {}
+        for i, it in enumerate(items):
+            by_file.setdefault(Path(it.path), []).append(i)
+
+        problems: list[str] = []
+        arrays: list[np.ndarray | None] = [None] * len(items)
+        file_dims: dict[Path, int] = {}
+        for path, idxs in tqdm(by_file.items(), total=len(by_file), desc=f"loading {context}", unit="file",
+                               disable=not progress, leave=False):
+            loaded = _load_file(path, [items[i] for i in idxs], feature_dim, mmap, problems)
+            if loaded is None:
+                continue
+            arr_list, dim = loaded
+            file_dims[path] = dim
+            for i, a in zip(idxs, arr_list):
+                arrays[i] = a
+
+        # feature dimension consistency when no dimension was given
+        if feature_dim is None and file_dims:
+            majority, _ = Counter(file_dims.values()).most_common(1)[0]
+            for path, dim in file_dims.items():
+                if dim != majority:
+                    problems.append(
+                        f"{path}: feature dimension differs from the other files: expected {majority} "
+                        f"(the most common), got {dim}"
+                    )
+                    for i in by_file[path]:
+                        arrays[i] = None
+
+        # crops per video, equal crop lengths
+        per_video: dict[str, list[int]] = {}
+        for i, it in enumerate(items):
+            per_video.setdefault(it.video, []).append(i)
+        for video, idxs in per_video.items():
+            first = items[idxs[0]].path
+            if crops_per_video is not None and len(idxs) != crops_per_video:
+                problems.append(
+                    f"{first}: video {video!r} has the wrong number of crops: expected {crops_per_video}, "
+                    f"got {len(idxs)}"
+                )
+            if equal_crop_lengths:
+                lens = {_item_name(items[i]): arrays[i].shape[0] for i in idxs if arrays[i] is not None}
+                if len(set(lens.values())) > 1:
+                    ref = next(iter(lens.values()))
+                    odd = ", ".join(f"{p}: {n}" for p, n in lens.items() if n != ref)
+                    problems.append(
+                        f"{first}: crops of video {video!r} differ in length: expected T = {ref} for every crop, "
+                        f"got {odd}"
+                    )
+
+        if problems:
+            raise DataValidationError(problems, context=context)
+        return cls(items, arrays)  # type: ignore[arg-type]
+
+
+def _item_name(item: CropItem) -> str:
+    return str(item.path) if item.array_index is None else f"{item.path}[:, {item.array_index}]"
+
+
+def _load_file(path: Path, file_items: list[CropItem], feature_dim, mmap: bool, problems: list[str]):
+    """Read and check one file; return (one array per item, feature dim) or None after appending problems."""
+    if not path.is_file():
+        what = "is a folder" if path.exists() else "not found"
+        problems.append(f"{path}: feature file {what} (expected an existing .npy file; video {file_items[0].video!r})")
+        return None
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a user-data problem
+        problems.append(f"{path}: cannot be read as a .npy array (truncated or corrupt?): {type(exc).__name__}: {exc}")
+        return None
+    if not isinstance(arr, np.ndarray):  # an .npz archive
+        if hasattr(arr, "close"):
+            arr.close()
+        problems.append(f"{path}: expected a .npy array, got an .npz archive")
+        return None
+
+    n0 = len(problems)
+    indexed = [it.array_index is not None for it in file_items]
+    if any(indexed) and not all(indexed):
+        problems.append(f"{path}: used both as a [T, D] file and as a [T, C, D] file by the list")
+        return None
+    want_ndim = 3 if indexed[0] else 2
+    want_shape = "[T, C, D]" if want_ndim == 3 else "[T, D]"
+    if arr.ndim != want_ndim:
+        problems.append(f"{path}: wrong number of dimensions: expected {want_ndim} ({want_shape}), got {arr.ndim} "
+                        f"(shape {arr.shape})")
+        return None
+    if not np.issubdtype(arr.dtype, np.floating):
+        problems.append(f"{path}: wrong dtype: expected a float dtype (float16/32/64), got {arr.dtype}")
+    if arr.shape[0] < 1:
+        problems.append(f"{path}: no snippets: expected T >= 1, got shape {arr.shape}")
+    dim = int(arr.shape[-1])
+    if feature_dim is not None and dim != feature_dim:
+        problems.append(f"{path}: wrong feature dimension: expected {feature_dim}, got {dim} (shape {arr.shape})")
+    if want_ndim == 3:
+        bad = sorted({it.array_index for it in file_items if not 0 <= it.array_index < arr.shape[1]})
+        if bad:
+            problems.append(f"{path}: crop index out of range: expected < {arr.shape[1]} (C of shape {arr.shape}), "
+                            f"got {bad}")
+    if len(problems) == n0 and np.issubdtype(arr.dtype, np.floating):
+        flat = arr.reshape(-1, order="A")  # a view for C- and Fortran-ordered files
+        nonfinite = 0
+        for s in range(0, flat.size, _FINITE_CHUNK):
+            chunk = flat[s:s + _FINITE_CHUNK]
+            nonfinite += chunk.size - int(np.count_nonzero(np.isfinite(chunk)))
+        if nonfinite:
+            problems.append(f"{path}: non-finite values: expected all finite, got {nonfinite} NaN/Inf of {flat.size}")
+    if len(problems) != n0:
+        return None
+
+    out = []
+    for it in file_items:
+        a = arr if want_ndim == 2 else arr[:, it.array_index, :]
+        if not mmap:
+            a = np.ascontiguousarray(a, dtype=np.float32)
+        out.append(a)
+    return out, dim

@@ -1,0 +1,356 @@
+"""Readers for the list files that name the feature files of a split (METHOD §4.2).
+
+Supported layouts (``LIST_FORMATS``):
+
+``ucf``
+    One crop path per line (``UCF_Train.list``, ``UCF_Test.list``). Crop 0 has no suffix, crops 1..9 end in ``__k``.
+    Label 0 when ``Normal`` is in the file name. History key: the file name up to ``_x264`` (``Abuse001``), shared by
+    the crops of a video (METHOD §2.5).
+``xd``
+    One crop path per line (``XD_Train.list``, ``XD_Test.list``), crops ``__0..__4``. Label 0 when ``_label_A`` is in
+    the file name. History key: the full path of the crop file (as resolved by this reader).
+``sht``
+    ``<path> [label]`` per line (``SHT_Train.list`` has a ``1.0``/``0.0`` column, ``SHT_Test.list`` has none), crops
+    ``_0..._9``. A line without a label column gets ``label = -1`` (unknown): the test labels come from the frame GT
+    (a video is abnormal when any of its GT frames is 1), see ``adplg.data.gt``. History key: the crop file name
+    without ``.npy`` (``01_0014_3``).
+``csv``
+    VadCLIP csv with a header holding ``path`` and ``label`` columns (``ucf_CLIP_rgb.csv`` ...). Crops ``__k``. Label 0
+    when the label column is ``Normal`` or ``A`` (the XD normal class) or ``0``, else 1. Relative paths are resolved
+    against the csv's folder when ``root`` is not given. History key: the crop file name without ``.npy``.
+``folder``
+    A csv with ``video`` and ``label`` columns; the features of a video are ``<root or the csv's folder>/<video>.npy``,
+    either ``[T, D]`` (one crop) or ``[T, C, D]`` (``C`` crops, one ``CropItem`` per crop with ``array_index``). The
+    array headers are read here (to count the crops); their contents are validated by ``FeatureStore.load``. History
+    key: the video name for a ``[T, D]`` file, ``<video>__<c>`` for crop ``c`` of a ``[T, C, D]`` file.
+
+Re-rooting: the official lists hold the authors' absolute paths. With ``root`` given, the part of every path after
+``strip_prefix`` (default: the longest common directory prefix of all paths of the list) is joined onto ``root``::
+
+    read_list("UCF_Train.list", "ucf", root="/data/ucf")[0].path == Path("/data/ucf/Abuse/Abuse001_x264.npy")
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from adplg.errors import AdplgError, DataValidationError
+
+__all__ = [
+    "CropItem",
+    "VideoItem",
+    "LIST_FORMATS",
+    "read_list",
+    "group_videos",
+    "split_crop_suffix",
+    "parse_label",
+    "common_dir_prefix",
+]
+
+LIST_FORMATS = ("ucf", "xd", "sht", "csv", "folder")
+
+_CROP_SUFFIX = re.compile(r"^(.*)__(\d+)$")  # UCF / XD / csv: name__k
+_SHT_CROP_SUFFIX = re.compile(r"^(.*)_(\d{1,2})$")  # SHT: 01_0014_3 (video ids have 3-4 digits after '_')
+_NORMAL_CLASS_NAMES = ("normal", "a")
+
+
+@dataclass(frozen=True)
+class CropItem:
+    """One crop feature file (or one crop of a ``[T, C, D]`` file) of a list."""
+
+    path: Path
+    video: str
+    crop: int
+    label: int
+    history_key: str
+    array_index: int | None = None
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    """The crops of one video, in list order."""
+
+    name: str
+    label: int
+    crops: tuple[CropItem, ...]
+
+
+# ----------------------------------------------------------------------------------------------------------- helpers
+def split_crop_suffix(stem: str, fmt: str = "ucf") -> tuple[str, int]:
+    """``'Abuse001_x264__3'`` -> ``('Abuse001_x264', 3)``; no suffix -> crop 0. ``fmt='sht'``: ``'01_0014_3'``."""
+    m = (_SHT_CROP_SUFFIX if fmt == "sht" else _CROP_SUFFIX).match(stem)
+    if m is None:
+        return stem, 0
+    return m.group(1), int(m.group(2))
+
+
+def parse_label(value: str) -> int:
+    """A label column: ``0``/``1`` (also ``0.0``/``1.0``), or a class name where ``Normal``/``A`` mean normal (0)."""
+    v = value.strip()
+    if not v:
+        raise ValueError("empty label")
+    try:
+        f = float(v)
+    except ValueError:
+        return 0 if v.lower() in _NORMAL_CLASS_NAMES else 1
+    if f not in (0.0, 1.0):
+        raise ValueError(f"numeric label must be 0 or 1, got {v!r}")
+    return int(f)
+
+
+def _parts(path_str: str) -> tuple[str, ...]:
+    """Path components (a leading ``''`` marks an absolute path); Windows separators are accepted too
+    (``G:\\feats\\a.npy``)."""
+    raw = path_str.replace("\\", "/").split("/")
+    return tuple(p for i, p in enumerate(raw) if (p and p != ".") or i == 0)
+
+
+def common_dir_prefix(paths: list[str]) -> tuple[str, ...]:
+    """Longest common directory prefix (as components) of the parent folders of ``paths``."""
+    if not paths:
+        return ()
+    prefix = _parts(paths[0])[:-1]
+    for p in paths[1:]:
+        parts = _parts(p)[:-1]
+        n = 0
+        for a, b in zip(prefix, parts):
+            if a != b:
+                break
+            n += 1
+        prefix = prefix[:n]
+        if not prefix:
+            break
+    return prefix
+
+
+def _stem(path_str: str) -> str:
+    name = path_str.replace("\\", "/").rsplit("/", 1)[-1]
+    return name[:-4] if name.endswith(".npy") else name
+
+
+# ------------------------------------------------------------------------------------------------------- raw reading
+def _read_lines(list_file: Path) -> list[tuple[int, str]]:
+    try:
+        text = list_file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise AdplgError(f"list file {list_file}: not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AdplgError(f"list file {list_file}: cannot be read ({exc})") from None
+    lines = [(i + 1, ln.strip()) for i, ln in enumerate(text.splitlines())]
+    lines = [(i, ln) for i, ln in lines if ln]
+    if not lines:
+        raise AdplgError(f"list file {list_file}: empty (expected at least one entry, got 0 lines)")
+    return lines
+
+
+def _read_csv(list_file: Path, required: tuple[str, str]) -> list[tuple[int, dict[str, str]]]:
+    lines = _read_lines(list_file)  # errors for missing / unreadable / empty files
+    rows = list(csv.reader([ln for _, ln in lines]))
+    header = [h.strip().lower() for h in rows[0]]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise AdplgError(
+            f"list file {list_file}, line {lines[0][0]}: expected a header with columns {','.join(required)}, "
+            f"got {','.join(rows[0])!r}"
+        )
+    out = []
+    problems = []
+    for (lineno, _), row in zip(lines[1:], rows[1:]):
+        if len(row) != len(header):
+            problems.append(
+                f"list file {list_file}, line {lineno}: expected {len(header)} columns ({','.join(header)}), "
+                f"got {len(row)}: {','.join(row)!r}"
+            )
+            continue
+        out.append((lineno, {h: v.strip() for h, v in zip(header, row)}))
+    if problems:
+        raise DataValidationError(problems, context=f"list file {list_file}")
+    if not out:
+        raise AdplgError(f"list file {list_file}: empty (expected at least one row after the header, got 0)")
+    return out
+
+
+class _Rerooter:
+    """Maps the path strings of one list onto the user's disk."""
+
+    def __init__(self, list_file: Path, raw_paths: list[str], root, strip_prefix, relative_to_list: bool):
+        self.list_file = list_file
+        self.root = None if root is None else Path(root)
+        self.relative_to_list = relative_to_list
+        if self.root is not None:
+            if strip_prefix is None:
+                self.prefix = common_dir_prefix(raw_paths)
+            else:
+                self.prefix = _parts(str(strip_prefix))
+
+    def __call__(self, raw: str) -> Path:
+        """Raises ValueError when the path does not start with the prefix to strip."""
+        if self.root is None:
+            p = Path(raw)
+            if self.relative_to_list and not p.is_absolute():
+                p = self.list_file.parent / p
+            return p
+        parts = _parts(raw)
+        n = len(self.prefix)
+        if tuple(parts[:n]) != self.prefix or len(parts) <= n:
+            raise ValueError(f"expected a path under {'/'.join(self.prefix) or '(empty prefix)'!r}, got {raw!r}")
+        return self.root.joinpath(*parts[n:])
+
+
+# ------------------------------------------------------------------------------------------------------- the readers
+def read_list(list_file, fmt: str, root=None, strip_prefix=None) -> list[CropItem]:
+    """Read a list file into ``CropItem``s, in list order (see the module docstring for the formats)."""
+    if fmt not in LIST_FORMATS:
+        raise AdplgError(f"list file {list_file}: unknown list format {fmt!r} (expected one of {', '.join(LIST_FORMATS)})")
+    list_file = Path(list_file)
+    if fmt == "folder":
+        return _read_folder(list_file, root)
+    problems: list[tuple[int, str]] = []  # (line number, message): every problem of the file, raised once
+    if fmt == "csv":
+        entries = [(ln, row["path"], row["label"]) for ln, row in _read_csv(list_file, ("path", "label"))]
+    else:
+        entries = []
+        for lineno, line in _read_lines(list_file):
+            where = f"list file {list_file}, line {lineno}"
+            if fmt == "sht":
+                toks = line.split()
+                if len(toks) > 2 or not toks[0].endswith(".npy"):
+                    problems.append((lineno, f"{where}: expected '<path>.npy [label]', got {line!r}"))
+                    continue
+                entries.append((lineno, toks[0], toks[1] if len(toks) == 2 else None))
+            else:
+                if not line.endswith(".npy"):
+                    problems.append((lineno, f"{where}: expected a path ending in .npy, got {line!r}"))
+                    continue
+                entries.append((lineno, line, None))
+
+    reroot = _Rerooter(list_file, [e[1] for e in entries], root, strip_prefix, relative_to_list=(fmt == "csv"))
+    items: list[CropItem] = []
+    for lineno, raw, label_str in entries:
+        where = f"list file {list_file}, line {lineno}"
+        try:
+            path = reroot(raw)
+        except ValueError as exc:
+            problems.append((lineno, f"{where}: {exc}"))
+            continue
+        stem = _stem(raw)
+        video, crop = split_crop_suffix(stem, "sht" if fmt == "sht" else "ucf")
+        if fmt == "ucf":
+            label = 0 if "Normal" in stem else 1
+            key = stem.split("_x264")[0] if "_x264" in stem else video
+        elif fmt == "xd":
+            label = 0 if "_label_A" in stem else 1
+            key = str(path)
+        elif fmt == "sht":
+            key = stem
+            if label_str is None:
+                label = -1
+            else:
+                try:
+                    value = float(label_str)
+                    if value not in (0.0, 1.0):
+                        raise ValueError(label_str)
+                    label = int(value)
+                except ValueError:
+                    problems.append((lineno, f"{where}: expected a label 0.0 or 1.0 in the 2nd column, "
+                                             f"got {label_str!r}"))
+                    continue
+        else:  # csv
+            key = stem
+            try:
+                label = parse_label(label_str)
+            except ValueError as exc:
+                problems.append((lineno, f"{where}: bad label: {exc}"))
+                continue
+        items.append(CropItem(path=path, video=video, crop=crop, label=label, history_key=key))
+    if problems:
+        raise DataValidationError([m for _, m in sorted(problems, key=lambda p: p[0])],
+                                  context=f"list file {list_file}")
+    return items
+
+
+def _read_folder(list_file: Path, root) -> list[CropItem]:
+    base = Path(root) if root is not None else list_file.parent
+    rows = _read_csv(list_file, ("video", "label"))
+    items: list[CropItem] = []
+    problems = []
+    for lineno, row in rows:
+        where = f"list file {list_file}, line {lineno}"
+        video = row["video"]
+        if video.endswith(".npy"):
+            video = video[:-4]
+        if not video:
+            problems.append(f"{where}: expected a video name, got an empty 'video' column")
+            continue
+        try:
+            label = parse_label(row["label"])
+        except ValueError as exc:
+            problems.append(f"{where}: bad label: {exc}")
+            continue
+        path = base / f"{video}.npy"
+        if not path.is_file():
+            problems.append(f"{path}: feature file of video {video!r} ({where}) not found (expected an existing .npy file)")
+            continue
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            shape = tuple(arr.shape)
+            del arr
+        except Exception as exc:  # noqa: BLE001 - any reader failure is a user-data problem
+            problems.append(f"{path}: cannot read the .npy header of video {video!r} ({where}): {exc}")
+            continue
+        if len(shape) == 2:
+            items.append(CropItem(path=path, video=video, crop=0, label=label, history_key=video))
+        elif len(shape) == 3:
+            for c in range(shape[1]):
+                items.append(
+                    CropItem(path=path, video=video, crop=c, label=label, history_key=f"{video}__{c}", array_index=c)
+                )
+        else:
+            problems.append(
+                f"{path}: video {video!r} ({where}): expected a [T, D] or [T, C, D] array, got shape {shape}"
+            )
+    if problems:
+        raise DataValidationError(problems, context=f"list file {list_file}")
+    return items
+
+
+def group_videos(items) -> list[VideoItem]:
+    """Group consecutive crops into videos, keeping list order. Crops of a video must be contiguous and agree on
+    the label; otherwise an ``AdplgError`` names the video."""
+    videos: list[VideoItem] = []
+    current: list[CropItem] = []
+    seen: dict[str, int] = {}
+    problems = []
+
+    def flush():
+        if not current:
+            return
+        name = current[0].video
+        labels = sorted({c.label for c in current})
+        if len(labels) > 1:
+            problems.append(
+                f"video {name!r} ({current[0].path}): crops disagree on the label: expected one label, got {labels}"
+            )
+        videos.append(VideoItem(name=name, label=current[0].label, crops=tuple(current)))
+
+    for pos, item in enumerate(items):
+        if current and item.video == current[0].video:
+            current.append(item)
+            continue
+        flush()
+        if item.video in seen:
+            problems.append(
+                f"video {item.video!r}: crops are not contiguous (expected all its crops together, found more at "
+                f"item {pos} ({item.path}) after other videos)"
+            )
+        seen[item.video] = pos
+        current = [item]
+    flush()
+    if problems:
+        raise DataValidationError(problems, context="grouping crops into videos")
+    return videos
