@@ -118,6 +118,7 @@ class LossConfig(_Strict):
     sparsity: float = 1.0
     snippet: float = 1.0
     smooth_axis: Literal["batch", "time"] = "batch"  # "batch" is the official (quirk 2); "time" is the fix
+    sparsity_axis: Literal["batch", "time"] = "batch"  # likewise for the sparsity term
     snippet_nan_trick: bool = True  # official zero-loss -> NaN -> nanmean (quirk 4); False: mean over kept elements
 
 

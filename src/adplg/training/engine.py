@@ -108,7 +108,7 @@ class Trainer:
         w = cfg.loss
         terms = video_branch_losses(out, video_labels, weights={"video": w.video, "triplet": w.triplet, "cos": w.cos,
                                                                  "smooth": w.smooth, "sparsity": w.sparsity},
-                                    smooth_axis=w.smooth_axis)
+                                    smooth_axis=w.smooth_axis, sparsity_axis=w.sparsity_axis)
         self.opt_v.zero_grad(set_to_none=True)
         terms.total.backward()
         self.opt_v.step()
