@@ -113,14 +113,7 @@ def build_test_set(cfg: Config, progress: bool = True) -> TestSet:
     videos = group_videos(items)
     position = {id(item): i for i, item in enumerate(items)}
     crop_index = [[position[id(c)] for c in video.crops] for video in videos]
-    lengths = store.lengths
-    num_snippets = []
-    for video, idx in zip(videos, crop_index):
-        crop_lengths = {int(lengths[i]) for i in idx}
-        if len(crop_lengths) != 1:
-            raise AdplgError(f"video {video.name}: its crops have different lengths {sorted(crop_lengths)} "
-                             f"(files {', '.join(str(c.path) for c in video.crops)})")
-        num_snippets.append(crop_lengths.pop())
+    num_snippets = [int(store.lengths[idx[0]]) for idx in crop_index]  # crops of a video have equal lengths (checked)
     layout = _layout(data)
     names = [v.name for v in videos]
     if data.gt_file is not None:
@@ -135,7 +128,10 @@ def build_test_set(cfg: Config, progress: bool = True) -> TestSet:
     labels = np.array([v.label for v in videos])
     from_gt = np.array([int(gt.labels[gt.offsets[i]:gt.offsets[i + 1]].any()) for i in range(len(videos))])
     labels = np.where(labels < 0, from_gt, labels)  # SHT test lists carry no label column
-    return TestSet(store=store, videos=videos, crop_index=crop_index, gt=gt, video_labels=labels, layout=layout)
+    # XD-Violence names carry their classes ("..._label_B2-G-0"); they enable per-class AP
+    classes = [v.name.split("_label_", 1)[1] if "_label_" in v.name else "" for v in videos]
+    return TestSet(store=store, videos=videos, crop_index=crop_index, gt=gt, video_labels=labels, layout=layout,
+                   video_classes=classes if all(classes) else [])
 
 
 def data_manifest(cfg: Config, train: TrainSet | None, test: TestSet | None) -> dict:

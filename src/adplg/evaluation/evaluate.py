@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from adplg.data.datasets import TestSet
-from adplg.evaluation.metrics import frame_metrics
+from adplg.evaluation.metrics import frame_metrics, per_class_ap
 from adplg.errors import AdplgError
 
 
@@ -46,10 +46,13 @@ def frame_scores(test: TestSet, snippet_scores: list[np.ndarray]) -> np.ndarray:
 
 def evaluate(net_s: nn.Module, test: TestSet, device: torch.device | str = "cpu", far_threshold: float = 0.5,
              progress: bool = False) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Frame metrics (auc, ap, pr_auc, auc_abnormal, far) and the per-video snippet scores."""
+    """Frame metrics (auc, ap, pr_auc, auc_abnormal, far; per-class PR-AUC for XD) and per-video snippet scores."""
     snippet_scores = predict_snippet_scores(net_s, test, device, progress=progress)
-    metrics = frame_metrics(test.gt.labels, frame_scores(test, snippet_scores), offsets=test.gt.offsets,
-                            video_labels=test.video_labels, far_threshold=far_threshold)
+    frames = frame_scores(test, snippet_scores)
+    metrics = frame_metrics(test.gt.labels, frames, offsets=test.gt.offsets, video_labels=test.video_labels,
+                            far_threshold=far_threshold)
+    if test.video_classes:
+        metrics["per_class_pr_auc"] = per_class_ap(test.gt.labels, frames, test.gt.offsets, test.video_classes)
     return metrics, snippet_scores
 
 
