@@ -61,3 +61,32 @@ def test_evaluate_averages_crops_and_expands_to_frames(xd_cfg):
     assert len(frame_scores(test, scores)) == len(test.gt.labels)
     assert metrics["auc"] == pytest.approx(1.0) and metrics["pr_auc"] == pytest.approx(1.0)
     assert set(metrics["per_class_pr_auc"]) == {"B1", "B2", "G"}
+
+
+def test_length_batches_group_equal_lengths_within_budget():
+    from adplg.evaluation.evaluate import length_batches
+
+    batches = length_batches([5, 7, 5, 5, 7], [2, 2, 2, 2, 2], batch_snippets=20)
+    assert sorted(map(sorted, batches)) == [[0, 2], [1], [3], [4]]
+    assert length_batches([100], [10], batch_snippets=5) == [[0]]  # one video is never split
+
+
+def test_batched_scoring_equals_one_video_at_a_time(tmp_path):
+    from adplg.data.synthetic import generate_synthetic_ucf
+    from adplg.evaluation.evaluate import predict_snippet_scores
+    from adplg.models.build import build_snippet_branch
+
+    data = generate_synthetic_ucf(tmp_path, num_train_normal=2, num_train_abnormal=2, num_test_normal=4,
+                                  num_test_abnormal=4, max_snippets=24, seed=0)
+    cfg = build_config("demo-cpu-small", overrides=[f"data.list_dir={data.root}"])
+    test = build_test_set(cfg, progress=False)
+    assert len(set(test.store.lengths.tolist())) < len(test.videos)  # some videos share a length
+    torch.manual_seed(0)
+    net = build_snippet_branch(cfg)
+    batched = predict_snippet_scores(net, test, batch_snippets=10**6)
+    single = predict_snippet_scores(net, test, batch_snippets=1)
+    for a, b in zip(batched, single):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    bf16 = predict_snippet_scores(net, test, precision="bf16")
+    for a, b in zip(bf16, single):
+        np.testing.assert_allclose(a, b, atol=3e-2)

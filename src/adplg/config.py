@@ -139,11 +139,15 @@ class TrainConfig(_Strict):
     val_fraction: float = Field(0.0, ge=0.0, lt=1.0)  # >0: hold out train videos for test-free model selection
     val_top_k: int = Field(16, ge=1)
     progress: bool = True
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"  # fp32 is the faithful math; tf32/bf16 are speed options
+    compile: bool = False  # torch.compile both branches
 
 
 class EvalConfig(_Strict):
     far_threshold: float = 0.5
     primary: Literal["auc", "pr_auc", "ap"] = "auc"
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    batch_snippets: int = Field(65536, ge=1)  # videos of equal length are scored together up to this many snippets
 
 
 class Config(_Strict):

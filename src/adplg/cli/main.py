@@ -149,7 +149,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     cfg, net_s = load_snippet_branch(args.model_file, args)
     device = resolve_device(cfg.train.device)
     test = build_test_set(cfg, progress=cfg.train.progress)
-    metrics, scores = evaluate(net_s.to(device), test, device, cfg.eval.far_threshold, progress=cfg.train.progress)
+    metrics, scores = evaluate(net_s.to(device), test, device, cfg.eval.far_threshold, progress=cfg.train.progress,
+                               precision=cfg.eval.precision, batch_snippets=cfg.eval.batch_snippets)
     out = Path(args.out) if args.out else Path(args.model_file).with_suffix("").parent / "test"
     write_results(out, test, metrics, scores, extra={"model_file": str(args.model_file), "config": cfg.to_dict()})
     for k in ("auc", "ap", "pr_auc", "auc_abnormal", "far"):

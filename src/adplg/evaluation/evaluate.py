@@ -12,22 +12,51 @@ from torch import nn
 from adplg.data.datasets import TestSet
 from adplg.evaluation.metrics import frame_metrics, per_class_ap
 from adplg.errors import AdplgError
+from adplg.precision import autocast
+
+
+def length_batches(lengths: list[int], crops: list[int], batch_snippets: int) -> list[list[int]]:
+    """Group video indices of equal length into batches of at most ``batch_snippets`` crop-snippets (at least one
+    video each). Equal lengths need no padding, so batching changes nothing in the result."""
+    by_length: dict[int, list[int]] = {}
+    for v, T in enumerate(lengths):
+        by_length.setdefault(T, []).append(v)
+    batches = []
+    for T, videos in sorted(by_length.items()):
+        batch: list[int] = []
+        for v in videos:
+            if batch and (sum(crops[u] for u in batch) + crops[v]) * T > batch_snippets:
+                batches.append(batch)
+                batch = []
+            batch.append(v)
+        batches.append(batch)
+    return batches
 
 
 @torch.no_grad()
 def predict_snippet_scores(net_s: nn.Module, test: TestSet, device: torch.device | str = "cpu",
-                           progress: bool = False) -> list[np.ndarray]:
-    """Per video, the crop-averaged snippet scores [T_v] (net_s in eval mode, full length, no resampling)."""
+                           progress: bool = False, precision: str = "fp32",
+                           batch_snippets: int = 65536) -> list[np.ndarray]:
+    """Per video, the crop-averaged snippet scores [T_v] (net_s in eval mode, full length, no resampling).
+
+    All crops of a video, and videos of equal length, go through one forward; scores stay on the device until
+    the end."""
     from tqdm import tqdm
 
     was_training = net_s.training
     net_s.eval()
-    scores = []
-    for v in tqdm(range(len(test.videos)), desc="scoring", disable=not progress, leave=False):
-        crops = torch.from_numpy(test.crops(v)).to(device)  # [C, T, D]
-        scores.append(net_s(crops).mean(dim=0).float().cpu().numpy())  # [T]
+    lengths = [int(test.store.lengths[idx[0]]) for idx in test.crop_index]
+    crops = [len(idx) for idx in test.crop_index]
+    batches = length_batches(lengths, crops, batch_snippets)
+    on_device: dict[int, torch.Tensor] = {}
+    with autocast(device, precision):
+        for batch in tqdm(batches, desc="scoring", disable=not progress, leave=False):
+            x = torch.from_numpy(np.concatenate([test.crops(v) for v in batch])).to(device)  # [sum C, T, D]
+            scores = net_s(x).float()  # [sum C, T]
+            for v, part in zip(batch, scores.split([crops[v] for v in batch])):
+                on_device[v] = part.mean(dim=0)  # [T]
     net_s.train(was_training)
-    return scores
+    return [on_device[v].cpu().numpy() for v in range(len(lengths))]
 
 
 def frame_scores(test: TestSet, snippet_scores: list[np.ndarray]) -> np.ndarray:
@@ -45,9 +74,11 @@ def frame_scores(test: TestSet, snippet_scores: list[np.ndarray]) -> np.ndarray:
 
 
 def evaluate(net_s: nn.Module, test: TestSet, device: torch.device | str = "cpu", far_threshold: float = 0.5,
-             progress: bool = False) -> tuple[dict[str, float], list[np.ndarray]]:
+             progress: bool = False, precision: str = "fp32",
+             batch_snippets: int = 65536) -> tuple[dict[str, float], list[np.ndarray]]:
     """Frame metrics (auc, ap, pr_auc, auc_abnormal, far; per-class PR-AUC for XD) and per-video snippet scores."""
-    snippet_scores = predict_snippet_scores(net_s, test, device, progress=progress)
+    snippet_scores = predict_snippet_scores(net_s, test, device, progress=progress, precision=precision,
+                                            batch_snippets=batch_snippets)
     frames = frame_scores(test, snippet_scores)
     metrics = frame_metrics(test.gt.labels, frames, offsets=test.gt.offsets, video_labels=test.video_labels,
                             far_threshold=far_threshold)

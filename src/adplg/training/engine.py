@@ -25,6 +25,7 @@ from adplg.errors import AdplgError
 from adplg.evaluation.evaluate import evaluate, write_results
 from adplg.losses import snippet_loss, video_branch_losses
 from adplg.models.build import build_snippet_branch, build_video_branch
+from adplg.precision import autocast
 from adplg.training.checkpoint import Checkpoint, atomic_write_text, save_checkpoint, versions
 from adplg.training.pseudo_labels import PseudoLabelGenerator
 from adplg.training.sampler import EpochSampler
@@ -83,8 +84,9 @@ class Trainer:
         self.opt_v = optim(self.net_v.parameters(), lr=t.lr_v, betas=(0.9, 0.999), weight_decay=t.weight_decay)
         self.opt_s = optim(self.net_s.parameters(), lr=t.lr_s, betas=(0.9, 0.999), weight_decay=t.weight_decay)
         self.sched_s = torch.optim.lr_scheduler.StepLR(self.opt_s, step_size=t.sch_step, gamma=t.sch_gamma)
+        self.forward_v = torch.compile(self.net_v) if t.compile else self.net_v
+        self.forward_s = torch.compile(self.net_s) if t.compile else self.net_s
         self.features = train.features.to(self.device)
-        self.key_ids = train.key_ids.to(self.device)
         train_idx, self.val_idx = split_validation(train, t.val_fraction, t.seed)
         labels = train.labels[train_idx]
         self.sampler_n = EpochSampler(train_idx[labels == 0], t.batch_size, torch.Generator().manual_seed(t.seed))
@@ -95,29 +97,33 @@ class Trainer:
         self.history: list[dict] = []  # every evaluation: step, test metrics, val score
 
     # ------------------------------------------------------------------ one step
-    def train_step(self, step: int) -> dict[str, float]:
+    def train_step(self, step: int) -> dict[str, Tensor]:
+        """One synchronous step; returns detached loss tensors (read on the host only when logged)."""
         cfg = self.cfg
-        idx_n, idx_a = self.sampler_n.next().to(self.device), self.sampler_a.next().to(self.device)
+        idx_n_cpu, idx_a_cpu = self.sampler_n.next(), self.sampler_a.next()
+        idx_n, idx_a = idx_n_cpu.to(self.device), idx_a_cpu.to(self.device)
         x = torch.cat([self.features[idx_n], self.features[idx_a]])  # [2B, T, D]
         b = idx_n.shape[0]
         video_labels = torch.cat([torch.zeros(b), torch.ones(b)]).to(self.device)
+        w = cfg.loss
 
         self.net_v.train()
-        out = self.net_v(x)
-        labels = self.plg.update(self.key_ids[idx_a], out.a_att_norm.detach())
-        w = cfg.loss
+        with autocast(self.device, cfg.train.precision):
+            out = self.forward_v(x)
+        labels = self.plg.update(self.train_set.key_ids[idx_a_cpu], out.a_att_norm.detach().float())
         terms = video_branch_losses(out, video_labels, weights={"video": w.video, "triplet": w.triplet, "cos": w.cos,
                                                                  "smooth": w.smooth, "sparsity": w.sparsity},
                                     smooth_axis=w.smooth_axis, sparsity_axis=w.sparsity_axis)
         self.opt_v.zero_grad(set_to_none=True)
         terms.total.backward()
         self.opt_v.step()
-        logs = {"loss_v": terms.total.item(), "video_bce": terms.video_bce.item(), "triplet": terms.triplet.item(),
-                "cos": terms.cos.item(), "hard_frac": labels.hard.float().mean().item()}
+        logs = {"loss_v": terms.total, "video_bce": terms.video_bce, "triplet": terms.triplet, "cos": terms.cos,
+                "hard_frac": labels.hard.float().mean()}
 
         if step > cfg.train.warm_up:
             self.net_s.train()
-            scores = self.net_s(x)  # [2B, T]
+            with autocast(self.device, cfg.train.precision):
+                scores = self.forward_s(x).float()  # [2B, T]
             targets = torch.cat([torch.zeros_like(labels.targets), labels.targets])
             keep = torch.cat([torch.ones_like(labels.keep), labels.keep])
             loss_s = w.snippet * snippet_loss(scores, targets, keep, faithful_nan_trick=w.snippet_nan_trick)
@@ -125,8 +131,8 @@ class Trainer:
             loss_s.backward()
             self.opt_s.step()
             self.sched_s.step()
-            logs["loss_s"] = loss_s.item()
-        return logs
+            logs["loss_s"] = loss_s
+        return {k: v.detach() for k, v in logs.items()}
 
     # ------------------------------------------------------------------ selection without the test set
     @torch.no_grad()
@@ -189,7 +195,7 @@ class Trainer:
         t = self.cfg.train
         metrics_file = self.run_dir / "metrics.jsonl"
         bar = tqdm(total=t.num_iters, initial=self.step, desc="train", disable=not t.progress, dynamic_ncols=True)
-        running: dict[str, list[float]] = {}
+        running: dict[str, list[Tensor]] = {}
         while self.step < t.num_iters:
             self.step += 1
             logs = self.train_step(self.step)
@@ -197,7 +203,7 @@ class Trainer:
                 running.setdefault(k, []).append(v)
             bar.update(1)
             if self.step % t.log_every == 0:
-                mean = {k: float(np.mean(v)) for k, v in running.items()}
+                mean = {k: torch.stack(v).float().mean().item() for k, v in running.items()}
                 running.clear()
                 bar.set_postfix({k: f"{v:.3f}" for k, v in mean.items() if k in ("loss_v", "loss_s")})
                 self._append(metrics_file, {"step": self.step, "kind": "train", **mean})
@@ -214,7 +220,9 @@ class Trainer:
         if val is not None:
             record["val_video_auc"] = val
         if self.test is not None:
-            metrics, scores = evaluate(self.net_s, self.test, self.device, self.cfg.eval.far_threshold)
+            e = self.cfg.eval
+            metrics, scores = evaluate(self.net_s, self.test, self.device, e.far_threshold, precision=e.precision,
+                                       batch_snippets=e.batch_snippets)
             record["test"] = metrics
             write_results(self.run_dir / "evals" / f"step_{self.step}", self.test, metrics, scores,
                           extra={"step": self.step, "val_video_auc": val})

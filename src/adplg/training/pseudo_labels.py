@@ -58,31 +58,31 @@ class PseudoLabelGenerator:
         """Add this step's attention to each key's history and return the labels.
 
         Args:
-            key_ids: [b] long, the history key of each abnormal sample, in batch order.
+            key_ids: [b] long, the history key of each abnormal sample, in batch order (best on the CPU: the
+                visiting order is worked out there, so the device never waits for the host).
             attention_norm: [b, T] min-max normalised self attention (``a_att_norm``), detached.
         """
         attention_norm = attention_norm.detach().to(self.buffer.dtype)
-        b = key_ids.shape[0]
+        device = attention_norm.device
+        keys_cpu = key_ids.cpu()
+        key_ids = key_ids.to(device)
         targets = attention_norm.clone()
         keep = torch.ones_like(attention_norm, dtype=torch.bool)
-        hard = torch.zeros(b, dtype=torch.bool, device=attention_norm.device)
-        # occurrence rank of each sample among earlier samples with the same key, so each round has unique keys
-        same = key_ids[:, None] == key_ids[None, :]
-        rank = torch.tril(same, diagonal=-1).sum(dim=1)
-        for r in range(int(rank.max().item()) + 1 if b else 0):
-            rows = torch.nonzero(rank == r).flatten()
+        hard = torch.zeros(len(keys_cpu), dtype=torch.bool, device=device)
+        # occurrence rank of each sample among earlier samples with the same key: each round has unique keys
+        rank = torch.tril(keys_cpu[:, None] == keys_cpu[None, :], diagonal=-1).sum(dim=1)
+        for r in range(int(rank.max()) + 1 if len(keys_cpu) else 0):
+            rows = torch.nonzero(rank == r).flatten().to(device)
             keys = key_ids[rows]
-            full = self.visits[keys] >= self.history
-            slot = self.visits[keys] % self.history
-            self.buffer[keys, slot] = attention_norm[rows]
+            full = self.visits[keys] >= self.history  # [n]: hard labels from the (history+1)-th visit
+            self.buffer[keys, self.visits[keys] % self.history] = attention_norm[rows]
             self.visits[keys] += 1
-            if full.any():
-                hist = self.buffer[keys[full]]  # [n, N, T]
-                mean = minmax(hist.mean(dim=1))
-                var = minmax(hist.var(dim=1, unbiased=True))
-                targets[rows[full]] = (mean >= self.mean_threshold).to(targets.dtype)
-                keep[rows[full]] = var <= self.var_threshold
-                hard[rows[full]] = True
+            hist = self.buffer[keys]  # [n, N, T]
+            hard_targets = (minmax(hist.mean(dim=1)) >= self.mean_threshold).to(targets.dtype)
+            certain = minmax(hist.var(dim=1, unbiased=True)) <= self.var_threshold
+            targets[rows] = torch.where(full[:, None], hard_targets, attention_norm[rows])
+            keep[rows] = certain | ~full[:, None]
+            hard[rows] = full
         return PseudoLabels(targets=targets, keep=keep, hard=hard)
 
     def state_dict(self) -> dict[str, Tensor]:
