@@ -97,20 +97,25 @@ class Trainer:
         self.history: list[dict] = []  # every evaluation: step, test metrics, val score
 
     # ------------------------------------------------------------------ one step
+    def next_batch(self) -> tuple[Tensor, Tensor]:
+        """``x [2B, T, D]`` (normal half, then abnormal half) gathered on the device, and the abnormal half's
+        history key ids [B] (on the CPU)."""
+        idx_n, idx_a = self.sampler_n.next(), self.sampler_a.next()
+        x = torch.cat([self.features[idx_n.to(self.device)], self.features[idx_a.to(self.device)]])
+        return x, self.train_set.key_ids[idx_a]
+
     def train_step(self, step: int) -> dict[str, Tensor]:
         """One synchronous step; returns detached loss tensors (read on the host only when logged)."""
         cfg = self.cfg
-        idx_n_cpu, idx_a_cpu = self.sampler_n.next(), self.sampler_a.next()
-        idx_n, idx_a = idx_n_cpu.to(self.device), idx_a_cpu.to(self.device)
-        x = torch.cat([self.features[idx_n], self.features[idx_a]])  # [2B, T, D]
-        b = idx_n.shape[0]
+        x, abnormal_keys = self.next_batch()
+        b = x.shape[0] // 2
         video_labels = torch.cat([torch.zeros(b), torch.ones(b)]).to(self.device)
         w = cfg.loss
 
         self.net_v.train()
         with autocast(self.device, cfg.train.precision):
             out = self.forward_v(x)
-        labels = self.plg.update(self.train_set.key_ids[idx_a_cpu], out.a_att_norm.detach().float())
+        labels = self.plg.update(abnormal_keys, out.a_att_norm.detach().float())
         terms = video_branch_losses(out, video_labels, weights={"video": w.video, "triplet": w.triplet, "cos": w.cos,
                                                                  "smooth": w.smooth, "sparsity": w.sparsity},
                                     smooth_axis=w.smooth_axis, sparsity_axis=w.sparsity_axis)
