@@ -74,13 +74,19 @@ def _read(cfg: DataConfig, which: str) -> list[CropItem]:
     return read_list(list_file, cfg.format, root=root)
 
 
-def build_train_set(cfg: Config, items: list[CropItem] | None = None, progress: bool = True) -> TrainSet:
+def build_train_set(cfg: Config, progress: bool = True) -> TrainSet:
     data = cfg.data
-    items = _read(data, "train") if items is None else items
+    items = _read(data, "train")
     if any(item.label not in (0, 1) for item in items):
         raise AdplgError(f"training list {data.resolve(data.train_list)} has crops without a 0/1 video label")
     store = FeatureStore.load(items, feature_dim=data.feature_dim, crops_per_video=data.train_crops,
                               mmap=data.mmap, progress=progress, context="training features")
+    return train_set_from_store(cfg, store)
+
+
+def train_set_from_store(cfg: Config, store: FeatureStore) -> TrainSet:
+    """Pool every crop of ``store`` once and assign pseudo-label history keys."""
+    data, items = cfg.data, store.items
     pooled = store.pooled(data.num_segments, mode=data.resample)
     labels = torch.tensor([item.label for item in items], dtype=torch.long)
     keys: list[str] = []
