@@ -2,7 +2,7 @@
 per-snippet logistic regression on the same data. Reads the data in place; exits cleanly when it is absent.
 
     python benchmarks/r1.py --preset r1-cpu-small --seeds 0 1 2             # CPU-sized model
-    python benchmarks/r1.py --preset r1-faithful --seeds 42 1 2 train.device=cuda
+    python benchmarks/r1.py train.device=cuda --preset r1-faithful --seeds 42 1 2   # overrides go first
     python benchmarks/r1.py --preset r1-cpu-small --seeds 0 --write docs/benchmarks.md
 
 Reported per seed: the last evaluation (no selection), the validation-selected one when train.val_fraction > 0
@@ -51,6 +51,7 @@ def run_seed(preset: str, overrides: list[str], seed: int, train, test, out: Pat
     trainer = Trainer(cfg, train, test, create_run_dir(cfg))
     summary = trainer.fit()
     summary["seconds"] = time.time() - start
+    summary["history"] = trainer.history
     summary["device"] = str(trainer.device)
     return summary
 
@@ -84,6 +85,9 @@ def main(argv: list[str] | None = None) -> dict | None:
                      f"{summary['val_selected']['test']['auc']:.4f}" if "val_selected" in summary else "")
                   + f", best-on-test {summary['best_on_test']['test']['auc']:.4f} ({summary['seconds']:.0f} s)",
                   flush=True)
+            print("  AUC by step: " + ", ".join(f"{h['step']}: {h['test']['auc']:.3f}"
+                                                + (f" (val {h['val_video_auc']:.3f})" if "val_video_auc" in h else "")
+                                                for h in summary["history"]), flush=True)
     table = format_table(args, results, baseline)
     print("\n" + table)
     if args.write:
@@ -97,8 +101,8 @@ def format_table(args, results, baseline) -> str:
                             text=True).stdout.strip()
     on_gpu = bool(results) and results[0][1]["device"].startswith("cuda")
     machine = torch.cuda.get_device_name() if on_gpu else f"CPU ({torch.get_num_threads()} threads)"
-    command = " ".join(["python benchmarks/r1.py --preset", args.preset, "--seeds", *map(str, args.seeds),
-                        *args.overrides])
+    command = " ".join(["python benchmarks/r1.py", *args.overrides, "--preset", args.preset, "--seeds",
+                        *map(str, args.seeds)])
     lines = [f"### R1, preset `{args.preset}`", "", f"Command: `{command}`",
              f"Machine: {machine}; torch {torch.__version__}; python {sys.version.split()[0]}; commit {commit}", "",
              "| seed | AUC (last step) | AUC (val-selected) | AUC best-on-test (not a result) | AP (last) "

@@ -2,6 +2,7 @@
 seeds, same data for both. Prints a markdown table; CPU only.
 
     python benchmarks/synthetic.py --seeds 0 1 2
+    python benchmarks/synthetic.py loss.smooth_axis=time --seeds 0 1 2    # overrides go first
 """
 
 import argparse

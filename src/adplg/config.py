@@ -74,6 +74,7 @@ class ModelConfig(_Strict):
 
     model_dim: int = 1024
     input_adapter: Literal["linear", "zero_pad"] = "linear"
+    input_standardize: bool = False  # improvement option: standardise features with training-set statistics
     attn_dim: int = 512
     video_hidden_dim: int = 32
     video_dropout: float = 0.7
@@ -148,6 +149,7 @@ class EvalConfig(_Strict):
     primary: Literal["auc", "pr_auc", "ap"] = "auc"
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
     batch_snippets: int = Field(65536, ge=1)  # videos of equal length are scored together up to this many snippets
+    smooth_window: int = Field(0, ge=0)  # improvement option: moving average of snippet scores (0 = off)
 
 
 class Config(_Strict):

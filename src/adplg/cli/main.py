@@ -150,7 +150,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     device = resolve_device(cfg.train.device)
     test = build_test_set(cfg, progress=cfg.train.progress)
     metrics, scores = evaluate(net_s.to(device), test, device, cfg.eval.far_threshold, progress=cfg.train.progress,
-                               precision=cfg.eval.precision, batch_snippets=cfg.eval.batch_snippets)
+                               precision=cfg.eval.precision, batch_snippets=cfg.eval.batch_snippets,
+                               smooth_window=cfg.eval.smooth_window)
     out = Path(args.out) if args.out else Path(args.model_file).with_suffix("").parent / "test"
     write_results(out, test, metrics, scores, extra={"model_file": str(args.model_file), "config": cfg.to_dict()})
     for k in ("auc", "ap", "pr_auc", "auc_abnormal", "far"):

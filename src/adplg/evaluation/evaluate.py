@@ -59,6 +59,16 @@ def predict_snippet_scores(net_s: nn.Module, test: TestSet, device: torch.device
     return [on_device[v].cpu().numpy() for v in range(len(lengths))]
 
 
+def smooth_scores(scores: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average of snippet scores [T] over ``window`` snippets (edges use the available ones)."""
+    if window <= 1 or len(scores) < 2:
+        return scores
+    kernel = np.ones(window)
+    total = np.convolve(scores, kernel, mode="same")
+    count = np.convolve(np.ones_like(scores), kernel, mode="same")
+    return total / count
+
+
 def frame_scores(test: TestSet, snippet_scores: list[np.ndarray]) -> np.ndarray:
     """Concatenated frame scores in GT order; each video's length must equal its GT slice."""
     out = []
@@ -74,11 +84,12 @@ def frame_scores(test: TestSet, snippet_scores: list[np.ndarray]) -> np.ndarray:
 
 
 def evaluate(net_s: nn.Module, test: TestSet, device: torch.device | str = "cpu", far_threshold: float = 0.5,
-             progress: bool = False, precision: str = "fp32",
-             batch_snippets: int = 65536) -> tuple[dict[str, float], list[np.ndarray]]:
+             progress: bool = False, precision: str = "fp32", batch_snippets: int = 65536,
+             smooth_window: int = 0) -> tuple[dict[str, float], list[np.ndarray]]:
     """Frame metrics (auc, ap, pr_auc, auc_abnormal, far; per-class PR-AUC for XD) and per-video snippet scores."""
     snippet_scores = predict_snippet_scores(net_s, test, device, progress=progress, precision=precision,
                                             batch_snippets=batch_snippets)
+    snippet_scores = [smooth_scores(s, smooth_window) for s in snippet_scores]
     frames = frame_scores(test, snippet_scores)
     metrics = frame_metrics(test.gt.labels, frames, offsets=test.gt.offsets, video_labels=test.video_labels,
                             far_threshold=far_threshold)

@@ -10,7 +10,8 @@ from adplg.models.video_branch import VideoBranch
 def build_video_branch(cfg: Config) -> VideoBranch:
     m = cfg.model
     return VideoBranch(in_dim=cfg.data.feature_dim, model_dim=m.model_dim, attn_dim=m.attn_dim,
-                       hidden_dim=m.video_hidden_dim, dropout=m.video_dropout, input_adapter=m.input_adapter)
+                       hidden_dim=m.video_hidden_dim, dropout=m.video_dropout, input_adapter=m.input_adapter,
+                       input_standardize=m.input_standardize)
 
 
 def build_snippet_branch(cfg: Config) -> SnippetBranch:
@@ -20,4 +21,4 @@ def build_snippet_branch(cfg: Config) -> SnippetBranch:
                          max_len=m.max_len, global_depth=m.global_depth, global_heads=m.global_heads,
                          global_dim_head=m.global_dim_head, mlp_dim=m.mlp_dim, dropout=m.dropout,
                          hidden_dim=m.hidden_dim, cls_dropout=m.cls_dropout, input_adapter=m.input_adapter,
-                         attention=m.attention)
+                         attention=m.attention, input_standardize=m.input_standardize)

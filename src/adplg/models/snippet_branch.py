@@ -107,14 +107,14 @@ class SnippetBranch(nn.Module):
                  local_heads: int = 8, local_dim_head: int = 64, local_out_dim: int = 256, max_len: int = 6750,
                  global_depth: int = 2, global_heads: int = 4, global_dim_head: int = 256, mlp_dim: int = 1024,
                  dropout: float = 0.5, hidden_dim: int = 32, cls_dropout: float = 0.7,
-                 input_adapter: str = "linear", attention: str = "blocked"):
+                 input_adapter: str = "linear", attention: str = "blocked", input_standardize: bool = False):
         super().__init__()
         check_attention_mode(attention)
         if not windows:
             raise AdplgError("SnippetBranch needs at least one local window")
         self.max_len = int(max_len)
         self.windows = tuple(int(w) for w in windows)
-        self.input_adapter = InputAdapter(in_dim, model_dim, input_adapter)
+        self.input_adapter = InputAdapter(in_dim, model_dim, input_adapter, input_standardize)
         self.embed = TemporalConvEmbedding(model_dim, model_dim)
         self.local_blocks = nn.ModuleList(
             LocalWindowTransformer(model_dim, w, heads=local_heads, dim_head=local_dim_head, out_dim=local_out_dim,

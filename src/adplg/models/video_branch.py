@@ -24,9 +24,12 @@ class InputAdapter(nn.Module):
     * ``"linear"``: ``nn.Linear(in_dim, model_dim)`` (the official, commented-out ``modal_fusion``).
     * ``"zero_pad"``: append ``model_dim - in_dim`` zero channels (exactly a zero-padded input; needs
       ``in_dim < model_dim``).
+
+    ``standardize=True`` (an improvement option, off in the official model) first maps every channel to
+    ``(x - mean) / std`` with statistics of the training features, held as buffers so they travel with the weights.
     """
 
-    def __init__(self, in_dim: int, model_dim: int, mode: str = "linear"):
+    def __init__(self, in_dim: int, model_dim: int, mode: str = "linear", standardize: bool = False):
         super().__init__()
         if mode not in INPUT_ADAPTERS:
             raise AdplgError(f"unknown input_adapter {mode!r}; expected one of {INPUT_ADAPTERS}")
@@ -39,11 +42,24 @@ class InputAdapter(nn.Module):
         self.model_dim = int(model_dim)
         self.mode = "identity" if in_dim == model_dim else mode
         self.proj = nn.Linear(in_dim, model_dim) if self.mode == "linear" else None
+        self.standardize = standardize
+        if standardize:
+            self.register_buffer("mean", torch.zeros(in_dim))
+            self.register_buffer("std", torch.ones(in_dim))
+
+    @torch.no_grad()
+    def set_statistics(self, features: Tensor) -> None:
+        """Per-channel mean and std of ``features [..., in_dim]`` (the training set), for ``standardize``."""
+        flat = features.reshape(-1, self.in_dim).float()
+        self.mean.copy_(flat.mean(dim=0))
+        self.std.copy_(flat.std(dim=0).clamp_min(1e-6))
 
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, T, in_dim]`` -> ``[B, T, model_dim]``."""
         if x.dim() != 3 or x.shape[-1] != self.in_dim:
             raise AdplgError(f"expected features of shape [B, T, {self.in_dim}], got {list(x.shape)}")
+        if self.standardize:
+            x = (x - self.mean) / self.std
         if self.mode == "identity":
             return x
         if self.mode == "linear":
@@ -151,9 +167,9 @@ class VideoBranch(nn.Module):
     """
 
     def __init__(self, in_dim: int = 1024, model_dim: int = 1024, attn_dim: int = 512, hidden_dim: int = 32,
-                 dropout: float = 0.7, input_adapter: str = "linear"):
+                 dropout: float = 0.7, input_adapter: str = "linear", input_standardize: bool = False):
         super().__init__()
-        self.input_adapter = InputAdapter(in_dim, model_dim, input_adapter)
+        self.input_adapter = InputAdapter(in_dim, model_dim, input_adapter, input_standardize)
         self.vssf = VSSF(model_dim, attn_dim)
         self.classifier = ScoreHead(attn_dim, hidden_dim, dropout)
 

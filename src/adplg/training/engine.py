@@ -80,6 +80,9 @@ class Trainer:
         seed_everything(t.seed)
         self.net_v = build_video_branch(cfg).to(self.device)
         self.net_s = build_snippet_branch(cfg).to(self.device)
+        if cfg.model.input_standardize:
+            for net in (self.net_v, self.net_s):
+                net.input_adapter.set_statistics(train.features.to(self.device))
         optim = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
         self.opt_v = optim(self.net_v.parameters(), lr=t.lr_v, betas=(0.9, 0.999), weight_decay=t.weight_decay)
         self.opt_s = optim(self.net_s.parameters(), lr=t.lr_s, betas=(0.9, 0.999), weight_decay=t.weight_decay)
@@ -227,7 +230,7 @@ class Trainer:
         if self.test is not None:
             e = self.cfg.eval
             metrics, scores = evaluate(self.net_s, self.test, self.device, e.far_threshold, precision=e.precision,
-                                       batch_snippets=e.batch_snippets)
+                                       batch_snippets=e.batch_snippets, smooth_window=e.smooth_window)
             record["test"] = metrics
             write_results(self.run_dir / "evals" / f"step_{self.step}", self.test, metrics, scores,
                           extra={"step": self.step, "val_video_auc": val})
