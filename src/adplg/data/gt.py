@@ -14,6 +14,7 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
+from adplg.data.lists import read_text_lines
 from adplg.errors import AdplgError, DataValidationError
 
 __all__ = [
@@ -109,16 +110,7 @@ def annotation_key(name: str) -> str:
 
 def _annotation_lines(path) -> tuple[Path, list[tuple[int, list[str]]]]:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise AdplgError(f"annotation file {path}: not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AdplgError(f"annotation file {path}: cannot be read ({exc})") from None
-    lines = [(i + 1, ln.split()) for i, ln in enumerate(text.splitlines()) if ln.strip()]
-    if not lines:
-        raise AdplgError(f"annotation file {path}: empty (expected at least one annotated video, got 0 lines)")
-    return path, lines
+    return path, [(n, line.split()) for n, line in read_text_lines(path, kind="annotation file")]
 
 
 def _pairs(values: list[str], where: str, problems: list[str]) -> list[tuple[int, int]] | None:
@@ -153,26 +145,12 @@ def read_ucf_annotations(path) -> dict[str, list[tuple[int, int]]]:
     """UCF-Crime test annotations, either ``UCF_Annotation.txt`` (``Class/Name_x264.mp4 n Class s1 e1 s2 e2``) or
     Sultani's ``Temporal_Anomaly_Annotation.txt`` (``Name_x264.mp4 Class s1 e1 s2 e2``). Key ``'Name_x264'``;
     ``-1`` pairs are ignored (normal videos map to ``[]``). Frame numbers are returned as written."""
-    path, lines = _annotation_lines(path)
-    out: dict[str, list[tuple[int, int]]] = {}
-    problems: list[str] = []
-    for lineno, toks in lines:
-        where = f"annotation file {path}, line {lineno}"
+    def numbers(toks: list[str]) -> list[str] | None:
         if len(toks) < 2:
-            problems.append(f"{where}: expected '<video> [frames] <class> s1 e1 ...', got {' '.join(toks)!r}")
-            continue
-        nums = toks[3:] if _is_int(toks[1]) else toks[2:]
-        pairs = _pairs(nums, where, problems)
-        if pairs is None:
-            continue
-        key = annotation_key(toks[0])
-        if key in out:
-            problems.append(f"{where}: video {key!r} annotated twice (expected one line per video)")
-            continue
-        out[key] = pairs
-    if problems:
-        raise DataValidationError(problems, context=f"annotation file {path}")
-    return out
+            return None
+        return toks[3:] if _is_int(toks[1]) else toks[2:]
+
+    return _read_intervals(path, numbers, "'<video> [frames] <class> s1 e1 ...'")
 
 
 def read_ucf_frame_counts(path) -> dict[str, int]:
@@ -194,12 +172,22 @@ def read_ucf_frame_counts(path) -> dict[str, int]:
 def read_xd_annotations(path) -> dict[str, list[tuple[int, int]]]:
     """XD-Violence test annotations (``XD_annotations.txt``: ``<name> s1 e1 [s2 e2 ...]``); key = the name without
     a video extension (14 lines of the official file carry ``.mp4``). Only violent videos are listed."""
+    return _read_intervals(path, lambda toks: toks[1:], "'<name> s1 e1 [s2 e2 ...]'")
+
+
+def _read_intervals(path, numbers, expected: str) -> dict[str, list[tuple[int, int]]]:
+    """One ``video -> [(s, e), ...]`` entry per line; ``numbers(tokens)`` picks the frame-number tokens (None: the
+    line is malformed). Every problem of the file is reported at once."""
     path, lines = _annotation_lines(path)
     out: dict[str, list[tuple[int, int]]] = {}
     problems: list[str] = []
     for lineno, toks in lines:
         where = f"annotation file {path}, line {lineno}"
-        pairs = _pairs(toks[1:], where, problems)
+        nums = numbers(toks)
+        if nums is None:
+            problems.append(f"{where}: expected {expected}, got {' '.join(toks)!r}")
+            continue
+        pairs = _pairs(nums, where, problems)
         if pairs is None:
             continue
         key = annotation_key(toks[0])

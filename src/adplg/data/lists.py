@@ -134,22 +134,23 @@ def _stem(path_str: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------- raw reading
-def _read_lines(list_file: Path) -> list[tuple[int, str]]:
+def read_text_lines(path: Path, kind: str = "list file") -> list[tuple[int, str]]:
+    """Non-empty stripped lines with their 1-based numbers; clear errors for a missing, unreadable or empty file."""
     try:
-        text = list_file.read_text(encoding="utf-8-sig")
+        text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise AdplgError(f"list file {list_file}: not found") from None
+        raise AdplgError(f"{kind} {path}: not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise AdplgError(f"list file {list_file}: cannot be read ({exc})") from None
+        raise AdplgError(f"{kind} {path}: cannot be read ({exc})") from None
     lines = [(i + 1, ln.strip()) for i, ln in enumerate(text.splitlines())]
     lines = [(i, ln) for i, ln in lines if ln]
     if not lines:
-        raise AdplgError(f"list file {list_file}: empty (expected at least one entry, got 0 lines)")
+        raise AdplgError(f"{kind} {path}: empty (expected at least one entry, got 0 lines)")
     return lines
 
 
 def _read_csv(list_file: Path, required: tuple[str, str]) -> list[tuple[int, dict[str, str]]]:
-    lines = _read_lines(list_file)  # errors for missing / unreadable / empty files
+    lines = read_text_lines(list_file)  # errors for missing / unreadable / empty files
     rows = list(csv.reader([ln for _, ln in lines]))
     header = [h.strip().lower() for h in rows[0]]
     missing = [c for c in required if c not in header]
@@ -215,7 +216,7 @@ def read_list(list_file, fmt: str, root=None, strip_prefix=None) -> list[CropIte
         entries = [(ln, row["path"], row["label"]) for ln, row in _read_csv(list_file, ("path", "label"))]
     else:
         entries = []
-        for lineno, line in _read_lines(list_file):
+        for lineno, line in read_text_lines(list_file):
             where = f"list file {list_file}, line {lineno}"
             if fmt == "sht":
                 toks = line.split()
