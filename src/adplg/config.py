@@ -148,7 +148,9 @@ class EvalConfig(_Strict):
     far_threshold: float = 0.5
     primary: Literal["auc", "pr_auc", "ap"] = "auc"
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
-    batch_snippets: int = Field(65536, ge=1)  # videos of equal length are scored together up to this many snippets
+    # crop-snippets per forward: equal-length videos are batched up to it, a long video's crops split beyond it
+    # (lower it to bound memory: 16384 keeps the longest UCF video's 10 crops under 1.5 GiB on a CPU)
+    batch_snippets: int = Field(65536, ge=1)
     smooth_window: int = Field(0, ge=0)  # improvement option: moving average of snippet scores (0 = off)
 
 

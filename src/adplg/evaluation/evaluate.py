@@ -39,8 +39,8 @@ def predict_snippet_scores(net_s: nn.Module, test: TestSet, device: torch.device
                            batch_snippets: int = 65536) -> list[np.ndarray]:
     """Per video, the crop-averaged snippet scores [T_v] (net_s in eval mode, full length, no resampling).
 
-    All crops of a video, and videos of equal length, go through one forward; scores stay on the device until
-    the end."""
+    All crops of a video, and videos of equal length, go through one forward of at most ``batch_snippets``
+    crop-snippets (a long video's crops are split when they exceed it); scores stay on the device until the end."""
     from tqdm import tqdm
 
     was_training = net_s.training
@@ -52,7 +52,8 @@ def predict_snippet_scores(net_s: nn.Module, test: TestSet, device: torch.device
     with autocast(device, precision):
         for batch in tqdm(batches, desc="scoring", disable=not progress, leave=False):
             x = torch.from_numpy(np.concatenate([test.crops(v) for v in batch])).to(device)  # [sum C, T, D]
-            scores = net_s(x).float()  # [sum C, T]
+            rows = max(1, batch_snippets // x.shape[1])  # a long video's crops may be split to bound memory
+            scores = torch.cat([net_s(chunk).float() for chunk in x.split(rows)])  # [sum C, T]
             for v, part in zip(batch, scores.split([crops[v] for v in batch])):
                 on_device[v] = part.mean(dim=0)  # [T]
     net_s.train(was_training)
