@@ -1,6 +1,5 @@
 """List readers: the official ADPLG lists (read in place from ../shared) and the csv/folder formats on tiny files."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -4,7 +4,6 @@ run of the full pipeline beats the per-snippet logistic regression on frame AUC.
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from adplg.config import build_config

@@ -67,11 +67,13 @@ def test_resume_continues_identically(data, tmp_path):
 
 def test_cli_train_then_test(data, tmp_path, capsys):
     args = [f"data.list_dir={data.root}", "train.progress=false", "train.batch_size=4", "train.warm_up=2",
-            "train.eval_every=4", "train.num_iters=4"]
+            "train.eval_every=4", "train.num_iters=4", "model.input_standardize=true", "eval.smooth_window=3"]
     assert main(["train", "--preset", "demo-cpu-small", "--run_dir", str(tmp_path / "run"), *args]) == 0
     out = capsys.readouterr().out
     assert "last" in out and "auc=" in out
     ckpt = tmp_path / "run" / "checkpoints" / "step_4.safetensors"
+    mean = Checkpoint(ckpt).part("net_s")["input_adapter.mean"]
+    assert mean.abs().sum() > 0  # training-set statistics travel with the weights
     assert main(["test", "--model_file", str(ckpt), "--out", str(tmp_path / "t"), "train.progress=false"]) == 0
     result = json.loads((tmp_path / "t" / "results.json").read_text())
     saved = json.loads((tmp_path / "run" / "evals" / "step_4" / "results.json").read_text())

@@ -80,16 +80,16 @@ class Trainer:
         seed_everything(t.seed)
         self.net_v = build_video_branch(cfg).to(self.device)
         self.net_s = build_snippet_branch(cfg).to(self.device)
+        self.features = train.features.to(self.device)  # [N, T, D], resident for the whole run
         if cfg.model.input_standardize:
             for net in (self.net_v, self.net_s):
-                net.input_adapter.set_statistics(train.features.to(self.device))
+                net.input_adapter.set_statistics(self.features)
         optim = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
         self.opt_v = optim(self.net_v.parameters(), lr=t.lr_v, betas=(0.9, 0.999), weight_decay=t.weight_decay)
         self.opt_s = optim(self.net_s.parameters(), lr=t.lr_s, betas=(0.9, 0.999), weight_decay=t.weight_decay)
         self.sched_s = torch.optim.lr_scheduler.StepLR(self.opt_s, step_size=t.sch_step, gamma=t.sch_gamma)
         self.forward_v = torch.compile(self.net_v) if t.compile else self.net_v
         self.forward_s = torch.compile(self.net_s) if t.compile else self.net_s
-        self.features = train.features.to(self.device)
         train_idx, self.val_idx = split_validation(train, t.val_fraction, t.seed)
         labels = train.labels[train_idx]
         self.sampler_n = EpochSampler(train_idx[labels == 0], t.batch_size, torch.Generator().manual_seed(t.seed))
