@@ -152,7 +152,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     metrics, scores = evaluate(net_s.to(device), test, device, cfg.eval.far_threshold, progress=cfg.train.progress,
                                precision=cfg.eval.precision, batch_snippets=cfg.eval.batch_snippets,
                                smooth_window=cfg.eval.smooth_window)
-    out = Path(args.out) if args.out else Path(args.model_file).with_suffix("").parent / "test"
+    model_file = Path(args.model_file)
+    out = Path(args.out) if args.out else model_file.parent / f"test-{model_file.stem}"
     write_results(out, test, metrics, scores, extra={"model_file": str(args.model_file), "config": cfg.to_dict()})
     for k in ("auc", "ap", "pr_auc", "auc_abnormal", "far"):
         if k in metrics:
