@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from adplg.baselines import _pool_segments, logistic_regression_baseline
+from adplg.baselines import logistic_regression_baseline, mil_ranking_baseline
+from adplg.data.features import resample_segments as _pool_segments
 from adplg.errors import AdplgError
 
 
@@ -62,3 +63,15 @@ def test_errors():
         logistic_regression_baseline(tr_x, np.ones(6), tr_x)
     with pytest.raises(AdplgError, match="dim"):
         logistic_regression_baseline(tr_x, tr_y, [np.zeros((5, 3))])
+
+
+def test_mil_ranking_baseline_finds_the_anomalous_snippets():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 32, 8)).astype(np.float32)
+    labels = np.array([0] * 20 + [1] * 20)
+    x[20:, 10:14, 0] += 4.0  # abnormal videos: a burst on channel 0
+    test = rng.normal(size=(32, 8)).astype(np.float32)
+    test[5:9, 0] += 4.0
+    scores = mil_ranking_baseline(x, labels, [test], steps=300, seed=0)[0]
+    assert scores.shape == (32,)
+    assert scores[5:9].mean() > scores[np.r_[0:5, 9:32]].mean() + 0.2

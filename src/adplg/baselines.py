@@ -4,22 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from adplg.data.features import resample_segments
 from adplg.errors import AdplgError
-
-
-def _pool_segments(feat: np.ndarray, num_segments: int) -> np.ndarray:
-    """Official ADPLG/RTFM resampling of a [L, D] feature array to [num_segments, D]:
-    ``r = linspace(0, L, num_segments + 1).astype(int64)``; segment i is ``mean(F[r_i:r_{i+1}])``, or ``F[r_i]``
-    when ``r_i == r_{i+1}`` (short videos repeat snippets, no zero padding)."""
-    length = feat.shape[0]
-    r = np.linspace(0, length, num_segments + 1).astype(np.int64)
-    out = np.empty((num_segments, feat.shape[1]), dtype=np.float64)
-    for i in range(num_segments):
-        if r[i] == r[i + 1]:
-            out[i] = feat[r[i]]
-        else:
-            out[i] = feat[r[i]:r[i + 1]].mean(axis=0)
-    return out
 
 
 def _check_feats(feats, what: str) -> int | None:
@@ -74,8 +60,8 @@ def logistic_regression_baseline(
 
     xs, ys = [], []
     for f, y in zip(train_feats, labels):
-        seg = _pool_segments(f, num_segments) if num_segments is not None else f.astype(np.float64)
-        xs.append(seg)
+        seg = resample_segments(f, num_segments) if num_segments is not None else f
+        xs.append(seg.astype(np.float64))
         ys.append(np.full(len(seg), int(y)))
     x = np.concatenate(xs)
     y = np.concatenate(ys)
@@ -88,3 +74,40 @@ def logistic_regression_baseline(
     lengths = [len(f) for f in test_feats]
     probs = clf.predict_proba(scaler.transform(np.concatenate(test_feats).astype(np.float64)))[:, 1]
     return np.split(probs, np.cumsum(lengths)[:-1])
+
+
+def mil_ranking_baseline(train_feats: np.ndarray, train_labels: np.ndarray, test_feats: list[np.ndarray],
+                         steps: int = 1000, batch_size: int = 30, lr: float = 1e-3, seed: int = 0) -> list[np.ndarray]:
+    """Deep MIL ranking (Sultani et al., CVPR 2018): an MLP snippet scorer trained so that the top snippet of an
+    abnormal video outscores the top snippet of a normal one (hinge, margin 1), plus their temporal smoothness
+    and sparsity terms (weights 8e-5). ``train_feats`` [N, T, D] (pooled videos), labels [N]; returns the scores
+    [T_j] of every test video. Features are standardised with training statistics."""
+    import torch
+    from torch import nn
+
+    x = torch.as_tensor(np.asarray(train_feats), dtype=torch.float32)
+    labels = torch.as_tensor(np.asarray(train_labels)).reshape(-1)
+    if x.dim() != 3 or len(labels) != len(x):
+        raise AdplgError(f"train_feats must be [N, T, D] with one label per video, got {tuple(x.shape)} and "
+                         f"{len(labels)} labels")
+    mean, std = x.reshape(-1, x.shape[-1]).mean(0), x.reshape(-1, x.shape[-1]).std(0).clamp_min(1e-6)
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(x.shape[-1], 512), nn.ReLU(), nn.Dropout(0.6), nn.Linear(512, 32), nn.Dropout(0.6),
+                        nn.Linear(32, 1), nn.Sigmoid())
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-3)
+    normal, abnormal = (torch.nonzero(labels == c).flatten() for c in (0, 1))
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        n = normal[torch.randint(len(normal), (batch_size,), generator=g)]
+        a = abnormal[torch.randint(len(abnormal), (batch_size,), generator=g)]
+        s_n = net((x[n] - mean) / std).squeeze(-1)  # [b, T]
+        s_a = net((x[a] - mean) / std).squeeze(-1)
+        ranking = torch.relu(1 - s_a.max(1).values + s_n.max(1).values).mean()
+        smooth = ((s_a[:, 1:] - s_a[:, :-1]) ** 2).sum(1).mean()
+        loss = ranking + 8e-5 * smooth + 8e-5 * s_a.sum(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    with torch.no_grad():
+        return [net((torch.as_tensor(f, dtype=torch.float32) - mean) / std).squeeze(-1).numpy() for f in test_feats]
