@@ -17,6 +17,7 @@ from adplg.data.synthetic import generate_synthetic_ucf
 from adplg.evaluation.evaluate import frame_scores, predict_snippet_scores
 from adplg.evaluation.metrics import frame_metrics
 from adplg.evaluation.plots import plot_score_curves
+from adplg.training.checkpoint import atomic_write_text
 from adplg.training.engine import Trainer, create_run_dir
 
 
@@ -50,7 +51,6 @@ def train_and_compare(out: Path, seed: int = 0, num_iters: int | None = None, pr
     train, test = build_train_set(cfg, progress=False), build_test_set(cfg, progress=False)
     run_dir = create_run_dir(cfg)  # <out>/demo-cpu-small-seed<seed>-<time>
     manifest = data_manifest(cfg, train, test)
-    (run_dir / "data_manifest.json").write_text(json.dumps(manifest, indent=2))
     if progress:
         print(f"synthetic data: {dataset.root} ({len(train.items)} train crops, {len(test.videos)} test videos)")
         print(f"run directory:  {run_dir}")
@@ -80,5 +80,5 @@ def run_demo(out: Path, num_iters: int | None = None, seed: int = 0, progress: b
     print(f"score plot:     {plot}")
     summary = {"adplg": result.ours, "logistic_regression": result.baseline, "run_dir": str(trainer.run_dir),
                "plot": str(plot)}
-    (trainer.run_dir / "demo_results.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(trainer.run_dir / "demo_results.json", json.dumps(summary, indent=2))
     return summary

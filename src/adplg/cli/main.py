@@ -6,7 +6,6 @@ User errors (bad files, config, arguments) print one clear message and exit with
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -87,7 +86,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.resume:
         run_dir = create_run_dir(cfg, args.run_dir)
     manifest = data_manifest(cfg, train, test)
-    (Path(run_dir) / "data_manifest.json").write_text(json.dumps(manifest, indent=2))
     trainer = Trainer(cfg, train, test, run_dir, manifest=manifest)
     if args.resume:
         trainer.resume(ckpt)

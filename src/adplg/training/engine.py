@@ -76,6 +76,8 @@ class Trainer:
         self.train_set = train
         self.test = test
         self.manifest = manifest or {}
+        if manifest:
+            atomic_write_text(self.run_dir / "data_manifest.json", json.dumps(manifest, indent=2))
         t = cfg.train
         seed_everything(t.seed)
         self.net_v = build_video_branch(cfg).to(self.device)
