@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adplg.baselines import logistic_regression_baseline, mil_ranking_baseline
+from adplg.baselines import mil_ranking_baseline
 from adplg.config import build_config
 from adplg.data.r1 import R1_FOLDER, load_r1
-from adplg.evaluation.evaluate import frame_scores
-from adplg.evaluation.metrics import frame_metrics
+from adplg.demo import baseline_metrics
+from adplg.evaluation.evaluate import score_metrics
 from adplg.training.engine import Trainer, create_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,21 +36,11 @@ def shared_dir() -> Path:
     return Path(os.environ.get("ADPLG_SHARED", REPO.parent / "shared"))
 
 
-def logistic_baseline(train, test, seed: int = 0) -> dict:
-    """Standardised per-snippet logistic regression (C = 0.1) on the 64-segment pooled training videos."""
-    scores = logistic_regression_baseline(list(train.features.numpy()), train.labels.numpy(),
-                                          [test.crops(v)[0] for v in range(len(test.videos))], C=0.1,
-                                          num_segments=None, seed=seed)
-    return frame_metrics(test.gt.labels, frame_scores(test, scores), offsets=test.gt.offsets,
-                         video_labels=test.video_labels)
-
-
 def mil_baseline(train, test, seed: int = 0) -> dict:
     """Deep MIL ranking (Sultani et al.) on the same pooled training videos."""
     scores = mil_ranking_baseline(train.features.numpy(), train.labels.numpy(),
                                   [test.crops(v)[0] for v in range(len(test.videos))], seed=seed)
-    return frame_metrics(test.gt.labels, frame_scores(test, scores), offsets=test.gt.offsets,
-                         video_labels=test.video_labels)
+    return score_metrics(test, scores)
 
 
 def run_seed(preset: str, overrides: list[str], seed: int, train, test, out: Path) -> dict:
@@ -79,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     cfg = build_config(args.preset, overrides=args.overrides)
     train, test = load_r1(cfg, folder)
     print(f"R1: {len(train.items)} train videos, {len(test.videos)} test videos, {len(test.gt.labels)} frames")
-    baseline = logistic_baseline(train, test)
+    baseline = baseline_metrics(cfg, train, test)  # per-snippet logistic regression, same data
     print(f"logistic regression: frame AUC {baseline['auc']:.4f}")
     mil = mil_baseline(train, test)
     print(f"MIL ranking: frame AUC {mil['auc']:.4f}")

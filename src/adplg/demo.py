@@ -14,8 +14,7 @@ from adplg.baselines import logistic_regression_baseline
 from adplg.config import Config, build_config
 from adplg.data.datasets import TestSet, TrainSet, build_test_set, build_train_set, data_manifest
 from adplg.data.synthetic import generate_synthetic_ucf
-from adplg.evaluation.evaluate import frame_scores, predict_snippet_scores
-from adplg.evaluation.metrics import frame_metrics
+from adplg.evaluation.evaluate import predict_snippet_scores, score_metrics
 from adplg.evaluation.plots import plot_score_curves
 from adplg.training.checkpoint import atomic_write_text
 from adplg.training.engine import Trainer, create_run_dir
@@ -26,8 +25,7 @@ def baseline_metrics(cfg: Config, train: TrainSet, test: TestSet) -> dict[str, f
     scores = logistic_regression_baseline(list(train.features.numpy()), train.labels.numpy(),
                                           [test.crops(v).mean(axis=0) for v in range(len(test.videos))],
                                           num_segments=None, seed=cfg.train.seed)
-    return frame_metrics(test.gt.labels, frame_scores(test, scores), offsets=test.gt.offsets,
-                         video_labels=test.video_labels, far_threshold=cfg.eval.far_threshold)
+    return score_metrics(test, scores, cfg.eval.far_threshold)
 
 
 @dataclass

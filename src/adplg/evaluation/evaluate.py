@@ -91,12 +91,17 @@ def evaluate(net_s: nn.Module, test: TestSet, device: torch.device | str = "cpu"
     snippet_scores = predict_snippet_scores(net_s, test, device, progress=progress, precision=precision,
                                             batch_snippets=batch_snippets)
     snippet_scores = [smooth_scores(s, smooth_window) for s in snippet_scores]
+    return score_metrics(test, snippet_scores, far_threshold), snippet_scores
+
+
+def score_metrics(test: TestSet, snippet_scores: list[np.ndarray], far_threshold: float = 0.5) -> dict[str, float]:
+    """Frame metrics of per-video snippet scores [T_v] from any scorer (our model or a baseline)."""
     frames = frame_scores(test, snippet_scores)
     metrics = frame_metrics(test.gt.labels, frames, offsets=test.gt.offsets, video_labels=test.video_labels,
                             far_threshold=far_threshold)
     if test.video_classes:
         metrics["per_class_pr_auc"] = per_class_ap(test.gt.labels, frames, test.gt.offsets, test.video_classes)
-    return metrics, snippet_scores
+    return metrics
 
 
 def write_results(out_dir: Path, test: TestSet, metrics: dict, snippet_scores: list[np.ndarray],
