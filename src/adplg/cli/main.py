@@ -110,41 +110,13 @@ def _print_summary(summary: dict) -> None:
         print(f"primary metric: {primary}")
 
 
-def load_snippet_branch(model_file: str, args: argparse.Namespace):
-    """Our checkpoint (.safetensors + .json, or a run directory) or an official ``*_model_s_*.pkl``."""
-    from adplg.config import build_config
-    from adplg.models.build import build_snippet_branch
-    from adplg.models.convert import load_official_checkpoint
-    from adplg.training.checkpoint import Checkpoint
-
-    path = Path(model_file)
-    if not path.exists():
-        raise AdplgError(f"--model_file not found: {path}")
-    if path.suffix in (".pkl", ".pth", ".pt"):
-        kind, state = load_official_checkpoint(path)
-        if kind != "net_s":
-            raise AdplgError(f"{path} is an official {kind} (branch 1) checkpoint; testing needs the snippet branch "
-                             f"(files named *_model_s_*.pkl)")
-        cfg = build_config(args.preset or "ucf-i3d", args.config, _overrides(args))
-    else:
-        ckpt = Checkpoint(path)
-        cfg = build_config(args.preset, args.config, _overrides(args),
-                           base=None if args.preset else ckpt.meta["config"])
-        state = ckpt.part("net_s")
-    net_s = build_snippet_branch(cfg)
-    missing, unexpected = net_s.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise AdplgError(f"{path}: weights do not fit the configured snippet branch; missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]} (check --preset / model.* settings)")
-    return cfg, net_s
-
-
 def cmd_test(args: argparse.Namespace) -> int:
     from adplg.data.datasets import build_test_set
     from adplg.evaluation.evaluate import evaluate, write_results
+    from adplg.inference.load import load_snippet_branch
     from adplg.training.engine import resolve_device
 
-    cfg, net_s = load_snippet_branch(args.model_file, args)
+    cfg, net_s = load_snippet_branch(args.model_file, args.preset, args.config, _overrides(args))
     device = resolve_device(cfg.train.device)
     test = build_test_set(cfg, progress=cfg.train.progress)
     metrics, scores = evaluate(net_s.to(device), test, device, cfg.eval.far_threshold, progress=cfg.train.progress,
