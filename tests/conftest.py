@@ -35,3 +35,32 @@ def parity_dir(shared) -> Path:
     if not (path / "expected_outputs.npz").is_file():
         pytest.skip(f"parity fixture not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """``make(feature_dim) -> (checkpoint path, synthetic dataset)``: demo-cpu-small trained for 60 steps on a small
+    one-crop synthetic UCF-format set with ``feature_dim``-d features (cached per dimension for the session)."""
+    from adplg.config import build_config
+    from adplg.data.datasets import build_test_set, build_train_set
+    from adplg.data.synthetic import generate_synthetic_ucf
+    from adplg.training.engine import Trainer, create_run_dir
+
+    cache = {}
+
+    def make(feature_dim: int = 64):
+        if feature_dim not in cache:
+            root = tmp_path_factory.mktemp(f"tiny{feature_dim}")
+            data = generate_synthetic_ucf(root / "data", num_train_normal=8, num_train_abnormal=8, num_test_normal=60,
+                                          num_test_abnormal=4, feature_dim=feature_dim, crops=1, max_snippets=100,
+                                          seed=3)
+            cfg = build_config("demo-cpu-small", overrides=[
+                f"data.list_dir={data.root}", f"data.feature_dim={feature_dim}", "data.train_crops=1",
+                "data.test_crops=1", f"output_dir={root}", "train.progress=false", "train.batch_size=4",
+                "train.num_iters=60", "train.warm_up=20", "train.eval_every=60", "train.log_every=30"])
+            run = create_run_dir(cfg, root / "run")
+            Trainer(cfg, build_train_set(cfg, progress=False), build_test_set(cfg, progress=False), run).fit()
+            cache[feature_dim] = (run / "checkpoints" / "last.safetensors", data)
+        return cache[feature_dim]
+
+    return make

@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=cmd_presets)
+
+    from adplg.cli import score
+
+    score.add_parser(sub)
     return parser
 
 

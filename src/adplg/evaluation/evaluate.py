@@ -33,6 +33,13 @@ def length_batches(lengths: list[int], crops: list[int], batch_snippets: int) ->
     return batches
 
 
+def forward_in_chunks(net_s: nn.Module, x: torch.Tensor, batch_snippets: int) -> torch.Tensor:
+    """``net_s`` over ``x [N, T, D]`` in row chunks of at most ``batch_snippets`` snippets (at least one row), so a
+    long video's crops never exceed the memory bound. Returns float32 scores ``[N, T]``."""
+    rows = max(1, batch_snippets // max(1, x.shape[1]))
+    return torch.cat([net_s(chunk).float() for chunk in x.split(rows)])
+
+
 @torch.no_grad()
 def predict_snippet_scores(net_s: nn.Module, test: TestSet, device: torch.device | str = "cpu",
                            progress: bool = False, precision: str = "fp32",
@@ -52,8 +59,7 @@ def predict_snippet_scores(net_s: nn.Module, test: TestSet, device: torch.device
     with autocast(device, precision):
         for batch in tqdm(batches, desc="scoring", disable=not progress, leave=False):
             x = torch.from_numpy(np.concatenate([test.crops(v) for v in batch])).to(device)  # [sum C, T, D]
-            rows = max(1, batch_snippets // x.shape[1])  # a long video's crops may be split to bound memory
-            scores = torch.cat([net_s(chunk).float() for chunk in x.split(rows)])  # [sum C, T]
+            scores = forward_in_chunks(net_s, x, batch_snippets)  # [sum C, T]
             for v, part in zip(batch, scores.split([crops[v] for v in batch])):
                 on_device[v] = part.mean(dim=0)  # [T]
     net_s.train(was_training)

@@ -1,0 +1,224 @@
+"""Turning a score timeline into alert segments, and calibrating the alert rules on normal footage.
+
+The rules are plain post-processing of the scores, kept in a small YAML file beside the model (never inside an
+exported graph), so they can be re-calibrated per camera without touching the network:
+
+1. hysteresis: an alert starts where the score reaches ``on_threshold`` and lasts while it stays at or above
+   ``off_threshold`` (``off <= on``; equal thresholds mean no hysteresis);
+2. merge gap: two alerts separated by at most ``merge_gap_s`` seconds become one;
+3. minimum duration: alerts shorter than ``min_duration_s`` seconds are dropped.
+
+Each step can only shrink the alerted frames when the thresholds rise, so the false-alarm rate (the fraction of
+normal frames inside an alert) is non-increasing in ``on_threshold`` and calibration is a bisection over the score
+values of the normal videos.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from adplg.errors import AdplgError
+
+ALERTS_SUFFIX = ".alerts.yaml"
+
+
+@dataclass
+class AlertRules:
+    """Alert post-processing. Times are in seconds; ``calibration`` records how the thresholds were chosen."""
+
+    on_threshold: float = 0.5
+    off_threshold: float | None = None
+    min_duration_s: float = 0.0
+    merge_gap_s: float = 0.0
+    calibration: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.off_threshold is None:
+            self.off_threshold = self.on_threshold
+        if self.off_threshold > self.on_threshold:
+            raise AdplgError(f"alert rules: expected off_threshold <= on_threshold, got off {self.off_threshold} > "
+                             f"on {self.on_threshold}")
+        if self.min_duration_s < 0 or self.merge_gap_s < 0:
+            raise AdplgError(f"alert rules: expected min_duration_s >= 0 and merge_gap_s >= 0, got "
+                             f"{self.min_duration_s} and {self.merge_gap_s}")
+
+    def with_thresholds(self, on: float, off: float) -> AlertRules:
+        return AlertRules(on, off, self.min_duration_s, self.merge_gap_s, dict(self.calibration))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: Path) -> Path:
+        import yaml
+
+        from adplg.training.checkpoint import atomic_write_text
+
+        header = ("# adplg alert rules: post-processing of the snippet branch's scores (not part of any exported "
+                  "graph).\n# Edit by hand or re-run `adplg calibrate`.\n")
+        atomic_write_text(Path(path), header + yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Path) -> AlertRules:
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise AdplgError(f"alert rules file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise AdplgError(f"alert rules file {path} is not valid YAML: {exc}") from None
+        known = {"on_threshold", "off_threshold", "min_duration_s", "merge_gap_s", "calibration"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise AdplgError(f"alert rules file {path}: unknown keys {unknown} (expected some of {sorted(known)})")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as exc:
+            raise AdplgError(f"alert rules file {path}: {exc}") from None
+
+
+def rules_path_for(checkpoint: Path) -> Path:
+    """Where the alert rules of a checkpoint live: ``<checkpoint without suffix>.alerts.yaml`` beside it."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / "checkpoints" / "last.safetensors"
+    return checkpoint.with_suffix("").with_name(checkpoint.stem + ALERTS_SUFFIX)
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Segment:
+    """One alert: frames ``[start_frame, end_frame)`` and the same span in seconds."""
+
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+    peak_score: float
+    mean_score: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "duration_s": round(self.duration_s, 6)}
+
+
+def hysteresis_mask(scores: np.ndarray, on: float, off: float) -> np.ndarray:
+    """``scores [N]`` -> alert state ``[N]`` (bool): on at ``score >= on``, off at ``score < off``, else unchanged
+    (starting off)."""
+    scores = np.asarray(scores)
+    event = np.where(scores >= on, 1, np.where(scores < off, 0, -1))
+    last_event = np.maximum.accumulate(np.where(event >= 0, np.arange(len(scores)), -1))
+    state = np.where(last_event >= 0, event[np.maximum(last_event, 0)], 0)
+    return state == 1
+
+
+def _runs(mask: np.ndarray) -> np.ndarray:
+    """``mask [N]`` bool -> ``[K, 2]`` ``[start, end)`` of its runs of True."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return np.stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)], axis=1)
+
+
+def alert_mask(frame_scores: np.ndarray, fps: float, rules: AlertRules) -> np.ndarray:
+    """``frame_scores [N]`` -> ``[N]`` bool: frames inside an alert after hysteresis, merging and minimum duration."""
+    if fps <= 0:
+        raise AdplgError(f"alerts: expected fps > 0, got {fps}")
+    mask = hysteresis_mask(frame_scores, rules.on_threshold, rules.off_threshold)
+    runs = _runs(mask)
+    if len(runs) > 1 and rules.merge_gap_s > 0:
+        close = (runs[1:, 0] - runs[:-1, 1]) <= rules.merge_gap_s * fps
+        for start, end in zip(runs[:-1, 1][close], runs[1:, 0][close], strict=True):
+            mask[start:end] = True
+        runs = _runs(mask)
+    if rules.min_duration_s > 0:
+        for start, end in runs[(runs[:, 1] - runs[:, 0]) < rules.min_duration_s * fps]:
+            mask[start:end] = False
+    return mask
+
+
+def alert_segments(frame_scores: np.ndarray, fps: float, rules: AlertRules) -> list[Segment]:
+    """The alerts of one video's ``frame_scores [N]`` (frame ``i`` at ``i / fps`` seconds)."""
+    frame_scores = np.asarray(frame_scores, dtype=np.float64)
+    out = []
+    for start, end in _runs(alert_mask(frame_scores, fps, rules)):
+        part = frame_scores[start:end]
+        out.append(Segment(int(start), int(end), start / fps, end / fps, float(part.max()), float(part.mean())))
+    return out
+
+
+def false_alarm_rate(videos: list[tuple[np.ndarray, float]], rules: AlertRules) -> float:
+    """Fraction of the frames of normal videos ``[(frame_scores [N], fps), ...]`` that lie inside an alert."""
+    alerted = sum(int(alert_mask(scores, fps, rules).sum()) for scores, fps in videos)
+    total = sum(len(scores) for scores, _ in videos)
+    return alerted / max(total, 1)
+
+
+def _far_prediction_interval(videos, rules: AlertRules, rounds: int, seed: int) -> tuple[float, float]:
+    """A 95% prediction interval of the false-alarm rate on new normal footage as large as ``videos``.
+
+    The spread of the calibration estimate comes from resampling its videos with replacement; a new sample of the
+    same size has the same spread and is independent of it, hence ``rate +- 1.96 * sqrt(2) * std``."""
+    alerted = np.array([alert_mask(s, fps, rules).sum() for s, fps in videos], dtype=np.float64)
+    frames = np.array([len(s) for s, _ in videos], dtype=np.float64)
+    picks = np.random.default_rng(seed).integers(0, len(videos), size=(rounds, len(videos)))
+    spread = float(np.std(alerted[picks].sum(axis=1) / np.maximum(frames[picks].sum(axis=1), 1)))
+    rate = alerted.sum() / max(frames.sum(), 1)
+    half = 1.96 * np.sqrt(2.0) * spread
+    return float(max(rate - half, 0.0)), float(min(rate + half, 1.0))
+
+
+def calibrate(videos: list[tuple[np.ndarray, float]], target_far: float, hysteresis: float = 0.0,
+              min_duration_s: float = 0.0, merge_gap_s: float = 0.0, bootstrap_rounds: int = 1000,
+              seed: int = 0) -> AlertRules:
+    """The lowest ``on_threshold`` (with ``off = on - hysteresis``) whose false-alarm rate on the normal
+    ``videos [(frame_scores [N], fps), ...]`` is at most ``target_far``.
+
+    ``calibration`` records the achieved rate, its tolerance (a 95% prediction interval for new normal footage of
+    the same amount and kind, from resampling the videos), alerts per hour, and the amount of footage used."""
+    if not videos:
+        raise AdplgError("calibrate: no normal videos given")
+    if not 0 <= target_far < 1:
+        raise AdplgError(f"calibrate: expected 0 <= target false-alarm rate < 1, got {target_far}")
+    if hysteresis < 0:
+        raise AdplgError(f"calibrate: expected hysteresis >= 0, got {hysteresis}")
+    base = AlertRules(1.0, 1.0 - hysteresis, min_duration_s, merge_gap_s)
+    candidates = np.unique(np.concatenate([np.asarray(s, dtype=np.float64) for s, _ in videos]))
+    candidates = np.append(candidates, np.nextafter(candidates[-1], np.inf))  # above every score: no alerts
+
+    def far(i: int) -> float:
+        on = float(candidates[i])
+        return false_alarm_rate(videos, base.with_thresholds(on, on - hysteresis))
+
+    lo, hi = 0, len(candidates) - 1  # far(hi) == 0 <= target; find the first index with far <= target
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if far(mid) <= target_far:
+            hi = mid
+        else:
+            lo = mid + 1
+    on = float(candidates[lo])
+    rules = base.with_thresholds(on, on - hysteresis)
+    achieved = false_alarm_rate(videos, rules)
+    low, high = _far_prediction_interval(videos, rules, bootstrap_rounds, seed)
+    seconds = sum(len(s) / fps for s, fps in videos)
+    alerts = sum(len(alert_segments(s, fps, rules)) for s, fps in videos)
+    rules.calibration = {"target_far": target_far, "achieved_far": achieved, "far_95_prediction_interval": [low, high],
+                         "alerts_per_hour": alerts / max(seconds / 3600.0, 1e-12), "videos": len(videos),
+                         "frames": int(sum(len(s) for s, _ in videos)), "hours": seconds / 3600.0,
+                         "hysteresis": hysteresis}
+    return rules

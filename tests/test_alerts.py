@@ -1,0 +1,91 @@
+"""Alert rules: hysteresis, merging, minimum duration, calibration to a target false-alarm rate, the rules file."""
+
+import numpy as np
+import pytest
+
+from adplg.errors import AdplgError
+from adplg.inference.alerts import (AlertRules, alert_mask, alert_segments, calibrate, false_alarm_rate,
+                                    hysteresis_mask, rules_path_for)
+
+
+def test_hysteresis_starts_at_on_and_ends_below_off():
+    s = np.array([0.1, 0.6, 0.45, 0.35, 0.45, 0.7, 0.2, 0.45])
+    assert hysteresis_mask(s, 0.5, 0.4).tolist() == [False, True, True, False, False, True, False, False]
+    assert hysteresis_mask(s, 0.5, 0.5).tolist() == (s >= 0.5).tolist()
+    assert not hysteresis_mask(np.array([0.45, 0.45]), 0.5, 0.4).any()  # starts off: needs a crossing of `on`
+
+
+def test_merge_gap_and_minimum_duration_in_seconds():
+    fps = 10.0
+    s = np.zeros(100)
+    s[10:20] = 0.9  # 1.0 s
+    s[23:30] = 0.9  # gap 0.3 s, then 0.7 s
+    s[60:62] = 0.9  # 0.2 s, isolated
+    plain = alert_segments(s, fps, AlertRules(0.5))
+    assert [(g.start_frame, g.end_frame) for g in plain] == [(10, 20), (23, 30), (60, 62)]
+    merged = alert_segments(s, fps, AlertRules(0.5, merge_gap_s=0.3))
+    assert [(g.start_frame, g.end_frame) for g in merged] == [(10, 30), (60, 62)]
+    assert merged[0].start_s == pytest.approx(1.0) and merged[0].end_s == pytest.approx(3.0)
+    kept = alert_segments(s, fps, AlertRules(0.5, merge_gap_s=0.3, min_duration_s=0.5))
+    assert [(g.start_frame, g.end_frame) for g in kept] == [(10, 30)]
+    assert kept[0].peak_score == pytest.approx(0.9) and 0 < kept[0].mean_score < 0.9  # the merged gap counts
+    assert not alert_segments(s, fps, AlertRules(0.5, min_duration_s=1.5))
+
+
+def _normal_videos(rng, count):
+    """Score traces of normal videos: smooth AR(1) noise around a per-video level, like a camera's quiet hours."""
+    videos = []
+    for _ in range(count):
+        n = int(rng.integers(400, 2000))
+        level, noise = rng.uniform(0.05, 0.3), np.zeros(n)
+        eps = rng.normal(0, 0.05, n)
+        for i in range(1, n):
+            noise[i] = 0.95 * noise[i - 1] + eps[i]
+        videos.append((np.clip(level + noise, 0, 1), float(rng.choice([25.0, 30.0]))))
+    return videos
+
+
+@pytest.mark.parametrize("target, hysteresis, min_dur, gap", [(0.01, 0.0, 0.0, 0.0), (0.02, 0.05, 0.5, 1.0)])
+def test_calibration_meets_target_on_held_out_normal_videos(target, hysteresis, min_dur, gap):
+    rng = np.random.default_rng(0)
+    calibration, held_out = _normal_videos(rng, 150), _normal_videos(rng, 150)
+    rules = calibrate(calibration, target, hysteresis, min_dur, gap)
+    c = rules.calibration
+    assert c["achieved_far"] <= target and c["achieved_far"] > 0.5 * target  # the lowest threshold that meets it
+    assert rules.off_threshold == pytest.approx(rules.on_threshold - hysteresis)
+    low, high = c["far_95_prediction_interval"]
+    held = false_alarm_rate(held_out, rules)
+    assert low <= held <= high, (held, low, high)
+    # one step lower on the candidate scores would break the target on the calibration set
+    lower = rules.with_thresholds(rules.on_threshold - 1e-3, rules.off_threshold - 1e-3)
+    assert false_alarm_rate(calibration, lower) > target
+
+
+def test_calibration_errors_and_zero_target():
+    with pytest.raises(AdplgError, match="no normal videos"):
+        calibrate([], 0.01)
+    with pytest.raises(AdplgError, match="target false-alarm rate"):
+        calibrate([(np.zeros(10), 30.0)], 1.5)
+    rules = calibrate([(np.linspace(0, 1, 50), 10.0)], 0.0)
+    assert rules.on_threshold > 1.0 and rules.calibration["achieved_far"] == 0.0
+
+
+def test_rules_file_round_trip_and_errors(tmp_path):
+    rules = AlertRules(0.7, 0.6, 2.0, 1.5, {"target_far": 0.01})
+    path = rules.save(tmp_path / "last.alerts.yaml")
+    assert AlertRules.load(path) == rules
+    assert "not part of any exported graph" in path.read_text()
+    (tmp_path / "bad.yaml").write_text("on_threshold: 0.5\nthreshhold: 2\n")
+    with pytest.raises(AdplgError, match="unknown keys.*threshhold"):
+        AlertRules.load(tmp_path / "bad.yaml")
+    with pytest.raises(AdplgError, match="off_threshold <= on_threshold"):
+        AlertRules(0.5, 0.6)
+    with pytest.raises(AdplgError, match="not found"):
+        AlertRules.load(tmp_path / "missing.yaml")
+    assert rules_path_for(tmp_path / "checkpoints" / "last.safetensors") == tmp_path / "checkpoints" / "last.alerts.yaml"
+    assert rules_path_for(tmp_path / "ucf_model_s_best.pkl").name == "ucf_model_s_best.alerts.yaml"
+
+
+def test_alert_mask_rejects_bad_fps():
+    with pytest.raises(AdplgError, match="fps > 0"):
+        alert_mask(np.zeros(3), 0, AlertRules())
