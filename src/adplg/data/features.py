@@ -7,8 +7,9 @@ load in one ``DataValidationError``; nothing is read from disk after that.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -16,7 +17,18 @@ from tqdm import tqdm
 from adplg.data.lists import CropItem
 from adplg.errors import AdplgError, DataValidationError
 
-__all__ = ["FeatureStore", "resample_segments", "RESAMPLE_MODES"]
+__all__ = [
+    "FeatureStore",
+    "resample_segments",
+    "RESAMPLE_MODES",
+    "FileProblem",
+    "FeatureFileCheck",
+    "FEATURE_PROBLEM_KINDS",
+    "check_feature_file",
+    "check_video_crops",
+    "count_nonfinite",
+    "npy_size_problem",
+]
 
 RESAMPLE_MODES = ("mean", "pad")
 
@@ -120,14 +132,15 @@ class FeatureStore:
         progress: bool = True,
         context: str = "features",
         equal_crop_lengths: bool = True,
-    ) -> "FeatureStore":
+    ) -> FeatureStore:
         """Read and validate the feature file of every item.
 
-        Checks, per file: it exists; ``np.load`` can read it (a truncated or corrupt file fails here); it is a plain
+        Checks, per file (``check_feature_file``, shared with ``adplg doctor``): it exists; it is as long as its
+        ``.npy`` header says (truncation); ``np.load`` can read it (a corrupt file fails here); it is a plain
         ``.npy`` array of a float dtype; ``ndim`` is 2 (``[T, D]``), or 3 (``[T, C, D]``) for items with an
         ``array_index`` (which must be ``< C``); ``T >= 1``; the last axis equals ``feature_dim`` (when given; else
         every file must agree with the most common dimension); every value is finite (the count of NaN/Inf is
-        reported). Across items: each video has ``crops_per_video`` crops (when given) and, with
+        reported). Across items (``check_video_crops``): each video has ``crops_per_video`` crops (when given) and, with
         ``equal_crop_lengths``, all crops of a video have the same T (the crop scores are averaged at test time).
 
         Each distinct file is read once even when several items share it. All problems are collected and raised in
@@ -145,12 +158,13 @@ class FeatureStore:
         file_dims: dict[Path, int] = {}
         for path, idxs in tqdm(by_file.items(), total=len(by_file), desc=f"loading {context}", unit="file",
                                disable=not progress, leave=False):
-            loaded = _load_file(path, [items[i] for i in idxs], feature_dim, mmap, problems)
-            if loaded is None:
+            file_items = [items[i] for i in idxs]
+            check = check_feature_file(path, file_items, feature_dim, mmap)
+            if not check.ok:
+                problems.extend(p.message for p in check.problems)
                 continue
-            arr_list, dim = loaded
-            file_dims[path] = dim
-            for i, a in zip(idxs, arr_list):
+            file_dims[path] = int(check.shape[-1])
+            for i, a in zip(idxs, crop_arrays(check, file_items, mmap), strict=True):
                 arrays[i] = a
 
         # feature dimension consistency when no dimension was given
@@ -165,91 +179,204 @@ class FeatureStore:
                     for i in by_file[path]:
                         arrays[i] = None
 
-        # crops per video, equal crop lengths
-        per_video: dict[str, list[int]] = {}
-        for i, it in enumerate(items):
-            per_video.setdefault(it.video, []).append(i)
-        for video, idxs in per_video.items():
-            first = items[idxs[0]].path
-            if crops_per_video is not None and len(idxs) != crops_per_video:
-                problems.append(
-                    f"{first}: video {video!r} has the wrong number of crops: expected {crops_per_video}, "
-                    f"got {len(idxs)}"
-                )
-            if equal_crop_lengths:
-                lens = {_item_name(items[i]): arrays[i].shape[0] for i in idxs if arrays[i] is not None}
-                if len(set(lens.values())) > 1:
-                    ref = next(iter(lens.values()))
-                    odd = ", ".join(f"{p}: {n}" for p, n in lens.items() if n != ref)
-                    problems.append(
-                        f"{first}: crops of video {video!r} differ in length: expected T = {ref} for every crop, "
-                        f"got {odd}"
-                    )
-
+        lengths = [None if a is None else int(a.shape[0]) for a in arrays]
+        problems.extend(p.message for p in check_video_crops(items, lengths, crops_per_video, equal_crop_lengths))
         if problems:
             raise DataValidationError(problems, context=context)
         return cls(items, arrays)  # type: ignore[arg-type]
 
 
-def _item_name(item: CropItem) -> str:
-    return str(item.path) if item.array_index is None else f"{item.path}[:, {item.array_index}]"
+# ------------------------------------------------------------------------------------------------ per-file checks
+@dataclass(frozen=True)
+class FileProblem:
+    """One problem of a feature file (or of a video's crops): a ``kind`` code (see ``FEATURE_PROBLEM_KINDS``) and a
+    message that names the file, the expected and the actual value."""
+
+    kind: str
+    message: str
 
 
-def _load_file(path: Path, file_items: list[CropItem], feature_dim, mmap: bool, problems: list[str]):
-    """Read and check one file; return (one array per item, feature dim) or None after appending problems."""
+FEATURE_PROBLEM_KINDS = {
+    "missing": "feature file not found",
+    "unreadable": "unreadable or corrupt file",
+    "truncated": "truncated file (shorter than its .npy header says)",
+    "layout": "file used both as [T, D] and as [T, C, D]",
+    "ndim": "wrong number of dimensions",
+    "dtype": "wrong dtype",
+    "empty": "no snippets (T == 0)",
+    "dim": "wrong feature dimension",
+    "crop_index": "crop index out of range",
+    "nonfinite": "non-finite values (NaN/Inf)",
+    "crop_count": "wrong number of crops per video",
+    "crop_length": "crops of a video differ in length",
+}
+
+
+@dataclass
+class FeatureFileCheck:
+    """The outcome of ``check_feature_file``: the opened array (None when it could not be opened with the expected
+    number of dimensions), every problem found, and the count of non-finite values."""
+
+    path: Path
+    array: np.ndarray | None = None
+    shape: tuple[int, ...] | None = None
+    problems: list[FileProblem] = field(default_factory=list)
+    nonfinite: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def num_snippets(self) -> int | None:
+        """T (the first axis) when the file could be opened as an array, else None."""
+        return int(self.shape[0]) if self.shape else None
+
+    def add(self, kind: str, message: str) -> None:
+        self.problems.append(FileProblem(kind, message))
+
+
+def npy_size_problem(path: Path) -> str | None:
+    """Compare a ``.npy`` file's size with what its header promises, without reading the data.
+
+    Returns a message when the file is shorter than ``header offset + prod(shape) * itemsize`` (a truncated copy or
+    download), None otherwise, and also None when the header itself cannot be parsed (``np.load`` then reports it)."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                return None
+            data_offset = handle.tell()
+    except Exception:  # noqa: BLE001 - not a readable .npy header: np.load gives the precise error
+        return None
+    if dtype.hasobject:
+        return None
+    expected = data_offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    actual = path.stat().st_size
+    if actual >= expected:
+        return None
+    return (f"{path}: truncated, cannot be read as a .npy array: expected {expected} bytes (header: shape "
+            f"{tuple(shape)}, {dtype}), got {actual}")
+
+
+def count_nonfinite(arr: np.ndarray) -> int:
+    """NaN/Inf count of a float array, read in chunks (bounded memory on memory-mapped files)."""
+    flat = arr.reshape(-1, order="A")  # a view for C- and Fortran-ordered files
+    nonfinite = 0
+    for s in range(0, flat.size, _FINITE_CHUNK):
+        chunk = flat[s:s + _FINITE_CHUNK]
+        nonfinite += chunk.size - int(np.count_nonzero(np.isfinite(chunk)))
+    return nonfinite
+
+
+def check_feature_file(path, file_items: Sequence[CropItem], feature_dim: int | None = None,
+                       mmap: bool = True) -> FeatureFileCheck:
+    """Open one feature file (memory-mapped with ``mmap=True``) and check it for the crop items that use it.
+
+    Checks in order, stopping at the first failure of the first group: exists; not truncated (its size vs its
+    header); ``np.load`` can read it; a ``.npy`` array, not ``.npz``; the items agree on ``[T, D]`` vs
+    ``[T, C, D]``; ``ndim`` matches. Then all of: float dtype; ``T >= 1``; last axis == ``feature_dim`` (when
+    given); crop indices ``< C``. Only when all of these pass: every value is finite (counted in chunks)."""
+    path = Path(path)
+    check = FeatureFileCheck(path)
     if not path.is_file():
         what = "is a folder" if path.exists() else "not found"
-        problems.append(f"{path}: feature file {what} (expected an existing .npy file; video {file_items[0].video!r})")
-        return None
+        check.add("missing", f"{path}: feature file {what} (expected an existing .npy file; "
+                             f"video {file_items[0].video!r})")
+        return check
+    truncated = npy_size_problem(path)
+    if truncated is not None:
+        check.add("truncated", truncated)
+        return check
     try:
         arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - any reader failure is a user-data problem
-        problems.append(f"{path}: cannot be read as a .npy array (truncated or corrupt?): {type(exc).__name__}: {exc}")
-        return None
+        check.add("unreadable", f"{path}: cannot be read as a .npy array (truncated or corrupt?): "
+                                f"{type(exc).__name__}: {exc}")
+        return check
     if not isinstance(arr, np.ndarray):  # an .npz archive
         if hasattr(arr, "close"):
             arr.close()
-        problems.append(f"{path}: expected a .npy array, got an .npz archive")
-        return None
-
-    n0 = len(problems)
+        check.add("unreadable", f"{path}: expected a .npy array, got an .npz archive")
+        return check
+    check.shape = tuple(int(n) for n in arr.shape)
     indexed = [it.array_index is not None for it in file_items]
     if any(indexed) and not all(indexed):
-        problems.append(f"{path}: used both as a [T, D] file and as a [T, C, D] file by the list")
-        return None
+        check.add("layout", f"{path}: used both as a [T, D] file and as a [T, C, D] file by the list")
+        return check
     want_ndim = 3 if indexed[0] else 2
-    want_shape = "[T, C, D]" if want_ndim == 3 else "[T, D]"
     if arr.ndim != want_ndim:
-        problems.append(f"{path}: wrong number of dimensions: expected {want_ndim} ({want_shape}), got {arr.ndim} "
-                        f"(shape {arr.shape})")
-        return None
-    if not np.issubdtype(arr.dtype, np.floating):
-        problems.append(f"{path}: wrong dtype: expected a float dtype (float16/32/64), got {arr.dtype}")
+        want_shape = "[T, C, D]" if want_ndim == 3 else "[T, D]"
+        check.add("ndim", f"{path}: wrong number of dimensions: expected {want_ndim} ({want_shape}), got {arr.ndim} "
+                          f"(shape {arr.shape})")
+        check.shape = None  # T is not meaningful for an array of the wrong rank
+        return check
+    check.array = arr
+    _check_opened_array(check, file_items, feature_dim)
+    return check
+
+
+def _check_opened_array(check: FeatureFileCheck, file_items: Sequence[CropItem], feature_dim: int | None) -> None:
+    """The checks of an array of the expected rank: dtype, T, feature dimension, crop indices, then finiteness."""
+    arr, path = check.array, check.path
+    is_float = np.issubdtype(arr.dtype, np.floating)
+    if not is_float:
+        check.add("dtype", f"{path}: wrong dtype: expected a float dtype (float16/32/64), got {arr.dtype}")
     if arr.shape[0] < 1:
-        problems.append(f"{path}: no snippets: expected T >= 1, got shape {arr.shape}")
+        check.add("empty", f"{path}: no snippets: expected T >= 1, got shape {arr.shape}")
     dim = int(arr.shape[-1])
     if feature_dim is not None and dim != feature_dim:
-        problems.append(f"{path}: wrong feature dimension: expected {feature_dim}, got {dim} (shape {arr.shape})")
-    if want_ndim == 3:
+        check.add("dim", f"{path}: wrong feature dimension: expected {feature_dim}, got {dim} (shape {arr.shape})")
+    if arr.ndim == 3:
         bad = sorted({it.array_index for it in file_items if not 0 <= it.array_index < arr.shape[1]})
         if bad:
-            problems.append(f"{path}: crop index out of range: expected < {arr.shape[1]} (C of shape {arr.shape}), "
-                            f"got {bad}")
-    if len(problems) == n0 and np.issubdtype(arr.dtype, np.floating):
-        flat = arr.reshape(-1, order="A")  # a view for C- and Fortran-ordered files
-        nonfinite = 0
-        for s in range(0, flat.size, _FINITE_CHUNK):
-            chunk = flat[s:s + _FINITE_CHUNK]
-            nonfinite += chunk.size - int(np.count_nonzero(np.isfinite(chunk)))
-        if nonfinite:
-            problems.append(f"{path}: non-finite values: expected all finite, got {nonfinite} NaN/Inf of {flat.size}")
-    if len(problems) != n0:
-        return None
+            check.add("crop_index", f"{path}: crop index out of range: expected < {arr.shape[1]} (C of shape "
+                                    f"{arr.shape}), got {bad}")
+    if check.ok and is_float:
+        check.nonfinite = count_nonfinite(arr)
+        if check.nonfinite:
+            check.add("nonfinite", f"{path}: non-finite values: expected all finite, got {check.nonfinite} NaN/Inf "
+                                   f"of {arr.size}")
 
+
+def crop_arrays(check: FeatureFileCheck, file_items: Sequence[CropItem], mmap: bool) -> list[np.ndarray]:
+    """One ``[T, D]`` array per item of a checked file (a view into a memory-mapped file, float32 copies else)."""
     out = []
     for it in file_items:
-        a = arr if want_ndim == 2 else arr[:, it.array_index, :]
+        a = check.array if it.array_index is None else check.array[:, it.array_index, :]
         if not mmap:
             a = np.ascontiguousarray(a, dtype=np.float32)
         out.append(a)
-    return out, dim
+    return out
+
+
+def item_name(item: CropItem) -> str:
+    """How a crop is named in messages: its file, with ``[:, c]`` for a crop of a ``[T, C, D]`` file."""
+    return str(item.path) if item.array_index is None else f"{item.path}[:, {item.array_index}]"
+
+
+def check_video_crops(items: Sequence[CropItem], lengths: Sequence[int | None], crops_per_video: int | None,
+                      equal_crop_lengths: bool = True) -> list[FileProblem]:
+    """Per video (items grouped by ``item.video``): the crop count equals ``crops_per_video`` (when given) and, with
+    ``equal_crop_lengths``, all crops with a known length (``lengths[i]`` not None) have the same T."""
+    per_video: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        per_video.setdefault(it.video, []).append(i)
+    problems = []
+    for video, idxs in per_video.items():
+        first = items[idxs[0]].path
+        if crops_per_video is not None and len(idxs) != crops_per_video:
+            problems.append(FileProblem("crop_count", f"{first}: video {video!r} has the wrong number of crops: "
+                                                      f"expected {crops_per_video}, got {len(idxs)}"))
+        if equal_crop_lengths:
+            lens = {item_name(items[i]): lengths[i] for i in idxs if lengths[i] is not None}
+            if len(set(lens.values())) > 1:
+                ref = next(iter(lens.values()))
+                odd = ", ".join(f"{p}: {n}" for p, n in lens.items() if n != ref)
+                problems.append(FileProblem("crop_length", f"{first}: crops of video {video!r} differ in length: "
+                                                           f"expected T = {ref} for every crop, got {odd}"))
+    return problems

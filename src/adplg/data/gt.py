@@ -26,6 +26,9 @@ __all__ = [
     "read_xd_annotations",
     "build_frame_gt",
     "load_gt_file",
+    "read_gt_array",
+    "gt_length_problem",
+    "gt_value_problem",
     "check_lengths",
 ]
 
@@ -278,14 +281,9 @@ def build_frame_gt(
     return FrameGT(labels=labels, offsets=_offsets([len(p) for p in parts]), videos=videos)
 
 
-def load_gt_file(path, videos: Sequence[str], expected_frames: Sequence[int]) -> FrameGT:
-    """Load a concatenated official frame GT (``sh-gt.npy``, ``gt-ucf.npy``...) and check its length against
-    ``sum(expected_frames)`` (one entry per video, in list order). Values must be 0/1; returned as uint8."""
+def read_gt_array(path) -> np.ndarray:
+    """Read a concatenated frame GT file as a 1-D array; ``AdplgError`` for a missing, unreadable or non-1-D file."""
     path = Path(path)
-    videos = list(videos)
-    if len(expected_frames) != len(videos):
-        raise AdplgError(f"GT file {path}: expected one frame count per video ({len(videos)}), "
-                         f"got {len(expected_frames)}")
     try:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -295,23 +293,50 @@ def load_gt_file(path, videos: Sequence[str], expected_frames: Sequence[int]) ->
     if not isinstance(arr, np.ndarray) or arr.ndim != 1:
         shape = getattr(arr, "shape", "an .npz archive")
         raise AdplgError(f"GT file {path}: expected a 1-D array of frame labels, got {shape}")
+    return arr
+
+
+def gt_length_problem(path, actual: int, videos: Sequence[str], expected_frames: Sequence[int]) -> str | None:
+    """A message when a GT of ``actual`` frames does not cover ``sum(expected_frames)`` (one count per video, in
+    list order), naming the video the file ends in or the frames left over; None when the lengths agree."""
     offsets = _offsets(expected_frames)
     total = int(offsets[-1])
-    if arr.shape[0] != total:
-        actual = int(arr.shape[0])
-        msg = (f"GT file {path}: length does not match the features: expected {total} frames "
-               f"(sum over {len(videos)} videos), got {actual}")
-        if actual < total:
-            i = int(np.searchsorted(offsets[1:], actual, side="right"))
-            msg += (f"; the file ends inside video {videos[i]!r} (#{i}), whose slice would be "
-                    f"[{offsets[i]}, {offsets[i + 1]})")
-        else:
-            msg += f"; {actual - total} frames are left over after the last video {videos[-1]!r}"
-        raise AdplgError(msg)
-    if arr.size and not np.isin(arr, (0, 1)).all():
-        bad = np.unique(arr[~np.isin(arr, (0, 1))])[:5]
-        raise AdplgError(f"GT file {path}: expected 0/1 frame labels, got other values such as {bad.tolist()}")
-    return FrameGT(labels=arr.astype(np.uint8), offsets=offsets, videos=videos)
+    if actual == total:
+        return None
+    msg = (f"GT file {path}: length does not match the features: expected {total} frames "
+           f"(sum over {len(videos)} videos), got {actual}")
+    if actual < total:
+        i = int(np.searchsorted(offsets[1:], actual, side="right"))
+        return msg + (f"; the file ends inside video {videos[i]!r} (#{i}), whose slice would be "
+                      f"[{offsets[i]}, {offsets[i + 1]})")
+    return msg + f"; {actual - total} frames are left over after the last video {videos[-1]!r}"
+
+
+def gt_value_problem(path, arr: np.ndarray) -> str | None:
+    """A message when the GT holds values other than 0/1 (a few of them are named); None otherwise."""
+    if arr.size == 0:
+        return None
+    binary = np.isin(arr, (0, 1))
+    if binary.all():
+        return None
+    bad = np.unique(arr[~binary])[:5]
+    return f"GT file {path}: expected 0/1 frame labels, got other values such as {bad.tolist()}"
+
+
+def load_gt_file(path, videos: Sequence[str], expected_frames: Sequence[int]) -> FrameGT:
+    """Load a concatenated official frame GT (``sh-gt.npy``, ``gt-ucf.npy``...) and check its length against
+    ``sum(expected_frames)`` (one entry per video, in list order). Values must be 0/1; returned as uint8."""
+    path = Path(path)
+    videos = list(videos)
+    if len(expected_frames) != len(videos):
+        raise AdplgError(f"GT file {path}: expected one frame count per video ({len(videos)}), "
+                         f"got {len(expected_frames)}")
+    arr = read_gt_array(path)
+    for problem in (gt_length_problem(path, int(arr.shape[0]), videos, expected_frames),
+                    gt_value_problem(path, arr)):
+        if problem is not None:
+            raise AdplgError(problem)
+    return FrameGT(labels=arr.astype(np.uint8), offsets=_offsets(expected_frames), videos=videos)
 
 
 def check_lengths(gt: FrameGT, frame_counts: Sequence[int], source: str) -> None:

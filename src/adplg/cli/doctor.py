@@ -1,0 +1,92 @@
+"""``adplg doctor [DATA]``: validate a feature folder against its lists and annotations and print one report.
+
+Exit status 0 when no errors were found (warnings allowed unless ``--strict``), 1 otherwise; user errors (unknown
+preset, bad override...) raise ``AdplgError``, which ``adplg``'s main turns into a message and status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from adplg.errors import AdplgError
+
+EXAMPLES = """examples:
+  adplg doctor /data/UCF-10Crop --preset ucf-i3d --list_dir ADPLG-VAD/list
+  adplg doctor /data/XD-I3D --preset xd-i3d --list_dir ADPLG-VAD/list --split test --json xd-doctor.json
+  adplg doctor /data/SH-I3D --preset sht-i3d --list_dir ADPLG-VAD/list data.gt_file=/data/sh-gt.npy
+"""
+
+SPLIT_CHOICES = {"train": ("train",), "test": ("test",), "both": ("train", "test")}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``doctor`` on an ``add_subparsers()`` object; the parsed args carry ``func=run``."""
+    p = subparsers.add_parser(
+        "doctor", help="check a feature folder against its lists and annotations (one report of every problem)",
+        description="Validate every crop file of the lists (missing, truncated, unreadable, wrong shape or feature "
+                    "dimension, NaN/Inf), the crops of every video, the snippet counts and the test GT, and print "
+                    "one report. Exit status 0 when healthy, 1 when errors were found.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", nargs="?", metavar="DATA", help="the feature folder (same as --feature_root)")
+    p.add_argument("--preset", default="ucf-i3d", help="dataset/feature preset (see `adplg presets`); default ucf-i3d")
+    p.add_argument("--config", help="a YAML file merged over the preset")
+    p.add_argument("--feature_root", help="sets data.feature_root (the folder the list paths are re-rooted onto)")
+    p.add_argument("--list_dir", help="sets data.list_dir (where the list and annotation files are)")
+    p.add_argument("--split", choices=sorted(SPLIT_CHOICES), default="both", help="which split(s) to check")
+    p.add_argument("--json", metavar="FILE", help="also write the full report as JSON to FILE")
+    p.add_argument("--max_shown", type=int, default=10, metavar="N", help="problems shown per kind (default 10)")
+    p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="dotted config overrides")
+    p.set_defaults(func=run)
+    return p
+
+
+def _split_data_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """argparse gives the first bare word to DATA; a ``key=value`` word that is not an existing path is an
+    override instead."""
+    data, overrides = args.data, list(args.overrides)
+    if data is not None and "=" in data and not Path(data).exists():
+        return None, [data, *overrides]
+    return data, overrides
+
+
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """The dotted overrides of the command line, DATA / --feature_root / --list_dir included."""
+    data, overrides = _split_data_and_overrides(args)
+    if data is not None and args.feature_root is not None and Path(data) != Path(args.feature_root):
+        raise AdplgError(f"doctor: DATA ({data}) and --feature_root ({args.feature_root}) disagree; give one of them")
+    feature_root = data if data is not None else args.feature_root
+    flags = []
+    if feature_root is not None:
+        flags.append(f"data.feature_root={feature_root}")
+    if args.list_dir is not None:
+        flags.append(f"data.list_dir={args.list_dir}")
+    return flags + overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    """Diagnose, print the report, optionally write JSON; 0 when healthy, 1 when problems were found."""
+    from adplg.config import build_config
+    from adplg.data.doctor import diagnose, format_report
+
+    if args.max_shown < 1:
+        raise AdplgError(f"doctor: --max_shown must be >= 1, got {args.max_shown}")
+    cfg = build_config(args.preset, args.config, config_overrides(args))
+    report = diagnose(cfg, SPLIT_CHOICES[args.split], progress=cfg.train.progress and not args.quiet)
+    print(format_report(report, max_shown=args.max_shown))
+    if args.json:
+        _write_json(Path(args.json), report.to_dict())
+        print(f"JSON report: {args.json}")
+    failed = not report.healthy or (args.strict and report.num_warnings > 0)
+    return 1 if failed else 0
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise AdplgError(f"doctor: cannot write the JSON report to {path}: {exc}") from None

@@ -1,0 +1,565 @@
+"""``adplg doctor``: check a feature folder against its list files and annotations, and report every problem at once.
+
+``diagnose(cfg)`` walks the train and/or test split the way ``build_train_set`` / ``build_test_set`` would read them,
+but never stops at the first problem: it opens every crop file memory-mapped with the same per-file checks as
+``FeatureStore.load`` (``check_feature_file``: missing, truncated, unreadable, wrong ndim / dtype / feature dimension,
+NaN/Inf), checks the crops of every video (``check_video_crops``: crop count, equal T), the snippet counts (T == 0,
+T > ``model.max_len``, unusually short videos), and for the test split the frame-level GT (a GT file's length against
+the snippet layout, or the annotations against the list). ``format_report`` renders the ``DoctorReport`` as text,
+``DoctorReport.to_dict`` as JSON-ready data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from adplg.config import Config, DataConfig
+from adplg.data.features import FEATURE_PROBLEM_KINDS, check_feature_file, check_video_crops
+from adplg.data.gt import (
+    SnippetLayout,
+    annotation_key,
+    gt_length_problem,
+    gt_value_problem,
+    read_gt_array,
+    read_ucf_annotations,
+    read_ucf_frame_counts,
+    read_xd_annotations,
+)
+from adplg.data.lists import CropItem, group_videos, read_list
+from adplg.errors import AdplgError, DataValidationError
+
+__all__ = ["Problem", "SplitReport", "DoctorReport", "PROBLEM_KINDS", "diagnose", "format_report"]
+
+ERROR = "error"
+WARNING = "warning"
+SPLITS = ("train", "test")
+SHORT_OUTLIER_DIVISOR = 20  # a video is an outlier when T < median(T) / 20
+STAT_ROWS_PER_FILE = 8  # rows sampled evenly from every valid file for the feature value mean/std
+
+PROBLEM_KINDS: dict[str, str] = {
+    "list": "list file missing or malformed",
+    "label": "crops without a usable video label",
+    "batch_size": "too few crops for train.batch_size",
+    **FEATURE_PROBLEM_KINDS,
+    "too_long": "T longer than model.max_len",
+    "short_outlier": "unusually short videos",
+    "gt": "no frame-level ground truth configured",
+    "gt_file": "GT file missing or unreadable",
+    "gt_values": "GT file holds values other than 0/1",
+    "gt_length": "GT file length does not match the features",
+    "annotation": "annotation file missing or malformed",
+    "unannotated": "abnormal videos without anomaly intervals",
+    "label_conflict": "normal videos with anomaly intervals",
+    "beyond_end": "annotation intervals beyond the video's end",
+    "frame_count": "feature length disagrees with the annotated frame count",
+    "not_in_list": "annotated videos missing from the list",
+}
+WARNING_KINDS = frozenset({"short_outlier", "frame_count", "not_in_list"})
+UNREADABLE_KINDS = frozenset({"unreadable", "truncated", "layout", "ndim"})
+
+
+# ------------------------------------------------------------------------------------------------------ the report
+@dataclass
+class Problem:
+    """One finding: a kind (a ``PROBLEM_KINDS`` key), its message (file or video, expected and actual value) and
+    its severity (``error`` makes the data unusable or the metrics wrong; ``warning`` deserves a look)."""
+
+    kind: str
+    message: str
+    severity: str = ERROR
+
+
+@dataclass
+class SplitReport:
+    """Counts, statistics and problems of one split."""
+
+    split: str
+    list_file: str | None = None
+    feature_root: str | None = None
+    list_ok: bool = False
+    crops: int = 0
+    videos: int = 0
+    abnormal_videos: int = 0
+    normal_videos: int = 0
+    expected_crops: int | None = None
+    files: int = 0
+    files_found: int = 0
+    files_missing: int = 0
+    files_unreadable: int = 0
+    files_nonfinite: int = 0
+    nonfinite_values: int = 0
+    length_min: int | None = None
+    length_median: float | None = None
+    length_max: int | None = None
+    total_snippets: int = 0
+    value_mean: float | None = None
+    value_std: float | None = None
+    value_sample_size: int = 0
+    gt_source: str | None = None
+    gt_frames: int | None = None
+    rules: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, kind: str, message: str, severity: str | None = None) -> None:
+        """Record a problem; the severity defaults to the kind's (warning kinds are ``WARNING_KINDS``)."""
+        if severity is None:
+            severity = WARNING if kind in WARNING_KINDS else ERROR
+        self.problems.append(Problem(kind, message, severity))
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == WARNING]
+
+
+@dataclass
+class DoctorReport:
+    """The whole diagnosis: what was checked and one ``SplitReport`` per split."""
+
+    config_name: str
+    list_dir: str
+    feature_dim: int
+    splits: list[SplitReport]
+    seconds: float = 0.0
+
+    @property
+    def num_errors(self) -> int:
+        return sum(len(s.errors) for s in self.splits)
+
+    @property
+    def num_warnings(self) -> int:
+        return sum(len(s.warnings) for s in self.splits)
+
+    @property
+    def healthy(self) -> bool:
+        """True when no split has an error (warnings allowed)."""
+        return self.num_errors == 0
+
+    def to_dict(self) -> dict:
+        """JSON-ready: every field, plus ``healthy``, ``errors`` and ``warnings`` counts."""
+        out = asdict(self)
+        out.update(healthy=self.healthy, errors=self.num_errors, warnings=self.num_warnings)
+        for split, raw in zip(self.splits, out["splits"], strict=True):
+            raw.update(errors=len(split.errors), warnings=len(split.warnings))
+        return out
+
+
+# -------------------------------------------------------------------------------------------------------- diagnose
+def diagnose(cfg: Config, splits: Sequence[str] = SPLITS, progress: bool = True) -> DoctorReport:
+    """Check the given splits of ``cfg.data`` and return one report with every problem found."""
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown or not splits:
+        raise AdplgError(f"doctor: unknown split(s) {unknown or list(splits)}; expected 'train' and/or 'test'")
+    start = time.perf_counter()
+    reports = [_diagnose_split(cfg, split, progress) for split in splits]
+    return DoctorReport(config_name=cfg.name, list_dir=str(cfg.data.list_dir), feature_dim=cfg.data.feature_dim,
+                        splits=reports, seconds=time.perf_counter() - start)
+
+
+@dataclass
+class _Video:
+    """A video of the list: its name, label, and the positions of its crops among the list's items."""
+
+    name: str
+    label: int
+    crops: list[int]
+
+
+def _diagnose_split(cfg: Config, split: str, progress: bool) -> SplitReport:
+    data = cfg.data
+    list_file = data.resolve(data.train_list if split == "train" else data.test_list)
+    root = data.train_features if split == "train" else data.test_features
+    report = SplitReport(split=split, list_file=str(list_file), feature_root=root,
+                         expected_crops=data.train_crops if split == "train" else data.test_crops)
+    items = _read_items(list_file, data.format, root, report)
+    if not items:
+        return report
+    report.list_ok = True
+    videos = _group_videos(items, report)
+    _check_labels(cfg, split, items, videos, report)
+    lengths = _check_files(items, data.feature_dim, report, progress, desc=f"doctor: {split} features")
+    for problem in check_video_crops(items, lengths, report.expected_crops):
+        report.add(problem.kind, problem.message)
+    video_lengths = _video_lengths(videos, lengths)
+    _length_statistics(video_lengths, lengths, report)
+    _check_lengths(cfg, split, videos, items, video_lengths, report)
+    if split == "test":
+        _check_ground_truth(data, videos, items, video_lengths, report)
+    return report
+
+
+def _read_items(list_file: Path, fmt: str, root: str | None, report: SplitReport) -> list[CropItem]:
+    """The crop items of a list; every list problem is recorded (none raised)."""
+    try:
+        items = read_list(list_file, fmt, root=root)
+    except DataValidationError as exc:
+        for message in exc.problems:
+            report.add("list", message)
+        return []
+    except AdplgError as exc:
+        report.add("list", str(exc))
+        return []
+    if not items:
+        report.add("list", f"list file {list_file}: no entries (expected at least one crop file, got 0)")
+    return items
+
+
+def _group_videos(items: list[CropItem], report: SplitReport) -> list[_Video]:
+    """Videos in list order (crops grouped by name); ``group_videos``' own checks (contiguous crops, one label per
+    video) are recorded as list problems."""
+    try:
+        group_videos(items)
+    except DataValidationError as exc:
+        for message in exc.problems:
+            report.add("list", message)
+    by_name: dict[str, _Video] = {}
+    for i, item in enumerate(items):
+        by_name.setdefault(item.video, _Video(item.video, item.label, [])).crops.append(i)
+    videos = list(by_name.values())
+    report.crops, report.videos = len(items), len(videos)
+    report.abnormal_videos = sum(v.label == 1 for v in videos)
+    report.normal_videos = sum(v.label == 0 for v in videos)
+    return videos
+
+
+def _check_labels(cfg: Config, split: str, items: list[CropItem], videos: list[_Video], report: SplitReport) -> None:
+    """Training needs a 0/1 label on every crop and at least ``train.batch_size`` crops of each label."""
+    if split != "train":
+        return
+    unlabeled = [v for v in videos if v.label not in (0, 1)]
+    for video in unlabeled:
+        report.add("label", f"{items[video.crops[0]].path}: training video {video.name!r} has no 0/1 label: "
+                            f"expected 0 or 1, got {video.label}")
+    batch = cfg.train.batch_size
+    for name, label in (("normal", 0), ("abnormal", 1)):
+        count = sum(item.label == label for item in items)
+        if count < batch:
+            report.add("batch_size", f"list file {report.list_file}: {name} crops: expected at least "
+                                     f"train.batch_size = {batch} (drawn per step), got {count}")
+
+
+# ----------------------------------------------------------------------------------------------------- feature files
+class _ValueSampler:
+    """Running mean/std (float64) of a few evenly spaced rows of every valid file."""
+
+    def __init__(self, rows_per_file: int = STAT_ROWS_PER_FILE):
+        self.rows_per_file = rows_per_file
+        self.count = 0
+        self.total = 0.0
+        self.total_sq = 0.0
+
+    def add(self, arr: np.ndarray) -> None:
+        length = arr.shape[0]
+        if length == 0:
+            return
+        rows = np.unique(np.linspace(0, length - 1, min(length, self.rows_per_file)).astype(np.int64))
+        values = np.asarray(arr[rows], dtype=np.float64).reshape(-1)
+        self.count += values.size
+        self.total += float(values.sum())
+        self.total_sq += float(np.square(values).sum())
+
+    def fill(self, report: SplitReport) -> None:
+        report.value_sample_size = self.count
+        if self.count:
+            mean = self.total / self.count
+            report.value_mean = mean
+            report.value_std = float(np.sqrt(max(self.total_sq / self.count - mean * mean, 0.0)))
+
+
+def _check_files(items: list[CropItem], feature_dim: int, report: SplitReport, progress: bool,
+                 desc: str) -> list[int | None]:
+    """Check every distinct file once (memory-mapped); return T of every item (None when its file is unusable)."""
+    by_file: dict[Path, list[int]] = {}
+    for i, item in enumerate(items):
+        by_file.setdefault(Path(item.path), []).append(i)
+    lengths: list[int | None] = [None] * len(items)
+    sampler = _ValueSampler()
+    for path, idxs in tqdm(by_file.items(), total=len(by_file), desc=desc, unit="file", disable=not progress,
+                           leave=False):
+        check = check_feature_file(path, [items[i] for i in idxs], feature_dim, mmap=True)
+        _count_file(check, report)
+        for problem in check.problems:
+            report.add(problem.kind, problem.message)
+        for i in idxs:
+            lengths[i] = check.num_snippets
+        if check.ok:
+            sampler.add(check.array)
+        del check  # drop the memory map before opening the next file
+    report.files = len(by_file)
+    sampler.fill(report)
+    _note_missing_root(items, report)
+    return lengths
+
+
+def _note_missing_root(items: list[CropItem], report: SplitReport) -> None:
+    """When most files are missing the feature root is the likely culprit: say how the list paths were mapped."""
+    if report.files_missing == 0 or report.files_missing < report.files / 2:
+        return
+    how = (f"re-rooted onto {report.feature_root} after dropping the folder prefix common to all list paths"
+           if report.feature_root else "used as written in the list")
+    report.notes.append(f"{report.files_missing} of {report.files} files are missing: check the feature root "
+                        f"(DATA / --feature_root, or data.train_root / data.test_root); list paths are {how}, "
+                        f"e.g. {items[0].path}")
+
+
+def _count_file(check, report: SplitReport) -> None:
+    kinds = {p.kind for p in check.problems}
+    report.files_missing += "missing" in kinds
+    report.files_found += "missing" not in kinds
+    report.files_unreadable += bool(kinds & UNREADABLE_KINDS)
+    if check.nonfinite:
+        report.files_nonfinite += 1
+        report.nonfinite_values += check.nonfinite
+
+
+# ------------------------------------------------------------------------------------------------------ lengths
+def _video_lengths(videos: list[_Video], lengths: list[int | None]) -> dict[str, int]:
+    """T of every video with at least one readable crop (its first readable crop's T)."""
+    out = {}
+    for video in videos:
+        known = [lengths[i] for i in video.crops if lengths[i] is not None]
+        if known:
+            out[video.name] = known[0]
+    return out
+
+
+def _length_statistics(video_lengths: dict[str, int], lengths: list[int | None], report: SplitReport) -> None:
+    if video_lengths:
+        values = np.array(list(video_lengths.values()), dtype=np.int64)
+        report.length_min, report.length_max = int(values.min()), int(values.max())
+        report.length_median = float(np.median(values))
+    report.total_snippets = int(sum(n for n in lengths if n is not None))
+
+
+def _check_lengths(cfg: Config, split: str, videos: list[_Video], items: list[CropItem],
+                   video_lengths: dict[str, int], report: SplitReport) -> None:
+    """T > model.max_len (an error at test time, where crops are scored at full length; a warning for training,
+    which pools every crop to data.num_segments), and T < median / SHORT_OUTLIER_DIVISOR (a warning)."""
+    if not video_lengths:
+        return
+    max_len = cfg.model.max_len
+    median = float(np.median(list(video_lengths.values())))
+    short = median / SHORT_OUTLIER_DIVISOR
+    long_severity = ERROR if split == "test" else WARNING
+    report.rules.append(f"T > model.max_len = {max_len} is {'an error' if split == 'test' else 'a warning'}; "
+                        f"T < median / {SHORT_OUTLIER_DIVISOR} = {median:g} / {SHORT_OUTLIER_DIVISOR} = {short:.1f} "
+                        f"is an outlier (warning); T per video = T of its first readable crop")
+    for video in videos:
+        length = video_lengths.get(video.name)
+        where = f"{items[video.crops[0]].path}: video {video.name!r}"
+        if length is None or length == 0:
+            continue  # unreadable, or already reported as "no snippets"
+        if length > max_len:
+            report.add("too_long", f"{where}: T longer than model.max_len: expected T <= {max_len}, got {length}",
+                       long_severity)
+        if length < short:
+            report.add("short_outlier", f"{where}: unusually short: expected T >= {short:.1f} (median {median:g} / "
+                                        f"{SHORT_OUTLIER_DIVISOR}), got {length}")
+
+
+# ------------------------------------------------------------------------------------------------- ground truth
+def _check_ground_truth(data: DataConfig, videos: list[_Video], items: list[CropItem],
+                        video_lengths: dict[str, int], report: SplitReport) -> None:
+    """The test split's frame GT, the way ``build_test_set`` builds it: a GT file wins over annotations."""
+    layout = SnippetLayout(kind=data.layout.kind, frames_per_snippet=data.layout.frames_per_snippet,
+                           window=data.layout.window)
+    if layout.kind != "uniform":
+        report.notes.append(f"GT checks skipped: the {layout.kind!r} snippet layout needs every video's raw frame "
+                            f"count, which list-based datasets do not carry")
+        return
+    if data.gt_file is not None:
+        _check_gt_file(data.resolve(data.gt_file), videos, video_lengths, layout, report)
+    elif data.annotations is not None:
+        _check_annotations(data, videos, items, video_lengths, layout, report)
+    else:
+        report.add("gt", "data.gt_file and data.annotations are both unset: expected one of them for the test "
+                         "split's frame-level GT, got neither")
+
+
+def _check_gt_file(path: Path, videos: list[_Video], video_lengths: dict[str, int], layout: SnippetLayout,
+                   report: SplitReport) -> None:
+    report.gt_source = str(path)
+    try:
+        labels = read_gt_array(path)
+    except AdplgError as exc:
+        report.add("gt_file", str(exc))
+        return
+    report.gt_frames = int(labels.shape[0])
+    value_problem = gt_value_problem(path, labels)
+    if value_problem:
+        report.add("gt_values", value_problem)
+    unknown = [v.name for v in videos if v.name not in video_lengths]
+    if unknown:
+        report.notes.append(f"GT length not checked: T is unknown for {len(unknown)} videos with no readable crop "
+                            f"(e.g. {unknown[0]!r})")
+        return
+    names = [v.name for v in videos]
+    length_problem = gt_length_problem(path, report.gt_frames, names,
+                                       [layout.num_frames(video_lengths[n]) for n in names])
+    if length_problem:
+        report.add("gt_length", length_problem)
+
+
+def _read_annotations(data: DataConfig, path: Path, report: SplitReport):
+    """``video -> intervals`` and (UCF files with a frame-count column) ``video -> frames``; None after recording
+    the annotation file's problems."""
+    reader = read_ucf_annotations if data.annotation_format == "ucf" else read_xd_annotations
+    try:
+        intervals = reader(path)
+    except DataValidationError as exc:
+        for message in exc.problems:
+            report.add("annotation", message)
+        return None, None
+    except AdplgError as exc:
+        report.add("annotation", str(exc))
+        return None, None
+    frame_counts = None
+    if data.annotation_format == "ucf":
+        try:
+            frame_counts = read_ucf_frame_counts(path)
+        except AdplgError:
+            frame_counts = None  # Sultani's format has no frame-count column
+    return intervals, frame_counts
+
+
+def _check_annotations(data: DataConfig, videos: list[_Video], items: list[CropItem],
+                       video_lengths: dict[str, int], layout: SnippetLayout, report: SplitReport) -> None:
+    path = data.resolve(data.annotations)
+    report.gt_source = str(path)
+    intervals, frame_counts = _read_annotations(data, path, report)
+    if intervals is None:
+        return
+    fps = layout.frames_per_snippet
+    report.rules.append(f"an annotation interval is beyond the video's end when start >= {fps} * T or end > "
+                        f"{fps} * T + {fps} (one partial snippet of slack); a frame count n disagrees with T when "
+                        f"|n // {fps} - T| > 1 (warning)")
+    matched: set[str] = set()
+    for video in videos:
+        key = video.name if video.name in intervals else annotation_key(video.name)
+        if key not in intervals:
+            key = None
+        where = f"{items[video.crops[0]].path}: video {video.name!r}"
+        _check_video_annotation(video, key, intervals, where, path, report)
+        if key is None:
+            continue
+        matched.add(key)
+        length = video_lengths.get(video.name)
+        if length is not None:
+            _check_interval_bounds(intervals[key], length, fps, where, path, report)
+            if frame_counts and key in frame_counts:
+                _check_frame_count(frame_counts[key], length, fps, where, path, report)
+    for key in intervals:
+        if key not in matched:
+            report.add("not_in_list", f"annotation file {path}: video {key!r} is annotated but not in the test "
+                                      f"list {report.list_file}")
+    if video_lengths:
+        report.gt_frames = sum(layout.num_frames(n) for n in video_lengths.values())
+
+
+def _check_video_annotation(video: _Video, key: str | None, intervals: dict, where: str, path: Path,
+                            report: SplitReport) -> None:
+    """An abnormal video needs intervals (else its GT is all normal); a normal video must have none."""
+    spans = intervals.get(key, []) if key is not None else None
+    if video.label == 1 and spans is None:
+        report.add("unannotated", f"{where}: abnormal video has no line in annotation file {path} (expected its "
+                                  f"anomaly intervals, got none: its GT would be all normal)")
+    elif video.label == 1 and not spans:
+        report.add("unannotated", f"{where}: abnormal video has no anomaly interval in annotation file {path} "
+                                  f"(expected at least one start/end pair, got only -1)")
+    elif video.label == 0 and spans:
+        report.add("label_conflict", f"{where}: normal video (by its name) has anomaly intervals in annotation "
+                                     f"file {path}: expected none, got {spans}")
+
+
+def _check_interval_bounds(spans, length: int, fps: int, where: str, path: Path, report: SplitReport) -> None:
+    frames = length * fps
+    for start, end in spans:
+        if start >= frames or end > frames + fps:
+            report.add("beyond_end", f"{where}: annotation interval beyond the video's end ({path}): expected "
+                                     f"frames within [0, {frames}] ({length} snippets x {fps}), got [{start}, {end}]")
+
+
+def _check_frame_count(frames: int, length: int, fps: int, where: str, path: Path, report: SplitReport) -> None:
+    if abs(frames // fps - length) > 1:
+        report.add("frame_count", f"{where}: feature length disagrees with the frame count in {path}: expected "
+                                  f"T of about {frames} // {fps} = {frames // fps}, got {length}")
+
+
+# ---------------------------------------------------------------------------------------------------- formatting
+def format_report(report: DoctorReport, max_shown: int = 10) -> str:
+    """A readable plain-text report: one section per split (counts, statistics, rules, problems grouped by kind with
+    the first ``max_shown`` of each kind), then a one-line verdict."""
+    lines = [f"adplg doctor: config {report.config_name!r}, list dir {report.list_dir}, "
+             f"feature_dim {report.feature_dim}; checked in {report.seconds:.1f} s"]
+    for split in report.splits:
+        lines += [""] + _format_split(split, max_shown)
+    lines += ["", _verdict(report)]
+    return "\n".join(lines)
+
+
+def _format_split(split: SplitReport, max_shown: int) -> list[str]:
+    lines = [f"== {split.split} split: list {split.list_file} ({'read' if split.list_ok else 'NOT read'}), "
+             f"features under {split.feature_root or '(paths as listed)'}"]
+    if split.list_ok:
+        lines += _format_counts(split)
+    lines += [f"  rule: {rule}" for rule in split.rules]
+    lines += [f"  note: {note}" for note in split.notes]
+    lines += _format_problems(split, max_shown)
+    return lines
+
+
+def _format_counts(split: SplitReport) -> list[str]:
+    crops = f"; expected {split.expected_crops} crop(s) per video" if split.expected_crops else ""
+    lines = [
+        f"  list: {split.crops} crop entries in {split.videos} videos ({split.abnormal_videos} abnormal, "
+        f"{split.normal_videos} normal){crops}",
+        f"  files: {split.files} distinct, {split.files_found} found, {split.files_missing} missing, "
+        f"{split.files_unreadable} unreadable/truncated/wrong shape, {split.files_nonfinite} with NaN/Inf "
+        f"({split.nonfinite_values} values)",
+    ]
+    if split.length_min is not None:
+        lines.append(f"  T per video: min {split.length_min}, median {split.length_median:g}, max {split.length_max}; "
+                     f"{split.total_snippets} snippets in all readable crops")
+    if split.value_mean is not None:
+        lines.append(f"  feature values (sample of {split.value_sample_size} from {STAT_ROWS_PER_FILE} rows per valid "
+                     f"file): mean {split.value_mean:.4g}, std {split.value_std:.4g}")
+    if split.gt_source:
+        frames = f", {split.gt_frames} frames" if split.gt_frames is not None else ""
+        lines.append(f"  ground truth: {split.gt_source}{frames}")
+    return lines
+
+
+def _format_problems(split: SplitReport, max_shown: int) -> list[str]:
+    if not split.problems:
+        return ["  problems: none"]
+    lines = [f"  problems: {len(split.errors)} error(s), {len(split.warnings)} warning(s)"]
+    by_kind: dict[tuple[str, str], list[Problem]] = {}
+    for problem in split.problems:
+        by_kind.setdefault((problem.severity, problem.kind), []).append(problem)
+    order = sorted(by_kind, key=lambda sk: (sk[0] != ERROR, list(PROBLEM_KINDS).index(sk[1])
+                                            if sk[1] in PROBLEM_KINDS else len(PROBLEM_KINDS)))
+    for severity, kind in order:
+        group = by_kind[(severity, kind)]
+        lines.append(f"    [{severity}] {PROBLEM_KINDS.get(kind, kind)}: {len(group)}")
+        lines += [f"      - {p.message}" for p in group[:max_shown]]
+        if len(group) > max_shown:
+            lines.append(f"      ... and {len(group) - max_shown} more")
+    return lines
+
+
+def _verdict(report: DoctorReport) -> str:
+    names = ", ".join(s.split for s in report.splits)
+    warnings = f" and {report.num_warnings} warning(s)" if report.num_warnings else ""
+    if report.healthy:
+        return f"verdict: HEALTHY ({names}): no errors{warnings}"
+    return f"verdict: PROBLEMS FOUND ({names}): {report.num_errors} error(s){warnings}"
