@@ -117,7 +117,7 @@ def resolve_rules(args: argparse.Namespace):
 
 
 def _check_rules_model(rules, checkpoint: Path) -> None:
-    from adplg.inference.alerts import file_sha256
+    from adplg.training.checkpoint import file_sha256
 
     recorded = rules.calibration.get("checkpoint_sha256")
     if recorded and checkpoint.is_file() and recorded != file_sha256(checkpoint):
@@ -164,7 +164,8 @@ def _read_annotations(path: str, fmt: str) -> dict:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from adplg.inference.alerts import calibrate, file_sha256, rules_path_for
+    from adplg.inference.alerts import calibrate, rules_path_for
+    from adplg.training.checkpoint import file_sha256
 
     cfg, net_s, device = _load(args)
     with tempfile.TemporaryDirectory(prefix="adplg-calibrate-") as tmp:

@@ -15,7 +15,6 @@ values of the normal videos.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -89,14 +88,6 @@ def rules_path_for(checkpoint: Path) -> Path:
     if checkpoint.is_dir():
         checkpoint = checkpoint / "checkpoints" / "last.safetensors"
     return checkpoint.with_suffix("").with_name(checkpoint.stem + ALERTS_SUFFIX)
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -45,9 +45,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise AdplgError(f"train.device: unknown device {name!r} (expected auto, cpu, cuda, cuda:N)") from None
+        raise AdplgError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise AdplgError(f"train.device={name!r} but CUDA is not available on this machine")
+        raise AdplgError(f"device {name!r}: CUDA is not available on this machine")
     return device
 
 

@@ -1,0 +1,84 @@
+"""``adplg extract``: I3D / CLIP snippet features from raw videos (see ``adplg.inference.extract``)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from adplg.errors import AdplgError
+
+__all__ = ["add_parser", "run", "parse_shard", "EXAMPLES_EXTRACT"]
+
+DEFAULT_CROPS = {"i3d": 10, "clip": 1}
+
+EXAMPLES_EXTRACT = """examples:
+  # UCF-Crime style: 10-crop I3D, <name>.npy and <name>__1..__9.npy
+  adplg extract /data/UCF_Crimes/Videos --backbone i3d --weights rgb_imagenet.pt --out feats/ucf-i3d
+
+  # XD-Violence style: 5-crop I3D, <name>__0..__4.npy, on the GPU
+  adplg extract /data/xd/videos --backbone i3d --weights rgb_imagenet.pt --crops 5 --naming xd \\
+      --device cuda --out feats/xd-i3d
+
+  # CLIP ViT-B/16, one crop, from a list of video paths, as the second of two parallel shards
+  adplg extract videos.txt --backbone clip --weights ViT-B-16.pt --out feats/ucf-clip --shard 1/2
+
+Each run writes <out>/manifest.json, <out>/meta/<name>.json per finished video and <out>/features.list.
+A re-run skips finished videos; one with different feature settings in the same --out is refused.
+"""
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if match is None or not int(match.group(1)) < int(match.group(2)):
+        raise AdplgError(f"--shard: expected i/n with 0 <= i < n, got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``extract`` sub-command to an ``argparse`` sub-parser set."""
+    p = subparsers.add_parser(
+        "extract", help="I3D / CLIP snippet features from videos (one [T, D] .npy per crop)",
+        description="Cut videos into 16-frame snippets and write one [T, D] float32 feature file per crop view.",
+        epilog=EXAMPLES_EXTRACT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video files, folders (searched recursively) or list files (.txt/.list/.csv, one path a line)")
+    p.add_argument("--backbone", required=True, choices=("i3d", "clip"))
+    p.add_argument("--weights", required=True, type=Path,
+                   help="i3d: pytorch-i3d rgb_imagenet.pt; clip: OpenAI CLIP ViT-B-16.pt")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--crops", type=int, choices=(1, 5, 10), default=None,
+                   help="crop views per snippet (default 10 for i3d, 1 for clip)")
+    p.add_argument("--naming", choices=("ucf", "xd", "sht"), default="ucf",
+                   help="crop file names: ucf <name>.npy, <name>__k.npy; xd <name>__k.npy; sht <name>_k.npy "
+                        "(default ucf)")
+    p.add_argument("--shard", default="0/1", metavar="i/n", help="handle videos i, i+n, i+2n, ... (default 0/1)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
+    p.add_argument("--batch-snippets", dest="batch_snippets", type=int, default=8,
+                   help="snippets per forward pass (default 8)")
+    p.add_argument("--clip-frame", dest="clip_frame", choices=("middle", "mean"), default="middle",
+                   help="clip: encode the middle frame of each snippet, or average all 16 (default middle)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the extraction; 0 when every video succeeded, 1 when any failed (each failure is printed)."""
+    from adplg.inference.extract import build_extractor, extract_many
+
+    shard = parse_shard(args.shard)
+    crops = args.crops if args.crops is not None else DEFAULT_CROPS[args.backbone]
+    extractor = build_extractor(args.backbone, args.weights, crops, device=args.device,
+                                batch_snippets=args.batch_snippets, clip_frame=args.clip_frame)
+    report = extract_many([Path(p) for p in args.inputs], extractor, args.out, naming=args.naming, shard=shard,
+                          progress=not args.quiet)
+    speed = f", {report.snippets_per_second:.1f} snippets/s" if report.snippets else ""
+    print(f"extracted {len(report.done)} video(s), skipped {len(report.skipped)} finished, "
+          f"{len(report.failed)} failed{speed}")
+    for video, reason in report.failed:
+        print(f"failed: {video}: {reason}")
+    if report.feature_list is not None:
+        print(f"feature list: {report.feature_list}")
+    return 0 if report.ok else 1

@@ -1,0 +1,484 @@
+"""``adplg extract``: snippet features from raw videos, in the layout of the published I3D / CLIP feature files.
+
+Every video is cut into consecutive, non-overlapping 16-frame snippets (a final partial snippet is dropped; fewer
+than 16 decodable frames is an error for that video). Each snippet gives one feature per crop view, and every crop
+is written as its own ``[T, D]`` float32 ``.npy`` file.
+
+Backbones
+    ``i3d``: the Kinetics-pretrained RGB InceptionI3d (``rgb_imagenet.pt`` layout). Frames are resized to a short side
+    of 256 (bilinear, antialiased), cropped to 224 and scaled to ``[-1, 1]`` (``x / 255 * 2 - 1``); one forward of a
+    ``[B, 3, 16, 224, 224]`` clip gives ``[B, 1024]``.
+    ``clip``: the CLIP image tower (OpenAI layout, ViT-B/16: 224 px, 512-d). Frames are resized to a short side of
+    ``image_size`` (bicubic, antialiased) for one crop, or of ``round(image_size * 256 / 224)`` when cutting 5 or 10
+    crops of ``image_size``; then ``x / 255`` normalised by the CLIP mean/std. One feature per snippet:
+    ``clip_frame="middle"`` encodes frame 8 (0-based) of the 16, ``clip_frame="mean"`` averages the embeddings of
+    all 16 frames. VadCLIP does not document how its published CLIP features sample frames; these two rules are our
+    choice, and the manifest records which one made a folder.
+
+Crop views (``adplg.inference.video``): 0 centre, 1..4 corners (top-left, top-right, bottom-left, bottom-right),
+5..9 horizontal flips of 0..4.
+
+Output folder (``naming``)
+    ``ucf``: crop 0 -> ``<name>.npy``, crop k >= 1 -> ``<name>__k.npy`` (the UCF-Crime 10-crop files);
+    ``xd``: ``<name>__k.npy`` for every k (XD-Violence, 5 crops); ``sht``: ``<name>_k.npy`` (ShanghaiTech).
+    ``meta/<name>.json`` is written after all crop files of a video and marks it as done (a re-run skips it).
+    ``manifest.json`` holds the extraction settings and versions; a re-run with a setting that changes the features
+    stops with an error instead of mixing features. ``features.list`` (one absolute crop path per line, readable by
+    ``adplg.data.lists.read_list(path, naming)``) is regenerated from all finished videos at the end of every run.
+    Every file is written to a temporary name and renamed, so a crash never leaves a half-written file.
+
+Sharding: with ``shard=(i, n)`` a process extracts ``videos[i::n]`` of the inputs sorted by video name; several
+processes (or machines sharing the folder) can fill one output folder. Each process rewrites ``features.list`` when it
+ends, from every video finished by then, so the last process to end writes the complete list (a final run with
+``shard=(0, 1)`` skips every finished video and rewrites it too).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from adplg.errors import AdplgError
+from adplg.inference.video import CROP_COUNTS, CROP_ORDER, SnippetReader, VideoInfo, crop_view, resize_short_side
+from adplg.training.checkpoint import atomic_write_bytes, atomic_write_text, file_sha256
+
+__all__ = [
+    "BACKBONES",
+    "NAMINGS",
+    "CLIP_FRAME_MODES",
+    "VIDEO_EXTENSIONS",
+    "LIST_EXTENSIONS",
+    "FEATURE_KEYS",
+    "SNIPPET_FRAMES",
+    "FeatureExtractor",
+    "I3DExtractor",
+    "CLIPExtractor",
+    "ExtractReport",
+    "build_extractor",
+    "crop_file_names",
+    "collect_videos",
+    "extract_many",
+    "write_feature_list",
+]
+
+log = logging.getLogger(__name__)
+
+BACKBONES = ("i3d", "clip")
+NAMINGS = ("ucf", "xd", "sht")
+CLIP_FRAME_MODES = ("middle", "mean")
+SNIPPET_FRAMES = 16
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".ts")
+LIST_EXTENSIONS = (".txt", ".list", ".csv")
+# manifest keys whose change changes the features: a folder never mixes two values of any of them
+FEATURE_KEYS = ("backbone", "weights_sha256", "crops", "resize_short_side", "resize_mode", "crop_size",
+                "snippet_frames", "normalisation", "clip_frame", "naming")
+_I3D_RESIZE, _I3D_CROP = 256, 224
+
+
+# --------------------------------------------------------------------------------------------------------- extractors
+class FeatureExtractor:
+    """A backbone plus its preprocessing: uint8 snippets in, ``[B, crops, D]`` float32 features out.
+
+    Subclasses set ``backbone``, ``feature_dim``, ``resize_short``, ``resize_mode``, ``crop_size``,
+    ``normalisation`` and implement ``_encode_view``.
+    """
+
+    backbone = ""
+    normalisation = ""
+
+    def __init__(self, model: torch.nn.Module, weights: Path, crops: int, device: torch.device, batch_snippets: int):
+        if crops not in CROP_COUNTS:
+            raise AdplgError(f"crops: expected one of {', '.join(map(str, CROP_COUNTS))}, got {crops}")
+        if batch_snippets < 1:
+            raise AdplgError(f"batch_snippets: expected >= 1, got {batch_snippets}")
+        self.model = model.eval().to(device)
+        self.weights = Path(weights)
+        self.crops = int(crops)
+        self.device = torch.device(device)
+        self.batch_snippets = int(batch_snippets)
+        self.model_dtype = next(self.model.parameters()).dtype
+        self._weights_sha256: str | None = None
+        self.feature_dim = 0
+        self.resize_short = 0
+        self.resize_mode = "bilinear"
+        self.crop_size = 0
+
+    # ---- the per-backbone part
+    def _select_frames(self, snippets: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[B, 16, H, W, 3]`` -> the frames this backbone looks at, ``[B, K, H, W, 3]``."""
+        return snippets
+
+    def _encode_view(self, view: torch.Tensor, batch: int) -> torch.Tensor:
+        """One crop view ``[B * K, 3, S, S]`` float in ``[0, 255]`` -> ``[B, D]`` float32."""
+        raise NotImplementedError
+
+    def clip_frame_setting(self) -> str | None:
+        return None
+
+    # ---- shared
+    @property
+    def weights_sha256(self) -> str:
+        if self._weights_sha256 is None:
+            self._weights_sha256 = file_sha256(self.weights)
+        return self._weights_sha256
+
+    def encode_snippets(self, snippets: Sequence[np.ndarray]) -> np.ndarray:
+        """``B`` uint8 snippets ``[16, H, W, 3]`` -> float32 ``[B, crops, D]``."""
+        batch = len(snippets)
+        frames = self._select_frames(torch.as_tensor(np.stack(snippets))).to(self.device)  # uint8 to the device
+        resized = resize_short_side(frames.reshape(-1, *frames.shape[2:]), self.resize_short, self.resize_mode)
+        views = [self._encode_view(crop_view(resized, self.crop_size, v), batch) for v in range(self.crops)]
+        return torch.stack(views, dim=1).float().cpu().numpy()
+
+    def video_features(self, path: Path) -> tuple[np.ndarray, VideoInfo, int]:
+        """Features of every complete snippet of ``path``: (float32 ``[T, crops, D]``, container info, frames
+        decoded). Raises ``AdplgError`` for an unreadable file or fewer than 16 decodable frames."""
+        reader = SnippetReader(path, SNIPPET_FRAMES)
+        chunks: list[np.ndarray] = []
+        pending: list[np.ndarray] = []
+        with torch.inference_mode():
+            for snippet in reader:
+                pending.append(snippet)
+                if len(pending) == self.batch_snippets:
+                    chunks.append(self.encode_snippets(pending))
+                    pending = []
+            if pending:
+                chunks.append(self.encode_snippets(pending))
+        if not chunks:
+            raise AdplgError(f"video {path}: too short: expected at least {SNIPPET_FRAMES} decodable frames, "
+                             f"got {reader.frames_decoded}")
+        return np.concatenate(chunks).astype(np.float32, copy=False), reader.info, reader.frames_decoded
+
+    def settings(self) -> dict:
+        """Everything that defines the features (the run manifest's extraction part)."""
+        return {
+            "backbone": self.backbone,
+            "weights": str(self.weights.resolve()),
+            "weights_sha256": self.weights_sha256,
+            "feature_dim": self.feature_dim,
+            "crops": self.crops,
+            "crop_order": CROP_ORDER,
+            "resize_short_side": self.resize_short,
+            "resize_mode": f"{self.resize_mode}, antialiased",
+            "crop_size": self.crop_size,
+            "snippet_frames": SNIPPET_FRAMES,
+            "snippet_layout": f"consecutive non-overlapping {SNIPPET_FRAMES}-frame snippets, "
+                              "final partial snippet dropped",
+            "normalisation": self.normalisation,
+            "clip_frame": self.clip_frame_setting(),
+            "dtype": "float32",
+        }
+
+
+class I3DExtractor(FeatureExtractor):
+    """RGB I3D: 16 frames, short side 256 (bilinear), 224 crops, ``[-1, 1]`` input, 1024-d features."""
+
+    backbone = "i3d"
+    normalisation = "x / 255 * 2 - 1 (RGB in [-1, 1])"
+
+    def __init__(self, model, weights, crops, device, batch_snippets):
+        super().__init__(model, weights, crops, device, batch_snippets)
+        self.feature_dim = 1024
+        self.resize_short, self.resize_mode, self.crop_size = _I3D_RESIZE, "bilinear", _I3D_CROP
+
+    def _encode_view(self, view: torch.Tensor, batch: int) -> torch.Tensor:
+        clip = view.reshape(batch, SNIPPET_FRAMES, *view.shape[1:]).permute(0, 2, 1, 3, 4)  # [B, 3, 16, S, S]
+        clip = clip.to(self.model_dtype) / 255.0 * 2.0 - 1.0
+        return self.model.features(clip).float()
+
+
+class CLIPExtractor(FeatureExtractor):
+    """CLIP image tower: one embedding per snippet from its middle frame, or the mean over its 16 frames."""
+
+    backbone = "clip"
+
+    def __init__(self, model, weights, crops, device, batch_snippets, clip_frame: str = "middle"):
+        from adplg.models.backbones.clip import CLIP_MEAN, CLIP_STD
+
+        if clip_frame not in CLIP_FRAME_MODES:
+            raise AdplgError(f"clip_frame: expected one of {', '.join(CLIP_FRAME_MODES)}, got {clip_frame!r}")
+        super().__init__(model, weights, crops, device, batch_snippets)
+        self.clip_frame = clip_frame
+        self.feature_dim = int(model.feature_dim)
+        size = int(model.image_size)
+        self.resize_short = size if crops == 1 else int(round(size * 256 / 224))
+        self.resize_mode, self.crop_size = "bicubic", size
+        self.normalisation = f"x / 255, then (x - {list(CLIP_MEAN)}) / {list(CLIP_STD)}"
+        self._mean = torch.tensor(CLIP_MEAN, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(CLIP_STD, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0
+
+    def clip_frame_setting(self) -> str:
+        return self.clip_frame
+
+    def _select_frames(self, snippets: torch.Tensor) -> torch.Tensor:
+        if self.clip_frame == "middle":
+            middle = SNIPPET_FRAMES // 2
+            return snippets[:, middle:middle + 1]
+        return snippets
+
+    def _encode_view(self, view: torch.Tensor, batch: int) -> torch.Tensor:
+        pixels = ((view - self._mean) / self._std).to(self.model_dtype)  # (x/255 - mean)/std, in one step
+        embeddings = self.model(pixels).float()
+        return embeddings.reshape(batch, -1, embeddings.shape[-1]).mean(dim=1)
+
+
+def build_extractor(backbone: str, weights: Path, crops: int, device="cpu", batch_snippets: int = 8,
+                    clip_frame: str = "middle") -> FeatureExtractor:
+    """Load the backbone weights and return its extractor (``device`` "cpu", "cuda", "cuda:N" or "auto")."""
+    if backbone not in BACKBONES:
+        raise AdplgError(f"--backbone: expected one of {', '.join(BACKBONES)}, got {backbone!r}")
+    weights = Path(weights)
+    if not weights.exists():
+        raise AdplgError(f"weights {weights}: not found (expected the {backbone} weights file)")
+    if crops not in CROP_COUNTS:
+        raise AdplgError(f"--crops: expected one of {', '.join(map(str, CROP_COUNTS))}, got {crops}")
+    if clip_frame not in CLIP_FRAME_MODES:
+        raise AdplgError(f"--clip-frame: expected one of {', '.join(CLIP_FRAME_MODES)}, got {clip_frame!r}")
+    from adplg.training.engine import resolve_device
+
+    device = device if isinstance(device, torch.device) else resolve_device(str(device))
+    if backbone == "i3d":
+        from adplg.models.backbones.i3d import load_i3d
+
+        return I3DExtractor(load_i3d(weights), weights, crops, device, batch_snippets)
+    from adplg.models.backbones.clip import load_clip_vision
+
+    return CLIPExtractor(load_clip_vision(weights), weights, crops, device, batch_snippets, clip_frame)
+
+
+# ------------------------------------------------------------------------------------------------------------ layout
+def crop_file_names(name: str, crops: int, naming: str = "ucf") -> list[str]:
+    """File names of the crops of video ``name``, in crop order (see the module docstring)."""
+    if naming == "ucf":
+        return [f"{name}.npy" if k == 0 else f"{name}__{k}.npy" for k in range(crops)]
+    if naming == "xd":
+        return [f"{name}__{k}.npy" for k in range(crops)]
+    if naming == "sht":
+        return [f"{name}_{k}.npy" for k in range(crops)]
+    raise AdplgError(f"--naming: expected one of {', '.join(NAMINGS)}, got {naming!r}")
+
+
+def _meta_path(out_dir: Path, name: str) -> Path:
+    return out_dir / "meta" / f"{name}.json"
+
+
+def _is_finished(out_dir: Path, name: str, crop_files: list[str]) -> bool:
+    return _meta_path(out_dir, name).is_file() and all((out_dir / f).is_file() for f in crop_files)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def write_feature_list(out_dir: Path) -> Path | None:
+    """Rewrite ``<out_dir>/features.list`` from every finished video (``meta/*.json`` whose crop files all exist):
+    one absolute crop path per line, videos sorted by name, crops in order. Returns its path, or None when no video
+    is finished yet."""
+    out_dir = Path(out_dir).resolve()
+    lines: list[str] = []
+    for meta_file in sorted((out_dir / "meta").glob("*.json")):
+        try:
+            crop_files = json.loads(meta_file.read_text())["crop_files"]
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("skipping %s in features.list: unreadable meta record (%s)", meta_file, exc)
+            continue
+        paths = [out_dir / f for f in crop_files]
+        if all(p.is_file() for p in paths):
+            lines.extend(str(p) for p in paths)
+    if not lines:
+        return None
+    if any(any(ch.isspace() for ch in ln) for ln in lines):
+        log.warning("%s: some paths contain whitespace; the 'sht' list reader splits lines on whitespace", out_dir)
+    target = out_dir / "features.list"
+    atomic_write_text(target, "\n".join(lines) + "\n")
+    return target
+
+
+# ---------------------------------------------------------------------------------------------------------- manifest
+def _run_manifest(extractor: FeatureExtractor, naming: str) -> dict:
+    import adplg
+    from adplg.training.checkpoint import versions
+
+    return {**extractor.settings(), "naming": naming, "adplg": adplg.__version__, "versions": versions()}
+
+
+def _check_or_write_manifest(out_dir: Path, manifest: dict) -> None:
+    """Write ``manifest.json`` into a new folder; in a used folder, refuse settings that change the features."""
+    path = out_dir / "manifest.json"
+    if not path.is_file():
+        if (out_dir / "meta").is_dir() and any((out_dir / "meta").glob("*.json")):
+            raise AdplgError(f"output folder {out_dir}: holds finished videos (meta/*.json) but no manifest.json; "
+                             "expected a manifest recording their settings (use a new --out folder)")
+        atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+        return
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise AdplgError(f"{path}: cannot be read as JSON ({exc}); expected the manifest of an earlier run") from None
+    for key in FEATURE_KEYS:
+        if previous.get(key) != manifest.get(key):
+            raise AdplgError(
+                f"{path}: setting {key!r} differs from the earlier run in this folder: the folder has "
+                f"{previous.get(key)!r}, this run has {manifest.get(key)!r} (features made with different settings "
+                "are never mixed; use a new --out folder)"
+            )
+
+
+# ------------------------------------------------------------------------------------------------------------ inputs
+def _read_video_list(list_file: Path) -> list[Path]:
+    """Video paths of a list file: one per line (``.csv``: the first column, an optional header ``path``/``video``
+    is skipped); blank lines and lines starting with ``#`` are ignored; relative paths are resolved against the list's
+    folder."""
+    from adplg.data.lists import read_text_lines
+
+    entries = [ln for _, ln in read_text_lines(list_file, kind="video list") if not ln.startswith("#")]
+    if list_file.suffix.lower() == ".csv":
+        entries = [row[0].strip() for row in csv.reader(entries) if row and row[0].strip()]
+        if entries and entries[0].lower() in ("path", "video", "file", "filename"):
+            entries = entries[1:]
+    paths = []
+    for entry in entries:
+        p = Path(entry).expanduser()
+        paths.append(p if p.is_absolute() else list_file.parent / p)
+    return paths
+
+
+def _expand_input(item: Path) -> list[Path]:
+    if item.is_dir():
+        found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+        if not found:
+            raise AdplgError(f"input folder {item}: no video files (expected at least one {'/'.join(VIDEO_EXTENSIONS)}"
+                             " file, got 0)")
+        return found
+    if not item.exists():
+        raise AdplgError(f"input {item}: not found (expected a video file, a folder of videos or a list file)")
+    if item.suffix.lower() in LIST_EXTENSIONS:
+        return _read_video_list(item)
+    return [item]
+
+
+def collect_videos(inputs: Iterable[Path] | Path) -> list[Path]:
+    """Every video of ``inputs`` (video files, folders searched recursively, list files), sorted by video name (the
+    file stem). The same file given twice counts once; two different files with one stem raise ``AdplgError``."""
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    by_name: dict[str, Path] = {}
+    clashes: list[str] = []
+    for item in inputs:
+        for video in _expand_input(Path(item)):
+            known = by_name.setdefault(video.stem, video)
+            if known != video and known.resolve() != video.resolve():
+                clashes.append(f"{video.stem!r}: {known} and {video}")
+    if clashes:
+        raise AdplgError("inputs: expected one video per name (the file stem names the feature files), got "
+                         f"{len(clashes)} duplicate name(s): " + "; ".join(clashes))
+    if not by_name:
+        raise AdplgError("inputs: expected at least one video, got 0")
+    return [by_name[name] for name in sorted(by_name)]
+
+
+def _check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    index, count = shard
+    if not (isinstance(index, int) and isinstance(count, int) and 0 <= index < count):
+        raise AdplgError(f"shard: expected (i, n) with 0 <= i < n, got {shard!r}")
+    return index, count
+
+
+# ------------------------------------------------------------------------------------------------------------ running
+@dataclass
+class ExtractReport:
+    """What one ``extract_many`` call did. ``failed`` holds ``(video path, reason)``."""
+
+    out_dir: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    snippets: int = 0
+    seconds: float = 0.0
+    feature_list: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def snippets_per_second(self) -> float:
+        return self.snippets / self.seconds if self.seconds > 0 else 0.0
+
+
+def _extract_one(video: Path, extractor: FeatureExtractor, out_dir: Path, crop_files: list[str]) -> int:
+    """Extract, write the crop files, then the meta record (last: it marks the video as done). Returns T."""
+    start = time.perf_counter()
+    features, info, frames_decoded = extractor.video_features(video)
+    for k, name in enumerate(crop_files):
+        atomic_write_bytes(out_dir / name, _npy_bytes(features[:, k]))
+    snippets = int(features.shape[0])
+    meta = {
+        "video": video.stem,
+        "source": str(video.resolve()),
+        "fps": info.fps,
+        "container_frames": info.frames,
+        "frames_decoded": frames_decoded,
+        "snippets": snippets,
+        "frames_covered": snippets * SNIPPET_FRAMES,
+        "width": info.width,
+        "height": info.height,
+        "crops": extractor.crops,
+        "crop_files": crop_files,
+        "feature_shape": [snippets, int(features.shape[-1])],
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    atomic_write_text(_meta_path(out_dir, video.stem), json.dumps(meta, indent=2) + "\n")
+    return snippets
+
+
+def extract_many(inputs: Sequence[Path] | Path, extractor: FeatureExtractor, out_dir: Path, naming: str = "ucf",
+                 shard: tuple[int, int] = (0, 1), progress: bool = True) -> ExtractReport:
+    """Extract the features of every video of ``inputs`` (this process's shard of them) into ``out_dir``.
+
+    Finished videos (meta record and all crop files present) are skipped; a failing video is recorded in the
+    report's ``failed`` and the others continue. ``features.list`` is rewritten at the end.
+    """
+    if naming not in NAMINGS:
+        raise AdplgError(f"--naming: expected one of {', '.join(NAMINGS)}, got {naming!r}")
+    index, count = _check_shard(shard)
+    videos = collect_videos(inputs)[index::count]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_or_write_manifest(out_dir, _run_manifest(extractor, naming))
+
+    report = ExtractReport(out_dir=out_dir)
+    bar = tqdm(videos, desc="extracting", unit="video", disable=not progress)
+    for video in bar:
+        crop_files = crop_file_names(video.stem, extractor.crops, naming)
+        if _is_finished(out_dir, video.stem, crop_files):
+            report.skipped.append(video.stem)
+            continue
+        bar.set_postfix_str(video.name, refresh=False)
+        start = time.perf_counter()
+        try:
+            report.snippets += _extract_one(video, extractor, out_dir, crop_files)
+        except AdplgError as exc:
+            report.failed.append((str(video), str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one broken video must not stop a long run; reported below
+            log.debug("extraction of %s failed", video, exc_info=True)
+            report.failed.append((str(video), f"{type(exc).__name__}: {exc}"))
+            continue
+        report.seconds += time.perf_counter() - start
+        report.done.append(video.stem)
+    bar.close()
+    report.feature_list = write_feature_list(out_dir)
+    return report

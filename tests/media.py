@@ -1,0 +1,28 @@
+"""Small synthetic videos written with PyAV for the extraction and scoring tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def write_video(path: Path, frames: int, width: int = 64, height: int = 48, fps: int = 25, seed: int = 0) -> Path:
+    """An mpeg4 clip: a colour gradient (so crop views differ) with a square moving one pixel per frame."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    background = np.stack([xx * 255 // width, yy * 255 // height, (xx + yy) * 127 // (width + height)], -1)
+    colour = rng.integers(0, 256, 3)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            image = background.astype(np.uint8)
+            x0 = (3 * i) % (width - 12)
+            image[8:20, x0:x0 + 12] = colour
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
