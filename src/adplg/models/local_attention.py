@@ -12,6 +12,9 @@ Semantics (METHOD §2.3, item 3), for a half-window ``w`` and a sequence of leng
 
 Two interchangeable implementations are given: :func:`band_attention_dense` (a plain ``T x n`` reference) and
 :func:`band_attention_blocked` (window blocks plus one neighbour block each side; memory linear in ``T``).
+
+Everything here compiles with ``torch.jit.script`` and exports with ``torch.onnx.export`` at a dynamic ``T``
+(``adplg export``): no closures, no function tables, no ``torch.finfo`` in the forward paths.
 """
 
 from __future__ import annotations
@@ -46,10 +49,21 @@ def _apply_rotary(x: Tensor, angles: Tensor) -> Tensor:
     return x * cos + _rotate_half(x) * sin
 
 
+def _lowest(dtype: torch.dtype) -> float:
+    """``-torch.finfo(dtype).max`` (the masked-logit fill) for the float dtypes, written out for TorchScript."""
+    if dtype == torch.float16:
+        return -65504.0
+    if dtype == torch.bfloat16:
+        return -3.3895313892515355e38
+    if dtype == torch.float64:
+        return -1.7976931348623157e308
+    return -3.4028234663852886e38
+
+
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor, window: int) -> None:
     if q.dim() != 4 or q.shape != k.shape or q.shape != v.shape:
-        raise ValueError(f"q, k, v must share one [B, H, T, d] shape, got {tuple(q.shape)}, "
-                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+        raise ValueError(f"q, k, v must share one [B, H, T, d] shape, got {list(q.shape)}, "
+                         f"{list(k.shape)}, {list(v.shape)}")
     if q.shape[-1] % 2:
         raise ValueError(f"head dim must be even for rotary embedding, got {q.shape[-1]}")
     if int(window) < 1:
@@ -61,8 +75,8 @@ def _defaults(q: Tensor, inv_freq: Tensor | None, scale: float | None) -> tuple[
     if inv_freq is None:
         inv_freq = default_inv_freq(d)
     inv_freq = inv_freq.to(device=q.device)
-    if inv_freq.shape != (d // 2,):
-        raise ValueError(f"inv_freq must have shape [{d // 2}], got {tuple(inv_freq.shape)}")
+    if inv_freq.dim() != 1 or inv_freq.shape[0] != d // 2:
+        raise ValueError(f"inv_freq must have shape [{d // 2}], got {list(inv_freq.shape)}")
     return inv_freq, (d ** -0.5 if scale is None else float(scale))
 
 
@@ -97,8 +111,14 @@ def band_attention_dense(q: Tensor, k: Tensor, v: Tensor, window: int, inv_freq:
     i = torch.arange(T, device=q.device)[:, None]
     j = torch.arange(n, device=q.device)[None, :]
     outside = (i - j).abs() > w  # [T, n]
-    logits = logits.masked_fill(outside, -torch.finfo(logits.dtype).max)
+    logits = logits.masked_fill(outside, _lowest(logits.dtype))
     return logits.softmax(dim=-1) @ v
+
+
+def _look_around(t: Tensor) -> Tensor:
+    """Each block with its neighbours: ``[B, H, nb, w, d]`` -> ``[B, H, nb, 3w, d]`` (zero blocks at the ends)."""
+    t = F.pad(t, (0, 0, 0, 0, 1, 1))
+    return torch.cat((t[:, :, :-2], t[:, :, 1:-1], t[:, :, 2:]), dim=3)
 
 
 def band_attention_blocked(q: Tensor, k: Tensor, v: Tensor, window: int, inv_freq: Tensor | None = None,
@@ -122,12 +142,8 @@ def band_attention_blocked(q: Tensor, k: Tensor, v: Tensor, window: int, inv_fre
     bk = F.pad(k, pad).reshape(B, H, nb, w, d)
     bv = F.pad(v, pad).reshape(B, H, nb, w, d)
 
-    def look_around(t: Tensor) -> Tensor:  # [B, H, nb, w, d] -> [B, H, nb, 3w, d]
-        t = F.pad(t, (0, 0, 0, 0, 1, 1))
-        return torch.cat((t[:, :, :-2], t[:, :, 1:-1], t[:, :, 2:]), dim=3)
-
-    bk = look_around(bk)
-    bv = look_around(bv)
+    bk = _look_around(bk)
+    bv = _look_around(bv)
     local_pos = torch.arange(3 * w, device=q.device, dtype=inv_freq.dtype)
     angles = local_pos[:, None] * inv_freq[None, :]  # [3w, d/2]
     bk = _apply_rotary(bk, angles)
@@ -138,12 +154,9 @@ def band_attention_blocked(q: Tensor, k: Tensor, v: Tensor, window: int, inv_fre
     i_abs = blk * w + torch.arange(w, device=q.device)[None, :, None]
     j_abs = (blk - 1) * w + torch.arange(3 * w, device=q.device)[None, None, :]
     invalid = (j_abs < 0) | (j_abs >= n) | ((i_abs - j_abs).abs() > w)  # [nb, w, 3w]
-    logits = logits.masked_fill(invalid, -torch.finfo(logits.dtype).max)
+    logits = logits.masked_fill(invalid, _lowest(logits.dtype))
     out = torch.einsum("bhnij,bhnjd->bhnid", logits.softmax(dim=-1), bv)
     return out.reshape(B, H, n, d)[:, :, :T]
-
-
-_ATTENTION_FUNCTIONS = {"blocked": band_attention_blocked, "dense": band_attention_dense}
 
 
 def check_attention_mode(mode: str) -> str:
@@ -183,13 +196,19 @@ class LocalMultiHeadAttention(nn.Module):
         self.rotary = RotaryEmbedding(dim_head)
         self.to_out = nn.Linear(inner, dim, bias=False)
 
+    def _split_heads(self, t: Tensor) -> Tensor:
+        """``[B, T, heads * dim_head]`` -> ``[B, heads, T, dim_head]``."""
+        return t.reshape(t.shape[0], t.shape[1], self.heads, self.dim_head).transpose(1, 2)
+
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, T, dim]`` -> ``[B, T, dim]``."""
         B, T, _ = x.shape
         q, k, v = self.to_qkv(self.norm(x)).chunk(3, dim=-1)
-        q, k, v = (t.reshape(B, T, self.heads, self.dim_head).transpose(1, 2) for t in (q, k, v))
-        fn = _ATTENTION_FUNCTIONS[self.attention]
-        out = fn(q, k, v, self.window, inv_freq=self.rotary.inv_freq)  # [B, H, T, dh]
+        q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
+        if self.attention == "dense":
+            out = band_attention_dense(q, k, v, self.window, inv_freq=self.rotary.inv_freq)  # [B, H, T, dh]
+        else:
+            out = band_attention_blocked(q, k, v, self.window, inv_freq=self.rotary.inv_freq)
         return self.to_out(out.transpose(1, 2).reshape(B, T, self.heads * self.dim_head))
 
 
@@ -200,6 +219,8 @@ class LocalWindowTransformer(nn.Module):
     no bias) -> ``[B, T, out_dim]``. (The official block's feed-forward and token embedding are never used
     in its forward pass, so they are not built here.)
     """
+
+    __jit_unused_properties__ = ["window", "attention"]  # python-side conveniences, not part of the scripted graph
 
     def __init__(self, dim: int = 1024, window: int = 2, heads: int = 8, dim_head: int = 64, out_dim: int = 256,
                  max_len: int = 6750, attention: str = "blocked"):

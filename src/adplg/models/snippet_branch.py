@@ -44,10 +44,14 @@ class GlobalSelfAttention(nn.Module):
         self.to_out = nn.Linear(inner, dim)
         self.dropout = nn.Dropout(dropout)
 
+    def _split_heads(self, t: Tensor) -> Tensor:
+        """``[B, T, heads * dim_head]`` -> ``[B, heads, T, dim_head]``."""
+        return t.reshape(t.shape[0], t.shape[1], self.heads, self.dim_head).transpose(1, 2)
+
     def forward(self, x: Tensor) -> Tensor:
         B, T, _ = x.shape
         q, k, v = self.to_qkv(x).chunk(3, dim=-1)
-        q, k, v = (t.reshape(B, T, self.heads, self.dim_head).transpose(1, 2) for t in (q, k, v))
+        q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
         out = F.scaled_dot_product_attention(q, k, v, scale=self.dim_head ** -0.5)  # [B, H, T, dh]
         out = out.transpose(1, 2).reshape(B, T, self.heads * self.dim_head)
         return self.dropout(self.to_out(out))
@@ -101,7 +105,10 @@ class SnippetBranch(nn.Module):
 
     ``attention`` selects the local-attention implementation (``"blocked"``: memory linear in ``T``;
     ``"dense"``: the plain reference); both give the same result. ``T`` may not exceed ``max_len``.
+    The forward pass compiles with ``torch.jit.script`` once the input adapter is traced (``adplg export``).
     """
+
+    __jit_unused_properties__ = ["attention"]  # a python-side switch, not part of the scripted graph
 
     def __init__(self, in_dim: int = 1024, model_dim: int = 1024, windows: Sequence[int] = (2, 4, 6, 8),
                  local_heads: int = 8, local_dim_head: int = 64, local_out_dim: int = 256, max_len: int = 6750,

@@ -1,0 +1,95 @@
+"""``adplg export``: the scoring branch of a checkpoint -> an ONNX or TorchScript file with a JSON sidecar, checked
+against the eager model by default."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from adplg.errors import AdplgError
+
+EXAMPLES = """examples:
+  adplg export --checkpoint runs/ucf-i3d-seed42-.../checkpoints/step_20000.safetensors --format onnx
+  adplg export --checkpoint runs/ucf-i3d-seed42-... --format torchscript --out deploy/ucf.ts
+  adplg export --checkpoint ucf_model_s_best.pkl --preset ucf-i3d --format onnx --out deploy/ucf.onnx
+
+The sidecar <out>.json records the input/output names and shapes, feature_dim, max_len, snippet frames, test crops,
+the config and the source checkpoint's sha256. Inputs must have time <= max_len. Alert thresholds are not part of
+the exported graph.
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``export`` sub-command to an ``argparse`` sub-parser collection."""
+    p = subparsers.add_parser("export", help="export the scoring branch to ONNX or TorchScript", epilog=EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True,
+                   help="our .safetensors checkpoint (with its .json), a run directory, or an official *_model_s_*.pkl")
+    p.add_argument("--format", required=True, metavar="{onnx,torchscript}", help="export format")
+    p.add_argument("--out", help="output file, or a folder for <stem>.onnx / <stem>.ts "
+                                 "(default: beside the checkpoint)")
+    p.add_argument("--preset", help="preset replacing the checkpoint's config (needed for official .pkl files; "
+                                    "default ucf-i3d there)")
+    p.add_argument("--config", help="a YAML file merged over the config")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--no-check", dest="no_check", action="store_true",
+                   help="skip running the export against the eager model")
+    p.add_argument("--atol", type=float, default=1e-4, help="largest allowed |export - eager| (default 1e-4)")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="dotted config overrides")
+    p.set_defaults(func=run)
+    return p
+
+
+def _output_path(out: str | None, checkpoint: Path, fmt: str) -> Path:
+    from adplg.inference.export import SUFFIXES, source_file
+
+    source = source_file(checkpoint)
+    name = source.stem + SUFFIXES[fmt]
+    if out is None:
+        return source.parent / name
+    path = Path(out)
+    return path / name if path.is_dir() else path
+
+
+def _check(out: Path, net_s: Any, max_len: int, atol: float) -> dict:
+    """Run :func:`check_export`, record the result in the sidecar; on failure remove the export and raise."""
+    from adplg.inference.export import DEFAULT_CHECK_LENGTHS, check_export, read_sidecar, sidecar_path, write_sidecar
+
+    lengths = sorted({min(t, max_len) for t in DEFAULT_CHECK_LENGTHS})
+    result = check_export(out, net_s, lengths=lengths, atol=atol)
+    if not result["passed"]:
+        out.unlink(missing_ok=True)
+        sidecar_path(out).unlink(missing_ok=True)
+        shown = ", ".join(f"{k}: {v:.3g}" for k, v in result["max_abs_diff"].items())
+        raise AdplgError(f"exported {out} does not match the eager model: expected max |export - eager| <= {atol:g}, "
+                         f"got {result['max_abs_diff_overall']:.3g} ({shown}); the export was removed "
+                         f"(rerun with --no-check to keep it for inspection)")
+    write_sidecar(out, {**read_sidecar(out), "check": result})
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the scoring branch, export it, check it (unless ``--no-check``) and print where everything went."""
+    from adplg.inference.export import check_format, export_model, require_onnx_packages, sidecar_path
+    from adplg.inference.load import load_snippet_branch
+
+    fmt = check_format(args.format)
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.exists():
+        raise AdplgError(f"checkpoint not found: {checkpoint} (expected a .safetensors checkpoint with its .json "
+                         f"sidecar, a run directory, or an official *_model_s_*.pkl)")
+    if fmt == "onnx":
+        require_onnx_packages()
+    cfg, net_s = load_snippet_branch(checkpoint, args.preset, args.config, list(args.overrides))
+    out = _output_path(args.out, checkpoint, fmt)
+    export_model(net_s, out, fmt, opset=args.opset, config=cfg, source=checkpoint)
+    print(f"exported {fmt}: {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    print(f"sidecar: {sidecar_path(out)}")
+    if args.no_check:
+        print("check skipped (--no-check)")
+        return 0
+    result = _check(out, net_s, net_s.max_len, args.atol)
+    shown = ", ".join(f"{k}: {v:.2g}" for k, v in result["max_abs_diff"].items())
+    print(f"check passed: max |export - eager| = {result['max_abs_diff_overall']:.2g} <= {args.atol:g} ({shown})")
+    return 0
