@@ -169,9 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=cmd_presets)
 
-    from adplg.cli import doctor, score
+    from adplg.cli import doctor, export, extract, score
 
+    extract.add_parser(sub)
     score.add_parser(sub)
+    export.add_parser(sub)
     doctor.add_parser(sub)
     return parser
 
