@@ -112,3 +112,26 @@ def test_help_has_examples(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "examples:" in capsys.readouterr().out
+
+
+def test_crops_are_grouped_by_the_manifest_naming_and_averaged(trained, tmp_path):
+    import torch
+
+    from adplg.inference.load import load_snippet_branch
+
+    ckpt, _ = trained
+    rng = np.random.default_rng(0)
+    crops = [rng.normal(size=(12, 64)).astype(np.float32) for _ in range(3)]
+    folder = tmp_path / "sht-features"
+    folder.mkdir()
+    for c, array in enumerate(crops):
+        np.save(folder / f"01_0014_{c}.npy", array)
+    (folder / "manifest.json").write_text(json.dumps({"naming": "sht"}))
+    out = tmp_path / "out"
+    assert main(["score", str(folder), "--checkpoint", str(ckpt), "--out", str(out), "--no-plot", "--quiet"]) == 0
+    record = json.loads((out / "01_0014.json").read_text())
+    _, net_s = load_snippet_branch(ckpt)
+    with torch.no_grad():
+        expected = net_s(torch.from_numpy(np.stack(crops))).mean(0).numpy()
+    assert np.allclose(np.array(record["score"])[::16], expected, atol=1e-6)
+    assert len(record["features"]) == 3

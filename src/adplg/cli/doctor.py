@@ -36,7 +36,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--list_dir", help="sets data.list_dir (where the list and annotation files are)")
     p.add_argument("--split", choices=sorted(SPLIT_CHOICES), default="both", help="which split(s) to check")
     p.add_argument("--json", metavar="FILE", help="also write the full report as JSON to FILE")
-    p.add_argument("--max_shown", type=int, default=10, metavar="N", help="problems shown per kind (default 10)")
+    p.add_argument("--max_shown", "--max-shown", type=int, default=10, metavar="N",
+                   help="problems shown per kind (default 10)")
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="dotted config overrides")

@@ -41,8 +41,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help="config preset (needed for the authors' .pkl files; ours carry their config)")
     p.add_argument("--config", help="a YAML file merged over the config")
     p.add_argument("--fps", type=float, help="frame rate of feature files without an extraction record (default 30)")
-    p.add_argument("--naming", choices=("ucf", "xd", "sht"), default="ucf",
-                   help="crop file naming: ucf/xd '<video>__k.npy' (default), sht '<video>_k.npy'")
+    p.add_argument("--naming", choices=("ucf", "xd", "sht"),
+                   help="crop file naming: ucf/xd '<video>__k.npy', sht '<video>_k.npy' (default: the extraction "
+                        "manifest's, else ucf)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--weights", help="backbone weights for video inputs (pytorch-i3d rgb_imagenet.pt or CLIP "
                                      "ViT-B-16.pt / a Hugging Face folder)")
@@ -78,7 +79,7 @@ def _extract_videos(videos: list[Path], cfg, args: argparse.Namespace, out_dir: 
         raise AdplgError(f"the checkpoint expects {cfg.data.feature_dim}-d features, which neither backbone gives "
                          f"(i3d 1024, clip 512); pass --backbone to force one")
     extractor = build_extractor(backbone, Path(args.weights), crops=cfg.data.test_crops, device=str(device))
-    report = extract_many(videos, extractor, out_dir, naming=args.naming, progress=not args.quiet)
+    report = extract_many(videos, extractor, out_dir, naming=args.naming or "ucf", progress=not args.quiet)
     if report.failed:
         raise AdplgError("feature extraction failed for " + "; ".join(f"{v}: {why}" for v, why in report.failed))
     return out_dir
@@ -90,11 +91,25 @@ def _timelines(args: argparse.Namespace, cfg, net_s, device, feature_dir: Path):
     inputs = [Path(p) for p in args.inputs]
     videos = [p for p in inputs if p.exists() and _is_video(p)]
     features = [p for p in inputs if p not in videos]
+    naming = args.naming or _manifest_naming(features) or "ucf"
     if videos:
+        args.naming = naming
         features.append(_extract_videos(videos, cfg, args, feature_dir, device))
-    return score_inputs(net_s, features, cfg.data.feature_dim, naming=args.naming, fps=args.fps, device=device,
+    return score_inputs(net_s, features, cfg.data.feature_dim, naming=naming, fps=args.fps, device=device,
                         precision=cfg.eval.precision, batch_snippets=cfg.eval.batch_snippets,
-                        progress=not args.quiet)
+                        expected_crops=cfg.data.test_crops, progress=not args.quiet)
+
+
+def _manifest_naming(inputs: list[Path]) -> str | None:
+    """The crop naming recorded by ``adplg extract`` in the (first) input folder's manifest.json, if any."""
+    for path in inputs:
+        manifest = (path if path.is_dir() else path.parent) / "manifest.json"
+        if manifest.is_file():
+            try:
+                return json.loads(manifest.read_text()).get("naming")
+            except json.JSONDecodeError:
+                raise AdplgError(f"extraction manifest {manifest} is not valid JSON") from None
+    return None
 
 
 def resolve_rules(args: argparse.Namespace):

@@ -142,14 +142,20 @@ def score_features(net_s: nn.Module, store: FeatureStore, device: torch.device |
 
 def score_inputs(net_s: nn.Module, inputs: list[Path], feature_dim: int, naming: str = "ucf",
                  fps: float | None = None, device: torch.device | str = "cpu", precision: str = "fp32",
-                 batch_snippets: int = 65536, progress: bool = False) -> list[Timeline]:
-    """Validate and score every video of the feature ``inputs``; one :class:`Timeline` per video."""
+                 batch_snippets: int = 65536, expected_crops: int | None = None,
+                 progress: bool = False) -> list[Timeline]:
+    """Validate and score every video of the feature ``inputs``; one :class:`Timeline` per video. A crop count
+    other than ``expected_crops`` (the checkpoint's test crops) is scored but warned about."""
     items = feature_items(inputs, naming)
     store = FeatureStore.load(items, feature_dim=feature_dim, progress=progress, context="features to score")
     scores = score_features(net_s, store, device, precision, batch_snippets)
     timelines = []
     for video, snippet_scores in scores.items():
         files = [str(it.path) for it in items if it.video == video]
+        crops = sum(it.video == video for it in items)
+        if expected_crops is not None and crops != expected_crops:
+            log.warning("%s: %d crop(s) found, but the model was evaluated on %d; scores average the %d found",
+                        video, crops, expected_crops, crops)
         recorded = recorded_fps(Path(files[0]), video)
         if recorded is not None:
             rate, source = recorded, "extraction record"
