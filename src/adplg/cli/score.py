@@ -13,6 +13,8 @@ from adplg.errors import AdplgError
 
 log = logging.getLogger(__name__)
 
+FEW_VIDEOS = 30  # below this, calibrate says its interval is rough
+
 EXAMPLES_SCORE = """examples:
   # features made by `adplg extract` (fps from their records), alert rules from beside the checkpoint
   adplg score features/ --checkpoint runs/ucf-i3d-seed42-.../checkpoints/last.safetensors
@@ -197,6 +199,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"on threshold {rules.on_threshold:.4f}, off {rules.off_threshold:.4f}: false-alarm rate "
           f"{c['achieved_far']:.4%} (target {args.target_far:.4%}; 95% prediction interval {low:.4%}-{high:.4%}), "
           f"{c['alerts_per_hour']:.2f} alerts/hour on {c['hours']:.2f} h of {c['videos']} normal video(s)")
+    if c["videos"] < FEW_VIDEOS:
+        print(f"note: {c['videos']} normal video(s) is little footage; false alarms cluster in a few videos, so the "
+              f"interval is only a rough guide (use {FEW_VIDEOS}+ videos the model was not trained on)")
     print(f"alert rules: {out}")
     return 0
 

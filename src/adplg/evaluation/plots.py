@@ -60,7 +60,7 @@ def plot_timeline(path: Path, name: str, times_s: np.ndarray, frame_scores: np.n
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 2.8))
+    fig, ax = plt.subplots(figsize=(11, 2.8))
     for i, (start, end) in enumerate(gt_spans_s or []):
         ax.axvspan(start, end, color="0.6", alpha=0.35, lw=0, label="annotated anomaly" if i == 0 else None)
     for i, (start, end) in enumerate(alert_spans_s):
@@ -76,6 +76,6 @@ def plot_timeline(path: Path, name: str, times_s: np.ndarray, frame_scores: np.n
     ax.set_xlabel("time (s)")
     ax.set_ylabel("anomaly score")
     ax.set_title(name, fontsize=10)
-    ax.legend(loc="upper right", fontsize=7, ncol=3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, borderaxespad=0)
     fig.tight_layout()
     return save_png(fig, path, dpi=100)
