@@ -36,6 +36,10 @@ EXAMPLES_TEST = """examples:
   adplg test --model_file runs/ucf-i3d-seed42-.../checkpoints/step_20000.safetensors
   adplg test --preset ucf-i3d --model_file ucf_model_s_best.pkl --feature_root /data/UCF-10Crop
 """
+EXAMPLES_DEMO = """examples:
+  adplg demo                          # writes runs/demo: data, run directory, scores.png, demo_results.json
+  adplg demo --out runs/demo-s1 --seed 1 --steps 300
+"""
 
 
 def _add_config_args(p: argparse.ArgumentParser, preset_default: str | None) -> None:
@@ -159,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for results.json and scores.npz")
     p.set_defaults(func=cmd_test)
 
-    p = sub.add_parser("demo", help="synthetic UCF-format data -> CPU-sized training -> metrics and a score plot")
+    p = sub.add_parser("demo", help="synthetic UCF-format data -> CPU-sized training -> metrics and a score plot",
+                       epilog=EXAMPLES_DEMO, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--steps", type=int, default=None, help="training iterations (default: the preset's)")
     p.add_argument("--seed", type=int, default=0)

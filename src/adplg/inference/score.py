@@ -147,7 +147,8 @@ def score_inputs(net_s: nn.Module, inputs: list[Path], feature_dim: int, naming:
     """Validate and score every video of the feature ``inputs``; one :class:`Timeline` per video. A crop count
     other than ``expected_crops`` (the checkpoint's test crops) is scored but warned about."""
     items = feature_items(inputs, naming)
-    store = FeatureStore.load(items, feature_dim=feature_dim, progress=progress, context="features to score")
+    store = FeatureStore.load(items, feature_dim=feature_dim, mmap=True, progress=progress,
+                              context="features to score")  # memory-mapped: one video in memory at a time
     scores = score_features(net_s, store, device, precision, batch_snippets)
     timelines = []
     for video, snippet_scores in scores.items():
