@@ -11,18 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from backbone_weights import write_random_clip, write_random_i3d
+from media import write_video
 
-av = pytest.importorskip("av")
-
-from backbone_weights import write_random_clip, write_random_i3d  # noqa: E402
-from media import write_video  # noqa: E402
-
-from adplg.cli.extract import add_parser, parse_shard  # noqa: E402
-from adplg.data.features import FeatureStore  # noqa: E402
-from adplg.data.lists import read_list  # noqa: E402
-from adplg.errors import AdplgError  # noqa: E402
-from adplg.inference.extract import build_extractor, collect_videos, crop_file_names, extract_many  # noqa: E402
-from adplg.inference.video import SnippetReader, crop_views, probe_video, resize_short_side  # noqa: E402
+from adplg.cli.extract import add_parser, parse_shard
+from adplg.data.features import FeatureStore
+from adplg.data.lists import read_list
+from adplg.errors import AdplgError
+from adplg.inference.extract import build_extractor, collect_videos, crop_file_names, extract_many
+from adplg.inference.video import SnippetReader, crop_views, probe_video, resize_short_side
 
 
 @pytest.fixture(scope="module")
