@@ -13,6 +13,9 @@ Rows:
   long video   one forward of the snippet branch on the longest UCF test video (T = 6,749), 1 crop and 10 crops;
                peak memory from a fresh subprocess (CPU: peak RSS growth over the loaded model; GPU:
                max_memory_allocated).
+  floor        that forward's floating-point work (matmuls and convolutions counted by torch's FlopCounterMode,
+               plus 4 T^2 d per global attention layer) over this device's measured 4096^3 matmul rate, fp32 and
+               bf16: no implementation of the same math can be faster than the floor.
 The numbers are wall-clock on the machine that ran them: compare rows only within one run.
 """
 
@@ -137,12 +140,37 @@ def eval_speed(data, device: torch.device, reference: bool) -> float:
     return time.perf_counter() - start
 
 
+def forward_tflop(T: int = LONGEST_UCF_TEST) -> float:
+    """TFLOP of one snippet-branch forward at length T (1 crop, the paper's sizes)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from adplg.models import SnippetBranch
+
+    net = SnippetBranch().eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(torch.randn(1, T, 1024))
+    layers = net.global_transformer.layers
+    attention = sum(4 * T * T * layer.attn.heads * layer.attn.dim_head for layer in layers)  # QK^T and PV
+    return (counter.get_total_flops() + attention) / 1e12
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 4096) -> float:
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    return 3 * 2 * n ** 3 / (time.perf_counter() - start) / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", action="append", help="cpu and/or cuda (default: cpu, plus cuda if present)")
     parser.add_argument("--train_steps", type=int, default=3)
     parser.add_argument("--eval_videos", type=int, default=20)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["train", "eval", "long"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["train", "eval", "long", "floor"])
     args = parser.parse_args()
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = []
@@ -175,6 +203,12 @@ def main() -> None:
                             continue
                         rows.append((device, f"T=6749 x{crops}: {name}, s / peak GiB (growth)", "",
                                      f"{r['seconds']:.3f} / {r['peak_gib']:.2f} ({r['growth_gib']:.2f})", ""))
+            if "floor" not in args.skip:
+                tflop = forward_tflop()
+                for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+                    rate = matmul_gflops(dev, dtype)
+                    rows.append((device, f"T=6749 x1 floor, {name}: {tflop:.3f} TFLOP at {rate:.0f} GFLOP/s, s", "",
+                                 f"{tflop * 1e3 / rate:.3f}", ""))
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} CPU threads"
           + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
     print("| device | measurement | reference | ours | speed-up |")
