@@ -9,6 +9,7 @@ from adplg.cli.main import main
 from adplg.config import build_config
 from adplg.data.datasets import build_test_set, build_train_set
 from adplg.data.synthetic import generate_synthetic_ucf
+from adplg.errors import AdplgError
 from adplg.training.checkpoint import Checkpoint
 from adplg.training.engine import Trainer, create_run_dir
 
@@ -63,6 +64,32 @@ def test_resume_continues_identically(data, tmp_path):
     for (name, a), (_, b) in zip(straight.net_v.state_dict().items(), resumed.net_v.state_dict().items()):
         assert torch.equal(a, b), name
     assert torch.equal(straight.plg.buffer, resumed.plg.buffer)
+
+
+def test_ema_option_saves_the_average_and_resumes_identically(data, tmp_path):
+    full_cfg = cfg_for(data, tmp_path, num_iters=16, ema_decay=0.9)
+    train, test = build_train_set(full_cfg, progress=False), build_test_set(full_cfg, progress=False)
+    straight = Trainer(full_cfg, train, test, create_run_dir(full_cfg, tmp_path / "a"))
+    straight.fit()
+    saved = Checkpoint(tmp_path / "a").part("net_s")
+    averaged = straight.ema_s.module.state_dict()
+    trained = straight.net_s.state_dict()
+    assert all(torch.equal(saved[k], averaged[k]) for k in saved)  # net_s in the checkpoint is what was evaluated
+    assert any(not torch.equal(averaged[k], trained[k]) for k in trained)
+    assert int(straight.ema_s.n_averaged) == 16 - 4  # one update per snippet-branch step after the warm-up
+
+    half_cfg = cfg_for(data, tmp_path, num_iters=10, ema_decay=0.9)
+    first = Trainer(half_cfg, train, test, create_run_dir(half_cfg, tmp_path / "b"))
+    first.fit()
+    resumed = Trainer(full_cfg, train, test, tmp_path / "b")
+    resumed.resume(Checkpoint(tmp_path / "b"))
+    resumed.fit()
+    for net_a, net_b in ((straight.net_s, resumed.net_s), (straight.ema_s.module, resumed.ema_s.module)):
+        for (name, a), (_, b) in zip(net_a.state_dict().items(), net_b.state_dict().items()):
+            assert torch.equal(a, b), name
+    plain = Trainer(cfg_for(data, tmp_path, num_iters=16), train, test, tmp_path / "b")
+    with pytest.raises(AdplgError, match="moving average"):
+        plain.resume(Checkpoint(tmp_path / "b"))
 
 
 def test_cli_train_then_test(data, tmp_path, capsys):

@@ -138,6 +138,7 @@ class TrainConfig(_Strict):
     seed: int = 42
     device: str = "auto"
     val_fraction: float = Field(0.0, ge=0.0, lt=1.0)  # >0: hold out train videos for test-free model selection
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)  # >0: evaluate and save an exponential moving average of net_s
     val_top_k: int = Field(16, ge=1)
     progress: bool = True
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"  # fp32 is the faithful math; tf32/bf16 are speed options

@@ -66,7 +66,7 @@ def run_demo(out: Path, num_iters: int | None = None, seed: int = 0, progress: b
                     ("per-snippet logistic regression", result.baseline)):
         print(f"{name:38s} {m['auc']:7.4f} {m['ap']:7.4f} {m['pr_auc']:7.4f} {m['auc_abnormal']:7.4f} {m['far']:7.4f}")
 
-    scores = predict_snippet_scores(trainer.net_s, test, trainer.device)
+    scores = predict_snippet_scores(trainer.scoring_net, test, trainer.device)
     abnormal = [v for v in range(len(test.videos)) if test.video_labels[v] == 1]
     normal = [v for v in range(len(test.videos)) if test.video_labels[v] == 0]
     shown, gt = abnormal[:4] + normal[:2], test.gt

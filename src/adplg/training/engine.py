@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import yaml
 from sklearn.metrics import roc_auc_score
-from torch import Tensor
+from torch import Tensor, nn
 
 from adplg.config import Config
 from adplg.data.datasets import TestSet, TrainSet
@@ -90,6 +90,9 @@ class Trainer:
         self.opt_v = optim(self.net_v.parameters(), lr=t.lr_v, betas=(0.9, 0.999), weight_decay=t.weight_decay)
         self.opt_s = optim(self.net_s.parameters(), lr=t.lr_s, betas=(0.9, 0.999), weight_decay=t.weight_decay)
         self.sched_s = torch.optim.lr_scheduler.StepLR(self.opt_s, step_size=t.sch_step, gamma=t.sch_gamma)
+        # the weights that score: net_s itself, or (train.ema_decay > 0) a moving average of it over the steps
+        self.ema_s = (torch.optim.swa_utils.AveragedModel(
+            self.net_s, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(t.ema_decay)) if t.ema_decay else None)
         self.forward_v = torch.compile(self.net_v) if t.compile else self.net_v
         self.forward_s = torch.compile(self.net_s) if t.compile else self.net_s
         train_idx, self.val_idx = split_validation(train, t.val_fraction, t.seed)
@@ -141,8 +144,15 @@ class Trainer:
             loss_s.backward()
             self.opt_s.step()
             self.sched_s.step()
+            if self.ema_s is not None:
+                self.ema_s.update_parameters(self.net_s)
             logs["loss_s"] = loss_s
         return {k: v.detach() for k, v in logs.items()}
+
+    @property
+    def scoring_net(self) -> nn.Module:
+        """The snippet branch that is evaluated and saved as ``net_s``: the EMA when enabled, else ``net_s``."""
+        return self.net_s if self.ema_s is None else self.ema_s.module
 
     # ------------------------------------------------------------------ selection without the test set
     @torch.no_grad()
@@ -150,10 +160,10 @@ class Trainer:
         """Video AUC of the mean top-k snippet score on held-out training crops (video labels only)."""
         if len(self.val_idx) == 0:
             return None
-        self.net_s.eval()
+        net = self.scoring_net.eval()
         scores = []
         for chunk in self.val_idx.split(256):
-            s = self.net_s(self.features[chunk.to(self.device)])  # [n, T]
+            s = net(self.features[chunk.to(self.device)])  # [n, T]
             k = min(self.cfg.train.val_top_k, s.shape[1])
             scores.append(s.topk(k, dim=1).values.mean(dim=1).cpu())
         labels = self.train_set.labels[self.val_idx].numpy()
@@ -164,6 +174,9 @@ class Trainer:
         tensors = {f"plg.{k}": v for k, v in self.plg.state_dict().items()}
         tensors.update({f"sampler_n.{k}": v for k, v in self.sampler_n.state_dict().items()})
         tensors.update({f"sampler_a.{k}": v for k, v in self.sampler_a.state_dict().items()})
+        if self.ema_s is not None:  # net_s holds the EMA; the trained weights and the average count for --resume
+            tensors.update({f"net_s_train.{k}": v for k, v in self.net_s.state_dict().items()})
+            tensors["ema_steps"] = self.ema_s.n_averaged
         tensors["rng.torch"] = torch.get_rng_state()
         if torch.cuda.is_available():
             tensors["rng.cuda"] = torch.cuda.get_rng_state()
@@ -172,7 +185,7 @@ class Trainer:
     def save(self, name: str, metrics: dict | None = None, full: bool = True) -> Path:
         path = self.run_dir / "checkpoints" / name
         return save_checkpoint(
-            path, net_v=self.net_v, net_s=self.net_s, step=self.step, config=self.cfg.to_dict(), metrics=metrics,
+            path, net_v=self.net_v, net_s=self.scoring_net, step=self.step, config=self.cfg.to_dict(), metrics=metrics,
             optimizers={"v": self.opt_v, "s": self.opt_s} if full else None,
             scheduler=self.sched_s if full else None, extra_tensors=self._state_tensors() if full else None,
             extra_meta={"data_manifest": self.manifest, "history_keys": self.train_set.keys if full else None,
@@ -180,15 +193,24 @@ class Trainer:
 
     def resume(self, ckpt: Checkpoint) -> None:
         self.net_v.load_state_dict(ckpt.part("net_v"))
-        self.net_s.load_state_dict(ckpt.part("net_s"))
         if "optim_v" not in ckpt.meta:
             raise AdplgError(f"{ckpt.path} holds weights only; resume needs a full checkpoint (checkpoints/last)")
+        extra = ckpt.part("extra")
+        if self.ema_s is not None:
+            if "ema_steps" not in extra:
+                raise AdplgError(f"{ckpt.path} was trained without train.ema_decay; resume it without that option")
+            self.ema_s.module.load_state_dict(ckpt.part("net_s"))
+            self.ema_s.n_averaged.copy_(extra["ema_steps"])
+            self.net_s.load_state_dict({k[12:]: v for k, v in extra.items() if k.startswith("net_s_train.")})
+        elif "ema_steps" in extra:
+            raise AdplgError(f"{ckpt.path} holds a moving average (train.ema_decay > 0); resume it with that option")
+        else:
+            self.net_s.load_state_dict(ckpt.part("net_s"))
         if ckpt.meta.get("history_keys") != self.train_set.keys:
             raise AdplgError(f"{ckpt.path}: the training data differs from the checkpoint's (pseudo-label keys differ)")
         self.opt_v.load_state_dict(ckpt.optimizer_state("v"))
         self.opt_s.load_state_dict(ckpt.optimizer_state("s"))
         self.sched_s.load_state_dict(ckpt.meta["scheduler"])
-        extra = ckpt.part("extra")
         self.plg.load_state_dict({k[4:]: v.to(self.device) for k, v in extra.items() if k.startswith("plg.")})
         self.sampler_n.load_state_dict({k[10:]: v for k, v in extra.items() if k.startswith("sampler_n.")})
         self.sampler_a.load_state_dict({k[10:]: v for k, v in extra.items() if k.startswith("sampler_a.")})
@@ -231,7 +253,7 @@ class Trainer:
             record["val_video_auc"] = val
         if self.test is not None:
             e = self.cfg.eval
-            metrics, scores = evaluate(self.net_s, self.test, self.device, e.far_threshold, precision=e.precision,
+            metrics, scores = evaluate(self.scoring_net, self.test, self.device, e.far_threshold, precision=e.precision,
                                        batch_snippets=e.batch_snippets, smooth_window=e.smooth_window)
             record["test"] = metrics
             write_results(self.run_dir / "evals" / f"step_{self.step}", self.test, metrics, scores,
