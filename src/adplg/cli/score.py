@@ -80,7 +80,8 @@ def _extract_videos(videos: list[Path], cfg, args: argparse.Namespace, out_dir: 
     if backbone is None:
         raise AdplgError(f"the checkpoint expects {cfg.data.feature_dim}-d features, which neither backbone gives "
                          f"(i3d 1024, clip 512); pass --backbone to force one")
-    extractor = build_extractor(backbone, Path(args.weights), crops=cfg.data.test_crops, device=str(device))
+    crops = cfg.data.test_crops or (10 if backbone == "i3d" else 1)  # a config without a crop count: the defaults
+    extractor = build_extractor(backbone, Path(args.weights), crops=crops, device=str(device))
     report = extract_many(videos, extractor, out_dir, naming=args.naming or "ucf", progress=not args.quiet)
     if report.failed:
         raise AdplgError("feature extraction failed for " + "; ".join(f"{v}: {why}" for v, why in report.failed))
