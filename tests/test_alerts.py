@@ -82,7 +82,8 @@ def test_rules_file_round_trip_and_errors(tmp_path):
         AlertRules(0.5, 0.6)
     with pytest.raises(AdplgError, match="not found"):
         AlertRules.load(tmp_path / "missing.yaml")
-    assert rules_path_for(tmp_path / "checkpoints" / "last.safetensors") == tmp_path / "checkpoints" / "last.alerts.yaml"
+    checkpoints = tmp_path / "checkpoints"
+    assert rules_path_for(checkpoints / "last.safetensors") == checkpoints / "last.alerts.yaml"
     assert rules_path_for(tmp_path / "ucf_model_s_best.pkl").name == "ucf_model_s_best.alerts.yaml"
 
 

@@ -44,7 +44,8 @@ EXAMPLES_DEMO = """examples:
 
 def _add_config_args(p: argparse.ArgumentParser, preset_default: str | None) -> None:
     p.add_argument("--preset", default=preset_default,
-                   help="dataset/feature preset (see `adplg presets`)" + (f"; default {preset_default}" if preset_default else ""))
+                   help="dataset/feature preset (see `adplg presets`)"
+                   + (f"; default {preset_default}" if preset_default else ""))
     p.add_argument("--config", help="a YAML file merged over the preset")
     for flag, (key, kind) in SEED_FLAGS.items():
         p.add_argument(f"--{flag}", type=kind, default=None, help=f"sets {key}")
@@ -159,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="evaluate a checkpoint (ours or the authors' .pkl)", epilog=EXAMPLES_TEST,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config_args(p, None)
-    p.add_argument("--model_file", required=True, help="our .safetensors checkpoint, a run directory, or *_model_s_*.pkl")
+    p.add_argument("--model_file", required=True,
+                   help="our .safetensors checkpoint, a run directory, or *_model_s_*.pkl")
     p.add_argument("--out", help="folder for results.json and scores.npz")
     p.set_defaults(func=cmd_test)
 

@@ -267,7 +267,8 @@ class Trainer:
         atomic_write_text(self.run_dir / "summary.json", json.dumps(self.summary(), indent=2))
 
     def summary(self) -> dict:
-        """Model selection: the last evaluation, the validation-selected one (no test labels), best-on-test (labelled)."""
+        """Model selection: the last evaluation, the validation-selected one (no test labels), and best-on-test
+        (labelled as such)."""
         primary = self.cfg.eval.primary
         out: dict = {"primary_metric": primary, "evaluations": len(self.history)}
         if not self.history:
