@@ -113,3 +113,11 @@ def test_official_scripts_are_thin_wrappers(tmp_path):
                            "--thre_var_a", "0.5", "--pl_his_num", "5", "--warm_up", "1500",
                            "--list_dir", str(tmp_path / "missing-list")], capture_output=True, text=True)
     assert proc.returncode == 2 and "missing-list" in proc.stderr and "XD_Train.list" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "test", "demo", "extract", "score", "calibrate", "export", "doctor"])
+def test_every_command_is_registered_with_examples(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "examples:" in capsys.readouterr().out
