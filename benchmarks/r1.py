@@ -26,7 +26,7 @@ from adplg.baselines import mil_ranking_baseline
 from adplg.config import build_config
 from adplg.data.r1 import R1_FOLDER, load_r1
 from adplg.demo import baseline_metrics
-from adplg.evaluation.evaluate import score_metrics
+from adplg.evaluation.evaluate import predict_snippet_scores, score_metrics
 from adplg.training.engine import Trainer, create_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +51,7 @@ def run_seed(preset: str, overrides: list[str], seed: int, train, test, out: Pat
     summary["seconds"] = time.time() - start
     summary["history"] = trainer.history
     summary["device"] = str(trainer.device)
+    summary["scores"] = predict_snippet_scores(trainer.scoring_net, test, trainer.device)  # the last step's
     return summary
 
 
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default=None, help="run directories (default: a temporary folder)")
     parser.add_argument("--write", help="append the results table to this markdown file")
+    parser.add_argument("--ensemble", type=int, default=1, metavar="K",
+                        help="each reported seed s is an ensemble of K runs with seeds s*K .. s*K+K-1, their last "
+                             "steps' scores averaged (no selection); default 1 (single runs)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.num_iters=2000")
     args = parser.parse_args(argv)
     folder = shared_dir() / R1_FOLDER
@@ -77,7 +81,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
         for seed in args.seeds:
-            summary = run_seed(args.preset, list(args.overrides) + ["train.progress=false"], seed, train, test, out)
+            members = [run_seed(args.preset, list(args.overrides) + ["train.progress=false"], member, train, test,
+                                out) for member in range(seed * args.ensemble, (seed + 1) * args.ensemble)]
+            summary = members[0] if args.ensemble == 1 else ensemble_summary(members, test)
             results.append((seed, summary))
             last = summary["last"]
             print(f"seed {seed}: last step {last['step']} AUC {last['test']['auc']:.4f}"
@@ -85,24 +91,41 @@ def main(argv: list[str] | None = None) -> dict | None:
                      f"{summary['val_selected']['test']['auc']:.4f}" if "val_selected" in summary else "")
                   + f", best-on-test {summary['best_on_test']['test']['auc']:.4f} ({summary['seconds']:.0f} s)",
                   flush=True)
+            if "member_last_auc" in summary:
+                print("  members' last-step AUC: " + ", ".join(f"{a:.4f}" for a in summary["member_last_auc"]))
             print("  AUC by step: " + ", ".join(f"{h['step']}: {h['test']['auc']:.3f}"
                                                 + (f" (val {h['val_video_auc']:.3f})" if "val_video_auc" in h else "")
                                                 for h in summary["history"]), flush=True)
-    table = format_table(args, results, baseline, mil)
+    ensemble = None
+    if len(results) > 1 and args.ensemble == 1:  # every seed's last step, scores averaged: no selection, no test labels
+        ensemble = score_metrics(test, [np.mean(v, axis=0) for v in zip(*(s["scores"] for _, s in results))])
+        print(f"ensemble of {len(results)} seeds (last steps): frame AUC {ensemble['auc']:.4f}")
+    table = format_table(args, results, baseline, mil, ensemble)
     print("\n" + table)
     if args.write:
         with open(args.write, "a") as handle:
             handle.write("\n" + table + "\n")
-    return {"baseline": baseline, "mil": mil, "runs": results}
+    return {"baseline": baseline, "mil": mil, "runs": results, "ensemble": ensemble}
 
 
-def format_table(args, results, baseline, mil) -> str:
+def ensemble_summary(members: list[dict], test) -> dict:
+    """One result from K runs: the mean of their last steps' snippet scores, evaluated like a single run."""
+    scores = [np.mean(v, axis=0) for v in zip(*(m["scores"] for m in members))]
+    metrics = score_metrics(test, scores)
+    last = {"step": members[0]["last"]["step"], "test": metrics}
+    return {"last": last, "best_on_test": {**last, "note": "an ensemble has no step selection"}, "scores": scores,
+            "history": [{"step": f"ensemble of {len(members)}", "test": metrics}],
+            "member_last_auc": [m["last"]["test"]["auc"] for m in members],
+            "seconds": sum(m["seconds"] for m in members), "device": members[0]["device"]}
+
+
+def format_table(args, results, baseline, mil, ensemble=None) -> str:
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     on_gpu = bool(results) and results[0][1]["device"].startswith("cuda")
     machine = torch.cuda.get_device_name() if on_gpu else f"CPU ({torch.get_num_threads()} threads)"
     command = " ".join(["python benchmarks/r1.py", *args.overrides, "--preset", args.preset, "--seeds",
-                        *map(str, args.seeds)])
+                        *map(str, args.seeds), *(["--ensemble", str(args.ensemble)] if args.ensemble > 1 else [])])
     lines = [f"### R1, preset `{args.preset}`", "", f"Command: `{command}`",
              f"Machine: {machine}; torch {torch.__version__}; python {sys.version.split()[0]}; commit {commit}", "",
              "| seed | AUC (last step) | AUC (val-selected) | AUC best-on-test (not a result) | AP (last) "
@@ -119,6 +142,9 @@ def format_table(args, results, baseline, mil) -> str:
                      f"| {s['seconds']:.0f} s |")
     sel_mean = f"{np.mean(selected):.4f} ± {np.std(selected):.4f}" if selected else "-"
     lines.append(f"| mean ± std | {np.mean(last):.4f} ± {np.std(last):.4f} | {sel_mean} | | | | |")
+    if ensemble:
+        lines.append(f"| ensemble: mean score of the {len(results)} seeds' last steps | {ensemble['auc']:.4f} | | | "
+                     f"{ensemble['ap']:.4f} | {ensemble['auc_abnormal']:.4f} | |")
     for name, m in (("logistic regression (same data)", baseline), ("MIL ranking, Sultani-style (same data)", mil)):
         lines.append(f"| {name} | {m['auc']:.4f} | | | {m['ap']:.4f} | {m['auc_abnormal']:.4f} | |")
     return "\n".join(lines)

@@ -135,3 +135,31 @@ def test_crops_are_grouped_by_the_manifest_naming_and_averaged(trained, tmp_path
         expected = net_s(torch.from_numpy(np.stack(crops))).mean(0).numpy()
     assert np.allclose(np.array(record["score"])[::16], expected, atol=1e-6)
     assert len(record["features"]) == 3
+
+
+def test_an_ensemble_scores_the_mean_of_its_members(trained, tmp_path):
+    import torch
+
+    from adplg.inference.load import load_scorer, load_snippet_branch
+    from adplg.models.build import build_video_branch
+    from adplg.training.checkpoint import save_checkpoint
+
+    ckpt, data = trained
+    cfg, net_s = load_snippet_branch(ckpt)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in net_s.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    other = save_checkpoint(tmp_path / "other", net_v=build_video_branch(cfg), net_s=net_s, step=1,
+                            config=cfg.to_dict())
+    video = _normal_files(data)[0]
+    runs = {}
+    for name, checkpoints in (("a", [ckpt]), ("b", [other]), ("ab", [ckpt, other])):
+        out = tmp_path / name
+        assert main(["score", str(video), "--checkpoint", *map(str, checkpoints), "--out", str(out), "--no-plot",
+                     "--quiet", "eval.precision=fp32"]) == 0
+        runs[name] = np.array(json.loads((out / f"{video.stem}.json").read_text())["score"])
+    assert not np.allclose(runs["a"], runs["b"])
+    assert np.allclose(runs["ab"], (runs["a"] + runs["b"]) / 2, atol=1e-6)
+    _, ensemble = load_scorer([ckpt, other])
+    assert len(ensemble.members) == 2 and ensemble.max_len == net_s.max_len

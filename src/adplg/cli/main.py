@@ -35,6 +35,8 @@ EXAMPLES_TRAIN = """examples:
 EXAMPLES_TEST = """examples:
   adplg test --model_file runs/ucf-i3d-seed42-.../checkpoints/step_20000.safetensors
   adplg test --preset ucf-i3d --model_file ucf_model_s_best.pkl --feature_root /data/UCF-10Crop
+  # an ensemble: the mean score of several runs (e.g. three seeds)
+  adplg test --model_file runs/ucf-s0/checkpoints/last.safetensors runs/ucf-s1 runs/ucf-s2
 """
 EXAMPLES_DEMO = """examples:
   adplg demo                          # writes runs/demo: data, run directory, scores.png, demo_results.json
@@ -115,21 +117,32 @@ def _print_summary(summary: dict) -> None:
         print(f"primary metric: {primary}")
 
 
+def split_model_files(words: list[str]) -> tuple[list[str], list[str]]:
+    """``--model_file A B k=v``: argparse gives every word to the option; ``key=value`` words that are not files
+    are config overrides."""
+    overrides = [w for w in words if "=" in w and not Path(w).exists()]
+    return [w for w in words if w not in overrides], overrides
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     from adplg.data.datasets import build_test_set
     from adplg.evaluation.evaluate import evaluate, write_results
-    from adplg.inference.load import load_snippet_branch
+    from adplg.inference.load import load_scorer
     from adplg.training.engine import resolve_device
 
-    cfg, net_s = load_snippet_branch(args.model_file, args.preset, args.config, _overrides(args))
+    files, overrides = split_model_files(args.model_file)
+    args.model_file = files
+    cfg, net_s = load_scorer(files, args.preset, args.config, _overrides(args) + overrides)
     device = resolve_device(cfg.train.device)
     test = build_test_set(cfg, progress=cfg.train.progress)
     metrics, scores = evaluate(net_s.to(device), test, device, cfg.eval.far_threshold, progress=cfg.train.progress,
                                precision=cfg.eval.precision, batch_snippets=cfg.eval.batch_snippets,
                                smooth_window=cfg.eval.smooth_window)
-    model_file = Path(args.model_file)
-    out = Path(args.out) if args.out else model_file.parent / f"test-{model_file.stem}"
-    write_results(out, test, metrics, scores, extra={"model_file": str(args.model_file), "config": cfg.to_dict()})
+    model_file = Path(args.model_file[0])
+    suffix = f"-ensemble{len(args.model_file)}" if len(args.model_file) > 1 else ""
+    out = Path(args.out) if args.out else model_file.parent / f"test-{model_file.stem}{suffix}"
+    write_results(out, test, metrics, scores, extra={"model_file": [str(f) for f in args.model_file],
+                                                     "config": cfg.to_dict()})
     for k in ("auc", "ap", "pr_auc", "auc_abnormal", "far"):
         if k in metrics:
             print(f"{k:13s} {metrics[k]:.4f}")
@@ -160,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="evaluate a checkpoint (ours or the authors' .pkl)", epilog=EXAMPLES_TEST,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config_args(p, None)
-    p.add_argument("--model_file", required=True,
-                   help="our .safetensors checkpoint, a run directory, or *_model_s_*.pkl")
+    p.add_argument("--model_file", required=True, nargs="+",
+                   help="our .safetensors checkpoint, a run directory, or *_model_s_*.pkl; several: their mean score")
     p.add_argument("--out", help="folder for results.json and scores.npz")
     p.set_defaults(func=cmd_test)
 

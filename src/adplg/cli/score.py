@@ -38,8 +38,9 @@ EXAMPLES_CALIBRATE = """examples:
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="FEATURES|VIDEO",
                    help=".npy feature files ([T, D] per crop or [T, C, D]), folders of them, or video files")
-    p.add_argument("--checkpoint", required=True,
-                   help="our .safetensors checkpoint (or its run directory) or the authors' *_model_s_*.pkl")
+    p.add_argument("--checkpoint", required=True, nargs="+",
+                   help="our .safetensors checkpoint (or its run directory) or the authors' *_model_s_*.pkl; several: "
+                        "an ensemble scoring their mean (alert rules beside the first)")
     p.add_argument("--preset", help="config preset (needed for the authors' .pkl files; ours carry their config)")
     p.add_argument("--config", help="a YAML file merged over the config")
     p.add_argument("--fps", type=float, help="frame rate of feature files without an extraction record (default 30)")
@@ -55,10 +56,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from adplg.inference.load import load_snippet_branch
+    from adplg.cli.main import split_model_files
+    from adplg.inference.load import load_scorer
     from adplg.training.engine import resolve_device
 
-    cfg, net_s = load_snippet_branch(args.checkpoint, args.preset, args.config, args.overrides)
+    args.checkpoint, overrides = split_model_files(args.checkpoint)
+    cfg, net_s = load_scorer(args.checkpoint, args.preset, args.config, [*args.overrides, *overrides])
     device = resolve_device(args.device)
     return cfg, net_s.to(device), device
 
@@ -119,7 +122,7 @@ def resolve_rules(args: argparse.Namespace):
     """``--alerts``, else the rules saved beside the checkpoint, else a fixed 0.5 threshold; then the flags."""
     from adplg.inference.alerts import AlertRules, rules_path_for
 
-    beside = rules_path_for(Path(args.checkpoint))
+    beside = rules_path_for(Path(args.checkpoint[0]))
     if args.alerts:
         rules, source = AlertRules.load(Path(args.alerts)), args.alerts
     elif beside.is_file():
@@ -134,11 +137,19 @@ def resolve_rules(args: argparse.Namespace):
     return rules, source
 
 
-def _check_rules_model(rules, checkpoint: Path) -> None:
+def _model_sha256(checkpoints: list[str]) -> str:
+    """The sha256 of the weights file, or for an ensemble the sha256 of its members' hashes in order."""
+    import hashlib
+
     from adplg.training.checkpoint import file_sha256
 
+    hashes = [file_sha256(_weights_file(Path(c))) for c in checkpoints]
+    return hashes[0] if len(hashes) == 1 else hashlib.sha256(" ".join(hashes).encode()).hexdigest()
+
+
+def _check_rules_model(rules, checkpoints: list[str]) -> None:
     recorded = rules.calibration.get("checkpoint_sha256")
-    if recorded and checkpoint.is_file() and recorded != file_sha256(checkpoint):
+    if recorded and recorded != _model_sha256(checkpoints):
         log.warning("the alert rules were calibrated on another checkpoint (%s); re-run `adplg calibrate`",
                     rules.calibration.get("checkpoint"))
 
@@ -147,16 +158,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     from adplg.inference.score import annotated_spans, write_timeline
     from adplg.training.checkpoint import atomic_write_text
 
-    rules, source = resolve_rules(args)
     cfg, net_s, device = _load(args)
-    _check_rules_model(rules, _weights_file(Path(args.checkpoint)))
+    rules, source = resolve_rules(args)
+    _check_rules_model(rules, args.checkpoint)
     out = Path(args.out)
     annotations = _read_annotations(args.annotations, args.annotation_format) if args.annotations else None
     timelines = _timelines(args, cfg, net_s, device, out / "features")
     summaries = [write_timeline(out, t, rules, annotated_spans(annotations, t.name, t.fps), plot=not args.no_plot)
                  for t in timelines]
     atomic_write_text(out / "summary.json", json.dumps(
-        {"checkpoint": str(args.checkpoint), "alert_rules": rules.to_dict(), "alert_rules_source": source,
+        {"checkpoint": args.checkpoint, "alert_rules": rules.to_dict(), "alert_rules_source": source,
          "videos": summaries}, indent=2))
     print(f"alert rules: {source} (on {rules.on_threshold:.4f}, off {rules.off_threshold:.4f}, "
           f"min {rules.min_duration_s:g} s, merge gap {rules.merge_gap_s:g} s)")
@@ -183,17 +194,16 @@ def _read_annotations(path: str, fmt: str) -> dict:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from adplg.inference.alerts import calibrate, rules_path_for
-    from adplg.training.checkpoint import file_sha256
 
     cfg, net_s, device = _load(args)
     with tempfile.TemporaryDirectory(prefix="adplg-calibrate-") as tmp:
         timelines = _timelines(args, cfg, net_s, device, Path(args.features_dir or tmp))
     rules = calibrate([(t.frame_scores, t.fps) for t in timelines], args.target_far, args.hysteresis,
                       args.min_duration, args.merge_gap)
-    checkpoint = _weights_file(Path(args.checkpoint))
-    rules.calibration.update({"checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
+    rules.calibration.update({"checkpoint": [str(_weights_file(Path(c))) for c in args.checkpoint],
+                              "checkpoint_sha256": _model_sha256(args.checkpoint),
                               "normal_videos": [t.name for t in timelines]})
-    out = Path(args.out) if args.out else rules_path_for(Path(args.checkpoint))
+    out = Path(args.out) if args.out else rules_path_for(Path(args.checkpoint[0]))
     rules.save(out)
     c = rules.calibration
     low, high = c["far_95_prediction_interval"]

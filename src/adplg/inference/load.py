@@ -7,6 +7,7 @@ from pathlib import Path
 
 from adplg.config import Config, build_config
 from adplg.errors import AdplgError
+from adplg.models.ensemble import SnippetEnsemble
 from adplg.models.snippet_branch import SnippetBranch
 
 OFFICIAL_SUFFIXES = (".pkl", ".pth", ".pt")
@@ -42,3 +43,21 @@ def load_snippet_branch(model_file: str | Path, preset: str | None = None, confi
         raise AdplgError(f"{path}: weights do not fit the configured snippet branch; missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]} (check --preset / model.* settings)")
     return cfg, net_s.eval()
+
+
+def load_scorer(model_files: Sequence[str | Path], preset: str | None = None, config_file: str | None = None,
+                overrides: Sequence[str] = ()) -> tuple[Config, SnippetBranch | SnippetEnsemble]:
+    """One checkpoint (:func:`load_snippet_branch`), or several whose snippet scores are averaged (an ensemble of
+    independently trained runs, e.g. several seeds). The config is the first checkpoint's; every member must take
+    the same features."""
+    loaded = [load_snippet_branch(f, preset, config_file, overrides) for f in model_files]
+    if not loaded:
+        raise AdplgError("no model file given")
+    cfg = loaded[0][0]
+    for f, (member_cfg, _) in zip(model_files, loaded, strict=True):
+        if member_cfg.data.feature_dim != cfg.data.feature_dim:
+            raise AdplgError(f"{f}: ensemble members must take the same features: expected feature_dim "
+                             f"{cfg.data.feature_dim} (as {model_files[0]}), got {member_cfg.data.feature_dim}")
+    if len(loaded) == 1:
+        return cfg, loaded[0][1]
+    return cfg, SnippetEnsemble([net for _, net in loaded]).eval()

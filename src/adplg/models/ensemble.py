@@ -1,0 +1,25 @@
+"""Several independently trained snippet branches scoring as one: the mean of their snippet scores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from adplg.models.snippet_branch import SnippetBranch
+
+
+class SnippetEnsemble(nn.Module):
+    """``x [B, T, D]`` -> the mean of the members' sigmoid scores ``[B, T]``. The members must share the input
+    dimension; ``max_len`` is the smallest of theirs."""
+
+    def __init__(self, members: Sequence[SnippetBranch]):
+        super().__init__()
+        if not members:
+            raise ValueError("SnippetEnsemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.max_len = min(m.max_len for m in members)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)
