@@ -86,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_json(path: Path, payload: dict) -> None:
+    from adplg.training.checkpoint import atomic_write_text
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
     except OSError as exc:
         raise AdplgError(f"doctor: cannot write the JSON report to {path}: {exc}") from None

@@ -42,9 +42,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _output_path(out: str | None, checkpoint: Path, fmt: str) -> Path:
-    from adplg.inference.export import SUFFIXES, source_file
+    from adplg.inference.export import SUFFIXES
+    from adplg.training.checkpoint import checkpoint_file
 
-    source = source_file(checkpoint)
+    source = checkpoint_file(checkpoint)
     name = source.stem + SUFFIXES[fmt]
     if out is None:
         return source.parent / name

@@ -10,8 +10,6 @@ from adplg.errors import AdplgError
 
 __all__ = ["add_parser", "run", "parse_shard", "EXAMPLES_EXTRACT"]
 
-DEFAULT_CROPS = {"i3d": 10, "clip": 1}
-
 EXAMPLES_EXTRACT = """examples:
   # UCF-Crime style: 10-crop I3D, <name>.npy and <name>__1..__9.npy
   adplg extract /data/UCF_Crimes/Videos --backbone i3d --weights rgb_imagenet.pt --out feats/ucf-i3d
@@ -66,7 +64,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the extraction; 0 when every video succeeded, 1 when any failed (each failure is printed)."""
-    from adplg.inference.extract import build_extractor, extract_many
+    from adplg.inference.extract import DEFAULT_CROPS, build_extractor, extract_many
 
     shard = parse_shard(args.shard)
     crops = args.crops if args.crops is not None else DEFAULT_CROPS[args.backbone]

@@ -74,7 +74,7 @@ def _is_video(path: Path) -> bool:
 
 def _extract_videos(videos: list[Path], cfg, args: argparse.Namespace, out_dir: Path, device) -> Path:
     """Features of video inputs into ``out_dir`` with the crops of the checkpoint's config; returns the folder."""
-    from adplg.inference.extract import build_extractor, extract_many
+    from adplg.inference.extract import DEFAULT_CROPS, build_extractor, extract_many
 
     if not args.weights:
         raise AdplgError(f"{videos[0]}: a video input needs the backbone weights (--weights rgb_imagenet.pt for I3D,"
@@ -83,7 +83,7 @@ def _extract_videos(videos: list[Path], cfg, args: argparse.Namespace, out_dir: 
     if backbone is None:
         raise AdplgError(f"the checkpoint expects {cfg.data.feature_dim}-d features, which neither backbone gives "
                          f"(i3d 1024, clip 512); pass --backbone to force one")
-    crops = cfg.data.test_crops or (10 if backbone == "i3d" else 1)  # a config without a crop count: the defaults
+    crops = cfg.data.test_crops or DEFAULT_CROPS[backbone]  # a config without a crop count: the backbone's default
     extractor = build_extractor(backbone, Path(args.weights), crops=crops, device=str(device))
     report = extract_many(videos, extractor, out_dir, naming=args.naming or "ucf", progress=not args.quiet)
     if report.failed:
@@ -141,9 +141,9 @@ def _model_sha256(checkpoints: list[str]) -> str:
     """The sha256 of the weights file, or for an ensemble the sha256 of its members' hashes in order."""
     import hashlib
 
-    from adplg.training.checkpoint import file_sha256
+    from adplg.training.checkpoint import checkpoint_file, file_sha256
 
-    hashes = [file_sha256(_weights_file(Path(c))) for c in checkpoints]
+    hashes = [file_sha256(checkpoint_file(c)) for c in checkpoints]
     return hashes[0] if len(hashes) == 1 else hashlib.sha256(" ".join(hashes).encode()).hexdigest()
 
 
@@ -155,6 +155,7 @@ def _check_rules_model(rules, checkpoints: list[str]) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from adplg.data.gt import read_annotations
     from adplg.inference.score import annotated_spans, write_timeline
     from adplg.training.checkpoint import atomic_write_text
 
@@ -162,7 +163,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     rules, source = resolve_rules(args)
     _check_rules_model(rules, args.checkpoint)
     out = Path(args.out)
-    annotations = _read_annotations(args.annotations, args.annotation_format) if args.annotations else None
+    annotations = read_annotations(args.annotations, args.annotation_format) if args.annotations else None
     timelines = _timelines(args, cfg, net_s, device, out / "features")
     summaries = [write_timeline(out, t, rules, annotated_spans(annotations, t.name, t.fps), plot=not args.no_plot)
                  for t in timelines]
@@ -180,27 +181,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _weights_file(checkpoint: Path) -> Path:
-    if checkpoint.is_dir():
-        return checkpoint / "checkpoints" / "last.safetensors"
-    return checkpoint.with_suffix(".safetensors") if checkpoint.suffix == ".json" else checkpoint
-
-
-def _read_annotations(path: str, fmt: str) -> dict:
-    from adplg.data.gt import read_ucf_annotations, read_xd_annotations
-
-    return (read_xd_annotations if fmt == "xd" else read_ucf_annotations)(Path(path))
-
-
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from adplg.inference.alerts import calibrate, rules_path_for
+    from adplg.training.checkpoint import checkpoint_file
 
     cfg, net_s, device = _load(args)
     with tempfile.TemporaryDirectory(prefix="adplg-calibrate-") as tmp:
         timelines = _timelines(args, cfg, net_s, device, Path(args.features_dir or tmp))
     rules = calibrate([(t.frame_scores, t.fps) for t in timelines], args.target_far, args.hysteresis,
                       args.min_duration, args.merge_gap)
-    rules.calibration.update({"checkpoint": [str(_weights_file(Path(c))) for c in args.checkpoint],
+    rules.calibration.update({"checkpoint": [str(checkpoint_file(c)) for c in args.checkpoint],
                               "checkpoint_sha256": _model_sha256(args.checkpoint),
                               "normal_videos": [t.name for t in timelines]})
     out = Path(args.out) if args.out else rules_path_for(Path(args.checkpoint[0]))

@@ -16,8 +16,7 @@ from torch import Tensor
 
 from adplg.config import Config, DataConfig
 from adplg.data.features import FeatureStore
-from adplg.data.gt import (FrameGT, SnippetLayout, build_frame_gt, load_gt_file, read_ucf_annotations,
-                           read_xd_annotations)
+from adplg.data.gt import FrameGT, SnippetLayout, build_frame_gt, load_gt_file, read_annotations
 from adplg.data.lists import CropItem, VideoItem, group_videos, read_list
 from adplg.errors import AdplgError
 
@@ -106,7 +105,8 @@ def train_set_from_store(cfg: Config, store: FeatureStore) -> TrainSet:
                     keys=keys, items=list(items))
 
 
-def _layout(data: DataConfig) -> SnippetLayout:
+def snippet_layout(data: DataConfig) -> SnippetLayout:
+    """The snippet -> frame layout of ``data.layout``."""
     return SnippetLayout(kind=data.layout.kind, frames_per_snippet=data.layout.frames_per_snippet,
                          window=data.layout.window)
 
@@ -120,14 +120,13 @@ def build_test_set(cfg: Config, progress: bool = True) -> TestSet:
     position = {id(item): i for i, item in enumerate(items)}
     crop_index = [[position[id(c)] for c in video.crops] for video in videos]
     num_snippets = [int(store.lengths[idx[0]]) for idx in crop_index]  # crops of a video have equal lengths (checked)
-    layout = _layout(data)
+    layout = snippet_layout(data)
     names = [v.name for v in videos]
     if data.gt_file is not None:
         gt = load_gt_file(data.resolve(data.gt_file), names, [layout.num_frames(t) for t in num_snippets])
     elif data.annotations is not None:
         path = data.resolve(data.annotations)
-        reader = read_ucf_annotations if data.annotation_format == "ucf" else read_xd_annotations
-        intervals = reader(path)
+        intervals = read_annotations(path, data.annotation_format)
         gt = build_frame_gt(names, num_snippets, intervals, layout=layout)
     else:
         raise AdplgError("data.annotations or data.gt_file must be set to evaluate (frame-level GT is needed)")

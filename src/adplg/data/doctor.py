@@ -20,16 +20,16 @@ import numpy as np
 from tqdm import tqdm
 
 from adplg.config import Config, DataConfig
+from adplg.data.datasets import snippet_layout
 from adplg.data.features import FEATURE_PROBLEM_KINDS, check_feature_file, check_video_crops
 from adplg.data.gt import (
     SnippetLayout,
     annotation_key,
     gt_length_problem,
     gt_value_problem,
+    read_annotations,
     read_gt_array,
-    read_ucf_annotations,
     read_ucf_frame_counts,
-    read_xd_annotations,
 )
 from adplg.data.lists import CropItem, group_videos, read_list
 from adplg.errors import AdplgError, DataValidationError
@@ -371,8 +371,7 @@ def _check_lengths(cfg: Config, split: str, videos: list[_Video], items: list[Cr
 def _check_ground_truth(data: DataConfig, videos: list[_Video], items: list[CropItem],
                         video_lengths: dict[str, int], report: SplitReport) -> None:
     """The test split's frame GT, the way ``build_test_set`` builds it: a GT file wins over annotations."""
-    layout = SnippetLayout(kind=data.layout.kind, frames_per_snippet=data.layout.frames_per_snippet,
-                           window=data.layout.window)
+    layout = snippet_layout(data)
     if layout.kind != "uniform":
         report.notes.append(f"GT checks skipped: the {layout.kind!r} snippet layout needs every video's raw frame "
                             f"count, which list-based datasets do not carry")
@@ -413,9 +412,8 @@ def _check_gt_file(path: Path, videos: list[_Video], video_lengths: dict[str, in
 def _read_annotations(data: DataConfig, path: Path, report: SplitReport):
     """``video -> intervals`` and (UCF files with a frame-count column) ``video -> frames``; None after recording
     the annotation file's problems."""
-    reader = read_ucf_annotations if data.annotation_format == "ucf" else read_xd_annotations
     try:
-        intervals = reader(path)
+        intervals = read_annotations(path, data.annotation_format)
     except DataValidationError as exc:
         for message in exc.problems:
             report.add("annotation", message)

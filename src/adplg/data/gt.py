@@ -24,6 +24,7 @@ __all__ = [
     "read_ucf_annotations",
     "read_ucf_frame_counts",
     "read_xd_annotations",
+    "read_annotations",
     "build_frame_gt",
     "load_gt_file",
     "read_gt_array",
@@ -176,6 +177,14 @@ def read_xd_annotations(path) -> dict[str, list[tuple[int, int]]]:
     """XD-Violence test annotations (``XD_annotations.txt``: ``<name> s1 e1 [s2 e2 ...]``); key = the name without
     a video extension (14 lines of the official file carry ``.mp4``). Only violent videos are listed."""
     return _read_intervals(path, lambda toks: toks[1:], "'<name> s1 e1 [s2 e2 ...]'")
+
+
+def read_annotations(path, fmt: str) -> dict[str, list[tuple[int, int]]]:
+    """Anomaly intervals of an annotation file in ``fmt`` ``"ucf"`` (:func:`read_ucf_annotations`) or ``"xd"``
+    (:func:`read_xd_annotations`)."""
+    if fmt not in ("ucf", "xd"):
+        raise AdplgError(f"annotation format: expected 'ucf' or 'xd', got {fmt!r}")
+    return (read_ucf_annotations if fmt == "ucf" else read_xd_annotations)(path)
 
 
 def _read_intervals(path, numbers, expected: str) -> dict[str, list[tuple[int, int]]]:

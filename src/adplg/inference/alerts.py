@@ -84,10 +84,10 @@ class AlertRules:
 
 def rules_path_for(checkpoint: Path) -> Path:
     """Where the alert rules of a checkpoint live: ``<checkpoint without suffix>.alerts.yaml`` beside it."""
-    checkpoint = Path(checkpoint)
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / "checkpoints" / "last.safetensors"
-    return checkpoint.with_suffix("").with_name(checkpoint.stem + ALERTS_SUFFIX)
+    from adplg.training.checkpoint import checkpoint_file
+
+    weights = checkpoint_file(checkpoint)
+    return weights.with_name(weights.stem + ALERTS_SUFFIX)
 
 
 @dataclass

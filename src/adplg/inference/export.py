@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from adplg.config import Config
 from adplg.errors import AdplgError
 from adplg.models.snippet_branch import SnippetBranch
-from adplg.training.checkpoint import atomic_write_bytes, atomic_write_text, file_sha256, versions
+from adplg.training.checkpoint import atomic_write_bytes, atomic_write_text, checkpoint_file, file_sha256, versions
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts"}
@@ -148,22 +148,11 @@ def _example_input(net: SnippetBranch) -> Tensor:
 
 # ---------------------------------------------------------------- sidecar
 
-def source_file(source: Path) -> Path:
-    """The file a checkpoint argument names: run directory -> ``checkpoints/last.safetensors`` (as
-    :class:`~adplg.training.checkpoint.Checkpoint`), ``x.json`` -> ``x.safetensors``, official files as given."""
-    if source.is_dir():
-        latest = source / "checkpoints" / "last.safetensors"
-        return latest if latest.exists() else source / "last.safetensors"
-    if source.suffix in (".pkl", ".pth", ".pt"):
-        return source
-    return source.with_suffix(".safetensors")
-
-
 def _source_info(source: str | Path | None) -> dict[str, Any] | None:
     if source is None:
         return None
     given = Path(source)
-    resolved = source_file(given)
+    resolved = checkpoint_file(given)
     sha = file_sha256(resolved) if resolved.is_file() else None
     return {"checkpoint": str(given), "file": str(resolved), "sha256": sha}
 

@@ -56,6 +56,7 @@ __all__ = [
     "BACKBONES",
     "NAMINGS",
     "CLIP_FRAME_MODES",
+    "DEFAULT_CROPS",
     "VIDEO_EXTENSIONS",
     "LIST_EXTENSIONS",
     "FEATURE_KEYS",
@@ -76,6 +77,7 @@ log = logging.getLogger(__name__)
 BACKBONES = ("i3d", "clip")
 NAMINGS = ("ucf", "xd", "sht")
 CLIP_FRAME_MODES = ("middle", "mean")
+DEFAULT_CROPS = {"i3d": 10, "clip": 1}  # the published I3D sets are 10-crop (UCF, SHT); VadCLIP tests one crop
 SNIPPET_FRAMES = 16
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".ts")
 LIST_EXTENSIONS = (".txt", ".list", ".csv")

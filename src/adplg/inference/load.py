@@ -10,8 +10,6 @@ from adplg.errors import AdplgError
 from adplg.models.ensemble import SnippetEnsemble
 from adplg.models.snippet_branch import SnippetBranch
 
-OFFICIAL_SUFFIXES = (".pkl", ".pth", ".pt")
-
 
 def load_snippet_branch(model_file: str | Path, preset: str | None = None, config_file: str | None = None,
                         overrides: Sequence[str] = ()) -> tuple[Config, SnippetBranch]:
@@ -22,7 +20,7 @@ def load_snippet_branch(model_file: str | Path, preset: str | None = None, confi
     in eval mode."""
     from adplg.models.build import build_snippet_branch
     from adplg.models.convert import load_official_checkpoint
-    from adplg.training.checkpoint import Checkpoint
+    from adplg.training.checkpoint import OFFICIAL_SUFFIXES, Checkpoint
 
     path = Path(model_file)
     if not path.exists():

@@ -124,15 +124,25 @@ def save_checkpoint(path: Path, *, net_v: torch.nn.Module, net_s: torch.nn.Modul
     return path
 
 
+OFFICIAL_SUFFIXES = (".pkl", ".pth", ".pt")  # the authors' released checkpoints
+
+
+def checkpoint_file(path: Path | str) -> Path:
+    """The weights file a checkpoint argument names: a run directory -> its ``checkpoints/last.safetensors`` (or a
+    ``last.safetensors`` inside it); ``<name>``, ``<name>.json`` or ``<name>.safetensors`` -> ``<name>.safetensors``;
+    the authors' ``.pkl`` / ``.pth`` / ``.pt`` files as given."""
+    path = Path(path)
+    if path.is_dir():
+        latest = path / "checkpoints" / "last.safetensors"
+        return latest if latest.exists() else path / "last.safetensors"
+    return path if path.suffix in OFFICIAL_SUFFIXES else path.with_suffix(".safetensors")
+
+
 class Checkpoint:
     """A loaded checkpoint: ``tensors`` by prefix and the JSON ``meta``."""
 
     def __init__(self, path: Path):
-        path = Path(path)
-        if path.is_dir():
-            latest = path / "checkpoints" / "last.safetensors"
-            path = latest if latest.exists() else path / "last.safetensors"
-        path = path.with_suffix(".safetensors")
+        path = checkpoint_file(path)
         sidecar = path.with_suffix(".json")
         for f in (path, sidecar):
             if not f.is_file():
