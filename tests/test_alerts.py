@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from adplg.errors import AdplgError
-from adplg.inference.alerts import (AlertRules, alert_mask, alert_segments, calibrate, false_alarm_rate,
-                                    hysteresis_mask, rules_path_for)
+from adplg.inference.alerts import (
+    AlertRules,
+    alert_mask,
+    alert_segments,
+    calibrate,
+    false_alarm_rate,
+    hysteresis_mask,
+    rules_path_for,
+)
 
 
 def test_hysteresis_starts_at_on_and_ends_below_off():

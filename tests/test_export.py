@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from adplg.checkpoint import save_checkpoint
 from adplg.cli.export import add_parser
 from adplg.config import build_config
 from adplg.errors import AdplgError
 from adplg.inference import export as ex
 from adplg.inference.load import load_snippet_branch
 from adplg.models.build import build_snippet_branch, build_video_branch
-from adplg.training.checkpoint import save_checkpoint
 
 TINY = ["data.feature_dim=12", "data.test_crops=2", "model.model_dim=32", "model.local_out_dim=8",
         "model.local_heads=2", "model.local_dim_head=8", "model.global_heads=2", "model.global_dim_head=8",

@@ -15,10 +15,11 @@ from backbone_weights import write_random_clip, write_random_i3d
 from media import write_video
 
 from adplg.cli.extract import add_parser, parse_shard
+from adplg.conventions import crop_file_names
 from adplg.data.features import FeatureStore
 from adplg.data.lists import read_list
 from adplg.errors import AdplgError
-from adplg.inference.extract import build_extractor, collect_videos, crop_file_names, extract_many
+from adplg.inference.extract import build_extractor, collect_videos, extract_many
 from adplg.inference.video import SnippetReader, crop_views, probe_video, resize_short_side
 
 

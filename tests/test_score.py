@@ -140,9 +140,9 @@ def test_crops_are_grouped_by_the_manifest_naming_and_averaged(trained, tmp_path
 def test_an_ensemble_scores_the_mean_of_its_members(trained, tmp_path):
     import torch
 
+    from adplg.checkpoint import save_checkpoint
     from adplg.inference.load import load_scorer, load_snippet_branch
     from adplg.models.build import build_video_branch
-    from adplg.training.checkpoint import save_checkpoint
 
     ckpt, data = trained
     cfg, net_s = load_snippet_branch(ckpt)

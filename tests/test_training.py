@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
+from adplg.checkpoint import Checkpoint
 from adplg.cli.main import main
 from adplg.config import build_config
 from adplg.data.datasets import build_test_set, build_train_set
 from adplg.data.synthetic import generate_synthetic_ucf
 from adplg.errors import AdplgError
-from adplg.training.checkpoint import Checkpoint
 from adplg.training.engine import Trainer, create_run_dir
 
 

@@ -10,7 +10,7 @@ from media import write_video
 
 from adplg.cli.main import main
 from adplg.inference.alerts import AlertRules, alert_segments
-from adplg.training.checkpoint import file_sha256
+from adplg.io import file_sha256
 
 FPS = 25
 FRAMES = 90  # 5 complete 16-frame snippets; the last 10 frames form no snippet

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from adplg.conventions import SNIPPET_FRAMES
 from adplg.errors import AdplgError
 
 
@@ -24,7 +25,7 @@ class LayoutConfig(_Strict):
     """How snippets map to frames: ``uniform`` (16 frames per snippet) or ``spread`` (the R1 layout)."""
 
     kind: Literal["uniform", "spread"] = "uniform"
-    frames_per_snippet: int = Field(16, ge=1)
+    frames_per_snippet: int = Field(SNIPPET_FRAMES, ge=1)
     window: int = Field(54, ge=1)
 
 

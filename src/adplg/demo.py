@@ -16,7 +16,7 @@ from adplg.data.datasets import TestSet, TrainSet, build_test_set, build_train_s
 from adplg.data.synthetic import generate_synthetic_ucf
 from adplg.evaluation.evaluate import predict_snippet_scores, score_metrics
 from adplg.evaluation.plots import plot_score_curves
-from adplg.training.checkpoint import atomic_write_text
+from adplg.io import atomic_write_text
 from adplg.training.engine import Trainer, create_run_dir
 
 

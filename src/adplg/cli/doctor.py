@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    from adplg.training.checkpoint import atomic_write_text
+    from adplg.io import atomic_write_text
 
     try:
         atomic_write_text(path, json.dumps(payload, indent=2) + "\n")

@@ -42,8 +42,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _output_path(out: str | None, checkpoint: Path, fmt: str) -> Path:
+    from adplg.checkpoint import checkpoint_file
     from adplg.inference.export import SUFFIXES
-    from adplg.training.checkpoint import checkpoint_file
 
     source = checkpoint_file(checkpoint)
     name = source.stem + SUFFIXES[fmt]

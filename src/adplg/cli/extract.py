@@ -6,6 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
+from adplg.conventions import BACKBONES, NAMINGS
 from adplg.errors import AdplgError
 
 __all__ = ["add_parser", "run", "parse_shard", "EXAMPLES_EXTRACT"]
@@ -42,13 +43,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=EXAMPLES_EXTRACT, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="video files, folders (searched recursively) or list files (.txt/.list/.csv, one path a line)")
-    p.add_argument("--backbone", required=True, choices=("i3d", "clip"))
+    p.add_argument("--backbone", required=True, choices=tuple(BACKBONES))
     p.add_argument("--weights", required=True, type=Path,
                    help="i3d: pytorch-i3d rgb_imagenet.pt; clip: OpenAI CLIP ViT-B-16.pt")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--crops", type=int, choices=(1, 5, 10), default=None,
                    help="crop views per snippet (default 10 for i3d, 1 for clip)")
-    p.add_argument("--naming", choices=("ucf", "xd", "sht"), default="ucf",
+    p.add_argument("--naming", choices=NAMINGS, default="ucf",
                    help="crop file names: ucf <name>.npy, <name>__k.npy; xd <name>__k.npy; sht <name>_k.npy "
                         "(default ucf)")
     p.add_argument("--shard", default="0/1", metavar="i/n", help="handle videos i, i+n, i+2n, ... (default 0/1)")
@@ -64,7 +65,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the extraction; 0 when every video succeeded, 1 when any failed (each failure is printed)."""
-    from adplg.inference.extract import DEFAULT_CROPS, build_extractor, extract_many
+    from adplg.conventions import DEFAULT_CROPS
+    from adplg.inference.extract import build_extractor, extract_many
 
     shard = parse_shard(args.shard)
     crops = args.crops if args.crops is not None else DEFAULT_CROPS[args.backbone]

@@ -76,9 +76,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from adplg.checkpoint import Checkpoint
     from adplg.config import build_config
     from adplg.data.datasets import build_test_set, build_train_set, data_manifest
-    from adplg.training.checkpoint import Checkpoint
     from adplg.training.engine import Trainer, create_run_dir
 
     if args.resume:
@@ -128,7 +128,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     from adplg.data.datasets import build_test_set
     from adplg.evaluation.evaluate import evaluate, write_results
     from adplg.inference.load import load_scorer
-    from adplg.training.engine import resolve_device
+    from adplg.runtime import resolve_device
 
     files, overrides = split_model_files(args.model_file)
     args.model_file = files

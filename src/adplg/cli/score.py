@@ -9,6 +9,7 @@ import logging
 import tempfile
 from pathlib import Path
 
+from adplg.conventions import BACKBONES, NAMINGS
 from adplg.errors import AdplgError
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help="config preset (needed for the authors' .pkl files; ours carry their config)")
     p.add_argument("--config", help="a YAML file merged over the config")
     p.add_argument("--fps", type=float, help="frame rate of feature files without an extraction record (default 30)")
-    p.add_argument("--naming", choices=("ucf", "xd", "sht"),
+    p.add_argument("--naming", choices=NAMINGS,
                    help="crop file naming: ucf/xd '<video>__k.npy', sht '<video>_k.npy' (default: the extraction "
                         "manifest's, else ucf)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--weights", help="backbone weights for video inputs (pytorch-i3d rgb_imagenet.pt or CLIP "
                                      "ViT-B-16.pt / a Hugging Face folder)")
-    p.add_argument("--backbone", choices=("i3d", "clip"),
+    p.add_argument("--backbone", choices=tuple(BACKBONES),
                    help="backbone for video inputs (default: from the checkpoint's feature size, 1024 i3d, 512 clip)")
     p.add_argument("overrides", nargs="*", default=[], metavar="section.key=value", help="dotted config overrides")
 
@@ -58,7 +59,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace):
     from adplg.cli.main import split_model_files
     from adplg.inference.load import load_scorer
-    from adplg.training.engine import resolve_device
+    from adplg.runtime import resolve_device
 
     args.checkpoint, overrides = split_model_files(args.checkpoint)
     cfg, net_s = load_scorer(args.checkpoint, args.preset, args.config, [*args.overrides, *overrides])
@@ -74,12 +75,13 @@ def _is_video(path: Path) -> bool:
 
 def _extract_videos(videos: list[Path], cfg, args: argparse.Namespace, out_dir: Path, device) -> Path:
     """Features of video inputs into ``out_dir`` with the crops of the checkpoint's config; returns the folder."""
-    from adplg.inference.extract import DEFAULT_CROPS, build_extractor, extract_many
+    from adplg.conventions import DEFAULT_CROPS, backbone_for_dim
+    from adplg.inference.extract import build_extractor, extract_many
 
     if not args.weights:
         raise AdplgError(f"{videos[0]}: a video input needs the backbone weights (--weights rgb_imagenet.pt for I3D,"
                          f" --weights ViT-B-16.pt for CLIP)")
-    backbone = args.backbone or {1024: "i3d", 512: "clip"}.get(cfg.data.feature_dim)
+    backbone = args.backbone or backbone_for_dim(cfg.data.feature_dim)
     if backbone is None:
         raise AdplgError(f"the checkpoint expects {cfg.data.feature_dim}-d features, which neither backbone gives "
                          f"(i3d 1024, clip 512); pass --backbone to force one")
@@ -141,7 +143,8 @@ def _model_sha256(checkpoints: list[str]) -> str:
     """The sha256 of the weights file, or for an ensemble the sha256 of its members' hashes in order."""
     import hashlib
 
-    from adplg.training.checkpoint import checkpoint_file, file_sha256
+    from adplg.checkpoint import checkpoint_file
+    from adplg.io import file_sha256
 
     hashes = [file_sha256(checkpoint_file(c)) for c in checkpoints]
     return hashes[0] if len(hashes) == 1 else hashlib.sha256(" ".join(hashes).encode()).hexdigest()
@@ -157,7 +160,7 @@ def _check_rules_model(rules, checkpoints: list[str]) -> None:
 def cmd_score(args: argparse.Namespace) -> int:
     from adplg.data.gt import read_annotations
     from adplg.inference.score import annotated_spans, write_timeline
-    from adplg.training.checkpoint import atomic_write_text
+    from adplg.io import atomic_write_text
 
     cfg, net_s, device = _load(args)
     rules, source = resolve_rules(args)
@@ -182,8 +185,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from adplg.checkpoint import checkpoint_file
     from adplg.inference.alerts import calibrate, rules_path_for
-    from adplg.training.checkpoint import checkpoint_file
 
     cfg, net_s, device = _load(args)
     with tempfile.TemporaryDirectory(prefix="adplg-calibrate-") as tmp:

@@ -51,7 +51,7 @@ class SnippetLayout:
     """
 
     kind: Literal["uniform", "spread"] = "uniform"
-    frames_per_snippet: int = 16
+    frames_per_snippet: int = SNIPPET_FRAMES
     window: int = 54
 
     def __post_init__(self):

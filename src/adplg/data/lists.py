@@ -33,12 +33,12 @@ Re-rooting: the official lists hold the authors' absolute paths. With ``root`` g
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from adplg.conventions import split_crop_suffix
 from adplg.errors import AdplgError, DataValidationError
 
 __all__ = [
@@ -54,8 +54,6 @@ __all__ = [
 
 LIST_FORMATS = ("ucf", "xd", "sht", "csv", "folder")
 
-_CROP_SUFFIX = re.compile(r"^(.*)__(\d+)$")  # UCF / XD / csv: name__k
-_SHT_CROP_SUFFIX = re.compile(r"^(.*)_(\d{1,2})$")  # SHT: 01_0014_3 (video ids have 3-4 digits after '_')
 _NORMAL_CLASS_NAMES = ("normal", "a")
 
 
@@ -81,14 +79,6 @@ class VideoItem:
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers
-def split_crop_suffix(stem: str, fmt: str = "ucf") -> tuple[str, int]:
-    """``'Abuse001_x264__3'`` -> ``('Abuse001_x264', 3)``; no suffix -> crop 0. ``fmt='sht'``: ``'01_0014_3'``."""
-    m = (_SHT_CROP_SUFFIX if fmt == "sht" else _CROP_SUFFIX).match(stem)
-    if m is None:
-        return stem, 0
-    return m.group(1), int(m.group(2))
-
-
 def parse_label(value: str) -> int:
     """A label column: ``0``/``1`` (also ``0.0``/``1.0``), or a class name where ``Normal``/``A`` mean normal (0)."""
     v = value.strip()

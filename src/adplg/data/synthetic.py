@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from adplg.conventions import SNIPPET_FRAMES
 from adplg.errors import AdplgError
 
-SNIPPET_FRAMES = 16
 TRAIN_NORMAL_FOLDER = "Training_Normal_Videos_Anomaly"
 TEST_NORMAL_FOLDER = "Testing_Normal_Videos_Anomaly"
 UCF_CLASSES = (

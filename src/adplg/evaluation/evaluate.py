@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from adplg.data.datasets import TestSet
-from adplg.evaluation.metrics import frame_metrics, per_class_ap
 from adplg.errors import AdplgError
+from adplg.evaluation.metrics import frame_metrics, per_class_ap
 from adplg.precision import autocast
 
 
@@ -113,7 +113,7 @@ def score_metrics(test: TestSet, snippet_scores: list[np.ndarray], far_threshold
 def write_results(out_dir: Path, test: TestSet, metrics: dict, snippet_scores: list[np.ndarray],
                   extra: dict | None = None) -> Path:
     """``results.json`` (metrics + extra) and ``scores.npz`` (per-video snippet scores, key = video name)."""
-    from adplg.training.checkpoint import atomic_write_bytes, atomic_write_text
+    from adplg.io import atomic_write_bytes, atomic_write_text
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

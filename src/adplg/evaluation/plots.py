@@ -41,7 +41,7 @@ def save_png(fig, path: Path, dpi: int = 90) -> Path:
 
     import matplotlib.pyplot as plt
 
-    from adplg.training.checkpoint import atomic_write_bytes
+    from adplg.io import atomic_write_bytes
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)

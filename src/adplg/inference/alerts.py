@@ -54,7 +54,7 @@ class AlertRules:
     def save(self, path: Path) -> Path:
         import yaml
 
-        from adplg.training.checkpoint import atomic_write_text
+        from adplg.io import atomic_write_text
 
         header = ("# adplg alert rules: post-processing of the snippet branch's scores (not part of any exported "
                   "graph).\n# Edit by hand or re-run `adplg calibrate`.\n")
@@ -84,7 +84,7 @@ class AlertRules:
 
 def rules_path_for(checkpoint: Path) -> Path:
     """Where the alert rules of a checkpoint live: ``<checkpoint without suffix>.alerts.yaml`` beside it."""
-    from adplg.training.checkpoint import checkpoint_file
+    from adplg.checkpoint import checkpoint_file
 
     weights = checkpoint_file(checkpoint)
     return weights.with_name(weights.stem + ALERTS_SUFFIX)

@@ -36,10 +36,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from adplg.checkpoint import checkpoint_file
 from adplg.config import Config
 from adplg.errors import AdplgError
+from adplg.io import atomic_write_bytes, atomic_write_text, file_sha256
 from adplg.models.snippet_branch import SnippetBranch
-from adplg.training.checkpoint import atomic_write_bytes, atomic_write_text, checkpoint_file, file_sha256, versions
+from adplg.runtime import versions
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts"}

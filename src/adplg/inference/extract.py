@@ -48,9 +48,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from adplg.conventions import BACKBONES, DEFAULT_CROPS, NAMINGS, SNIPPET_FRAMES, crop_file_names
 from adplg.errors import AdplgError
 from adplg.inference.video import CROP_COUNTS, CROP_ORDER, SnippetReader, VideoInfo, crop_view, resize_short_side
-from adplg.training.checkpoint import atomic_write_bytes, atomic_write_text, file_sha256
+from adplg.io import atomic_write_bytes, atomic_write_text, file_sha256
 
 __all__ = [
     "BACKBONES",
@@ -74,11 +75,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BACKBONES = ("i3d", "clip")
-NAMINGS = ("ucf", "xd", "sht")
 CLIP_FRAME_MODES = ("middle", "mean")
-DEFAULT_CROPS = {"i3d": 10, "clip": 1}  # the published I3D sets are 10-crop (UCF, SHT); VadCLIP tests one crop
-SNIPPET_FRAMES = 16
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".ts")
 LIST_EXTENSIONS = (".txt", ".list", ".csv")
 # manifest keys whose change changes the features: a folder never mixes two values of any of them
@@ -246,7 +243,7 @@ def build_extractor(backbone: str, weights: Path, crops: int, device="cpu", batc
         raise AdplgError(f"--crops: expected one of {', '.join(map(str, CROP_COUNTS))}, got {crops}")
     if clip_frame not in CLIP_FRAME_MODES:
         raise AdplgError(f"--clip-frame: expected one of {', '.join(CLIP_FRAME_MODES)}, got {clip_frame!r}")
-    from adplg.training.engine import resolve_device
+    from adplg.runtime import resolve_device
 
     device = device if isinstance(device, torch.device) else resolve_device(str(device))
     if backbone == "i3d":
@@ -259,17 +256,6 @@ def build_extractor(backbone: str, weights: Path, crops: int, device="cpu", batc
 
 
 # ------------------------------------------------------------------------------------------------------------ layout
-def crop_file_names(name: str, crops: int, naming: str = "ucf") -> list[str]:
-    """File names of the crops of video ``name``, in crop order (see the module docstring)."""
-    if naming == "ucf":
-        return [f"{name}.npy" if k == 0 else f"{name}__{k}.npy" for k in range(crops)]
-    if naming == "xd":
-        return [f"{name}__{k}.npy" for k in range(crops)]
-    if naming == "sht":
-        return [f"{name}_{k}.npy" for k in range(crops)]
-    raise AdplgError(f"--naming: expected one of {', '.join(NAMINGS)}, got {naming!r}")
-
-
 def _meta_path(out_dir: Path, name: str) -> Path:
     return out_dir / "meta" / f"{name}.json"
 
@@ -311,7 +297,7 @@ def write_feature_list(out_dir: Path) -> Path | None:
 # ---------------------------------------------------------------------------------------------------------- manifest
 def _run_manifest(extractor: FeatureExtractor, naming: str) -> dict:
     import adplg
-    from adplg.training.checkpoint import versions
+    from adplg.runtime import versions
 
     return {**extractor.settings(), "naming": naming, "adplg": adplg.__version__, "versions": versions()}
 

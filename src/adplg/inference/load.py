@@ -18,9 +18,9 @@ def load_snippet_branch(model_file: str | Path, preset: str | None = None, confi
     Our checkpoints carry their config (``preset``/``config_file``/``overrides`` replace or adjust it); an official
     file has none, so its config comes from ``preset`` (default ``ucf-i3d``). Returns ``(config, net_s)`` on the CPU
     in eval mode."""
+    from adplg.checkpoint import OFFICIAL_SUFFIXES, Checkpoint
     from adplg.models.build import build_snippet_branch
     from adplg.models.convert import load_official_checkpoint
-    from adplg.training.checkpoint import OFFICIAL_SUFFIXES, Checkpoint
 
     path = Path(model_file)
     if not path.exists():

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from adplg.conventions import SNIPPET_FRAMES, split_crop_suffix
 from adplg.data.features import FeatureStore
-from adplg.data.lists import CropItem, split_crop_suffix
+from adplg.data.lists import CropItem
 from adplg.errors import AdplgError
 from adplg.evaluation.evaluate import forward_in_chunks
 from adplg.inference.alerts import AlertRules, Segment, alert_mask, alert_segments
@@ -32,7 +33,6 @@ from adplg.precision import autocast
 log = logging.getLogger(__name__)
 
 ASSUMED_FPS = 30.0
-SNIPPET_FRAMES = 16
 
 
 @dataclass
@@ -185,7 +185,7 @@ def write_timeline(out_dir: Path, timeline: Timeline, rules: AlertRules,
     """``<name>.csv`` (frame, time_s, score, alert), ``<name>.json`` (the same arrays, segments, rules) and
     ``<name>.png``; returns the video's summary."""
     from adplg.evaluation.plots import plot_timeline
-    from adplg.training.checkpoint import atomic_write_text
+    from adplg.io import atomic_write_text
 
     out_dir = Path(out_dir)
     frames, times = timeline.frame_scores, timeline.times_s

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from datetime import datetime
 from pathlib import Path
 
@@ -19,36 +18,20 @@ import yaml
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
+from adplg.checkpoint import Checkpoint, save_checkpoint
 from adplg.config import Config
 from adplg.data.datasets import TestSet, TrainSet
 from adplg.errors import AdplgError
 from adplg.evaluation.evaluate import evaluate, write_results
+from adplg.io import atomic_write_text
 from adplg.losses import snippet_loss, video_branch_losses
 from adplg.models.build import build_snippet_branch, build_video_branch
 from adplg.precision import autocast
-from adplg.training.checkpoint import Checkpoint, atomic_write_text, save_checkpoint, versions
+from adplg.runtime import resolve_device, seed_everything, versions
 from adplg.training.pseudo_labels import PseudoLabelGenerator
 from adplg.training.sampler import EpochSampler
 
 log = logging.getLogger("adplg")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise AdplgError(f"device: expected auto, cpu, cuda or cuda:N, got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AdplgError(f"device {name!r}: CUDA is not available on this machine")
-    return device
 
 
 def split_validation(train: TrainSet, fraction: float, seed: int) -> tuple[Tensor, Tensor]:

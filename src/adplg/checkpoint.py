@@ -4,13 +4,7 @@ written to a temporary name and renamed, so a crash never leaves a half-written 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import platform
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,64 +12,8 @@ import torch
 from safetensors.torch import load_file, save
 
 from adplg.errors import AdplgError
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the permissions of a plain open()
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file, streamed in chunks (weights files can be large). For a folder (a Hugging Face CLIP
-    folder): the sha256 over every file's relative path and contents, in sorted order."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
-        with open(file, "rb") as handle:
-            while chunk := handle.read(chunk_bytes):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def versions() -> dict[str, Any]:
-    """Versions of everything that can change a result."""
-    import numpy
-    import sklearn
-
-    import adplg
-
-    commit = None
-    try:
-        repo = Path(__file__).resolve().parents[3]
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"adplg": adplg.__version__, "git_commit": commit, "python": sys.version.split()[0],
-            "torch": torch.__version__, "numpy": numpy.__version__, "sklearn": sklearn.__version__,
-            "platform": platform.platform(), "cuda": torch.version.cuda,
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+from adplg.io import atomic_write_bytes, atomic_write_text
+from adplg.runtime import versions
 
 
 def _flatten_optimizer(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
