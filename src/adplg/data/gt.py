@@ -14,6 +14,7 @@ from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
+from adplg.conventions import SNIPPET_FRAMES
 from adplg.data.lists import read_text_lines
 from adplg.errors import AdplgError, DataValidationError
 
