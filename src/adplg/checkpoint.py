@@ -1,19 +1,40 @@
 """Checkpoints: a safetensors file of tensors (both branches, pseudo-label history, optimizer moments, RNG states)
 plus a JSON sidecar (config, step, metrics, versions, data manifest, optimizer hyper-parameters). Every file is
-written to a temporary name and renamed, so a crash never leaves a half-written checkpoint."""
+written to a temporary name and renamed, so a crash never leaves a half-written file.
+
+The two files of one checkpoint are tied together: the weights file is written first, with a random
+``checkpoint_id`` and the ``step`` in its safetensors metadata; the sidecar then records the same ``checkpoint_id``
+and ``step`` plus the ``weights_sha256`` and ``weights_bytes`` of the weights file. A crash between the two writes
+leaves new weights beside the previous sidecar; :class:`Checkpoint` compares the ids (a cheap header read) and
+refuses such a torn pair, naming the newest checkpoint in the same folder that does verify.
+:meth:`Checkpoint.verify` checks the sha256 (reads the whole file; ``Trainer.resume`` does it). Checkpoints written
+before the id existed (no id in either file) load without a check."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save
 
 from adplg.errors import AdplgError
-from adplg.io import atomic_write_bytes, atomic_write_text
+from adplg.io import atomic_write_bytes, atomic_write_text, file_sha256
 from adplg.runtime import versions
+
+log = logging.getLogger("adplg")
+
+FORMAT = "adplg-checkpoint-1"
+# the temporary files adplg.io.atomic_write_bytes makes for <name>.safetensors / <name>.json (mkstemp's
+# ".<file name>.<random>.tmp"); a kill during a write leaves one behind (about 1 GB for the paper model)
+ORPHAN_TMP = re.compile(r"^\.[^./]+\.(safetensors|json)\.[A-Za-z0-9_]+\.tmp$")
 
 
 def _flatten_optimizer(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -46,7 +67,7 @@ def save_checkpoint(path: Path, *, net_v: torch.nn.Module, net_s: torch.nn.Modul
     path = Path(path).with_suffix(".safetensors")
     tensors = {f"net_v.{k}": v.detach().cpu().contiguous() for k, v in net_v.state_dict().items()}
     tensors.update({f"net_s.{k}": v.detach().cpu().contiguous() for k, v in net_s.state_dict().items()})
-    meta: dict[str, Any] = {"format": "adplg-checkpoint-1", "step": step, "config": config,
+    meta: dict[str, Any] = {"format": FORMAT, "step": step, "config": config,
                             "metrics": metrics or {}, "versions": versions(), **(extra_meta or {})}
     for name, optimizer in (optimizers or {}).items():
         opt_tensors, opt_meta = _flatten_optimizer(f"optim_{name}", optimizer)
@@ -56,7 +77,10 @@ def save_checkpoint(path: Path, *, net_v: torch.nn.Module, net_s: torch.nn.Modul
         meta["scheduler"] = scheduler.state_dict()
     for key, value in (extra_tensors or {}).items():
         tensors[f"extra.{key}"] = value.detach().cpu().contiguous()
-    blob = save(tensors, metadata={"format": "adplg-checkpoint-1"})
+    checkpoint_id = uuid.uuid4().hex
+    blob = save(tensors, metadata={"format": FORMAT, "checkpoint_id": checkpoint_id, "step": str(step)})
+    meta.update(checkpoint_id=checkpoint_id, weights_sha256=hashlib.sha256(blob).hexdigest(), weights_bytes=len(blob))
+    # weights first, then the sidecar that names them: a crash in between leaves a pair whose ids differ
     atomic_write_bytes(path, blob)
     atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True, default=str))
     return path
@@ -76,16 +100,123 @@ def checkpoint_file(path: Path | str) -> Path:
     return path if path.suffix in OFFICIAL_SUFFIXES else path.with_suffix(".safetensors")
 
 
+def weights_metadata(path: Path) -> dict[str, str]:
+    """The safetensors metadata of a weights file (``checkpoint_id``, ``step``, ``format``): reads the header only."""
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata() or {})
+
+
+def pair_problem(path: Path, weights_meta: dict, sidecar_meta: dict) -> str | None:
+    """Why ``path`` (a weights file) and its sidecar are not one checkpoint, or None when they are (or when both
+    predate the id: nothing to compare). Cheap: compares the id, the step and the file size."""
+    sidecar = path.with_suffix(".json")
+    w_id, s_id = weights_meta.get("checkpoint_id"), sidecar_meta.get("checkpoint_id")
+    if w_id is None and s_id is None:
+        return None
+    w_step, s_step = weights_meta.get("step", "?"), sidecar_meta.get("step", "?")
+    if w_id != s_id or str(w_step) != str(s_step):
+        return (f"checkpoint {path} and its sidecar {sidecar} do not belong together: the weights file is step "
+                f"{w_step} (id {w_id or 'none'}) but the sidecar describes step {s_step} (id {s_id or 'none'}); the "
+                f"process most likely stopped between writing the two files (a torn checkpoint)")
+    size = sidecar_meta.get("weights_bytes")
+    if size is not None and path.stat().st_size != size:
+        return (f"checkpoint {path} is {path.stat().st_size} bytes but its sidecar {sidecar} records {size}: the "
+                f"weights file is damaged")
+    return None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A checkpoint in a folder whose two files belong together (see :func:`verified_checkpoints`)."""
+
+    path: Path
+    step: int
+    full: bool  # optimizer and sampler state too (``--resume`` can continue it); else weights only
+
+
+def verified_checkpoints(folder: Path, exclude: Path | None = None) -> list[Candidate]:
+    """The checkpoints in ``folder`` whose weights and sidecar pass the id check (or predate it), newest step first
+    (a full one before a weights-only one of the same step). Reads each sidecar and each weights header."""
+    found = []
+    for weights in Path(folder).glob("*.safetensors"):
+        if weights.name.startswith(".") or (exclude is not None and weights == exclude):
+            continue
+        try:
+            meta = json.loads(weights.with_suffix(".json").read_text())
+            if not isinstance(meta, dict) or pair_problem(weights, weights_metadata(weights), meta):
+                continue
+            found.append(Candidate(weights, int(meta.get("step", -1)), "optim_v" in meta))
+        except Exception:  # a missing, unreadable or foreign pair is simply not a candidate
+            continue
+    return sorted(found, key=lambda c: (c.step, c.full, c.path.name), reverse=True)
+
+
+def alternatives(path: Path) -> str:
+    """What to use instead of the broken checkpoint ``path``: the newest full checkpoint beside it that verifies
+    (for ``--resume``) and the newest one of any kind (for ``test`` / ``export`` / ``score``)."""
+    folder = path.parent
+    found = verified_checkpoints(folder, exclude=path)
+    full = next((c for c in found if c.full), None)
+    if full is not None:
+        text = (f"The newest full checkpoint that verifies is {full.path} (step {full.step}): continue training with "
+                f"`adplg train --resume {full.path}`, or evaluate it with `adplg test --model_file {full.path}`.")
+    else:
+        text = (f"No other full checkpoint in {folder} verifies, so training cannot resume from this run (step_N "
+                f"checkpoints hold weights only); start a new run with another --run_dir.")
+    newest = found[0] if found else None
+    if newest is not None and newest is not full:
+        text += (f" The newest checkpoint that verifies is {newest.path} (step {newest.step}, weights only): "
+                 f"evaluate or export it, e.g. `adplg test --model_file {newest.path}`.")
+    elif newest is None:
+        text += f" No other checkpoint in {folder} verifies."
+    return text
+
+
+def remove_orphan_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files that a killed checkpoint write left in ``folder``: only direct children named
+    ``.<name>.safetensors.<random>.tmp`` or ``.<name>.json.<random>.tmp`` (``adplg.io.atomic_write_bytes``), never
+    anything else. Call it only when no checkpoint of this folder is being written (the trainer's own save and
+    resume). Returns the removed paths."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed, size = [], 0
+    for entry in folder.iterdir():
+        if ORPHAN_TMP.match(entry.name) and entry.is_file() and not entry.is_symlink():
+            size += entry.stat().st_size
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    if removed:
+        log.warning("removed %d temporary file(s) (%.1f MB) left in %s by an interrupted checkpoint write: %s",
+                    len(removed), size / 2**20, folder, ", ".join(p.name for p in sorted(removed)))
+    return removed
+
+
+def _missing_message(given: Path, path: Path, missing: Path) -> str:
+    if given.is_dir() and (given / "config.yaml").is_file() and not path.exists() \
+            and not any((given / "checkpoints").glob("*.safetensors")):
+        return (f"run directory {given} holds no checkpoint: the run stopped before its first one. Start it again "
+                f"from step 0 with its saved config: `adplg train --config {given / 'config.yaml'} --run_dir {given}` "
+                f"(a run directory without a checkpoint may be reused)")
+    if missing == path:
+        return f"checkpoint file not found: {path} (expected <name>.safetensors with its .json sidecar)"
+    return (f"checkpoint sidecar not found: {missing} (its weights file {path} exists: the process most likely "
+            f"stopped between writing the two files). Refusing to load it. {alternatives(path)}")
+
+
 class Checkpoint:
-    """A loaded checkpoint: ``tensors`` by prefix and the JSON ``meta``."""
+    """A loaded checkpoint: ``tensors`` by prefix and the JSON ``meta``. Refuses (``AdplgError``) a weights file and
+    sidecar that are not one checkpoint (see the module docstring)."""
 
     def __init__(self, path: Path):
+        given = Path(path)
         path = checkpoint_file(path)
         sidecar = path.with_suffix(".json")
         for f in (path, sidecar):
             if not f.is_file():
-                raise AdplgError(f"checkpoint file not found: {f} (expected <name>.safetensors with its .json sidecar)")
+                raise AdplgError(_missing_message(given, path, f))
         try:
+            weights_meta = weights_metadata(path)
             self.tensors = load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types
             raise AdplgError(f"checkpoint {path} is unreadable or truncated: {exc}") from None
@@ -93,7 +224,25 @@ class Checkpoint:
             self.meta = json.loads(sidecar.read_text())
         except json.JSONDecodeError as exc:
             raise AdplgError(f"checkpoint sidecar {sidecar} is not valid JSON: {exc}") from None
+        if not isinstance(self.meta, dict):
+            raise AdplgError(f"checkpoint sidecar {sidecar} is not a JSON object")
+        problem = pair_problem(path, weights_meta, self.meta)
+        if problem:
+            raise AdplgError(f"{problem}. Refusing to load it. {alternatives(path)}")
         self.path = path
+
+    def verify(self) -> bool:
+        """Check the weights file against the sha256 its sidecar records (reads the whole file). True when it
+        matches, False for a checkpoint written before the sidecar held a hash; raises ``AdplgError`` otherwise."""
+        expected = self.meta.get("weights_sha256")
+        if expected is None:
+            return False
+        actual = file_sha256(self.path)
+        if actual != expected:
+            raise AdplgError(f"checkpoint {self.path} does not match the sha256 recorded in its sidecar "
+                             f"{self.path.with_suffix('.json')} ({actual[:12]}... != {expected[:12]}...): the weights "
+                             f"file is damaged or was replaced. Refusing to use it. {alternatives(self.path)}")
+        return True
 
     def part(self, prefix: str) -> dict[str, torch.Tensor]:
         n = len(prefix) + 1

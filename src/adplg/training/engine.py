@@ -2,7 +2,8 @@
 
 One step: branch 1 forward on 32 normal + 32 abnormal pooled crops -> pseudo-labels from its self attention ->
 branch 1 Adam step; after ``warm_up`` steps branch 2 learns from those labels on the same batch (Adam + StepLR).
-Every ``eval_every`` steps past warm-up the snippet branch is evaluated on the test set and checkpointed.
+Every ``eval_every`` steps past warm-up the snippet branch is evaluated on the test set and checkpointed; between
+evaluations the full ``last`` checkpoint is written every ``save_every`` steps, so an interrupted run can resume.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import yaml
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
-from adplg.checkpoint import Checkpoint, save_checkpoint
+from adplg.checkpoint import Checkpoint, remove_orphan_temporaries, save_checkpoint, verified_checkpoints
 from adplg.config import Config
 from adplg.data.datasets import TestSet, TrainSet
 from adplg.errors import AdplgError
@@ -166,7 +167,10 @@ class Trainer:
         return tensors
 
     def save(self, name: str, metrics: dict | None = None, full: bool = True) -> Path:
+        """Write ``checkpoints/<name>.safetensors`` + ``.json`` (one verifiable pair, see adplg.checkpoint), after
+        removing the temporary files an earlier killed write left there."""
         path = self.run_dir / "checkpoints" / name
+        remove_orphan_temporaries(path.parent)
         return save_checkpoint(
             path, net_v=self.net_v, net_s=self.scoring_net, step=self.step, config=self.cfg.to_dict(), metrics=metrics,
             optimizers={"v": self.opt_v, "s": self.opt_s} if full else None,
@@ -175,9 +179,17 @@ class Trainer:
                         "evaluations": self.history, "seed": self.cfg.train.seed})
 
     def resume(self, ckpt: Checkpoint) -> None:
-        self.net_v.load_state_dict(ckpt.part("net_v"))
+        """Continue from a full checkpoint. ``Checkpoint`` already refused a torn pair (naming the newest full
+        checkpoint that verifies); here the weights are also checked against the sidecar's sha256, and the temporary
+        files a killed write left in this run's ``checkpoints/`` are removed."""
+        remove_orphan_temporaries(self.run_dir / "checkpoints")
         if "optim_v" not in ckpt.meta:
-            raise AdplgError(f"{ckpt.path} holds weights only; resume needs a full checkpoint (checkpoints/last)")
+            full = next((c for c in verified_checkpoints(ckpt.path.parent) if c.full), None)
+            hint = f"the newest one that verifies here is {full.path} (step {full.step})" if full else "none here"
+            raise AdplgError(f"{ckpt.path} holds weights only; resume needs a full checkpoint (checkpoints/last; "
+                             f"{hint})")
+        ckpt.verify()
+        self.net_v.load_state_dict(ckpt.part("net_v"))
         extra = ckpt.part("extra")
         if self.ema_s is not None:
             if "ema_steps" not in extra:
@@ -205,6 +217,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
+        """Train from ``self.step`` to ``train.num_iters``: evaluate and checkpoint every ``eval_every`` steps past
+        warm-up, write ``checkpoints/last`` every ``save_every`` steps in between and at the end; returns the
+        summary."""
         from tqdm import tqdm
 
         t = self.cfg.train
@@ -225,6 +240,8 @@ class Trainer:
             last = self.step == t.num_iters
             if self.step > t.warm_up and (self.step % t.eval_every == 0 or last):
                 self._evaluate_and_save(metrics_file)
+            elif self.step % t.save_every == 0 and not last:
+                self.save("last")  # the full state, so an interrupted run resumes from here (train --resume)
         bar.close()
         self.save("last")
         return self.summary()
@@ -272,14 +289,30 @@ class Trainer:
             handle.write(json.dumps(record, default=float) + "\n")
 
 
+def holds_checkpoint(run_dir: Path) -> bool:
+    """Whether ``run_dir/checkpoints`` holds any checkpoint file (complete or not; temporary files do not count)."""
+    folder = Path(run_dir) / "checkpoints"
+    return folder.is_dir() and any(not f.name.startswith(".") and f.suffix in (".safetensors", ".json")
+                                   for f in folder.iterdir())
+
+
 def create_run_dir(cfg: Config, run_dir: str | Path | None = None) -> Path:
-    """A new run directory with the resolved config and the versions; never overwrites an existing run."""
+    """A new run directory with the resolved config and the versions; never overwrites a run that has a
+    checkpoint. A run directory that holds none (the run stopped before its first checkpoint) is reused from step 0:
+    its config and versions are rewritten and its old ``metrics.jsonl`` is kept as ``metrics.before-<time>.jsonl``."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     if run_dir is None:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path(cfg.output_dir) / f"{cfg.name}-seed{cfg.train.seed}-{stamp}"
     run_dir = Path(run_dir)
     if (run_dir / "config.yaml").exists():
-        raise AdplgError(f"run directory {run_dir} already holds a run; use --resume {run_dir} or another --run_dir")
+        if holds_checkpoint(run_dir):
+            raise AdplgError(f"run directory {run_dir} already holds a run; use --resume {run_dir} or another "
+                             f"--run_dir")
+        log.warning("run directory %s holds a run that stopped before its first checkpoint: reusing it from step 0",
+                    run_dir)
+        remove_orphan_temporaries(run_dir / "checkpoints")
+        if (run_dir / "metrics.jsonl").exists():
+            (run_dir / "metrics.jsonl").replace(run_dir / f"metrics.before-{stamp}.jsonl")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     atomic_write_text(run_dir / "versions.json", json.dumps(versions(), indent=2))
