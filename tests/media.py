@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -22,6 +24,35 @@ def write_video(path: Path, frames: int, width: int = 64, height: int = 48, fps:
             x0 = (3 * i) % (width - 12)
             image[8:20, x0:x0 + 12] = colour
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_timed_video(path: Path, pts_ms: Sequence[int], width: int = 64, height: int = 48, rate: int = 25,
+                      codec: str = "mpeg4", seed: int = 0) -> Path:
+    """A clip whose frame ``i`` is presented at ``pts_ms[i]`` milliseconds (time base 1/1000; the container is chosen
+    by the suffix: .mp4, .mkv, .avi, or .h264 for a raw stream without timestamps). ``rate`` is the nominal frame
+    rate the stream declares (muxers take a frame's duration from it when they need one)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    background = np.stack([xx * 255 // width, yy * 255 // height, (xx + yy) * 127 // (width + height)], -1)
+    colour = rng.integers(0, 256, 3)
+    ms = Fraction(1, 1000)
+    fmt = "h264" if Path(path).suffix == ".h264" else None
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = ms
+        stream.time_base = ms
+        for i, pts in enumerate(pts_ms):
+            image = background.astype(np.uint8)
+            x0 = (3 * i) % (width - 12)
+            image[8:20, x0:x0 + 12] = colour
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = int(pts), ms
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

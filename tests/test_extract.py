@@ -108,6 +108,8 @@ def test_i3d_one_crop_manifest_resume_determinism(videos, i3d_one_crop, i3d_weig
     meta = json.loads((out / "meta" / "Abuse001_x264.json").read_text())
     assert meta["fps"] == 25.0 and meta["frames_decoded"] == 40 and meta["snippets"] == 2
     assert meta["frames_covered"] == 32 and meta["crop_files"] == ["Abuse001_x264.npy"]
+    assert meta["time_source"] == "pts" and meta["duration_s"] == 1.6 and "frame_count_mismatch" not in meta
+    assert meta["snippet_start_s"] == [0.0, 0.64] and meta["snippet_end_s"] == [0.64, 1.28]  # constant 25 fps
 
     again = extract_many(videos["a"], i3d_one_crop, out, progress=False)
     assert again.skipped == ["Abuse001_x264"] and not again.done  # resume: finished videos are not redone

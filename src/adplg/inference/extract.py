@@ -21,7 +21,13 @@ Crop views (``adplg.inference.video``): 0 centre, 1..4 corners (top-left, top-ri
 Output folder (``naming``)
     ``ucf``: crop 0 -> ``<name>.npy``, crop k >= 1 -> ``<name>__k.npy`` (the UCF-Crime 10-crop files);
     ``xd``: ``<name>__k.npy`` for every k (XD-Violence, 5 crops); ``sht``: ``<name>_k.npy`` (ShanghaiTech).
-    ``meta/<name>.json`` is written after all crop files of a video and marks it as done (a re-run skips it).
+    ``meta/<name>.json`` is written after all crop files of a video and marks it as done (a re-run skips it). Besides
+    ``fps`` and the frame counts it holds the snippets' presentation times from the container: ``snippet_start_s`` /
+    ``snippet_end_s`` (``[T]`` seconds from the stream's start, 6 decimals; a snippet ends where the next decoded frame
+    starts), ``time_source`` ("pts", or "frame index" when the container has no timestamps and ``i / fps`` was used),
+    ``duration_s`` (the stream's or container's duration in seconds, never less than the end of the last decoded
+    frame) and, when the container's frame count differs from the frames decoded (a warning is logged),
+    ``frame_count_mismatch: {"container": N, "decoded": M}``.
     ``manifest.json`` holds the extraction settings and versions; a re-run with a setting that changes the features
     stops with an error instead of mixing features. ``features.list`` (one absolute crop path per line, readable by
     ``adplg.data.lists.read_list(path, naming)``) is regenerated from all finished videos at the end of every run.
@@ -40,7 +46,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +56,16 @@ from tqdm import tqdm
 
 from adplg.conventions import BACKBONES, DEFAULT_CROPS, NAMINGS, SNIPPET_FRAMES, crop_file_names
 from adplg.errors import AdplgError
-from adplg.inference.video import CROP_COUNTS, CROP_ORDER, SnippetReader, VideoInfo, crop_view, resize_short_side
+from adplg.inference.video import (
+    CROP_COUNTS,
+    CROP_ORDER,
+    SnippetReader,
+    VideoInfo,
+    crop_view,
+    frame_count_mismatch,
+    probe_video,
+    resize_short_side,
+)
 from adplg.io import atomic_write_bytes, atomic_write_text, file_sha256
 
 __all__ = [
@@ -114,7 +129,7 @@ class FeatureExtractor:
 
     # ---- the per-backbone part
     def _select_frames(self, snippets: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[B, 16, H, W, 3]`` -> the frames this backbone looks at, ``[B, K, H, W, 3]``."""
+        """uint8 ``[B, SNIPPET_FRAMES, H, W, 3]`` -> the frames this backbone looks at, ``[B, K, H, W, 3]``."""
         return snippets
 
     def _encode_view(self, view: torch.Tensor, batch: int) -> torch.Tensor:
@@ -132,31 +147,48 @@ class FeatureExtractor:
         return self._weights_sha256
 
     def encode_snippets(self, snippets: Sequence[np.ndarray]) -> np.ndarray:
-        """``B`` uint8 snippets ``[16, H, W, 3]`` -> float32 ``[B, crops, D]``."""
+        """``B`` uint8 snippets ``[SNIPPET_FRAMES, H, W, 3]`` -> float32 ``[B, crops, D]``."""
         batch = len(snippets)
         frames = self._select_frames(torch.as_tensor(np.stack(snippets))).to(self.device)  # uint8 to the device
         resized = resize_short_side(frames.reshape(-1, *frames.shape[2:]), self.resize_short, self.resize_mode)
         views = [self._encode_view(crop_view(resized, self.crop_size, v), batch) for v in range(self.crops)]
         return torch.stack(views, dim=1).float().cpu().numpy()
 
-    def video_features(self, path: Path) -> tuple[np.ndarray, VideoInfo, int]:
-        """Features of every complete snippet of ``path``: (float32 ``[T, crops, D]``, container info, frames
-        decoded). Raises ``AdplgError`` for an unreadable file or fewer than 16 decodable frames."""
+    def encode_video(self, path: Path,
+                     progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, SnippetReader]:
+        """Features of every complete snippet of ``path``: (float32 ``[T, crops, D]``, the finished reader, which
+        holds ``info``, ``frames_decoded`` and ``snippet_times()``). ``progress(n)`` is called after each batch with
+        the number ``n`` of snippets just encoded. Raises ``AdplgError`` for an unreadable file or fewer than
+        ``SNIPPET_FRAMES`` decodable frames."""
         reader = SnippetReader(path, SNIPPET_FRAMES)
         chunks: list[np.ndarray] = []
         pending: list[np.ndarray] = []
+
+        def flush() -> None:
+            chunks.append(self.encode_snippets(pending))
+            if progress is not None:
+                progress(len(pending))
+            pending.clear()
+
         with torch.inference_mode():
             for snippet in reader:
                 pending.append(snippet)
                 if len(pending) == self.batch_snippets:
-                    chunks.append(self.encode_snippets(pending))
-                    pending = []
+                    flush()
             if pending:
-                chunks.append(self.encode_snippets(pending))
+                flush()
         if not chunks:
             raise AdplgError(f"video {path}: too short: expected at least {SNIPPET_FRAMES} decodable frames, "
                              f"got {reader.frames_decoded}")
-        return np.concatenate(chunks).astype(np.float32, copy=False), reader.info, reader.frames_decoded
+        return np.concatenate(chunks).astype(np.float32, copy=False), reader
+
+    def video_features(self, path: Path,
+                       progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, VideoInfo, int]:
+        """Features of every complete snippet of ``path``: (float32 ``[T, crops, D]``, container info, frames
+        decoded). ``progress(n)`` is called after each encoded batch of ``n`` snippets. Raises ``AdplgError`` for an
+        unreadable file or fewer than ``SNIPPET_FRAMES`` decodable frames."""
+        features, reader = self.encode_video(path, progress)
+        return features, reader.info, reader.frames_decoded
 
     def settings(self) -> dict:
         """Everything that defines the features (the run manifest's extraction part)."""
@@ -406,10 +438,35 @@ class ExtractReport:
         return self.snippets / self.seconds if self.seconds > 0 else 0.0
 
 
-def _extract_one(video: Path, extractor: FeatureExtractor, out_dir: Path, crop_files: list[str]) -> int:
-    """Extract, write the crop files, then the meta record (last: it marks the video as done). Returns T."""
+def _timing_record(video: Path, reader: SnippetReader, snippets: int) -> dict:
+    """The meta record's clock keys (see the module docstring); logs a warning on a frame count mismatch."""
+    record: dict = {}
+    times = reader.snippet_times()
+    if times is None or len(times.start_s) != snippets:
+        log.warning("video %s: no presentation times and no frame rate; the record has no snippet times", video)
+    else:
+        record.update({
+            "snippet_start_s": [round(float(t), 6) for t in times.start_s],
+            "snippet_end_s": [round(float(t), 6) for t in times.end_s],
+            "time_source": times.source,
+            "duration_s": round(times.duration_s, 6),
+            "duration_source": times.duration_source,
+        })
+    mismatch = frame_count_mismatch(reader.info.frames, reader.frames_decoded)
+    if mismatch is not None:
+        log.warning("video %s: the container counts %d frames but %d decoded; snippet times follow the decoded "
+                    "frames' presentation times", video, mismatch["container"], mismatch["decoded"])
+        record["frame_count_mismatch"] = mismatch
+    return record
+
+
+def _extract_one(video: Path, extractor: FeatureExtractor, out_dir: Path, crop_files: list[str],
+                 progress: Callable[[int], None] | None = None) -> int:
+    """Extract, write the crop files, then the meta record (last: it marks the video as done). Returns T.
+    ``progress(n)`` is called as batches of ``n`` snippets are encoded."""
     start = time.perf_counter()
-    features, info, frames_decoded = extractor.video_features(video)
+    features, reader = extractor.encode_video(video, progress)
+    info, frames_decoded = reader.info, reader.frames_decoded
     for k, name in enumerate(crop_files):
         atomic_write_bytes(out_dir / name, _npy_bytes(features[:, k]))
     snippets = int(features.shape[0])
@@ -421,6 +478,7 @@ def _extract_one(video: Path, extractor: FeatureExtractor, out_dir: Path, crop_f
         "frames_decoded": frames_decoded,
         "snippets": snippets,
         "frames_covered": snippets * SNIPPET_FRAMES,
+        **_timing_record(video, reader, snippets),
         "width": info.width,
         "height": info.height,
         "crops": extractor.crops,
@@ -432,12 +490,25 @@ def _extract_one(video: Path, extractor: FeatureExtractor, out_dir: Path, crop_f
     return snippets
 
 
+def _estimated_snippets(video: Path) -> int:
+    """``container frames // SNIPPET_FRAMES`` (frames from duration x fps when the container has no count); 0 when
+    the video cannot be probed (its extraction then fails and reports why)."""
+    try:
+        info = probe_video(video)
+    except Exception:  # noqa: BLE001 - only an estimate for the progress bar
+        return 0
+    frames = info.frames or int(round(info.duration_s * info.fps))
+    return frames // SNIPPET_FRAMES
+
+
 def extract_many(inputs: Sequence[Path] | Path, extractor: FeatureExtractor, out_dir: Path, naming: str = "ucf",
                  shard: tuple[int, int] = (0, 1), progress: bool = True) -> ExtractReport:
     """Extract the features of every video of ``inputs`` (this process's shard of them) into ``out_dir``.
 
     Finished videos (meta record and all crop files present) are skipped; a failing video is recorded in the
-    report's ``failed`` and the others continue. ``features.list`` is rewritten at the end.
+    report's ``failed`` and the others continue. ``features.list`` is rewritten at the end. ``progress``: a tqdm bar
+    counting snippets (total estimated from each video's container frame count, corrected as every video finishes;
+    rate and ETA in snippets), with the current video in the postfix.
     """
     if naming not in NAMINGS:
         raise AdplgError(f"--naming: expected one of {', '.join(NAMINGS)}, got {naming!r}")
@@ -448,25 +519,38 @@ def extract_many(inputs: Sequence[Path] | Path, extractor: FeatureExtractor, out
     _check_or_write_manifest(out_dir, _run_manifest(extractor, naming))
 
     report = ExtractReport(out_dir=out_dir)
-    bar = tqdm(videos, desc="extracting", unit="video", disable=not progress)
-    for video in bar:
+    todo: list[tuple[Path, list[str]]] = []
+    for video in videos:
         crop_files = crop_file_names(video.stem, extractor.crops, naming)
         if _is_finished(out_dir, video.stem, crop_files):
             report.skipped.append(video.stem)
-            continue
-        bar.set_postfix_str(video.name, refresh=False)
+        else:
+            todo.append((video, crop_files))
+    estimates = [_estimated_snippets(video) for video, _ in todo] if progress else [0] * len(todo)
+    bar = tqdm(total=sum(estimates), desc="extracting", unit="snippet", disable=not progress, dynamic_ncols=True)
+    for number, ((video, crop_files), estimate) in enumerate(zip(todo, estimates), start=1):
+        bar.set_postfix_str(f"{video.name} ({number}/{len(todo)} videos)", refresh=True)
+        encoded = 0
+
+        def advance(n: int) -> None:
+            nonlocal encoded
+            encoded += n
+            bar.update(n)
+
         start = time.perf_counter()
         try:
-            report.snippets += _extract_one(video, extractor, out_dir, crop_files)
+            report.snippets += _extract_one(video, extractor, out_dir, crop_files, advance)
         except AdplgError as exc:
             report.failed.append((str(video), str(exc)))
-            continue
         except Exception as exc:  # noqa: BLE001 - one broken video must not stop a long run; reported below
             log.debug("extraction of %s failed", video, exc_info=True)
             report.failed.append((str(video), f"{type(exc).__name__}: {exc}"))
-            continue
-        report.seconds += time.perf_counter() - start
-        report.done.append(video.stem)
+        else:
+            report.seconds += time.perf_counter() - start
+            report.done.append(video.stem)
+        if progress and encoded != estimate:  # the container's count was off (or the video failed): fix the total
+            bar.total = max(bar.n, bar.total - estimate + encoded)
+            bar.refresh()
     bar.close()
     report.feature_list = write_feature_list(out_dir)
     return report
