@@ -7,7 +7,9 @@ the frame-level ground truth from the annotations and the actual feature lengths
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ from torch import Tensor
 from adplg.config import Config, DataConfig
 from adplg.data.features import FeatureStore
 from adplg.data.gt import FrameGT, SnippetLayout, build_frame_gt, load_gt_file, read_annotations
-from adplg.data.lists import CropItem, VideoItem, group_videos, read_list
+from adplg.data.lists import CropItem, VideoItem, group_videos, missing_root_hint, read_list
 from adplg.errors import AdplgError
 
 
@@ -67,19 +69,27 @@ def history_key(item: CropItem, mode: str) -> str:
     return f"{item.path}#{item.array_index}" if item.array_index is not None else str(item.path)
 
 
-def _read(cfg: DataConfig, which: str) -> list[CropItem]:
+def _read(cfg: DataConfig, which: str) -> tuple[list[CropItem], Callable[[CropItem], str]]:
+    """The crop items of the ``which`` ("train"/"test") list, and the hint ``FeatureStore.load`` gives when many of
+    their files are missing (it names ``data.train_root`` / ``data.test_root``)."""
     list_file = cfg.resolve(cfg.train_list if which == "train" else cfg.test_list)
     root = cfg.train_features if which == "train" else cfg.test_features
-    return read_list(list_file, cfg.format, root=root)
+    root_key = f"data.{which}_root"
+    items = read_list(list_file, cfg.format, root=root, root_key=root_key)
+    shared = cfg.feature_root is not None and root == cfg.feature_root
+    note = ("(data.feature_root, which --feature_root sets, is the root of both lists: separate train and test "
+            "folders need data.train_root and data.test_root)") if shared else ""
+    return items, partial(missing_root_hint, items=items, list_file=list_file, root=root, root_key=root_key,
+                          fmt=cfg.format, note=note)
 
 
 def build_train_set(cfg: Config, progress: bool = True) -> TrainSet:
     data = cfg.data
-    items = _read(data, "train")
+    items, hint = _read(data, "train")
     if any(item.label not in (0, 1) for item in items):
         raise AdplgError(f"training list {data.resolve(data.train_list)} has crops without a 0/1 video label")
     store = FeatureStore.load(items, feature_dim=data.feature_dim, crops_per_video=data.train_crops,
-                              mmap=data.mmap, progress=progress, context="training features")
+                              mmap=data.mmap, progress=progress, context="training features", missing_hint=hint)
     return train_set_from_store(cfg, store)
 
 
@@ -97,10 +107,14 @@ def train_set_from_store(cfg: Config, store: FeatureStore) -> TrainSet:
             key_ids[i] = key_of.setdefault(key, len(keys))
             if key_ids[i] == len(keys):
                 keys.append(key)
-    for name, count in (("normal", int((labels == 0).sum())), ("abnormal", int((labels == 1).sum()))):
+    counts = {"normal": int((labels == 0).sum()), "abnormal": int((labels == 1).sum())}
+    for name, count in counts.items():
         if count < cfg.train.batch_size:
+            fit = min(counts.values())  # a batch size both halves can fill
+            fix = (f"set train.batch_size={fit} (or lower), or add more {name} videos to the list" if fit else
+                   f"add {name} videos to the list (training needs both labels)")
             raise AdplgError(f"training list {data.resolve(data.train_list)}: {count} {name} crops, but "
-                             f"train.batch_size={cfg.train.batch_size} {name} crops are drawn per step")
+                             f"train.batch_size={cfg.train.batch_size} {name} crops are drawn per step: {fix}")
     return TrainSet(features=torch.from_numpy(np.ascontiguousarray(pooled)), labels=labels, key_ids=key_ids,
                     keys=keys, items=list(items))
 
@@ -113,9 +127,9 @@ def snippet_layout(data: DataConfig) -> SnippetLayout:
 
 def build_test_set(cfg: Config, progress: bool = True) -> TestSet:
     data = cfg.data
-    items = _read(data, "test")
+    items, hint = _read(data, "test")
     store = FeatureStore.load(items, feature_dim=data.feature_dim, crops_per_video=data.test_crops,
-                              mmap=data.mmap, progress=progress, context="test features")
+                              mmap=data.mmap, progress=progress, context="test features", missing_hint=hint)
     videos = group_videos(items)
     position = {id(item): i for i, item in enumerate(items)}
     crop_index = [[position[id(c)] for c in video.crops] for video in videos]

@@ -7,14 +7,14 @@ load in one ``DataValidationError``; nothing is read from disk after that.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from adplg.data.lists import CropItem
+from adplg.data.lists import CropItem, MissingFilesError, many_missing
 from adplg.errors import AdplgError, DataValidationError
 
 __all__ = [
@@ -132,6 +132,7 @@ class FeatureStore:
         progress: bool = True,
         context: str = "features",
         equal_crop_lengths: bool = True,
+        missing_hint: Callable[[CropItem], str] | None = None,
     ) -> FeatureStore:
         """Read and validate the feature file of every item.
 
@@ -144,7 +145,9 @@ class FeatureStore:
         ``equal_crop_lengths``, all crops of a video have the same T (the crop scores are averaged at test time).
 
         Each distinct file is read once even when several items share it. All problems are collected and raised in
-        one ``DataValidationError`` whose messages name the file, the expected and the actual value.
+        one ``DataValidationError`` whose messages name the file, the expected and the actual value. When many files
+        are missing (more than ``MISSING_SHOWN``, or all), it is a ``MissingFilesError``: its message names the first
+        few and counts the rest, after ``missing_hint(first missing item)`` (which root to set), given once.
         """
         items = list(items)
         if not items:
@@ -154,6 +157,7 @@ class FeatureStore:
             by_file.setdefault(Path(it.path), []).append(i)
 
         problems: list[str] = []
+        missing: list[tuple[CropItem, str]] = []  # (the first item of a missing file, its message)
         arrays: list[np.ndarray | None] = [None] * len(items)
         file_dims: dict[Path, int] = {}
         for path, idxs in tqdm(by_file.items(), total=len(by_file), desc=f"loading {context}", unit="file",
@@ -162,6 +166,7 @@ class FeatureStore:
             check = check_feature_file(path, file_items, feature_dim, mmap)
             if not check.ok:
                 problems.extend(p.message for p in check.problems)
+                missing.extend((file_items[0], p.message) for p in check.problems if p.kind == "missing")
                 continue
             file_dims[path] = int(check.shape[-1])
             for i, a in zip(idxs, crop_arrays(check, file_items, mmap), strict=True):
@@ -181,6 +186,9 @@ class FeatureStore:
 
         lengths = [None if a is None else int(a.shape[0]) for a in arrays]
         problems.extend(p.message for p in check_video_crops(items, lengths, crops_per_video, equal_crop_lengths))
+        if missing and many_missing(len(missing), len(by_file)):
+            hint = missing_hint(missing[0][0]) if missing_hint is not None else None
+            raise MissingFilesError(problems, [m for _, m in missing], len(by_file), context, hint)
         if problems:
             raise DataValidationError(problems, context=context)
         return cls(items, arrays)  # type: ignore[arg-type]

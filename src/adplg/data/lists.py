@@ -33,7 +33,8 @@ Re-rooting: the official lists hold the authors' absolute paths. With ``root`` g
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,9 @@ __all__ = [
     "split_crop_suffix",
     "parse_label",
     "common_dir_prefix",
+    "MISSING_SHOWN",
+    "MissingFilesError",
+    "missing_root_hint",
 ]
 
 LIST_FORMATS = ("ucf", "xd", "sht", "csv", "folder")
@@ -67,6 +71,8 @@ class CropItem:
     label: int
     history_key: str
     array_index: int | None = None
+    # the entry as written in the list file (the path before re-rooting; the video name of a folder list), or None
+    listed: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -193,14 +199,94 @@ class _Rerooter:
         return self.root.joinpath(*parts[n:])
 
 
+# ------------------------------------------------------------------------------------------- missing feature files
+MISSING_SHOWN = 5  # missing files named one by one when many are missing; the rest are counted
+
+
+class MissingFilesError(DataValidationError):
+    """A ``DataValidationError`` where many feature files are missing (usually a wrong feature root).
+
+    ``problems`` still holds every problem; the message shows the count of missing files, the ``hint`` (which root
+    to set) once, the first ``MISSING_SHOWN`` missing files and the count of the others, then the other problems."""
+
+    def __init__(self, problems: Sequence[str], missing: Sequence[str], total_files: int, context: str,
+                 hint: str | None = None):
+        super().__init__(list(problems), context=context)
+        missing_set = set(missing)
+        others = [p for p in self.problems if p not in missing_set]
+        lines = [*missing[:MISSING_SHOWN]]
+        if len(missing) > MISSING_SHOWN:
+            lines.append(f"... and {len(missing) - MISSING_SHOWN} more feature files not found")
+        lines += others
+        head = (f"{context}: {len(self.problems)} problem(s); {len(missing)} of {total_files} feature files not "
+                f"found")
+        self.args = ("\n".join([head, *([f"  {hint}"] if hint else []), *(f"  - {p}" for p in lines)]),)
+
+
+def many_missing(missing: int, total: int) -> bool:
+    """Whether ``missing`` of ``total`` files is "many": more than ``MISSING_SHOWN``, or all of them."""
+    return missing > MISSING_SHOWN or (missing > 0 and missing == total)
+
+
+def _probe_root(root: Path | None, prefix: tuple[str, ...], relative: Path) -> Path | None:
+    """A folder near ``root`` that holds ``relative``: ``root`` (or up to two folders above it) joined with the last
+    1-3 folders of the list's own prefix (``/data/ucf`` + ``test/RGB``), None when there is none."""
+    if root is None:
+        return None
+    for base in (root, *list(root.parents)[:2]):
+        for k in range(0, min(3, len(prefix)) + 1):
+            candidate = base.joinpath(*prefix[len(prefix) - k:]) if k else base
+            if candidate != root and (candidate / relative).is_file():
+                return candidate
+    return None
+
+
+def missing_root_hint(example: CropItem, items: Sequence[CropItem], list_file, root, root_key: str | None,
+                      fmt: str = "ucf", note: str = "") -> str:
+    """The one-line advice for many missing feature files of ``list_file``: where its entries are looked up, shown
+    on ``example`` (its entry as written in the list and the path looked up), and which root to set (``root_key``,
+    e.g. ``data.test_root``), with a folder near ``root`` that does hold the file when there is one; ``note`` is
+    appended."""
+    key = root_key or "data.train_root / data.test_root (whichever split this list is)"
+    key_example = root_key or "data.test_root"
+    root = None if root is None else Path(root)
+    if fmt == "folder":
+        base = root if root is not None else Path(list_file).parent
+        where = (f"the features of list file {list_file} are looked up as {base}/<video>.npy: e.g. video "
+                 f"{example.listed or example.video!r} -> {example.path}")
+        found = _probe_root(root, (), Path(example.path.name))
+        suggestion = Path("/data/my_features")
+    else:
+        prefix = common_dir_prefix([it.listed for it in items if it.listed is not None])
+        listed = example.listed if example.listed is not None else str(example.path)
+        if root is None:
+            where = (f"the paths of list file {list_file} are used as written (no root is set): e.g. {listed!r} -> "
+                     f"{example.path}")
+        else:
+            where = (f"the paths of list file {list_file} are re-rooted onto {root} (the part after "
+                     f"{'/'.join(prefix) or '/'!r} is joined onto it): e.g. {listed!r} -> {example.path}")
+        found = _probe_root(root, prefix, Path(*_parts(listed)[len(prefix):]))
+        suggestion = (root if root is not None else Path("/data/features")).joinpath(*prefix[-2:])
+    note = f" {note}" if note else ""
+    if found is not None:
+        return f"hint: {where}. The file is under {found}: set {key_example}={found}{note}"
+    return (f"hint: {where}. If this list's features are in a folder of their own, set {key} to it (e.g. "
+            f"{key_example}={suggestion}){note}")
+
+
 # ------------------------------------------------------------------------------------------------------- the readers
-def read_list(list_file, fmt: str, root=None, strip_prefix=None) -> list[CropItem]:
-    """Read a list file into ``CropItem``s, in list order (see the module docstring for the formats)."""
+def read_list(list_file, fmt: str, root=None, strip_prefix=None, root_key: str | None = None) -> list[CropItem]:
+    """Read a list file into ``CropItem``s, in list order (see the module docstring for the formats).
+
+    ``root_key`` is the config key that sets ``root`` (``data.test_root``): a folder list whose feature files are
+    mostly missing raises a ``MissingFilesError`` that names it (the other formats' files are checked later, by
+    ``FeatureStore.load``)."""
     if fmt not in LIST_FORMATS:
-        raise AdplgError(f"list file {list_file}: unknown list format {fmt!r} (expected one of {', '.join(LIST_FORMATS)})")
+        raise AdplgError(f"list file {list_file}: unknown list format {fmt!r} (expected one of "
+                         f"{', '.join(LIST_FORMATS)})")
     list_file = Path(list_file)
     if fmt == "folder":
-        return _read_folder(list_file, root)
+        return _read_folder(list_file, root, root_key)
     problems: list[tuple[int, str]] = []  # (line number, message): every problem of the file, raised once
     if fmt == "csv":
         entries = [(ln, row["path"], row["label"]) for ln, row in _read_csv(list_file, ("path", "label"))]
@@ -258,18 +344,19 @@ def read_list(list_file, fmt: str, root=None, strip_prefix=None) -> list[CropIte
             except ValueError as exc:
                 problems.append((lineno, f"{where}: bad label: {exc}"))
                 continue
-        items.append(CropItem(path=path, video=video, crop=crop, label=label, history_key=key))
+        items.append(CropItem(path=path, video=video, crop=crop, label=label, history_key=key, listed=raw))
     if problems:
         raise DataValidationError([m for _, m in sorted(problems, key=lambda p: p[0])],
                                   context=f"list file {list_file}")
     return items
 
 
-def _read_folder(list_file: Path, root) -> list[CropItem]:
+def _read_folder(list_file: Path, root, root_key: str | None = None) -> list[CropItem]:
     base = Path(root) if root is not None else list_file.parent
     rows = _read_csv(list_file, ("video", "label"))
     items: list[CropItem] = []
     problems = []
+    missing: list[tuple[CropItem, str]] = []  # (the video as an item, its message)
     for lineno, row in rows:
         where = f"list file {list_file}, line {lineno}"
         video = row["video"]
@@ -285,7 +372,9 @@ def _read_folder(list_file: Path, root) -> list[CropItem]:
             continue
         path = base / f"{video}.npy"
         if not path.is_file():
-            problems.append(f"{path}: feature file of video {video!r} ({where}) not found (expected an existing .npy file)")
+            problems.append(f"{path}: feature file of video {video!r} ({where}) not found (expected an existing .npy "
+                            f"file)")
+            missing.append((CropItem(path, video, 0, label, video, listed=row["video"]), problems[-1]))
             continue
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -305,6 +394,9 @@ def _read_folder(list_file: Path, root) -> list[CropItem]:
             problems.append(
                 f"{path}: video {video!r} ({where}): expected a [T, D] or [T, C, D] array, got shape {shape}"
             )
+    if missing and many_missing(len(missing), len(rows)):
+        hint = missing_root_hint(missing[0][0], [], list_file, root, root_key, fmt="folder")
+        raise MissingFilesError(problems, [m for _, m in missing], len(rows), f"list file {list_file}", hint)
     if problems:
         raise DataValidationError(problems, context=f"list file {list_file}")
     return items
