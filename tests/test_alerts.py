@@ -63,9 +63,32 @@ def test_calibration_meets_target_on_held_out_normal_videos(target, hysteresis, 
     low, high = c["far_95_prediction_interval"]
     held = false_alarm_rate(held_out, rules)
     assert low <= held <= high, (held, low, high)
+    assert c["hours"] > 0.5 and "footage_note" not in c  # 150 videos, over an hour: no note
     # one step lower on the candidate scores would break the target on the calibration set
     lower = rules.with_thresholds(rules.on_threshold - 1e-3, rules.off_threshold - 1e-3)
     assert false_alarm_rate(calibration, lower) > target
+
+
+def test_little_footage_without_false_alarms_has_an_honest_interval():
+    """~0.03 h (108 s) of quiet footage and no false alarm at the chosen threshold: resampling the videos alone says
+    0%-0%; the binomial bound over 108 s / 10 s = 10.8 units says up to 1 - 0.025 ** (1 / 10.8), about 29%."""
+    videos = [(np.full(36 * 30, level), 30.0) for level in (0.1, 0.15, 0.2)]  # any threshold <= 0.2 alerts 1/3+
+    rules = calibrate(videos, 0.01)
+    c = rules.calibration
+    assert c["achieved_far"] == 0.0 and c["hours"] == pytest.approx(0.03)
+    assert c["interval_unit_s"] == 10.0 and c["interval_units"] == pytest.approx(10.8)
+    low, high = c["far_95_prediction_interval"]
+    assert low == 0.0 and high == pytest.approx(1 - 0.025 ** (1 / 10.8)) and high > 0.2
+    assert "little footage" in c["footage_note"] and "3 normal video(s)" in c["footage_note"]
+    # long alerts make fewer independent units: a 60 s video with one 20 s false alarm counts as 3 units
+    busy = np.zeros(60 * 10)
+    busy[100:300] = 0.9
+    rules = calibrate([(busy, 10.0)], 0.5)
+    c = rules.calibration
+    assert c["achieved_far"] == pytest.approx(1 / 3) and c["interval_unit_s"] == pytest.approx(20.0)
+    assert c["interval_units"] == pytest.approx(3.0)
+    low, high = c["far_95_prediction_interval"]
+    assert low < 0.05 and high > 0.9  # one false alarm in 3 units says little
 
 
 def test_calibration_errors_and_zero_target():

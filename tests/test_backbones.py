@@ -318,7 +318,7 @@ def test_clip_wrong_inputs_are_clear_errors(tmp_path, i3d_file):
     text.write_text("hello")
     with pytest.raises(AdplgError, match="readme.txt.*expected an OpenAI CLIP ViT checkpoint"):
         load_clip_vision(text)
-    with pytest.raises(AdplgError, match="rgb_imagenet.pt.*found no visual"):
+    with pytest.raises(AdplgError, match="rgb_imagenet.pt: holds I3D weights .*not CLIP"):
         load_clip_vision(i3d_file)
     state = random_clip_state(seed=8, layers=2, image_size=64)
     state["visual.transformer.resblocks.1.mlp.c_proj.weight"] = torch.zeros(64, 100)
@@ -330,6 +330,22 @@ def test_clip_wrong_inputs_are_clear_errors(tmp_path, i3d_file):
     assert "bad_clip.pt" in message and "2 problems" in message
     assert "vision_model.encoder.layers.1.mlp.fc2.weight of shape (64, 256), got (64, 100)" in message
     assert "missing key vision_model.post_layernorm.bias" in message
+
+
+@pytest.mark.parametrize("form", ["state_dict", "torchscript", "hf_folder"])
+def test_clip_weights_given_to_i3d_are_a_clear_error(tmp_path, form):
+    """Issue 9: CLIP weights for an I3D checkpoint name the mix-up, not PyTorch's weights_only message."""
+    if form == "hf_folder":
+        path = tmp_path / "clip-vit-b-16"
+        path.mkdir()
+        (path / "config.json").write_text("{}")
+    else:
+        path = write_random_clip(tmp_path / "ViT-B-16.pt", seed=3, layers=1, jit=form == "torchscript")
+    with pytest.raises(AdplgError) as info:
+        load_i3d(path)
+    message = str(info.value)
+    assert str(path) in message and "not I3D" in message and "rgb_imagenet.pt" in message
+    assert "weights_only" not in message and "Unpickler" not in message
 
 
 def test_clip_encoder_checks_pixel_shape(tmp_path):

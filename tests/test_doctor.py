@@ -13,7 +13,7 @@ import pytest
 from adplg.cli.doctor import add_parser, config_overrides
 from adplg.cli.main import parse_args
 from adplg.config import build_config
-from adplg.data.doctor import diagnose, format_report
+from adplg.data.doctor import diagnose, diagnose_extraction, format_report
 from adplg.data.features import FeatureStore
 from adplg.data.lists import group_videos, read_list
 from adplg.data.synthetic import generate_synthetic_ucf
@@ -203,3 +203,96 @@ def test_cli_help_has_examples(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "examples:" in out and "adplg doctor /data/UCF-10Crop --preset ucf-i3d" in out
+
+
+# ------------------------------------------------------------------------------------------ extraction folders
+def _fake_extraction(root: Path, lengths: dict[str, int], crops: int = 2, dim: int = 8) -> Path:
+    """A folder laid out like `adplg extract`'s output (ucf naming), written directly with numpy."""
+    from adplg.conventions import crop_file_names
+
+    (root / "meta").mkdir(parents=True)
+    manifest = {"backbone": "i3d", "feature_dim": dim, "crops": crops, "naming": "ucf", "snippet_frames": 16}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    listed = []
+    for k, (video, t) in enumerate(lengths.items()):
+        files = crop_file_names(video, crops, "ucf")
+        for c, name in enumerate(files):
+            np.save(root / name, np.random.default_rng(10 * k + c).normal(size=(t, dim)).astype(np.float32))
+            listed.append(str(root / name))
+        meta = {"video": video, "crops": crops, "crop_files": files, "snippets": t, "feature_shape": [t, dim],
+                "fps": 25.0}
+        (root / "meta" / f"{video}.json").write_text(json.dumps(meta))
+    (root / "features.list").write_text("\n".join(listed) + "\n")
+    return root
+
+
+def test_extraction_folder_clean(tmp_path, capsys):
+    folder = _fake_extraction(tmp_path / "out", {"Abuse001_x264": 5, "Normal_Videos001_x264": 3})
+    assert _run([str(folder), "--quiet"]) == 0  # no list files needed: the manifest says what to expect
+    out = capsys.readouterr().out
+    assert "extraction folder" in out and "verdict: HEALTHY (extraction folder)" in out and "problems: none" in out
+    assert "4 crop files of 2 finished videos" in out and "list/UCF_Train.list" not in out
+
+
+def test_extraction_folder_problems_in_one_report(tmp_path, capsys):
+    folder = _fake_extraction(tmp_path / "out", {"A001": 5, "B002": 3, "C003": 4, "D004": 6, "E005": 2, "F006": 4})
+    np.save(folder / "A001.npy", np.zeros((5, 9), np.float32))  # wrong D
+    np.save(folder / "B002__1.npy", np.zeros((2, 8), np.float32))  # T differs from the other crop and the meta
+    arr = np.load(folder / "C003.npy")
+    arr[1, 2] = np.nan
+    np.save(folder / "C003.npy", arr)
+    (folder / "D004__1.npy").write_bytes((folder / "D004__1.npy").read_bytes()[:-40])  # truncated
+    (folder / "meta" / "E005.json").write_text("{not json")  # unreadable meta record
+    (folder / "meta" / "F006.json").unlink()  # half-extracted: crop files without a meta record
+    np.save(folder / "G007.npy", np.zeros((3, 8), np.float32))  # half-extracted: only the first crop
+    json_file = tmp_path / "report.json"
+    assert _run([str(folder), "--quiet", "--json", str(json_file)]) == 1
+    out = capsys.readouterr().out
+    assert "verdict: PROBLEMS FOUND (extraction folder)" in out
+    payload = json.loads(json_file.read_text())
+    problems = payload["splits"][0]["problems"]
+    kinds = Counter(p["kind"] for p in problems)
+    assert kinds == Counter({"dim": 1, "crop_length": 1, "meta_mismatch": 1, "nonfinite": 1, "truncated": 1,
+                             "meta": 1, "orphan": 2, "feature_list": 1}), problems
+    text = {p["kind"]: p["message"] for p in problems}
+    assert f"{folder / 'A001.npy'}: wrong feature dimension: expected 8, got 9" in text["dim"]
+    assert "expected snippets = 3, got T = 2" in text["meta_mismatch"] and "B002__1.npy" in text["meta_mismatch"]
+    assert str(folder / "meta" / "E005.json") in text["meta"]
+    orphans = sorted(p["message"] for p in problems if p["kind"] == "orphan")
+    assert "video 'F006' has 2 crop file(s) but no meta record" in orphans[0]
+    assert "video 'G007' has 1 crop file(s)" in orphans[1] and "half-extracted" in orphans[1]
+    assert {p["severity"] for p in problems if p["kind"] == "feature_list"} == {"warning"}
+    assert (payload["errors"], payload["warnings"]) == (8, 1)
+
+
+def test_extraction_folder_unreadable_manifest(tmp_path, capsys):
+    folder = _fake_extraction(tmp_path / "out", {"A001": 5})
+    (folder / "manifest.json").write_text("{")
+    assert _run([str(folder), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "manifest.json: cannot read the extraction manifest as JSON" in out
+    np.save(folder / "A001__1.npy", np.zeros((5, 3), np.float32))  # D taken from the meta records without manifest
+    report = diagnose_extraction(folder, progress=False)
+    assert [p.kind for p in report.splits[0].problems] == ["manifest", "dim"] and report.feature_dim == 8
+
+
+def test_doctor_on_a_real_extraction(tmp_path, capsys):
+    """`adplg extract`'s own output (tiny random CLIP, 1 crop) is healthy; deleting a meta record is found."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from backbone_weights import write_random_clip
+    from media import write_video
+
+    from adplg.inference.extract import build_extractor, extract_many
+
+    videos = [write_video(tmp_path / "Abuse001_x264.mp4", 34, seed=1), write_video(tmp_path / "b.mp4", 20, seed=2)]
+    extractor = build_extractor("clip", write_random_clip(tmp_path / "w.pt", seed=0, width=32, layers=1), crops=1)
+    out = tmp_path / "features"
+    extract_many(videos, extractor, out, progress=False)
+    assert _run([str(out), "--quiet"]) == 0
+    assert "verdict: HEALTHY (extraction folder)" in capsys.readouterr().out
+    (out / "meta" / "b.json").unlink()
+    assert _run([str(out), "--quiet"]) == 1
+    out_text = capsys.readouterr().out
+    assert "video 'b' has 1 crop file(s) but no meta record" in out_text

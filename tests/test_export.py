@@ -168,3 +168,20 @@ def test_help_has_examples(capsys):
         run_cli(["--help"])
     text = capsys.readouterr().out
     assert text.count("adplg export --checkpoint") == 3 and "--no-check" in text
+
+
+def test_onnx_export_is_quiet(checkpoint, tmp_path, capfd, caplog):
+    """The exporter and the onnxscript optimiser log ~370 INFO lines at the CLI's INFO level: only our summary shows,
+    and the loggers' levels are restored afterwards."""
+    import logging
+
+    caplog.set_level(logging.INFO)  # what `adplg` configures (logging.basicConfig(level=INFO))
+    logging.getLogger("onnxscript").setLevel(logging.DEBUG)
+    before = {name: logging.getLogger(name).level for name in ("onnxscript", "onnx_ir", "torch.onnx")}
+    assert run_cli(["--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(tmp_path), "--no-check"]) == 0
+    out, err = capfd.readouterr()
+    lines = out.splitlines() + err.splitlines() + [r.getMessage() for r in caplog.records]
+    assert len(lines) < 10, "\n".join(lines[:20])
+    assert out.startswith("exported onnx:") and "check skipped" in out
+    assert {name: logging.getLogger(name).level for name in before} == before
+    logging.getLogger("onnxscript").setLevel(logging.NOTSET)

@@ -1,4 +1,6 @@
-"""``adplg doctor [DATA]``: validate a feature folder against its lists and annotations and print one report.
+"""``adplg doctor [DATA]``: validate a feature folder against its lists and annotations and print one report. A
+folder written by ``adplg extract`` (it holds ``manifest.json``) is checked against its manifest and meta records
+instead (``adplg.data.doctor.diagnose_extraction``); the preset, lists and overrides do not apply there.
 
 Exit status 0 when no errors were found (warnings allowed unless ``--strict``), 1 otherwise; user errors (unknown
 preset, bad override...) raise ``AdplgError``, which ``adplg``'s main turns into a message and status 2.
@@ -16,6 +18,7 @@ EXAMPLES = """examples:
   adplg doctor /data/UCF-10Crop --preset ucf-i3d --list_dir ADPLG-VAD/list
   adplg doctor /data/XD-I3D --preset xd-i3d --list_dir ADPLG-VAD/list --split test --json xd-doctor.json
   adplg doctor /data/SH-I3D --preset sht-i3d --list_dir ADPLG-VAD/list data.gt_file=/data/sh-gt.npy
+  adplg doctor features/cam1        # a folder written by `adplg extract` (manifest.json, meta/, features.list)
 """
 
 SPLIT_CHOICES = {"train": ("train",), "test": ("test",), "both": ("train", "test")}
@@ -71,12 +74,16 @@ def config_overrides(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Diagnose, print the report, optionally write JSON; 0 when healthy, 1 when problems were found."""
     from adplg.config import build_config
-    from adplg.data.doctor import diagnose, format_report
+    from adplg.data.doctor import diagnose, diagnose_extraction, format_report, is_extraction_folder
 
     if args.max_shown < 1:
         raise AdplgError(f"doctor: --max_shown must be >= 1, got {args.max_shown}")
-    cfg = build_config(args.preset, args.config, config_overrides(args))
-    report = diagnose(cfg, SPLIT_CHOICES[args.split], progress=cfg.train.progress and not args.quiet)
+    folder = _split_data_and_overrides(args)[0] or args.feature_root
+    if folder is not None and is_extraction_folder(folder):
+        report = diagnose_extraction(folder, progress=not args.quiet)
+    else:
+        cfg = build_config(args.preset, args.config, config_overrides(args))
+        report = diagnose(cfg, SPLIT_CHOICES[args.split], progress=cfg.train.progress and not args.quiet)
     print(format_report(report, max_shown=args.max_shown))
     if args.json:
         _write_json(Path(args.json), report.to_dict())

@@ -7,10 +7,18 @@ NaN/Inf), checks the crops of every video (``check_video_crops``: crop count, eq
 T > ``model.max_len``, unusually short videos), and for the test split the frame-level GT (a GT file's length against
 the snippet layout, or the annotations against the list). ``format_report`` renders the ``DoctorReport`` as text,
 ``DoctorReport.to_dict`` as JSON-ready data.
+
+``diagnose_extraction(folder)`` checks a folder written by ``adplg extract`` instead (recognised by its
+``manifest.json``, see ``is_extraction_folder``): the manifest and every ``meta/<video>.json`` record can be read;
+every recorded crop file passes the same ``check_feature_file`` checks as above as a ``[T, D]`` float array with
+``D`` = the manifest's ``feature_dim``, and ``T`` = the record's ``snippets``; crops of a video agree
+(``check_video_crops``, count = the manifest's ``crops``); crop files without a meta record (half-extracted videos);
+``features.list`` present and up to date (a warning).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from adplg.config import Config, DataConfig
+from adplg.conventions import split_crop_suffix
 from adplg.data.datasets import snippet_layout
 from adplg.data.features import FEATURE_PROBLEM_KINDS, check_feature_file, check_video_crops
 from adplg.data.gt import (
@@ -34,7 +43,8 @@ from adplg.data.gt import (
 from adplg.data.lists import CropItem, group_videos, read_list
 from adplg.errors import AdplgError, DataValidationError
 
-__all__ = ["Problem", "SplitReport", "DoctorReport", "PROBLEM_KINDS", "diagnose", "format_report"]
+__all__ = ["Problem", "SplitReport", "DoctorReport", "PROBLEM_KINDS", "diagnose", "diagnose_extraction",
+           "is_extraction_folder", "format_report"]
 
 ERROR = "error"
 WARNING = "warning"
@@ -59,8 +69,14 @@ PROBLEM_KINDS: dict[str, str] = {
     "beyond_end": "annotation intervals beyond the video's end",
     "frame_count": "feature length disagrees with the annotated frame count",
     "not_in_list": "annotated videos missing from the list",
+    "manifest": "manifest.json missing, unreadable or incomplete",
+    "meta": "meta record unreadable or malformed",
+    "meta_mismatch": "crop files disagree with their meta record",
+    "orphan": "crop files without a meta record (half-extracted videos)",
+    "feature_list": "features.list missing or out of date",
 }
-WARNING_KINDS = frozenset({"short_outlier", "frame_count", "not_in_list"})
+WARNING_KINDS = frozenset({"short_outlier", "frame_count", "not_in_list", "feature_list"})
+EXTRACTION = "extraction"  # the split name (and DoctorReport.kind) of an `adplg extract` folder check
 UNREADABLE_KINDS = frozenset({"unreadable", "truncated", "layout", "ndim"})
 
 
@@ -131,6 +147,7 @@ class DoctorReport:
     feature_dim: int
     splits: list[SplitReport]
     seconds: float = 0.0
+    kind: str = "dataset"  # or EXTRACTION: a folder written by `adplg extract`
 
     @property
     def num_errors(self) -> int:
@@ -276,8 +293,8 @@ class _ValueSampler:
             report.value_std = float(np.sqrt(max(self.total_sq / self.count - mean * mean, 0.0)))
 
 
-def _check_files(items: list[CropItem], feature_dim: int, report: SplitReport, progress: bool,
-                 desc: str) -> list[int | None]:
+def _check_files(items: list[CropItem], feature_dim: int | None, report: SplitReport, progress: bool,
+                 desc: str, note_root: bool = True) -> list[int | None]:
     """Check every distinct file once (memory-mapped); return T of every item (None when its file is unusable)."""
     by_file: dict[Path, list[int]] = {}
     for i, item in enumerate(items):
@@ -297,7 +314,8 @@ def _check_files(items: list[CropItem], feature_dim: int, report: SplitReport, p
         del check  # drop the memory map before opening the next file
     report.files = len(by_file)
     sampler.fill(report)
-    _note_missing_root(items, report)
+    if note_root:
+        _note_missing_root(items, report)
     return lengths
 
 
@@ -493,12 +511,154 @@ def _check_frame_count(frames: int, length: int, fps: int, where: str, path: Pat
                                   f"T of about {frames} // {fps} = {frames // fps}, got {length}")
 
 
+# --------------------------------------------------------------------------------------------- extraction folders
+def is_extraction_folder(folder: str | Path) -> bool:
+    """A folder written by ``adplg extract``: it holds ``manifest.json`` (or, with the manifest lost, a ``meta``
+    folder and a ``features.list``)."""
+    folder = Path(folder)
+    return folder.is_dir() and ((folder / "manifest.json").is_file()
+                                or ((folder / "meta").is_dir() and (folder / "features.list").is_file()))
+
+
+def _read_json(path: Path, kind: str, what: str, report: SplitReport) -> dict | None:
+    """A JSON object from ``path``, or None after recording why it cannot be read."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        report.add(kind, f"{path}: cannot read the {what} as JSON: {type(exc).__name__}: {exc}")
+        return None
+    if not isinstance(data, dict):
+        report.add(kind, f"{path}: {what}: expected a JSON object, got {type(data).__name__}")
+        return None
+    return data
+
+
+def _read_manifest(folder: Path, report: SplitReport) -> dict:
+    path = folder / "manifest.json"
+    if not path.is_file():
+        report.add("manifest", f"{path}: not found (expected the manifest `adplg extract` writes first; the "
+                               f"feature dimension and crop count are then taken from the meta records)")
+        return {}
+    manifest = _read_json(path, "manifest", "extraction manifest", report)
+    if manifest is None:
+        return {}
+    report.list_ok = True
+    for key, kind in (("feature_dim", int), ("crops", int), ("naming", str)):
+        if not isinstance(manifest.get(key), kind):
+            report.add("manifest", f"{path}: {key}: expected {'an integer' if kind is int else 'a string'}, got "
+                                   f"{manifest.get(key)!r}")
+            manifest.pop(key, None)
+    return manifest
+
+
+def _meta_crop_files(path: Path, record: dict, report: SplitReport) -> list[str] | None:
+    """The crop file names of a meta record, or None after recording what is wrong with it."""
+    files, snippets = record.get("crop_files"), record.get("snippets")
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+        report.add("meta", f"{path}: crop_files: expected a non-empty list of file names, got {files!r}")
+        return None
+    if not isinstance(snippets, int):
+        report.add("meta", f"{path}: snippets: expected an integer (T), got {snippets!r}")
+        return None
+    return files
+
+
+def _orphan_crops(folder: Path, known: set[str], naming: str, report: SplitReport) -> None:
+    """``.npy`` files in ``folder`` that no meta record lists: crops of videos whose extraction did not finish."""
+    by_video: dict[str, list[str]] = {}
+    for path in sorted(folder.glob("*.npy")):
+        if path.name not in known:
+            by_video.setdefault(_video_of(path, naming), []).append(path.name)
+    for video, names in by_video.items():
+        report.add("orphan", f"{folder / names[0]}: video {video!r} has {len(names)} crop file(s) but no meta "
+                             f"record {folder / 'meta' / (video + '.json')} (expected one per finished video: a "
+                             f"half-extracted video; re-run `adplg extract` with the same --out to finish it, or "
+                             f"delete its files)")
+
+
+def _check_feature_list(folder: Path, finished: set[Path], naming: str, report: SplitReport) -> None:
+    """``features.list`` lists exactly the crop files of the finished videos (a warning: it is rewritten at the end
+    of every ``adplg extract`` run)."""
+    path = folder / "features.list"
+    if not path.is_file():
+        report.add("feature_list", f"{path}: not found (expected one line per crop file of a finished video; "
+                                   f"re-run `adplg extract` with the same --out to rewrite it)")
+        return
+    try:
+        listed = {Path(item.path) for item in read_list(path, naming)}
+    except AdplgError as exc:
+        report.add("feature_list", f"{path}: cannot be read: {exc}")
+        return
+    stale, absent = sorted(listed - finished), sorted(finished - listed)
+    if stale or absent:
+        example = stale[0] if stale else absent[0]
+        report.add("feature_list", f"{path}: out of date: expected the {len(finished)} crop files of the finished "
+                                   f"videos, got {len(stale)} listed without a finished video and {len(absent)} "
+                                   f"finished but not listed (e.g. {example}); re-run `adplg extract` with the same "
+                                   f"--out to rewrite it")
+
+
+def diagnose_extraction(folder: str | Path, progress: bool = True) -> DoctorReport:
+    """Check a folder written by ``adplg extract`` (see the module docstring) and return one report."""
+    folder = Path(folder)
+    start = time.perf_counter()
+    report = SplitReport(split=EXTRACTION, list_file=str(folder / "manifest.json"), feature_root=str(folder))
+    manifest = _read_manifest(folder, report)
+    naming = manifest.get("naming", "ucf")
+    feature_dim = manifest.get("feature_dim")
+    report.expected_crops = manifest.get("crops")
+    items: list[CropItem] = []
+    snippets: dict[str, int] = {}
+    known: set[str] = set()
+    meta_files = sorted((folder / "meta").glob("*.json"))
+    for meta in meta_files:
+        record = _read_json(meta, "meta", "meta record", report)
+        files = _meta_crop_files(meta, record, report) if record is not None else None
+        if files is None:  # its crop files are not orphans: the record is reported instead
+            known.update(p.name for p in folder.glob("*.npy") if _video_of(p, naming) == meta.stem)
+            continue
+        known.update(files)
+        snippets[meta.stem] = record["snippets"]
+        shape = record.get("feature_shape")
+        if feature_dim is None and isinstance(shape, list) and len(shape) == 2:
+            feature_dim = int(shape[1])  # no manifest: the meta records say what D should be
+        items += [CropItem(folder / name, meta.stem, k, -1, meta.stem) for k, name in enumerate(files)]
+    videos = [_Video(name, -1, [i for i, it in enumerate(items) if it.video == name]) for name in snippets]
+    report.crops, report.videos = len(items), len(videos)
+    lengths = _check_files(items, feature_dim, report, progress, desc="doctor: extracted features", note_root=False)
+    for problem in check_video_crops(items, lengths, report.expected_crops):
+        report.add(problem.kind, problem.message)
+    for item, length in zip(items, lengths, strict=True):
+        if length is not None and length != snippets[item.video]:
+            report.add("meta_mismatch", f"{item.path}: T disagrees with its meta record "
+                                        f"{folder / 'meta' / (item.video + '.json')}: expected snippets = "
+                                        f"{snippets[item.video]}, got T = {length}")
+    _length_statistics(_video_lengths(videos, lengths), lengths, report)
+    _orphan_crops(folder, known, naming, report)
+    if meta_files or (folder / "features.list").is_file():
+        _check_feature_list(folder, {Path(it.path) for it in items}, naming, report)
+    if not meta_files:
+        report.notes.append(f"no finished video: {folder / 'meta'} holds no meta record")
+    name = f"{manifest.get('backbone', 'unknown backbone')}, {report.expected_crops or '?'} crop(s), naming {naming}"
+    return DoctorReport(config_name=name, list_dir=str(folder), feature_dim=feature_dim or 0, splits=[report],
+                        seconds=time.perf_counter() - start, kind=EXTRACTION)
+
+
+def _video_of(path: Path, naming: str) -> str:
+    """The video a crop file belongs to, by its name (``Abuse001_x264__3.npy`` -> ``Abuse001_x264``)."""
+    return split_crop_suffix(path.stem, naming)[0]
+
+
 # ---------------------------------------------------------------------------------------------------- formatting
 def format_report(report: DoctorReport, max_shown: int = 10) -> str:
     """A readable plain-text report: one section per split (counts, statistics, rules, problems grouped by kind with
     the first ``max_shown`` of each kind), then a one-line verdict."""
-    lines = [f"adplg doctor: config {report.config_name!r}, list dir {report.list_dir}, "
-             f"feature_dim {report.feature_dim}; checked in {report.seconds:.1f} s"]
+    if report.kind == EXTRACTION:
+        lines = [f"adplg doctor: extraction folder {report.list_dir} ({report.config_name}), feature_dim "
+                 f"{report.feature_dim}; checked in {report.seconds:.1f} s"]
+    else:
+        lines = [f"adplg doctor: config {report.config_name!r}, list dir {report.list_dir}, "
+                 f"feature_dim {report.feature_dim}; checked in {report.seconds:.1f} s"]
     for split in report.splits:
         lines += [""] + _format_split(split, max_shown)
     lines += ["", _verdict(report)]
@@ -506,8 +666,12 @@ def format_report(report: DoctorReport, max_shown: int = 10) -> str:
 
 
 def _format_split(split: SplitReport, max_shown: int) -> list[str]:
-    lines = [f"== {split.split} split: list {split.list_file} ({'read' if split.list_ok else 'NOT read'}), "
-             f"features under {split.feature_root or '(paths as listed)'}"]
+    if split.split == EXTRACTION:
+        lines = [f"== extraction folder {split.feature_root}: manifest {split.list_file} "
+                 f"({'read' if split.list_ok else 'NOT read'})"]
+    else:
+        lines = [f"== {split.split} split: list {split.list_file} ({'read' if split.list_ok else 'NOT read'}), "
+                 f"features under {split.feature_root or '(paths as listed)'}"]
     if split.list_ok:
         lines += _format_counts(split)
     lines += [f"  rule: {rule}" for rule in split.rules]
@@ -518,9 +682,13 @@ def _format_split(split: SplitReport, max_shown: int) -> list[str]:
 
 def _format_counts(split: SplitReport) -> list[str]:
     crops = f"; expected {split.expected_crops} crop(s) per video" if split.expected_crops else ""
+    if split.split == EXTRACTION:
+        listed = f"  meta records: {split.crops} crop files of {split.videos} finished videos{crops}"
+    else:
+        listed = (f"  list: {split.crops} crop entries in {split.videos} videos ({split.abnormal_videos} abnormal, "
+                  f"{split.normal_videos} normal){crops}")
     lines = [
-        f"  list: {split.crops} crop entries in {split.videos} videos ({split.abnormal_videos} abnormal, "
-        f"{split.normal_videos} normal){crops}",
+        listed,
         f"  files: {split.files} distinct, {split.files_found} found, {split.files_missing} missing, "
         f"{split.files_unreadable} unreadable/truncated/wrong shape, {split.files_nonfinite} with NaN/Inf "
         f"({split.nonfinite_values} values)",
@@ -556,7 +724,7 @@ def _format_problems(split: SplitReport, max_shown: int) -> list[str]:
 
 
 def _verdict(report: DoctorReport) -> str:
-    names = ", ".join(s.split for s in report.splits)
+    names = "extraction folder" if report.kind == EXTRACTION else ", ".join(s.split for s in report.splits)
     warnings = f" and {report.num_warnings} warning(s)" if report.num_warnings else ""
     if report.healthy:
         return f"verdict: HEALTHY ({names}): no errors{warnings}"

@@ -26,9 +26,10 @@ import importlib
 import io
 import json
 import logging
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,10 @@ MAX_LEN_NOTE = {
     "torchscript": "time must be <= max_len; longer inputs raise 'sequence length T=... exceeds the snippet "
                    "branch's max_len=...' (torch.jit.Error).",
 }
+# loggers silenced (to ERROR) during an ONNX export: top-level packages, and dotted prefixes inside torch
+_ONNX_LOGGER_ROOTS = ("onnxscript", "onnx_ir", "onnx", "onnxruntime")
+_ONNX_LOGGER_PREFIXES = ("torch.onnx", "torch.export", "torch._export", "torch.fx", "torch._dynamo",
+                         "torch._subclasses", "torch.utils._sympy")
 
 
 # ---------------------------------------------------------------- small helpers
@@ -119,16 +124,30 @@ def _quiet_jit() -> Iterator[None]:
 
 @contextmanager
 def _quiet_onnx_export() -> Iterator[None]:
-    """Hide the exporter's notices that do not concern this model (e.g. "torchvision is not installed")."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    """Hide the exporter's chatter around an ONNX export: the INFO/WARNING logging of ``torch.onnx``, ``torch.export``
+    and the onnxscript optimiser (hundreds of lines such as "The value 'start' is not 0."), its Python warnings and
+    anything it prints. Errors still propagate; what the exporter printed is replayed on stderr if it fails. Logger
+    levels and warning filters are restored afterwards."""
+    loggers = {}
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in _ONNX_LOGGER_ROOTS or name.startswith(_ONNX_LOGGER_PREFIXES):
+            loggers[name] = logging.getLogger(name)
+    for name in (*_ONNX_LOGGER_ROOTS, *_ONNX_LOGGER_PREFIXES):
+        loggers.setdefault(name, logging.getLogger(name))
+    levels = {name: logger.level for name, logger in loggers.items()}
+    printed = io.StringIO()
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*treespec.*", category=FutureWarning)
+        for logger in loggers.values():
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), redirect_stdout(printed), redirect_stderr(printed):
+            warnings.simplefilter("ignore")
             yield
+    except BaseException:
+        sys.stderr.write(printed.getvalue())
+        raise
     finally:
-        logger.setLevel(level)
+        for name, logger in loggers.items():
+            logger.setLevel(levels[name])
 
 
 def _prepare(net_s: SnippetBranch) -> SnippetBranch:

@@ -12,7 +12,6 @@ import json
 import math
 import re
 import warnings
-import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,14 @@ from transformers import CLIPConfig, CLIPVisionConfig, CLIPVisionModelWithProjec
 from transformers.utils import logging as hf_logging
 
 from adplg.errors import AdplgError
-from adplg.models.backbones.weights import raise_if_problems, read_torch_file, state_dict_problems, unwrap_state_dict
+from adplg.models.backbones.weights import (
+    backbone_of_state,
+    is_torchscript_archive,
+    raise_if_problems,
+    read_torch_file,
+    state_dict_problems,
+    unwrap_state_dict,
+)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -160,16 +166,8 @@ def openai_to_hf_vision(
     return config, hf_state
 
 
-def _is_torchscript_archive(path: Path) -> bool:
-    """TorchScript archives are zip files with a ``<name>/constants.pkl`` entry; ``torch.save`` files have none."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("/constants.pkl") for name in archive.namelist())
-
-
 def _load_openai_file(path: Path) -> CLIPImageEncoder:
-    if _is_torchscript_archive(path):
+    if is_torchscript_archive(path):
         try:
             with warnings.catch_warnings():
                 # The released OpenAI checkpoints are TorchScript archives; their deprecation is not the user's concern.
@@ -182,6 +180,9 @@ def _load_openai_file(path: Path) -> CLIPImageEncoder:
     else:
         state = read_torch_file(path, _WHAT, expected=_EXPECTED)
     state = unwrap_state_dict(state, path, _WHAT)
+    if backbone_of_state(state) == "i3d":
+        raise AdplgError(f"{_WHAT} file {path}: holds I3D weights (Mixed_* keys), not CLIP: the CLIP backbone (512-d "
+                         f"features, for checkpoints trained on CLIP features) needs {_EXPECTED}")
     config, hf_state = openai_to_hf_vision(state, source=f"{_WHAT} file {path}")
     encoder = CLIPImageEncoder(CLIPVisionModelWithProjection(config))
     raise_if_problems(state_dict_problems(encoder.vision_model.state_dict(), hf_state), path, _WHAT)

@@ -17,7 +17,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adplg.errors import AdplgError
-from adplg.models.backbones.weights import raise_if_problems, read_torch_file, state_dict_problems, unwrap_state_dict
+from adplg.models.backbones.weights import (
+    backbone_of_state,
+    is_torchscript_archive,
+    raise_if_problems,
+    read_torch_file,
+    state_dict_problems,
+    unwrap_state_dict,
+)
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
@@ -216,7 +223,17 @@ def load_i3d(path: str | Path) -> InceptionI3d:
     """
     path = Path(path)
     what = "I3D weights"
-    state = unwrap_state_dict(read_torch_file(path, what), path, what)
+    expected = "pytorch-i3d weights such as rgb_imagenet.pt (a torch.save state_dict)"
+    not_i3d = ("a folder (a Hugging Face CLIP folder?)" if path.is_dir() else
+               "a TorchScript archive (OpenAI's CLIP ViT-B-16.pt?)" if path.is_file() and is_torchscript_archive(path)
+               else None)
+    if not_i3d:
+        raise AdplgError(f"{what} file {path}: {not_i3d}, not I3D weights: the I3D backbone (1024-d features, for "
+                         f"checkpoints trained on I3D features) needs {expected}")
+    state = unwrap_state_dict(read_torch_file(path, what, expected), path, what)
+    if backbone_of_state(state) == "clip":
+        raise AdplgError(f"{what} file {path}: holds CLIP ViT weights (visual.* keys), not I3D: the I3D backbone "
+                         f"(1024-d features, for checkpoints trained on I3D features) needs {expected}")
     logits_weight = state.get("logits.conv3d.weight")
     if logits_weight is None or logits_weight.dim() != 5:
         got = "no such key" if logits_weight is None else f"shape {tuple(logits_weight.shape)}"

@@ -3,6 +3,7 @@ containers, and one error that lists every missing, unexpected or mis-shaped key
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,34 @@ def read_torch_file(path: Path, what: str, expected: str = "a state_dict saved w
         raise AdplgError(f"{what} file {path}: not found")
     if not path.is_file():
         raise AdplgError(f"{what} file {path}: expected a file, got a directory or special file")
+    if is_torchscript_archive(path):
+        raise AdplgError(f"{what} file {path}: a TorchScript archive (as OpenAI's CLIP ViT-B-16.pt is), expected "
+                         f"{expected}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     # Arbitrary or truncated bytes make the unpickler fail with many different exception types.
     except Exception as exc:
         raise AdplgError(f"{what} file {path}: cannot be read with torch.load ({_short_reason(exc)}); "
                          f"expected {expected}") from exc
+
+
+def is_torchscript_archive(path: Path) -> bool:
+    """TorchScript archives are zip files with a ``<name>/constants.pkl`` entry; ``torch.save`` files have none."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+
+
+def backbone_of_state(state: Mapping[str, Any]) -> str | None:
+    """Which known backbone a state_dict's keys belong to: ``"clip"`` (OpenAI ``visual.*`` or Hugging Face
+    ``vision_model.*`` keys), ``"i3d"`` (pytorch-i3d ``Mixed_*`` / ``logits.conv3d`` keys), else None."""
+    keys = list(state)
+    if any(k.startswith(("visual.", "vision_model.")) for k in keys):
+        return "clip"
+    if any(k.startswith(("Mixed_", "logits.conv3d")) for k in keys):
+        return "i3d"
+    return None
 
 
 def _short_reason(exc: Exception) -> str:
