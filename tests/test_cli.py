@@ -121,3 +121,54 @@ def test_every_command_is_registered_with_examples(command, capsys):
         main([command, "--help"])
     assert exc.value.code == 0
     assert "examples:" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------- issue 9, point 6
+def test_both_flag_spellings_everywhere(capsys, data, tmp_path):
+    """``--num_iters`` and ``--num-iters`` are the same option in every command."""
+    from adplg.cli.common import normalize_spellings
+    from adplg.cli.main import build_parser
+
+    parser = build_parser()
+    assert normalize_spellings(parser, ["train", "--num-iters", "3", "--list-dir=x"]) == [
+        "train", "--num_iters", "3", "--list_dir=x"]
+    assert normalize_spellings(parser, ["score", "f.npy", "--no_plot", "--min_duration", "2"]) == [
+        "score", "f.npy", "--no-plot", "--min-duration", "2"]
+    assert normalize_spellings(parser, ["score", "--no_such_flag"]) == ["score", "--no_such_flag"]
+    code, err = run(capsys, "--list-dir", str(data.root), f"output_dir={tmp_path / 'runs'}", "--num-iters", "2",
+                    "train.progress=false", "train.batch_size=4")
+    assert code == 0, err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert "num_iters: 2" in (run_dir / "config.yaml").read_text()
+
+
+def test_version(capsys):
+    import adplg
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and adplg.__version__ in capsys.readouterr().out
+
+
+def test_config_lists_every_key_with_the_presets_value(capsys):
+    assert main(["config", "--preset", "xd-i3d"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line and not line.startswith("#")}
+    assert "0.15" in lines["plg.mean_threshold"] and "5" in lines["plg.history"].split()[1]
+    assert {"train.num_iters", "data.layout.kind", "model.windows", "eval.smooth_window"} <= set(lines)
+
+
+def test_test_on_a_run_folder_writes_inside_the_run_with_a_plot(tiny_checkpoint, capsys):
+    checkpoint, data = tiny_checkpoint(64)
+    run_dir = checkpoint.parent.parent
+    assert main(["test", "--model_file", str(run_dir), f"data.list_dir={data.root}", "train.progress=false"]) == 0
+    out = run_dir / "tests" / "last"
+    assert (out / "results.json").is_file() and (out / "scores.npz").is_file() and (out / "scores.png").is_file()
+    assert str(out) in capsys.readouterr().out
+
+
+def test_a_missing_video_says_video_not_found(tiny_checkpoint, tmp_path, capsys):
+    checkpoint, _ = tiny_checkpoint(64)
+    assert main(["score", str(tmp_path / "cam1.mp4"), "--checkpoint", str(checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert "video not found" in err and "cam1.mp4" in err and "feature" not in err

@@ -6,6 +6,7 @@ unknown keys and wrong types are errors that name the key. The resolved config i
 
 from __future__ import annotations
 
+import difflib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -24,9 +25,10 @@ class _Strict(BaseModel):
 class LayoutConfig(_Strict):
     """How snippets map to frames: ``uniform`` (16 frames per snippet) or ``spread`` (the R1 layout)."""
 
-    kind: Literal["uniform", "spread"] = "uniform"
-    frames_per_snippet: int = Field(SNIPPET_FRAMES, ge=1)
-    window: int = Field(54, ge=1)
+    kind: Literal["uniform", "spread"] = Field(
+        "uniform", description="snippet -> frame layout: uniform (consecutive snippets) or spread (the R1 layout)")
+    frames_per_snippet: int = Field(SNIPPET_FRAMES, ge=1, description="frames covered by one snippet")
+    window: int = Field(54, ge=1, description="spread layout: frames of the window each snippet is sampled from")
 
 
 class DataConfig(_Strict):
@@ -36,23 +38,26 @@ class DataConfig(_Strict):
     ``test_root`` (default ``feature_root``) after stripping their common prefix.
     """
 
-    format: Literal["ucf", "xd", "sht", "csv", "folder"] = "ucf"
-    list_dir: str = "list"
-    train_list: str = "UCF_Train.list"
-    test_list: str = "UCF_Test.list"
-    feature_root: str | None = None
-    train_root: str | None = None
-    test_root: str | None = None
-    annotations: str | None = "UCF_Annotation.txt"
-    annotation_format: Literal["ucf", "xd"] = "ucf"
-    gt_file: str | None = None
-    feature_dim: int = Field(1024, ge=1)
-    train_crops: int | None = Field(10, ge=1)
-    test_crops: int | None = Field(10, ge=1)
-    num_segments: int = Field(64, ge=1)
-    resample: Literal["mean", "pad"] = "mean"
+    format: Literal["ucf", "xd", "sht", "csv", "folder"] = Field(
+        "ucf", description="list file format: ucf, xd, sht (official lists), csv (VadCLIP), folder (<video>.npy + csv)")
+    list_dir: str = Field("list", description="folder of the list, annotation and GT files (relative names)")
+    train_list: str = Field("UCF_Train.list", description="training list file (relative to list_dir)")
+    test_list: str = Field("UCF_Test.list", description="test list file (relative to list_dir)")
+    feature_root: str | None = Field(None, description="feature folder of both lists (--feature_root)")
+    train_root: str | None = Field(None, description="feature folder of the training list (default feature_root)")
+    test_root: str | None = Field(None, description="feature folder of the test list (default feature_root)")
+    annotations: str | None = Field("UCF_Annotation.txt", description="test anomaly intervals (relative to list_dir)")
+    annotation_format: Literal["ucf", "xd"] = Field(
+        "ucf", description="annotation file format: ucf (UCF_Annotation.txt) or xd (<video> s1 e1 [s2 e2 ...])")
+    gt_file: str | None = Field(None, description="a frame-level GT .npy used instead of the annotations")
+    feature_dim: int = Field(1024, ge=1, description="feature dimension D of the .npy files")
+    train_crops: int | None = Field(10, ge=1, description="crops per training video (null: any number)")
+    test_crops: int | None = Field(10, ge=1, description="crops per test video (null: any number)")
+    num_segments: int = Field(64, ge=1, description="training crops are resampled to this many segments")
+    resample: Literal["mean", "pad"] = Field(
+        "mean", description="training resampling: mean (official I3D rule) or pad (VadCLIP: zero-pad short crops)")
     layout: LayoutConfig = LayoutConfig()
-    mmap: bool = False
+    mmap: bool = Field(False, description="memory-map the feature files instead of reading them into memory")
 
     def resolve(self, name: str | None) -> Path | None:
         """A list/annotation/GT path: absolute as given, else relative to ``list_dir``."""
@@ -63,35 +68,40 @@ class DataConfig(_Strict):
 
     @property
     def train_features(self) -> str | None:
+        """The folder the training list's feature paths are re-rooted onto: ``train_root``, else ``feature_root``."""
         return self.train_root or self.feature_root
 
     @property
     def test_features(self) -> str | None:
+        """The folder the test list's feature paths are re-rooted onto: ``test_root``, else ``feature_root``."""
         return self.test_root or self.feature_root
 
 
 class ModelConfig(_Strict):
     """Both branches' sizes. The defaults are the official architecture (METHOD.md section 2)."""
 
-    model_dim: int = 1024
-    input_adapter: Literal["linear", "zero_pad"] = "linear"
-    input_standardize: bool = False  # improvement option: standardise features with training-set statistics
-    attn_dim: int = 512
-    video_hidden_dim: int = 32
-    video_dropout: float = 0.7
-    windows: tuple[int, ...] = (2, 4, 6, 8)
-    local_heads: int = 8
-    local_dim_head: int = 64
-    local_out_dim: int = 256
-    max_len: int = 6750
-    global_depth: int = 2
-    global_heads: int = 4
-    global_dim_head: int = 256
-    mlp_dim: int = 1024
-    dropout: float = 0.5
-    hidden_dim: int = 32
-    cls_dropout: float = 0.7
-    attention: Literal["blocked", "dense"] = "blocked"
+    model_dim: int = Field(1024, description="width of both branches (features are mapped to it)")
+    input_adapter: Literal["linear", "zero_pad"] = Field(
+        "linear", description="feature_dim -> model_dim: a linear layer or zero padding")
+    input_standardize: bool = Field(
+        False, description="improvement option: standardise features with training-set statistics")
+    attn_dim: int = Field(512, description="branch 1: width of the VSSF self-attention")
+    video_hidden_dim: int = Field(32, description="branch 1: hidden width of the video classifier")
+    video_dropout: float = Field(0.7, description="branch 1: dropout of the video classifier")
+    windows: tuple[int, ...] = Field((2, 4, 6, 8), description="branch 2: local attention window sizes")
+    local_heads: int = Field(8, description="branch 2: heads of each local-window transformer")
+    local_dim_head: int = Field(64, description="branch 2: width per local attention head")
+    local_out_dim: int = Field(256, description="branch 2: output width per window (x len(windows) = model_dim)")
+    max_len: int = Field(6750, description="branch 2: longest video in snippets (positional embedding rows)")
+    global_depth: int = Field(2, description="branch 2: layers of the global transformer")
+    global_heads: int = Field(4, description="branch 2: heads of the global transformer")
+    global_dim_head: int = Field(256, description="branch 2: width per global attention head")
+    mlp_dim: int = Field(1024, description="branch 2: feed-forward width of the global transformer")
+    dropout: float = Field(0.5, description="branch 2: transformer dropout")
+    hidden_dim: int = Field(32, description="branch 2: hidden width of the snippet classifier")
+    cls_dropout: float = Field(0.7, description="branch 2: dropout of the snippet classifier")
+    attention: Literal["blocked", "dense"] = Field(
+        "blocked", description="local attention: blocked (memory linear in T) or dense (the reference)")
 
     @model_validator(mode="after")
     def _check_concat(self) -> "ModelConfig":
@@ -106,66 +116,85 @@ class ModelConfig(_Strict):
 class PLGConfig(_Strict):
     """Pseudo-label generation (METHOD.md section 2.5). Official flag names in brackets."""
 
-    mean_threshold: float = Field(0.25, ge=0.0, le=1.0)  # [--thre_pesudo_a]
-    var_threshold: float = Field(0.4, ge=0.0, le=1.0)  # [--thre_var_a]
-    history: int = Field(3, ge=2)  # [--pl_his_num]; >= 2 because the variance is unbiased
-    key: Literal["auto", "video", "crop"] = "auto"  # auto = the official key of the dataset format
+    mean_threshold: float = Field(0.25, ge=0.0, le=1.0, description="[--thre_pesudo_a] pseudo-label mean threshold")
+    var_threshold: float = Field(0.4, ge=0.0, le=1.0, description="[--thre_var_a] pseudo-label variance threshold")
+    history: int = Field(3, ge=2, description="[--pl_his_num] attention history length (>= 2: unbiased variance)")
+    key: Literal["auto", "video", "crop"] = Field(
+        "auto", description="history key: auto (the official key of the dataset format), video or crop")
 
 
 class LossConfig(_Strict):
-    video: float = 1.0
-    triplet: float = 1.0
-    cos: float = 1.0
-    smooth: float = 1.0
-    sparsity: float = 1.0
-    snippet: float = 1.0
-    smooth_axis: Literal["batch", "time"] = "batch"  # "batch" is the official (quirk 2); "time" is the fix
-    sparsity_axis: Literal["batch", "time"] = "batch"  # likewise for the sparsity term
-    snippet_nan_trick: bool = True  # official zero-loss -> NaN -> nanmean (quirk 4); False: mean over kept elements
+    """The weights of the loss terms and the official quirks of their reductions."""
+
+    video: float = Field(1.0, description="weight of branch 1's video BCE")
+    triplet: float = Field(1.0, description="weight of branch 1's compactness-separation (triplet) loss")
+    cos: float = Field(1.0, description="weight of branch 1's distributional-dissimilarity (cosine) loss")
+    smooth: float = Field(1.0, description="weight of the smoothness loss")
+    sparsity: float = Field(1.0, description="weight of the sparsity loss")
+    snippet: float = Field(1.0, description="weight of branch 2's snippet BCE")
+    smooth_axis: Literal["batch", "time"] = Field(
+        "batch", description="smoothness along batch (official, quirk 2) or time (the fix)")
+    sparsity_axis: Literal["batch", "time"] = Field(
+        "batch", description="sparsity along batch (official) or time")
+    snippet_nan_trick: bool = Field(
+        True, description="official zero-loss -> NaN -> nanmean (quirk 4); false: mean over kept elements")
 
 
 class TrainConfig(_Strict):
-    batch_size: int = Field(32, ge=1)  # per half: 32 normal + 32 abnormal crops
-    num_iters: int = Field(20000, ge=1)
-    warm_up: int = Field(1000, ge=0)
-    lr_v: float = 1e-4
-    lr_s: float = 1e-3
-    weight_decay: float = 0.005
-    optimizer: Literal["adam", "adamw"] = "adam"  # official: Adam with L2 decay (quirk 1)
-    sch_step: int = 4000
-    sch_gamma: float = 0.9
-    eval_every: int = Field(1000, ge=1)
-    log_every: int = Field(50, ge=1)
-    seed: int = 42
-    device: str = "auto"
-    val_fraction: float = Field(0.0, ge=0.0, lt=1.0)  # >0: hold out train videos for test-free model selection
-    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)  # >0: evaluate and save an exponential moving average of net_s
-    val_top_k: int = Field(16, ge=1)
-    progress: bool = True
-    precision: Literal["fp32", "tf32", "bf16"] = "fp32"  # fp32 is the faithful math; tf32/bf16 are speed options
-    compile: bool = False  # torch.compile both branches
+    """The training loop: batches, steps, optimizers, evaluation and checkpoint cadence."""
+
+    batch_size: int = Field(32, ge=1, description="crops per half of a step: 32 normal + 32 abnormal")
+    num_iters: int = Field(20000, ge=1, description="training steps")
+    warm_up: int = Field(1000, ge=0, description="steps of branch 1 alone before branch 2 starts learning")
+    lr_v: float = Field(1e-4, description="learning rate of branch 1 (video)")
+    lr_s: float = Field(1e-3, description="learning rate of branch 2 (snippet)")
+    weight_decay: float = Field(0.005, description="weight decay of both optimizers")
+    optimizer: Literal["adam", "adamw"] = Field("adam", description="adam (official: L2 decay, quirk 1) or adamw")
+    sch_step: int = Field(4000, description="branch 2's StepLR step size (steps)")
+    sch_gamma: float = Field(0.9, description="branch 2's StepLR decay factor")
+    eval_every: int = Field(1000, ge=1, description="evaluate and checkpoint every N steps past warm_up")
+    # a long run interrupted before its first evaluation would otherwise leave nothing to --resume from
+    save_every: int = Field(500, ge=1, description="between evaluations, write the full checkpoints/last (for "
+                                                   "train --resume) every N steps")
+    log_every: int = Field(50, ge=1, description="log the mean training losses every N steps")
+    seed: int = Field(42, description="random seed")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps ...")
+    val_fraction: float = Field(0.0, ge=0.0, lt=1.0, description=">0: hold out this share of the training videos "
+                                                                  "for test-free model selection")
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description=">0: evaluate and save an exponential moving "
+                                                               "average of the snippet branch")
+    val_top_k: int = Field(16, ge=1, description="validation video score: mean of the top-k snippet scores")
+    progress: bool = Field(True, description="show progress bars")
+    precision: Literal["fp32", "tf32", "bf16"] = Field(
+        "fp32", description="fp32 is the faithful math; tf32/bf16 are speed options")
+    compile: bool = Field(False, description="torch.compile both branches")
 
 
 class EvalConfig(_Strict):
-    far_threshold: float = 0.5
-    primary: Literal["auc", "pr_auc", "ap"] = "auc"
-    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
-    # crop-snippets per forward: equal-length videos are batched up to it, a long video's crops split beyond it
+    """Evaluation on the test set: metrics, precision and batching."""
+
+    far_threshold: float = Field(0.5, description="score threshold of the false-alarm rate on normal videos")
+    primary: Literal["auc", "pr_auc", "ap"] = Field("auc", description="the metric runs are summarised by")
+    precision: Literal["fp32", "tf32", "bf16"] = Field("fp32", description="evaluation precision")
     # (lower it to bound memory: 16384 keeps the longest UCF video's 10 crops under 1.5 GiB on a CPU)
-    batch_snippets: int = Field(65536, ge=1)
-    smooth_window: int = Field(0, ge=0)  # improvement option: moving average of snippet scores (0 = off)
+    batch_snippets: int = Field(65536, ge=1, description="crop-snippets per forward: equal-length videos are "
+                                                         "batched up to it, a long video's crops split beyond it")
+    smooth_window: int = Field(0, ge=0, description="improvement option: moving average of snippet scores "
+                                                    "(0 = off)")
 
 
 class Config(_Strict):
-    name: str = "ucf-i3d"
-    description: str = ""
+    """A whole run: data, model, pseudo-labels, losses, training, evaluation, output folder."""
+
+    name: str = Field("ucf-i3d", description="run name (run directories are <name>-seed<seed>-<time>)")
+    description: str = Field("", description="free text shown by adplg presets")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     plg: PLGConfig = PLGConfig()
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
-    output_dir: str = "runs"
+    output_dir: str = Field("runs", description="folder of the run directories")
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -179,18 +208,22 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str) -> dict[str, Any]:
+    """The unvalidated mapping of preset ``name``; an unknown name is an error that suggests the closest preset."""
     names = preset_names()
     if name not in names:
-        raise AdplgError(f"unknown preset {name!r}; expected one of: {', '.join(names)}")
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise AdplgError(f"unknown preset {name!r}{hint}; expected one of: {', '.join(names)}")
     text = (resources.files("adplg") / "presets" / f"{name}.yaml").read_text()
     return yaml.safe_load(text) or {}
 
 
-def _merge(base: dict, update: dict) -> dict:
+def merge_settings(base: dict, update: dict) -> dict:
+    """``update`` merged into ``base`` recursively (nested mappings merge, anything else replaces)."""
     out = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_settings(out[key], value)
         else:
             out[key] = value
     return out
@@ -211,23 +244,30 @@ def parse_override(text: str) -> dict[str, Any]:
     return out
 
 
-def build_config(preset: str | None = None, config_file: str | Path | None = None,
-                 overrides: list[str] | tuple[str, ...] = (), base: dict[str, Any] | None = None) -> Config:
-    """``base`` (e.g. a checkpoint's saved config) or a preset, then a user YAML file, then dotted overrides;
-    validated, with errors naming the key."""
+def settings(preset: str | None = None, config_file: str | Path | None = None,
+             overrides: list[str] | tuple[str, ...] = (), base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The unvalidated mapping of ``base``, then a preset, a user YAML file and dotted overrides, merged in order."""
     raw: dict[str, Any] = dict(base or {})
     if preset:
-        raw = _merge(raw, load_preset(preset))
+        raw = merge_settings(raw, load_preset(preset))
     if config_file is not None:
         path = Path(config_file)
         try:
-            raw = _merge(raw, yaml.safe_load(path.read_text()) or {})
+            raw = merge_settings(raw, yaml.safe_load(path.read_text()) or {})
         except FileNotFoundError:
             raise AdplgError(f"config file not found: {path}") from None
         except yaml.YAMLError as exc:
             raise AdplgError(f"config file {path} is not valid YAML: {exc}") from None
     for item in overrides:
-        raw = _merge(raw, parse_override(item))
+        raw = merge_settings(raw, parse_override(item))
+    return raw
+
+
+def build_config(preset: str | None = None, config_file: str | Path | None = None,
+                 overrides: list[str] | tuple[str, ...] = (), base: dict[str, Any] | None = None) -> Config:
+    """``base`` (e.g. a checkpoint's saved config) or a preset, then a user YAML file, then dotted overrides;
+    validated, with errors naming the key."""
+    raw = settings(preset, config_file, overrides, base)
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
@@ -235,8 +275,65 @@ def build_config(preset: str | None = None, config_file: str | Path | None = Non
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])
             got = err.get("input")
-            lines.append(f"{where}: {err['msg']} (got {got!r})" if not isinstance(got, dict) else f"{where}: {err['msg']}")
+            if err["type"] == "extra_forbidden":
+                lines.append(unknown_key_message(where))
+            elif isinstance(got, dict):
+                lines.append(f"{where}: {err['msg']}")
+            else:
+                lines.append(f"{where}: {err['msg']} (got {got!r})")
         source = f"preset {preset!r}" if preset else "config"
         raise AdplgError(f"invalid configuration ({source}):\n  " + "\n  ".join(lines)) from None
+
+
+# ---------------------------------------------------------------- the keys: suggestions and the reference listing
+
+def _walk_fields(model: type[BaseModel], prefix: str = ""):
+    """``(dotted key, FieldInfo, is a section)`` of every field of ``model``, sections before their keys."""
+    for name, info in model.model_fields.items():
+        key = prefix + name
+        section = isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+        yield key, info, section
+        if section:
+            yield from _walk_fields(info.annotation, key + ".")
+
+
+def unknown_key_message(key: str) -> str:
+    """``unknown key train.num_iter (did you mean train.num_iters?)``: the closest key of the same section (difflib),
+    else a key of another section with a close final name (``train.history`` -> ``plg.history``)."""
+    names = [k for k, _, _ in _walk_fields(Config)]
+    parent, _, leaf = key.rpartition(".")
+    siblings = {k.rpartition(".")[2]: k for k in names if k.rpartition(".")[0] == parent}
+    close = difflib.get_close_matches(leaf, list(siblings), n=1)
+    if close:
+        suggestion = siblings[close[0]]
+    else:
+        leaves = [k.rpartition(".")[2] for k in names]
+        close = difflib.get_close_matches(leaf, leaves, n=1, cutoff=0.8)
+        suggestion = names[leaves.index(close[0])] if close else None
+    if suggestion:
+        return f"unknown key {key} (did you mean {suggestion}?)"
+    return f"unknown key {key} (`adplg config` lists every key)"
+
+
+def _type_name(annotation: Any) -> str:
+    """A field's type as text (``int``, ``str | None``, ``Literal['a', 'b']``)."""
+    text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    return text.replace("typing.", "")
+
+
+def config_reference(preset: str | None = None) -> list[tuple[str, object, str]]:
+    """Every config key as ``(dotted key, value, description)``, in declaration order: the value in ``preset`` (the
+    defaults without one) and the field's one-line description (its type where it has none). Sections such as
+    ``data.layout`` are expanded into their keys (``data.layout.kind``)."""
+    cfg = build_config(preset) if preset else Config()
+    rows: list[tuple[str, object, str]] = []
+    for key, info, section in _walk_fields(Config):
+        if section:
+            continue
+        value: Any = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        rows.append((key, value, info.description or _type_name(info.annotation)))
+    return rows
 
 

@@ -15,7 +15,7 @@ from adplg.config import Config, build_config
 from adplg.data.datasets import TestSet, TrainSet, build_test_set, build_train_set, data_manifest
 from adplg.data.synthetic import generate_synthetic_ucf
 from adplg.evaluation.evaluate import predict_snippet_scores, score_metrics
-from adplg.evaluation.plots import plot_score_curves
+from adplg.evaluation.plots import plot_test_examples
 from adplg.io import atomic_write_text
 from adplg.training.engine import Trainer, create_run_dir
 
@@ -67,14 +67,9 @@ def run_demo(out: Path, num_iters: int | None = None, seed: int = 0, progress: b
         print(f"{name:38s} {m['auc']:7.4f} {m['ap']:7.4f} {m['pr_auc']:7.4f} {m['auc_abnormal']:7.4f} {m['far']:7.4f}")
 
     scores = predict_snippet_scores(trainer.scoring_net, test, trainer.device)
-    abnormal = [v for v in range(len(test.videos)) if test.video_labels[v] == 1]
-    normal = [v for v in range(len(test.videos)) if test.video_labels[v] == 0]
-    shown, gt = abnormal[:4] + normal[:2], test.gt
-    plot = plot_score_curves(trainer.run_dir / "scores.png", [test.videos[v].name for v in shown],
-                             [test.layout.expand(scores[v]) for v in shown],
-                             [gt.labels[gt.offsets[v]:gt.offsets[v + 1]] for v in shown],
-                             title=f"ADPLG-VAD demo-cpu-small on synthetic UCF-format test videos "
-                                   f"(frame AUC {result.ours['auc']:.3f})")
+    plot = plot_test_examples(trainer.run_dir / "scores.png", test, scores,
+                              title=f"ADPLG-VAD demo-cpu-small on synthetic UCF-format test videos "
+                                    f"(frame AUC {result.ours['auc']:.3f})")
     print(f"score plot:     {plot}")
     summary = {"adplg": result.ours, "logistic_regression": result.baseline, "run_dir": str(trainer.run_dir),
                "plot": str(plot)}

@@ -10,22 +10,9 @@ import logging
 import sys
 from pathlib import Path
 
+import adplg
+from adplg.cli.common import add_config_args, config_overrides, normalize_spellings, split_model_files
 from adplg.errors import AdplgError
-
-# the official scripts' flags -> config keys
-SEED_FLAGS = {
-    "thre_pesudo_a": ("plg.mean_threshold", float),
-    "thre_var_a": ("plg.var_threshold", float),
-    "pl_his_num": ("plg.history", int),
-    "warm_up": ("train.warm_up", int),
-    "seed": ("train.seed", int),
-    "batch_size": ("train.batch_size", int),
-    "num_iters": ("train.num_iters", int),
-    "device": ("train.device", str),
-    "feature_root": ("data.feature_root", str),
-    "list_dir": ("data.list_dir", str),
-    "output_dir": ("output_dir", str),
-}
 
 EXAMPLES_TRAIN = """examples:
   adplg train --preset ucf-i3d --list_dir ADPLG-VAD/list --feature_root /data/UCF-10Crop
@@ -44,25 +31,6 @@ EXAMPLES_DEMO = """examples:
 """
 
 
-def _add_config_args(p: argparse.ArgumentParser, preset_default: str | None) -> None:
-    p.add_argument("--preset", default=preset_default,
-                   help="dataset/feature preset (see `adplg presets`)"
-                   + (f"; default {preset_default}" if preset_default else ""))
-    p.add_argument("--config", help="a YAML file merged over the preset")
-    for flag, (key, kind) in SEED_FLAGS.items():
-        p.add_argument(f"--{flag}", type=kind, default=None, help=f"sets {key}")
-    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="dotted config overrides")
-
-
-def _overrides(args: argparse.Namespace) -> list[str]:
-    out = []
-    for flag, (key, _) in SEED_FLAGS.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            out.append(f"{key}={value}")
-    return out + list(args.overrides)
-
-
 def cmd_presets(args: argparse.Namespace) -> int:
     from adplg.config import build_config, preset_names
 
@@ -75,30 +43,26 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from adplg.checkpoint import Checkpoint
-    from adplg.config import build_config
-    from adplg.data.datasets import build_test_set, build_train_set, data_manifest
-    from adplg.training.engine import Trainer, create_run_dir
+def cmd_config(args: argparse.Namespace) -> int:
+    from adplg.config import config_reference
 
-    if args.resume:
-        ckpt = Checkpoint(args.resume)
-        cfg = build_config(base=ckpt.meta["config"], overrides=_overrides(args))
-        run_dir = ckpt.path.parent.parent
-    else:
-        cfg = build_config(args.preset, args.config, _overrides(args))
-    progress = cfg.train.progress
-    train = build_train_set(cfg, progress=progress)
-    test = None if args.no_eval else build_test_set(cfg, progress=progress)
-    if not args.resume:
-        run_dir = create_run_dir(cfg, args.run_dir)
-    manifest = data_manifest(cfg, train, test)
-    trainer = Trainer(cfg, train, test, run_dir, manifest=manifest)
-    if args.resume:
-        trainer.resume(ckpt)
-    print(f"run directory: {run_dir}")
-    summary = trainer.fit()
-    _print_summary(summary)
+    rows = config_reference(args.preset)
+    width = max(len(key) for key, _, _ in rows)
+    print(f"# every config key, its value in {'preset ' + repr(args.preset) if args.preset else 'the defaults'}, "
+          f"and what it sets; change one with section.key=value")
+    for key, value, description in rows:
+        print(f"{key:{width}s}  {value!s:24s}  {description}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from adplg.training.run import train
+
+    result = train(args.preset, overrides=config_overrides(args), config_file=args.config, run_dir=args.run_dir,
+                   resume=args.resume, evaluate=not args.no_eval,
+                   on_start=lambda run_dir: print(f"run directory: {run_dir}"))
+    _print_summary(result.summary)
+    print(f"checkpoint: {result.checkpoint}")
     return 0
 
 
@@ -117,36 +81,17 @@ def _print_summary(summary: dict) -> None:
         print(f"primary metric: {primary}")
 
 
-def split_model_files(words: list[str]) -> tuple[list[str], list[str]]:
-    """``--model_file A B k=v``: argparse gives every word to the option; ``key=value`` words that are not files
-    are config overrides."""
-    overrides = [w for w in words if "=" in w and not Path(w).exists()]
-    return [w for w in words if w not in overrides], overrides
-
-
 def cmd_test(args: argparse.Namespace) -> int:
-    from adplg.data.datasets import build_test_set
-    from adplg.evaluation.evaluate import evaluate, write_results
-    from adplg.inference.load import load_scorer
-    from adplg.runtime import resolve_device
+    from adplg.evaluation.run import test_checkpoints
 
     files, overrides = split_model_files(args.model_file)
-    args.model_file = files
-    cfg, net_s = load_scorer(files, args.preset, args.config, _overrides(args) + overrides)
-    device = resolve_device(cfg.train.device)
-    test = build_test_set(cfg, progress=cfg.train.progress)
-    metrics, scores = evaluate(net_s.to(device), test, device, cfg.eval.far_threshold, progress=cfg.train.progress,
-                               precision=cfg.eval.precision, batch_snippets=cfg.eval.batch_snippets,
-                               smooth_window=cfg.eval.smooth_window)
-    model_file = Path(args.model_file[0])
-    suffix = f"-ensemble{len(args.model_file)}" if len(args.model_file) > 1 else ""
-    out = Path(args.out) if args.out else model_file.parent / f"test-{model_file.stem}{suffix}"
-    write_results(out, test, metrics, scores, extra={"model_file": [str(f) for f in args.model_file],
-                                                     "config": cfg.to_dict()})
+    result = test_checkpoints(files, preset=args.preset, config_file=args.config,
+                              overrides=config_overrides(args) + overrides, out_dir=args.out, plot=not args.no_plot)
     for k in ("auc", "ap", "pr_auc", "auc_abnormal", "far"):
-        if k in metrics:
-            print(f"{k:13s} {metrics[k]:.4f}")
-    print(f"results: {out / 'results.json'}")
+        if k in result.metrics:
+            print(f"{k:13s} {result.metrics[k]:.4f}")
+    print(f"results: {result.out_dir / 'results.json'}" + ("" if args.no_plot else
+                                                          f" (score plot: {result.out_dir / 'scores.png'})"))
     return 0
 
 
@@ -160,11 +105,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adplg", description="ADPLG-VAD weakly supervised video anomaly detection")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    parser.add_argument("--version", action="version", version=f"adplg {adplg.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train both branches", epilog=EXAMPLES_TRAIN,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_config_args(p, "ucf-i3d")
+    add_config_args(p, "ucf-i3d")
     p.add_argument("--run_dir", help="run directory (default runs/<preset>-seed<seed>-<time>)")
     p.add_argument("--resume", help="a run directory or a full checkpoint to continue")
     p.add_argument("--no_eval", action="store_true", help="train without a test set")
@@ -172,10 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("test", help="evaluate a checkpoint (ours or the authors' .pkl)", epilog=EXAMPLES_TEST,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_config_args(p, None)
+    add_config_args(p, None)
     p.add_argument("--model_file", required=True, nargs="+",
                    help="our .safetensors checkpoint, a run directory, or *_model_s_*.pkl; several: their mean score")
-    p.add_argument("--out", help="folder for results.json and scores.npz")
+    p.add_argument("--out", help="folder for results.json, scores.npz and scores.png (default: inside the run, "
+                                 "<run>/tests/<checkpoint>)")
+    p.add_argument("--no_plot", action="store_true", help="skip the score plot")
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser("demo", help="synthetic UCF-format data -> CPU-sized training -> metrics and a score plot",
@@ -188,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("config", help="every config key with its default (or a preset's value) and description")
+    p.add_argument("--preset", help="show this preset's values instead of the defaults")
+    p.set_defaults(func=cmd_config)
 
     from adplg.cli import doctor, export, extract, score
 
@@ -210,7 +162,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(build_parser(), argv)
+    parser = build_parser()
+    args = parse_args(parser, normalize_spellings(parser, sys.argv[1:] if argv is None else list(argv)))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return args.func(args)

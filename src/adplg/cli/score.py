@@ -1,20 +1,14 @@
 """``adplg score`` (features or videos -> per-frame scores, alert segments, plots) and ``adplg calibrate`` (alert
-thresholds from normal footage to a target false-alarm rate, saved beside the model)."""
+thresholds from normal footage to a target false-alarm rate, saved beside the model): argument parsing over
+:class:`adplg.inference.scorer.Scorer`."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import tempfile
 from pathlib import Path
 
+from adplg.cli.common import split_model_files
 from adplg.conventions import BACKBONES, NAMINGS
-from adplg.errors import AdplgError
-
-log = logging.getLogger(__name__)
-
-FEW_VIDEOS = 30  # below this, calibrate says its interval is rough
 
 EXAMPLES_SCORE = """examples:
   # features made by `adplg extract` (fps from their records), alert rules from beside the checkpoint
@@ -56,81 +50,27 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", default=[], metavar="section.key=value", help="dotted config overrides")
 
 
-def _load(args: argparse.Namespace):
-    from adplg.cli.main import split_model_files
-    from adplg.inference.load import load_scorer
-    from adplg.runtime import resolve_device
+def _scorer(args: argparse.Namespace):
+    from adplg.inference.scorer import load
 
     args.checkpoint, overrides = split_model_files(args.checkpoint)
-    cfg, net_s = load_scorer(args.checkpoint, args.preset, args.config, [*args.overrides, *overrides])
-    device = resolve_device(args.device)
-    return cfg, net_s.to(device), device
+    return load(args.checkpoint, preset=args.preset, config=args.config, overrides=[*args.overrides, *overrides],
+                device=args.device)
 
 
-def _is_video(path: Path) -> bool:
-    if path.is_dir():
-        return not any(path.rglob("*.npy"))
-    return path.suffix != ".npy"
+def _score_options(args: argparse.Namespace) -> dict:
+    return {"fps": args.fps, "naming": args.naming, "weights": args.weights, "backbone": args.backbone,
+            "progress": not args.quiet}
 
 
-def _extract_videos(videos: list[Path], cfg, args: argparse.Namespace, out_dir: Path, device) -> Path:
-    """Features of video inputs into ``out_dir`` with the crops of the checkpoint's config; returns the folder."""
-    from adplg.conventions import DEFAULT_CROPS, backbone_for_dim
-    from adplg.inference.extract import build_extractor, extract_many
+def resolve_rules(args: argparse.Namespace, scorer):
+    """``--alerts``, else the scorer's rules (saved beside the checkpoint, else a fixed 0.5); then the flags."""
+    from adplg.inference.alerts import AlertRules
 
-    if not args.weights:
-        raise AdplgError(f"{videos[0]}: a video input needs the backbone weights (--weights rgb_imagenet.pt for I3D,"
-                         f" --weights ViT-B-16.pt for CLIP)")
-    backbone = args.backbone or backbone_for_dim(cfg.data.feature_dim)
-    if backbone is None:
-        raise AdplgError(f"the checkpoint expects {cfg.data.feature_dim}-d features, which neither backbone gives "
-                         f"(i3d 1024, clip 512); pass --backbone to force one")
-    crops = cfg.data.test_crops or DEFAULT_CROPS[backbone]  # a config without a crop count: the backbone's default
-    extractor = build_extractor(backbone, Path(args.weights), crops=crops, device=str(device))
-    report = extract_many(videos, extractor, out_dir, naming=args.naming or "ucf", progress=not args.quiet)
-    if report.failed:
-        raise AdplgError("feature extraction failed for " + "; ".join(f"{v}: {why}" for v, why in report.failed))
-    return out_dir
-
-
-def _timelines(args: argparse.Namespace, cfg, net_s, device, feature_dir: Path):
-    from adplg.inference.score import score_inputs
-
-    inputs = [Path(p) for p in args.inputs]
-    videos = [p for p in inputs if p.exists() and _is_video(p)]
-    features = [p for p in inputs if p not in videos]
-    naming = args.naming or _manifest_naming(features) or "ucf"
-    if videos:
-        args.naming = naming
-        features.append(_extract_videos(videos, cfg, args, feature_dir, device))
-    return score_inputs(net_s, features, cfg.data.feature_dim, naming=naming, fps=args.fps, device=device,
-                        precision=cfg.eval.precision, batch_snippets=cfg.eval.batch_snippets,
-                        expected_crops=cfg.data.test_crops, progress=not args.quiet)
-
-
-def _manifest_naming(inputs: list[Path]) -> str | None:
-    """The crop naming recorded by ``adplg extract`` in the (first) input folder's manifest.json, if any."""
-    for path in inputs:
-        manifest = (path if path.is_dir() else path.parent) / "manifest.json"
-        if manifest.is_file():
-            try:
-                return json.loads(manifest.read_text()).get("naming")
-            except json.JSONDecodeError:
-                raise AdplgError(f"extraction manifest {manifest} is not valid JSON") from None
-    return None
-
-
-def resolve_rules(args: argparse.Namespace):
-    """``--alerts``, else the rules saved beside the checkpoint, else a fixed 0.5 threshold; then the flags."""
-    from adplg.inference.alerts import AlertRules, rules_path_for
-
-    beside = rules_path_for(Path(args.checkpoint[0]))
     if args.alerts:
         rules, source = AlertRules.load(Path(args.alerts)), args.alerts
-    elif beside.is_file():
-        rules, source = AlertRules.load(beside), str(beside)
     else:
-        rules, source = AlertRules(), "default (threshold 0.5, no calibration)"
+        rules, source = scorer.rules, scorer.rules_source
     on = rules.on_threshold if args.threshold is None else args.threshold
     off = args.off_threshold if args.off_threshold is not None else (
         on if args.threshold is not None else rules.off_threshold)
@@ -139,43 +79,17 @@ def resolve_rules(args: argparse.Namespace):
     return rules, source
 
 
-def _model_sha256(checkpoints: list[str]) -> str:
-    """The sha256 of the weights file, or for an ensemble the sha256 of its members' hashes in order."""
-    import hashlib
-
-    from adplg.checkpoint import checkpoint_file
-    from adplg.io import file_sha256
-
-    hashes = [file_sha256(checkpoint_file(c)) for c in checkpoints]
-    return hashes[0] if len(hashes) == 1 else hashlib.sha256(" ".join(hashes).encode()).hexdigest()
-
-
-def _check_rules_model(rules, checkpoints: list[str]) -> None:
-    recorded = rules.calibration.get("checkpoint_sha256")
-    if recorded and recorded != _model_sha256(checkpoints):
-        log.warning("the alert rules were calibrated on another checkpoint (%s); re-run `adplg calibrate`",
-                    rules.calibration.get("checkpoint"))
-
-
 def cmd_score(args: argparse.Namespace) -> int:
-    from adplg.data.gt import read_annotations
-    from adplg.inference.score import annotated_spans, write_timeline
-    from adplg.io import atomic_write_text
-
-    cfg, net_s, device = _load(args)
-    rules, source = resolve_rules(args)
-    _check_rules_model(rules, args.checkpoint)
+    scorer = _scorer(args)
+    rules, source = resolve_rules(args, scorer)
+    scorer.check_rules(rules)
     out = Path(args.out)
-    annotations = read_annotations(args.annotations, args.annotation_format) if args.annotations else None
-    timelines = _timelines(args, cfg, net_s, device, out / "features")
-    summaries = [write_timeline(out, t, rules, annotated_spans(annotations, t.name, t.fps), plot=not args.no_plot)
-                 for t in timelines]
-    atomic_write_text(out / "summary.json", json.dumps(
-        {"checkpoint": args.checkpoint, "alert_rules": rules.to_dict(), "alert_rules_source": source,
-         "videos": summaries}, indent=2))
+    timelines = scorer.score(args.inputs, features_dir=out / "features", **_score_options(args))
+    summary = scorer.save(timelines, out, rules, rules_source=source, annotations=args.annotations,
+                          annotation_format=args.annotation_format, plot=not args.no_plot)
     print(f"alert rules: {source} (on {rules.on_threshold:.4f}, off {rules.off_threshold:.4f}, "
           f"min {rules.min_duration_s:g} s, merge gap {rules.merge_gap_s:g} s)")
-    for s in summaries:
+    for s in summary["videos"]:
         spans = ", ".join(f"{g['start_s']:.1f}-{g['end_s']:.1f}s" for g in s["segments"][:5])
         more = f" (+{len(s['segments']) - 5})" if len(s["segments"]) > 5 else ""
         print(f"{s['video']}: {s['duration_s']:.1f} s, max score {s['max_score']:.3f}, "
@@ -185,28 +99,18 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from adplg.checkpoint import checkpoint_file
-    from adplg.inference.alerts import calibrate, rules_path_for
-
-    cfg, net_s, device = _load(args)
-    with tempfile.TemporaryDirectory(prefix="adplg-calibrate-") as tmp:
-        timelines = _timelines(args, cfg, net_s, device, Path(args.features_dir or tmp))
-    rules = calibrate([(t.frame_scores, t.fps) for t in timelines], args.target_far, args.hysteresis,
-                      args.min_duration, args.merge_gap)
-    rules.calibration.update({"checkpoint": [str(checkpoint_file(c)) for c in args.checkpoint],
-                              "checkpoint_sha256": _model_sha256(args.checkpoint),
-                              "normal_videos": [t.name for t in timelines]})
-    out = Path(args.out) if args.out else rules_path_for(Path(args.checkpoint[0]))
-    rules.save(out)
+    scorer = _scorer(args)
+    rules = scorer.calibrate(args.inputs, args.target_far, hysteresis=args.hysteresis,
+                             min_duration_s=args.min_duration, merge_gap_s=args.merge_gap,
+                             save_to=args.out or True, features_dir=args.features_dir, **_score_options(args))
     c = rules.calibration
     low, high = c["far_95_prediction_interval"]
     print(f"on threshold {rules.on_threshold:.4f}, off {rules.off_threshold:.4f}: false-alarm rate "
           f"{c['achieved_far']:.4%} (target {args.target_far:.4%}; 95% prediction interval {low:.4%}-{high:.4%}), "
           f"{c['alerts_per_hour']:.2f} alerts/hour on {c['hours']:.2f} h of {c['videos']} normal video(s)")
-    if c["videos"] < FEW_VIDEOS:
-        print(f"note: {c['videos']} normal video(s) is little footage; false alarms cluster in a few videos, so the "
-              f"interval is only a rough guide (use {FEW_VIDEOS}+ videos the model was not trained on)")
-    print(f"alert rules: {out}")
+    if c.get("footage_note"):
+        print(f"note: {c['footage_note']}")
+    print(f"alert rules: {scorer.rules_source}")
     return 0
 
 

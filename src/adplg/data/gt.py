@@ -266,9 +266,11 @@ def build_frame_gt(
     ``annotation_key(name)``; a video without an entry is all normal."""
     videos = list(videos)
     if len(num_snippets) != len(videos):
-        raise AdplgError(f"build_frame_gt: expected one snippet count per video ({len(videos)}), got {len(num_snippets)}")
+        raise AdplgError(f"build_frame_gt: expected one snippet count per video ({len(videos)}), got "
+                         f"{len(num_snippets)}")
     if video_frames is not None and len(video_frames) != len(videos):
-        raise AdplgError(f"build_frame_gt: expected one frame count per video ({len(videos)}), got {len(video_frames)}")
+        raise AdplgError(f"build_frame_gt: expected one frame count per video ({len(videos)}), got "
+                         f"{len(video_frames)}")
     parts = []
     for i, name in enumerate(videos):
         frames = None if video_frames is None else int(video_frames[i])

@@ -79,3 +79,17 @@ def plot_timeline(path: Path, name: str, times_s: np.ndarray, frame_scores: np.n
     ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, borderaxespad=0)
     fig.tight_layout()
     return save_png(fig, path, dpi=100)
+
+
+def plot_test_examples(path: Path, test, snippet_scores: list[np.ndarray], title: str = "", abnormal: int = 4,
+                       normal: int = 2) -> Path:
+    """Frame scores against the GT of the first ``abnormal`` abnormal and ``normal`` normal videos of a test set
+    (``snippet_scores``: per video ``[T_v]``, in the test set's order)."""
+    labels = test.video_labels
+    shown = ([v for v in range(len(test.videos)) if labels[v] == 1][:abnormal]
+             + [v for v in range(len(test.videos)) if labels[v] == 0][:normal])
+    gt = test.gt
+    frames = [test.layout.expand(snippet_scores[v], test.video_frames[v] if test.video_frames else None)
+              for v in shown]
+    return plot_score_curves(path, [test.videos[v].name for v in shown], frames,
+                             [gt.labels[gt.offsets[v]:gt.offsets[v + 1]] for v in shown], title=title)

@@ -1,23 +1,85 @@
-"""Load the scoring branch (``net_s``) with its config from any supported checkpoint."""
+"""Load the scoring branch (``net_s``) with its config from any supported checkpoint.
+
+Which config builds the model:
+- **our checkpoints** (``.safetensors`` + ``.json`` sidecar, or a run directory) always build the model they were
+  trained with, from the config saved in the sidecar. A ``preset`` / ``config_file`` / ``overrides`` given beside
+  them only fill in the data section's paths (``data.list_dir``, the lists, roots, annotations, GT, test crops and
+  layout), the evaluation settings (``eval.*``), the device and ``model.attention`` (``SETTABLE_KEYS``); other keys
+  that disagree with the checkpoint are reported and ignored.
+- **the authors' ``*_model_s_*.pkl`` files** carry no config: it comes from ``preset`` (default ``ucf-i3d``) plus the
+  config file and overrides.
+Weights that do not fit the model built from that config raise one clear :class:`AdplgError` (never PyTorch's
+state_dict traceback).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from adplg.config import Config, build_config
+from adplg.config import Config, build_config, merge_settings, settings
 from adplg.errors import AdplgError
 from adplg.models.ensemble import SnippetEnsemble
 from adplg.models.snippet_branch import SnippetBranch
 
+log = logging.getLogger(__name__)
+
+# what a preset, config file or override may set for one of our checkpoints: where the data are and how they are
+# read and evaluated, never what the weights' shape depends on (feature_dim, model sizes, ...)
+SETTABLE_KEYS = {
+    "data": ("format", "list_dir", "train_list", "test_list", "feature_root", "train_root", "test_root",
+             "annotations", "annotation_format", "gt_file", "mmap", "test_crops", "layout"),
+    "model": ("attention",),  # blocked or dense local attention: the same weights and the same math
+    "train": ("device", "progress"),
+}
+
+
+def _checkpoint_config(saved: dict, preset: str | None, config_file: str | None,
+                       overrides: Sequence[str], source: Path) -> Config:
+    """The checkpoint's own config, with the user's ``SETTABLE_KEYS`` and ``eval.*`` settings applied on top; any
+    other key the user sets that differs from the checkpoint is reported and ignored."""
+    user = settings(preset, config_file, list(overrides))
+    update: dict = {}
+    ignored: list[str] = []
+    for section, values in user.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if section == "eval" or key in SETTABLE_KEYS.get(section, ()):
+                update.setdefault(section, {})[key] = value
+            elif saved.get(section, {}).get(key, value) != value:
+                ignored.append(f"{section}.{key}")
+    if ignored:
+        explicit = {item.split("=", 1)[0].strip() for item in overrides}
+        log.log(logging.WARNING if explicit & set(ignored) else logging.INFO,
+                "%s: uses the config it was trained with; ignored %s (a checkpoint's model and training settings "
+                "cannot change; a preset only supplies data paths)", source, ", ".join(ignored))
+    return build_config(base=merge_settings(saved, update))
+
+
+def load_weights(net, state: dict, path: Path, what: str = "snippet branch") -> None:
+    """``net.load_state_dict(state)`` with every missing, unexpected or mis-shaped key in one :class:`AdplgError`."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = [f"{len(missing)} missing (e.g. {missing[:3]})" if missing else "",
+                 f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})" if unexpected else "",
+                 f"{len(shapes)} of another shape (file vs model, e.g. {shapes[:3]})" if shapes else ""]
+        raise AdplgError(f"{path}: the weights do not fit the configured {what}: "
+                         + "; ".join(p for p in parts if p)
+                         + " (for the authors' .pkl files pick the matching --preset; our checkpoints build their own "
+                           "model)")
+    net.load_state_dict(state, strict=True)
+
 
 def load_snippet_branch(model_file: str | Path, preset: str | None = None, config_file: str | None = None,
                         overrides: Sequence[str] = ()) -> tuple[Config, SnippetBranch]:
-    """Our checkpoint (``.safetensors`` + ``.json``, or a run directory) or an official ``*_model_s_*.pkl``.
-
-    Our checkpoints carry their config (``preset``/``config_file``/``overrides`` replace or adjust it); an official
-    file has none, so its config comes from ``preset`` (default ``ucf-i3d``). Returns ``(config, net_s)`` on the CPU
-    in eval mode."""
+    """Our checkpoint (``.safetensors`` + ``.json``, or a run directory) or an official ``*_model_s_*.pkl``
+    (see the module docstring for which config is used). Returns ``(config, net_s)`` on the CPU in eval mode."""
     from adplg.checkpoint import OFFICIAL_SUFFIXES, Checkpoint
     from adplg.models.build import build_snippet_branch
     from adplg.models.convert import load_official_checkpoint
@@ -33,13 +95,15 @@ def load_snippet_branch(model_file: str | Path, preset: str | None = None, confi
         cfg = build_config(preset or "ucf-i3d", config_file, list(overrides))
     else:
         ckpt = Checkpoint(path)
-        cfg = build_config(preset, config_file, list(overrides), base=None if preset else ckpt.meta["config"])
+        saved = ckpt.meta.get("config") if isinstance(ckpt.meta, dict) else None
+        if not isinstance(saved, dict):
+            raise AdplgError(f"{ckpt.path.with_suffix('.json')}: expected a checkpoint sidecar with a 'config' "
+                             f"mapping, got {type(saved).__name__ if saved is not None else 'none'}")
+        cfg = _checkpoint_config(saved, preset, config_file, overrides, ckpt.path)
         state = ckpt.part("net_s")
+        path = ckpt.path
     net_s = build_snippet_branch(cfg)
-    missing, unexpected = net_s.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise AdplgError(f"{path}: weights do not fit the configured snippet branch; missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]} (check --preset / model.* settings)")
+    load_weights(net_s, state, path)
     return cfg, net_s.eval()
 
 

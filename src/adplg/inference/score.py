@@ -3,10 +3,14 @@ PNG outputs.
 
 Feature inputs are ``.npy`` files (``[T, D]`` per crop, or ``[T, C, D]``) or folders of them (searched
 recursively). Crop files of one video are grouped by name: ``<video>.npy`` / ``<video>__k.npy`` (``naming="ucf"``
-or ``"xd"``) or ``<video>_k.npy`` (``"sht"``); the crop scores are averaged. A snippet score covers its 16 frames
-(``np.repeat``, as in evaluation), so a timeline has ``T * 16`` frames; frame ``i`` is at ``i / fps`` seconds. The
-frame rate comes from the extraction record ``<folder>/meta/<video>.json`` written by ``adplg extract``, else from
-``fps`` (the caller's ``--fps``), else 30 (recorded as assumed).
+or ``"xd"``) or ``<video>_k.npy`` (``"sht"``); the crop scores are averaged. Snippet scores become frame scores by
+the config's snippet layout (``data.layout``, exactly as ``adplg test`` evaluates): ``uniform`` repeats a snippet's
+score over its ``frames_per_snippet`` frames; ``spread`` interpolates over the video's frame count.
+
+Times: when the extraction record ``<folder>/meta/<video>.json`` written by ``adplg extract`` holds the snippets'
+presentation times from the container (``snippet_start_s`` / ``snippet_end_s``), frame times come from them (a
+variable-frame-rate video or one with undecodable frames keeps its real clock); otherwise frame ``i`` is at
+``i / fps`` with the record's fps, else ``fps`` (the caller's ``--fps``), else 30 (recorded as assumed).
 """
 
 from __future__ import annotations
@@ -15,15 +19,16 @@ import csv
 import io
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from adplg.conventions import SNIPPET_FRAMES, split_crop_suffix
+from adplg.conventions import split_crop_suffix
 from adplg.data.features import FeatureStore
+from adplg.data.gt import SnippetLayout
 from adplg.data.lists import CropItem
 from adplg.errors import AdplgError
 from adplg.evaluation.evaluate import forward_in_chunks
@@ -37,22 +42,66 @@ ASSUMED_FPS = 30.0
 
 @dataclass
 class Timeline:
-    """One video's scores: ``snippet_scores [T]``; ``frame_scores`` ``[T * snippet_frames]`` at ``times_s``."""
+    """One video's scores: ``snippet_scores [T]``, and per frame ``frame_scores [F]`` at ``times_s [F]`` seconds.
+
+    ``layout`` maps snippets to frames (``F = T * frames_per_snippet`` for ``uniform``; ``video_frames`` for
+    ``spread``). ``snippet_start_s`` / ``snippet_end_s`` ``[T]`` are the snippets' presentation times from the
+    container when the extraction recorded them (else None, and frame ``i`` is at ``i / fps``)."""
 
     name: str
     snippet_scores: np.ndarray
     fps: float
     fps_source: str
     features: list[str]
-    snippet_frames: int = SNIPPET_FRAMES
+    layout: SnippetLayout = field(default_factory=SnippetLayout)
+    video_frames: int | None = None
+    snippet_start_s: np.ndarray | None = None
+    snippet_end_s: np.ndarray | None = None
+
+    @property
+    def snippet_frames(self) -> int:
+        return self.layout.frames_per_snippet
 
     @property
     def frame_scores(self) -> np.ndarray:
-        return np.repeat(self.snippet_scores, self.snippet_frames)
+        return self.layout.expand(self.snippet_scores, self.video_frames)
 
     @property
     def times_s(self) -> np.ndarray:
-        return np.arange(len(self.snippet_scores) * self.snippet_frames) / self.fps
+        """Start time of every frame of ``frame_scores``: within snippet ``t``, frames are spaced evenly from its
+        start to its end time (the container's clock), else ``i / fps``."""
+        if self.snippet_start_s is not None and self.layout.kind == "uniform":
+            k = self.snippet_frames
+            start, end = np.asarray(self.snippet_start_s, np.float64), np.asarray(self.snippet_end_s, np.float64)
+            return (start[:, None] + (end - start)[:, None] * (np.arange(k) / k)[None, :]).reshape(-1)
+        return np.arange(len(self.frame_scores)) / self.fps
+
+    @property
+    def time_source(self) -> str:
+        if self.snippet_start_s is not None and self.layout.kind == "uniform":
+            return "container presentation times"
+        return f"frame index / fps ({self.fps_source})"
+
+    @property
+    def duration_s(self) -> float:
+        """From the first frame's start to the last frame's end."""
+        if self.snippet_end_s is not None and self.layout.kind == "uniform" and len(self.snippet_end_s):
+            return float(self.snippet_end_s[-1])
+        return len(self.frame_scores) / self.fps
+
+    def alerts(self, rules: AlertRules) -> tuple[np.ndarray, list[Segment]]:
+        """``(alerted [F] bool, segments)`` under ``rules``; segment times are on this timeline's clock."""
+        frames = self.frame_scores
+        alerted = alert_mask(frames, self.fps, rules)
+        edges = np.append(self.times_s, self.duration_s)  # [F + 1]: each frame's start, then the end of the last
+        segments = [replace(g, start_s=float(edges[g.start_frame]), end_s=float(edges[g.end_frame]))
+                    for g in alert_segments(frames, self.fps, rules)]
+        return alerted, segments
+
+    def save(self, out_dir: Path, rules: AlertRules, gt_spans_s: list[tuple[float, float]] | None = None,
+             plot: bool = True) -> dict:
+        """Write ``<name>.csv``, ``<name>.json`` and ``<name>.png`` into ``out_dir`` (see :func:`write_timeline`)."""
+        return write_timeline(out_dir, self, rules, gt_spans_s, plot)
 
 
 # ------------------------------------------------------------------------------------------------------ inputs
@@ -111,23 +160,50 @@ def feature_items(inputs: list[Path], naming: str = "ucf") -> list[CropItem]:
     return items
 
 
-def recorded_fps(feature_file: Path, video: str) -> float | None:
-    """The frame rate ``adplg extract`` recorded for ``video`` (``<folder>/meta/<video>.json``), if any."""
+def extraction_record(feature_file: Path, video: str) -> dict | None:
+    """The record ``adplg extract`` wrote for ``video`` (``<folder>/meta/<video>.json``), if any."""
     meta = Path(feature_file).parent / "meta" / f"{video}.json"
     if not meta.is_file():
         return None
     try:
-        fps = float(json.loads(meta.read_text()).get("fps") or 0)
-    except (json.JSONDecodeError, TypeError, ValueError):
-        raise AdplgError(f"extraction record {meta} is not valid JSON with a numeric 'fps'") from None
-    return fps if fps > 0 else None
+        record = json.loads(meta.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        record = None
+    if not isinstance(record, dict):
+        raise AdplgError(f"extraction record {meta}: expected a JSON object (as written by adplg extract)")
+    return record
+
+
+def _record_clock(record: dict | None, snippets: int, where: str) -> tuple[float | None, np.ndarray | None,
+                                                                        np.ndarray | None]:
+    """``(fps, snippet_start_s [T], snippet_end_s [T])`` from an extraction record; Nones where absent."""
+    if record is None:
+        return None, None, None
+    try:
+        fps = float(record.get("fps") or 0)
+    except (TypeError, ValueError):
+        raise AdplgError(f"{where}: expected a numeric 'fps', got {record.get('fps')!r}") from None
+    fps = fps if np.isfinite(fps) and fps > 0 else None
+    start, end = record.get("snippet_start_s"), record.get("snippet_end_s")
+    if start is None or end is None:
+        return fps, None, None
+    start, end = np.asarray(start, np.float64), np.asarray(end, np.float64)
+    if start.shape != (snippets,) or end.shape != (snippets,) or not np.all(np.isfinite(start)) \
+            or np.any(end < start):
+        raise AdplgError(f"{where}: expected {snippets} snippet start/end times with end >= start, got "
+                         f"{start.shape[0] if start.ndim else 0} start and {end.shape[0] if end.ndim else 0} end times")
+    return fps, start, end
 
 
 # ------------------------------------------------------------------------------------------------------ scoring
 @torch.no_grad()
 def score_features(net_s: nn.Module, store: FeatureStore, device: torch.device | str = "cpu",
-                   precision: str = "fp32", batch_snippets: int = 65536) -> dict[str, np.ndarray]:
-    """Per video of ``store``, the crop-averaged snippet scores ``[T]`` (``net_s`` in eval mode)."""
+                   precision: str = "fp32", batch_snippets: int = 65536,
+                   smooth_window: int = 0) -> dict[str, np.ndarray]:
+    """Per video of ``store``, the crop-averaged snippet scores ``[T]`` (``net_s`` in eval mode), smoothed over
+    ``smooth_window`` snippets as evaluation does (``eval.smooth_window``; 0 = off)."""
+    from adplg.evaluation.evaluate import smooth_scores
+
     by_video: dict[str, list[int]] = {}
     for i, item in enumerate(store.items):
         by_video.setdefault(item.video, []).append(i)
@@ -136,20 +212,23 @@ def score_features(net_s: nn.Module, store: FeatureStore, device: torch.device |
     with autocast(device, precision):
         for video, idxs in by_video.items():
             x = torch.from_numpy(np.stack([store[i] for i in idxs])).to(device)  # [C, T, D]
-            out[video] = forward_in_chunks(net_s, x, batch_snippets).mean(dim=0).cpu().numpy()
+            out[video] = smooth_scores(forward_in_chunks(net_s, x, batch_snippets).mean(dim=0).cpu().numpy(),
+                                       smooth_window)
     return out
 
 
 def score_inputs(net_s: nn.Module, inputs: list[Path], feature_dim: int, naming: str = "ucf",
                  fps: float | None = None, device: torch.device | str = "cpu", precision: str = "fp32",
-                 batch_snippets: int = 65536, expected_crops: int | None = None,
-                 progress: bool = False) -> list[Timeline]:
-    """Validate and score every video of the feature ``inputs``; one :class:`Timeline` per video. A crop count
-    other than ``expected_crops`` (the checkpoint's test crops) is scored but warned about."""
+                 batch_snippets: int = 65536, expected_crops: int | None = None, progress: bool = False,
+                 layout: SnippetLayout | None = None, smooth_window: int = 0) -> list[Timeline]:
+    """Validate and score every video of the feature ``inputs``; one :class:`Timeline` per video, its frames laid
+    out by ``layout`` (the config's ``data.layout``). A crop count other than ``expected_crops`` (the checkpoint's
+    test crops) is scored but warned about."""
+    layout = layout or SnippetLayout()
     items = feature_items(inputs, naming)
     store = FeatureStore.load(items, feature_dim=feature_dim, mmap=True, progress=progress,
                               context="features to score")  # memory-mapped: one video in memory at a time
-    scores = score_features(net_s, store, device, precision, batch_snippets)
+    scores = score_features(net_s, store, device, precision, batch_snippets, smooth_window)
     timelines = []
     for video, snippet_scores in scores.items():
         files = [str(it.path) for it in items if it.video == video]
@@ -157,7 +236,8 @@ def score_inputs(net_s: nn.Module, inputs: list[Path], feature_dim: int, naming:
         if expected_crops is not None and crops != expected_crops:
             log.warning("%s: %d crop(s) found, but the model was evaluated on %d; scores average the %d found",
                         video, crops, expected_crops, crops)
-        recorded = recorded_fps(Path(files[0]), video)
+        record = extraction_record(Path(files[0]), video)
+        recorded, start, end = _record_clock(record, len(snippet_scores), f"extraction record of {video}")
         if recorded is not None:
             rate, source = recorded, "extraction record"
         elif fps is not None:
@@ -165,7 +245,17 @@ def score_inputs(net_s: nn.Module, inputs: list[Path], feature_dim: int, naming:
         else:
             rate, source = ASSUMED_FPS, "assumed (no extraction record; pass --fps)"
             log.warning("%s: frame rate unknown, assuming %.0f fps (pass --fps)", video, ASSUMED_FPS)
-        timelines.append(Timeline(video, snippet_scores, rate, source, list(dict.fromkeys(files))))
+        video_frames = None
+        if layout.kind == "spread":
+            video_frames = (record or {}).get("frames_decoded") or (record or {}).get("container_frames")
+            if not video_frames:
+                raise AdplgError(f"{video}: the config's 'spread' snippet layout needs the video's frame count, "
+                                 f"expected an extraction record meta/{video}.json with frames_decoded, got none")
+        if start is not None and layout.kind == "uniform" and layout.frames_per_snippet != (record or {}).get(
+                "snippet_frames", layout.frames_per_snippet):
+            start = end = None  # the record's snippets are not the layout's: fall back to the frame rate
+        timelines.append(Timeline(video, snippet_scores, rate, source, list(dict.fromkeys(files)), layout,
+                                  video_frames, start, end))
     return timelines
 
 
@@ -189,8 +279,7 @@ def write_timeline(out_dir: Path, timeline: Timeline, rules: AlertRules,
 
     out_dir = Path(out_dir)
     frames, times = timeline.frame_scores, timeline.times_s
-    alerted = alert_mask(frames, timeline.fps, rules)
-    segments: list[Segment] = alert_segments(frames, timeline.fps, rules)
+    alerted, segments = timeline.alerts(rules)
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -201,8 +290,10 @@ def write_timeline(out_dir: Path, timeline: Timeline, rules: AlertRules,
 
     summary = {"video": timeline.name, "fps": timeline.fps, "fps_source": timeline.fps_source,
                "snippets": len(timeline.snippet_scores), "frames": len(frames),
-               "duration_s": len(frames) / timeline.fps, "max_score": float(frames.max(initial=0.0)),
-               "alert_seconds": float(alerted.sum() / timeline.fps), "segments": [s.to_dict() for s in segments]}
+               "duration_s": timeline.duration_s, "time_source": timeline.time_source,
+               "max_score": float(frames.max(initial=0.0)),
+               "alert_seconds": float(sum(g.duration_s for g in segments)),
+               "segments": [g.to_dict() for g in segments]}
     payload = {**summary, "snippet_frames": timeline.snippet_frames, "features": timeline.features,
                "alert_rules": rules.to_dict(), "time_s": np.round(times, 4).tolist(),
                "score": np.round(frames.astype(np.float64), 6).tolist(), "alert": alerted.astype(int).tolist()}

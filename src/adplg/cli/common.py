@@ -1,0 +1,80 @@
+"""What every command shares: the config arguments, the official scripts' flags, checkpoint lists with trailing
+overrides, and option spellings (``--num_iters`` and ``--num-iters`` are the same option everywhere)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+# the official scripts' flags -> config keys
+SEED_FLAGS = {
+    "thre_pesudo_a": ("plg.mean_threshold", float),
+    "thre_var_a": ("plg.var_threshold", float),
+    "pl_his_num": ("plg.history", int),
+    "warm_up": ("train.warm_up", int),
+    "seed": ("train.seed", int),
+    "batch_size": ("train.batch_size", int),
+    "num_iters": ("train.num_iters", int),
+    "device": ("train.device", str),
+    "feature_root": ("data.feature_root", str),
+    "list_dir": ("data.list_dir", str),
+    "output_dir": ("output_dir", str),
+}
+
+
+def _options(parser: argparse.ArgumentParser) -> tuple[set[str], dict[str, argparse.ArgumentParser]]:
+    """The option strings of ``parser`` itself and its sub-commands by name."""
+    own: set[str] = set()
+    commands: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        own.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            commands.update(action.choices)
+    return own, commands
+
+
+def normalize_spellings(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``--num_iters`` and ``--num-iters`` are the same option everywhere: a long option the command does not know
+    is replaced by its other spelling (underscores <-> dashes) when the command knows that one. The command is the
+    first word naming a sub-command; the options before it are the top-level parser's."""
+    known, commands = _options(parser)
+    out = []
+    for word in argv:
+        if word in commands:  # the sub-command: its options from here on
+            known, commands = _options(commands[word])[0], {}
+        name, eq, value = word.partition("=")
+        if word.startswith("--") and name not in known:
+            for other in (name.replace("_", "-"), "--" + name[2:].replace("-", "_")):
+                if other in known:
+                    word = other + eq + value
+                    break
+        out.append(word)
+    return out
+
+
+def add_config_args(p: argparse.ArgumentParser, preset_default: str | None) -> None:
+    """``--preset``, ``--config``, the official flags and trailing ``section.key=value`` overrides."""
+    p.add_argument("--preset", default=preset_default,
+                   help="dataset/feature preset (see `adplg presets`)"
+                   + (f"; default {preset_default}" if preset_default else ""))
+    p.add_argument("--config", help="a YAML file merged over the preset")
+    for flag, (key, kind) in SEED_FLAGS.items():
+        p.add_argument(f"--{flag}", type=kind, default=None, help=f"sets {key}")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="dotted config overrides")
+
+
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """The official flags that were given, as overrides, then the dotted overrides."""
+    out = []
+    for flag, (key, _) in SEED_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            out.append(f"{key}={value}")
+    return out + list(getattr(args, "overrides", []))
+
+
+def split_model_files(words: list[str]) -> tuple[list[str], list[str]]:
+    """``--model_file A B k=v``: argparse gives every word to the option; ``key=value`` words that are not files
+    are config overrides."""
+    overrides = [w for w in words if "=" in w and not Path(w).exists()]
+    return [w for w in words if w not in overrides], overrides

@@ -1,0 +1,66 @@
+"""One call from checkpoints to test-set metrics, scores and a plot (``adplg test``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from adplg.config import Config
+
+
+@dataclass
+class TestResult:
+    """Frame metrics of a checkpoint (or an ensemble) on a test set, and where they were written."""
+
+    metrics: dict
+    snippet_scores: list[np.ndarray]  # per test video, [T_v]
+    out_dir: Path
+    config: Config
+
+
+def default_output(model_files: Sequence[str | Path]) -> Path:
+    """Inside the run when the (first) checkpoint belongs to one: ``<run>/tests/<checkpoint>[-ensembleK]``;
+    otherwise ``test-<checkpoint>`` beside the file."""
+    from adplg.checkpoint import checkpoint_file
+
+    first = Path(model_files[0])
+    weights = checkpoint_file(first)
+    suffix = f"-ensemble{len(model_files)}" if len(model_files) > 1 else ""
+    if weights.parent.name == "checkpoints" and (weights.parent.parent / "config.yaml").is_file():
+        return weights.parent.parent / "tests" / f"{weights.stem}{suffix}"
+    return weights.parent / f"test-{weights.stem}{suffix}"
+
+
+def test_checkpoints(model_files: Sequence[str | Path], *, preset: str | None = None,
+                     config_file: str | Path | None = None, overrides: Sequence[str] = (),
+                     out_dir: str | Path | None = None, plot: bool = True) -> TestResult:
+    """Evaluate our checkpoint(s) or the authors' ``*_model_s_*.pkl`` on the config's test set.
+
+    Writes ``results.json``, ``scores.npz`` and (``plot``) ``scores.png`` into ``out_dir`` (default
+    :func:`default_output`). Several files score their mean (an ensemble)."""
+    from adplg.data.datasets import build_test_set
+    from adplg.evaluation.evaluate import evaluate, write_results
+    from adplg.evaluation.plots import plot_test_examples
+    from adplg.inference.load import load_scorer
+    from adplg.runtime import resolve_device
+
+    files = [str(f) for f in model_files]
+    cfg, net_s = load_scorer(files, preset, None if config_file is None else str(config_file), list(overrides))
+    device = resolve_device(cfg.train.device)
+    test = build_test_set(cfg, progress=cfg.train.progress)
+    e = cfg.eval
+    metrics, scores = evaluate(net_s.to(device), test, device, e.far_threshold, progress=cfg.train.progress,
+                               precision=e.precision, batch_snippets=e.batch_snippets, smooth_window=e.smooth_window)
+    out = Path(out_dir) if out_dir is not None else default_output(files)
+    write_results(out, test, metrics, scores, extra={"model_file": files, "config": cfg.to_dict()})
+    if plot:
+        plot_test_examples(out / "scores.png", test, scores,
+                           title=f"{Path(files[0]).name}: frame {e.primary} {metrics.get(e.primary, float('nan')):.3f}")
+    return TestResult(metrics, scores, out, cfg)
+
+
+test_checkpoints.__test__ = False  # not a pytest test, despite its name
+TestResult.__test__ = False

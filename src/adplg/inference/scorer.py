@@ -1,0 +1,263 @@
+"""The inference pipeline as a library: a loaded model that scores feature files, videos or arrays, turns scores into
+alerts, saves timelines, and calibrates its alert rules. ``adplg score`` and ``adplg calibrate`` are thin layers over
+this module; a notebook, a live-camera service or a cluster job use the same calls::
+
+    scorer = adplg.load("runs/ucf-i3d-seed42-.../checkpoints/last.safetensors")
+    timelines = scorer.score("features/cam1")                      # extracted features (or a video, with weights=)
+    scorer.save(timelines, "scores/cam1")                          # CSV / JSON / PNG per video + summary.json
+    rules = scorer.calibrate("features/cam1-normal", target_far=0.01)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from adplg.config import Config
+from adplg.conventions import DEFAULT_CROPS, backbone_for_dim
+from adplg.data.datasets import snippet_layout
+from adplg.errors import AdplgError
+from adplg.inference.alerts import AlertRules, calibrate, rules_path_for
+from adplg.inference.score import Timeline, annotated_spans, score_inputs
+from adplg.io import atomic_write_text, file_sha256
+
+log = logging.getLogger(__name__)
+
+PathLike = str | Path
+Inputs = PathLike | Sequence[PathLike]
+
+
+def _as_paths(inputs: Inputs) -> list[Path]:
+    if isinstance(inputs, (str, Path)):
+        return [Path(inputs)]
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise AdplgError("no inputs given (expected .npy feature files, folders of them, or videos)")
+    return paths
+
+
+def is_video_input(path: Path) -> bool:
+    """A video file, or a folder holding no ``.npy`` features (a folder of videos); missing paths are classified
+    by their suffix."""
+    from adplg.inference.extract import VIDEO_EXTENSIONS
+
+    if path.is_dir():
+        return not any(path.rglob("*.npy"))
+    if not path.exists():
+        return path.suffix.lower() in VIDEO_EXTENSIONS
+    return path.suffix != ".npy"
+
+
+def _check_inputs_exist(paths: list[Path]) -> None:
+    from adplg.inference.extract import VIDEO_EXTENSIONS
+
+    for path in paths:
+        if path.exists():
+            continue
+        if path.suffix.lower() in VIDEO_EXTENSIONS:
+            raise AdplgError(f"video not found: {path}")
+        if path.suffix == ".npy":
+            raise AdplgError(f"feature file not found: {path}")
+        raise AdplgError(f"input not found: {path} (expected a video, a .npy feature file or a folder of either)")
+
+
+def manifest_naming(inputs: list[Path]) -> str | None:
+    """The crop naming recorded by ``adplg extract`` in the (first) input folder's manifest.json, if any."""
+    for path in inputs:
+        manifest = (path if path.is_dir() else path.parent) / "manifest.json"
+        if manifest.is_file():
+            try:
+                data = json.loads(manifest.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                data = None
+            if not isinstance(data, dict):
+                raise AdplgError(f"extraction manifest {manifest}: expected a JSON object (as written by adplg "
+                                 f"extract)")
+            return data.get("naming")
+    return None
+
+
+class Scorer:
+    """A loaded scoring model (one checkpoint, or an ensemble of several) with its config and alert rules.
+
+    Attributes: ``config`` (the :class:`~adplg.config.Config` the model was built from), ``model`` (the snippet
+    branch, ``features [B, T, D] -> scores [B, T]`` in ``[0, 1]``), ``device``, ``checkpoints`` (the files), and
+    ``rules`` / ``rules_source``: the alert rules saved beside the (first) checkpoint by :meth:`calibrate`, else a
+    fixed 0.5 threshold.
+    """
+
+    def __init__(self, config: Config, model: torch.nn.Module, checkpoints: Sequence[PathLike],
+                 device: torch.device | str = "cpu"):
+        from adplg.runtime import resolve_device
+
+        self.config = config
+        self.device = device if isinstance(device, torch.device) else resolve_device(str(device))
+        self.model = model.to(self.device).eval()
+        self.checkpoints = [Path(c) for c in checkpoints]
+        beside = rules_path_for(self.checkpoints[0]) if self.checkpoints else None
+        if beside is not None and beside.is_file():
+            self.rules, self.rules_source = AlertRules.load(beside), str(beside)
+        else:
+            self.rules, self.rules_source = AlertRules(), "default (threshold 0.5, no calibration)"
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"Scorer({', '.join(map(str, self.checkpoints))}; {c.data.feature_dim}-d features, "
+                f"{c.data.test_crops or 'any'} crop(s), layout {c.data.layout.kind}, device {self.device})")
+
+    # ------------------------------------------------------------------------------------------------ scoring
+    @torch.no_grad()
+    def score_array(self, features: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Snippet scores ``[T]`` of one video's features ``[T, D]`` or ``[crops, T, D]`` (crops averaged)."""
+        from adplg.evaluation.evaluate import forward_in_chunks, smooth_scores
+        from adplg.precision import autocast
+
+        x = torch.as_tensor(np.asarray(features, dtype=np.float32))
+        if x.ndim == 2:
+            x = x[None]
+        dim = self.config.data.feature_dim
+        if x.ndim != 3 or x.shape[-1] != dim or x.shape[1] < 1:
+            raise AdplgError(f"features: expected [T, {dim}] or [crops, T, {dim}], got {list(x.shape)}")
+        e = self.config.eval
+        with autocast(self.device, e.precision):
+            scores = forward_in_chunks(self.model, x.to(self.device), e.batch_snippets).mean(dim=0)
+        return smooth_scores(scores.cpu().numpy(), e.smooth_window)
+
+    def score(self, inputs: Inputs, *, fps: float | None = None, naming: str | None = None,
+              weights: PathLike | None = None, backbone: str | None = None, features_dir: PathLike | None = None,
+              progress: bool = False) -> list[Timeline]:
+        """Score feature files, folders of them, or videos; one :class:`~adplg.inference.score.Timeline` per video.
+
+        ``inputs``: ``.npy`` files (``[T, D]`` per crop, or ``[T, crops, D]``), folders of them (searched
+        recursively), or video files / folders of videos. Videos need the backbone ``weights`` (``backbone`` defaults
+        to the one whose feature size the model takes); their features are extracted with the model's test crops
+        into ``features_dir`` (default: a temporary folder, deleted afterwards). ``fps`` is used for feature files
+        without an extraction record; ``naming`` (ucf/xd/sht) defaults to the extraction manifest's, else ucf."""
+        paths = _as_paths(inputs)
+        _check_inputs_exist(paths)
+        videos = [p for p in paths if is_video_input(p)]
+        features = [p for p in paths if p not in videos]
+        naming = naming or manifest_naming(features) or "ucf"
+        if not videos:
+            return self._score_features(features, naming, fps, progress)
+        with tempfile.TemporaryDirectory(prefix="adplg-features-") as tmp:
+            folder = Path(features_dir) if features_dir is not None else Path(tmp)
+            self.extract(videos, folder, weights=weights, backbone=backbone, naming=naming, progress=progress)
+            return self._score_features([*features, folder], naming, fps, progress)
+
+    def _score_features(self, features: list[Path], naming: str, fps: float | None,
+                        progress: bool) -> list[Timeline]:
+        c = self.config
+        return score_inputs(self.model, features, c.data.feature_dim, naming=naming, fps=fps, device=self.device,
+                            precision=c.eval.precision, batch_snippets=c.eval.batch_snippets,
+                            expected_crops=c.data.test_crops, progress=progress, layout=snippet_layout(c.data),
+                            smooth_window=c.eval.smooth_window)
+
+    def extract(self, videos: Sequence[PathLike], out_dir: PathLike, *, weights: PathLike | None,
+                backbone: str | None = None, naming: str = "ucf", progress: bool = False) -> Path:
+        """Features of ``videos`` for this model (its backbone's feature size, its test crops) into ``out_dir``."""
+        from adplg.inference.extract import build_extractor, extract_many
+
+        videos = [Path(v) for v in videos]
+        dim = self.config.data.feature_dim
+        if weights is None:
+            raise AdplgError(f"{videos[0]}: a video input needs the backbone weights (weights=/--weights "
+                             f"rgb_imagenet.pt for I3D, ViT-B-16.pt for CLIP)")
+        backbone = backbone or backbone_for_dim(dim)
+        if backbone is None:
+            raise AdplgError(f"the model expects {dim}-d features, which no backbone gives (i3d 1024, clip 512); "
+                             f"name one with backbone=/--backbone to force it")
+        crops = self.config.data.test_crops or DEFAULT_CROPS[backbone]  # no crop count: the backbone's default
+        extractor = build_extractor(backbone, Path(weights), crops=crops, device=self.device)
+        if extractor.feature_dim != dim:
+            raise AdplgError(f"{weights}: the {backbone} backbone gives {extractor.feature_dim}-d features, but the "
+                             f"model expects {dim}-d")
+        report = extract_many(videos, extractor, Path(out_dir), naming=naming, progress=progress)
+        if report.failed:
+            raise AdplgError("feature extraction failed for " + "; ".join(f"{v}: {why}" for v, why in report.failed))
+        return Path(out_dir)
+
+    # ------------------------------------------------------------------------------------------------ outputs
+    def save(self, timelines: Sequence[Timeline], out_dir: PathLike, rules: AlertRules | None = None, *,
+             rules_source: str | None = None, annotations: PathLike | dict | None = None,
+             annotation_format: str = "ucf", plot: bool = True) -> dict:
+        """Per video ``<name>.csv``, ``<name>.json`` and ``<name>.png`` (annotated anomalies shaded when
+        ``annotations`` is a UCF/XD annotation file or ``{video: [(start_frame, end_frame), ...]}``), and
+        ``summary.json``; returns the summary. ``rules`` default to :attr:`rules`; ``rules_source`` says where
+        given rules came from (recorded in the summary)."""
+        from adplg.data.gt import read_annotations
+
+        out = Path(out_dir)
+        rules = rules or self.rules
+        intervals = (read_annotations(annotations, annotation_format)
+                     if isinstance(annotations, (str, Path)) else annotations)
+        videos = [t.save(out, rules, annotated_spans(intervals, t.name, t.fps), plot=plot) for t in timelines]
+        source = rules_source or (self.rules_source if rules is self.rules else "given")
+        summary = {"checkpoint": [str(c) for c in self.checkpoints], "alert_rules": rules.to_dict(),
+                   "alert_rules_source": source, "videos": videos}
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+        return summary
+
+    def check_rules(self, rules: AlertRules) -> None:
+        """Warn when ``rules`` were calibrated on another model."""
+        recorded = rules.calibration.get("checkpoint_sha256")
+        if recorded and self.checkpoints and recorded != self.sha256:
+            log.warning("the alert rules were calibrated on another checkpoint (%s); re-run `adplg calibrate`",
+                        rules.calibration.get("checkpoint"))
+
+    @property
+    def sha256(self) -> str:
+        """The sha256 of the weights file, or for an ensemble the sha256 of its members' hashes in order."""
+        from adplg.checkpoint import checkpoint_file
+
+        hashes = [file_sha256(checkpoint_file(c)) for c in self.checkpoints]
+        return hashes[0] if len(hashes) == 1 else hashlib.sha256(" ".join(hashes).encode()).hexdigest()
+
+    # ------------------------------------------------------------------------------------------------ calibration
+    def calibrate(self, normal_inputs: Inputs | Sequence[Timeline], target_far: float, *, hysteresis: float = 0.0,
+                  min_duration_s: float = 0.0, merge_gap_s: float = 0.0, save_to: PathLike | None | bool = True,
+                  **score_options) -> AlertRules:
+        """Alert rules whose false-alarm rate on normal footage is at most ``target_far`` (see
+        :func:`adplg.inference.alerts.calibrate`). ``normal_inputs``: anything :meth:`score` takes (footage the
+        model was not trained on), or timelines already scored. ``save_to``: a YAML path, ``True`` for
+        ``<checkpoint>.alerts.yaml`` beside the (first) checkpoint (then :meth:`score` picks them up), ``False``
+        or None to keep them in memory. The result becomes :attr:`rules`."""
+        from adplg.checkpoint import checkpoint_file
+
+        if isinstance(normal_inputs, (list, tuple)) and normal_inputs and isinstance(normal_inputs[0], Timeline):
+            timelines = list(normal_inputs)
+        else:
+            timelines = self.score(normal_inputs, **score_options)
+        rules = calibrate([(t.frame_scores, t.fps) for t in timelines], target_far, hysteresis, min_duration_s,
+                          merge_gap_s)
+        rules.calibration.update({"checkpoint": [str(checkpoint_file(c)) for c in self.checkpoints],
+                                  "checkpoint_sha256": self.sha256, "normal_videos": [t.name for t in timelines]})
+        if save_to:
+            path = rules_path_for(self.checkpoints[0]) if save_to is True else Path(save_to)
+            rules.save(path)
+            self.rules_source = str(path)
+        else:
+            self.rules_source = "calibrated in memory"
+        self.rules = rules
+        return rules
+
+
+def load(checkpoint: PathLike | Sequence[PathLike], *more: PathLike, preset: str | None = None,
+         config: PathLike | None = None, overrides: Sequence[str] = (), device: str = "auto") -> Scorer:
+    """Load a :class:`Scorer` from our checkpoint (``.safetensors``, or a run directory for its last checkpoint)
+    or the authors' ``*_model_s_*.pkl`` (which needs ``preset``); several checkpoints score their mean (an
+    ensemble). Our checkpoints build the model they were trained with; ``preset`` / ``config`` / ``overrides``
+    (``"eval.smooth_window=5"``) only set data paths and evaluation settings for them."""
+    from adplg.inference.load import load_scorer
+
+    files = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
+    files += list(more)
+    cfg, model = load_scorer(files, preset, None if config is None else str(config), list(overrides))
+    return Scorer(cfg, model, files, device)
