@@ -93,19 +93,19 @@ def test_score_and_test_give_the_same_frame_scores(tiny_checkpoint, tmp_path):
     from adplg.evaluation.evaluate import frame_scores
 
     checkpoint, data = tiny_checkpoint(64)
-    layout = "data.layout.frames_per_snippet=8"
+    layout = "data.layout.frames_per_snippet=24"  # not the default 16; longer, so the annotations still fit
     result = adplg.test(checkpoint, overrides=[f"data.list_dir={data.root}", "train.progress=false", layout],
                         out_dir=tmp_path / "test", plot=False)
     test_set = build_test_set(result.config, progress=False)
     expected = frame_scores(test_set, result.snippet_scores)
 
     scorer = adplg.load(checkpoint, overrides=[layout])
-    assert scorer.config.data.layout.frames_per_snippet == 8
+    assert scorer.config.data.layout.frames_per_snippet == 24
     timelines = {t.name: t for t in scorer.score([item.path for item in test_set.store.items], fps=30)}
     got = np.concatenate([timelines[v.name].frame_scores for v in test_set.videos])
     np.testing.assert_allclose(got, expected, atol=1e-6)
     first = timelines[test_set.videos[0].name]
-    assert len(first.frame_scores) == 8 * len(first.snippet_scores)
+    assert len(first.frame_scores) == 24 * len(first.snippet_scores)
 
 
 # ------------------------------------------------------------------------- point 5: which config builds the model

@@ -2,11 +2,13 @@
 
 ``build_train_set`` pools every training crop once to ``num_segments`` (the official rule, deterministic), so a
 training step only gathers indices from one resident tensor. ``build_test_set`` keeps full-length crops and builds
-the frame-level ground truth from the annotations and the actual feature lengths (or loads an official GT file).
+the frame-level ground truth from the annotations and the actual feature lengths (or loads an official GT file),
+after the checks ``adplg doctor`` runs (``gt.check_test_gt``): their errors raise, their warnings are logged.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -18,9 +20,11 @@ from torch import Tensor
 
 from adplg.config import Config, DataConfig
 from adplg.data.features import FeatureStore
-from adplg.data.gt import FrameGT, SnippetLayout, build_frame_gt, load_gt_file, read_annotations
+from adplg.data.gt import FrameGT, GTVideo, SnippetLayout, check_test_gt
 from adplg.data.lists import CropItem, VideoItem, group_videos, missing_root_hint, read_list
 from adplg.errors import AdplgError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -126,6 +130,13 @@ def snippet_layout(data: DataConfig) -> SnippetLayout:
 
 
 def build_test_set(cfg: Config, progress: bool = True) -> TestSet:
+    """The test crops (validated like the training ones) and their frame GT.
+
+    Raises:
+        DataValidationError: every GT problem ``adplg doctor`` calls an error (an abnormal video without anomaly
+            intervals, an interval beyond a video's end, a GT file of the wrong length, a GT without abnormal
+            frames, ...), all at once, before anything is scored. The doctor's warnings (annotated videos missing
+            from the list, frame counts that disagree with T) are logged once."""
     data = cfg.data
     items, hint = _read(data, "test")
     store = FeatureStore.load(items, feature_dim=data.feature_dim, crops_per_video=data.test_crops,
@@ -135,15 +146,16 @@ def build_test_set(cfg: Config, progress: bool = True) -> TestSet:
     crop_index = [[position[id(c)] for c in video.crops] for video in videos]
     num_snippets = [int(store.lengths[idx[0]]) for idx in crop_index]  # crops of a video have equal lengths (checked)
     layout = snippet_layout(data)
-    names = [v.name for v in videos]
-    if data.gt_file is not None:
-        gt = load_gt_file(data.resolve(data.gt_file), names, [layout.num_frames(t) for t in num_snippets])
-    elif data.annotations is not None:
-        path = data.resolve(data.annotations)
-        intervals = read_annotations(path, data.annotation_format)
-        gt = build_frame_gt(names, num_snippets, intervals, layout=layout)
-    else:
-        raise AdplgError("data.annotations or data.gt_file must be set to evaluate (frame-level GT is needed)")
+    check = check_test_gt([GTVideo(v.name, v.label, t, str(v.crops[0].path)) for v, t in zip(videos, num_snippets)],
+                          layout, gt_file=data.resolve(data.gt_file), annotations=data.resolve(data.annotations),
+                          annotation_format=data.annotation_format, list_file=data.resolve(data.test_list))
+    warnings = check.warning_text()
+    if warnings:
+        log.warning("%s", warnings)
+    check.raise_errors()
+    if check.gt is None:  # no error, but nothing built: the checks were skipped (see the notes)
+        raise AdplgError(f"cannot build the test set's frame GT: {'; '.join(check.notes) or 'no GT source'}")
+    gt = check.gt
     labels = np.array([v.label for v in videos])
     from_gt = np.array([int(gt.labels[gt.offsets[i]:gt.offsets[i + 1]].any()) for i in range(len(videos))])
     labels = np.where(labels < 0, from_gt, labels)  # SHT test lists carry no label column

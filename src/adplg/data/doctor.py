@@ -4,9 +4,10 @@
 but never stops at the first problem: it opens every crop file memory-mapped with the same per-file checks as
 ``FeatureStore.load`` (``check_feature_file``: missing, truncated, unreadable, wrong ndim / dtype / feature dimension,
 NaN/Inf), checks the crops of every video (``check_video_crops``: crop count, equal T), the snippet counts (T == 0,
-T > ``model.max_len``, unusually short videos), and for the test split the frame-level GT (a GT file's length against
-the snippet layout, or the annotations against the list). ``format_report`` renders the ``DoctorReport`` as text,
-``DoctorReport.to_dict`` as JSON-ready data.
+T > ``model.max_len``, unusually short videos), and for the test split the frame-level GT with ``gt.check_test_gt``,
+the very checks ``build_test_set`` runs before training or testing (a GT file's length against the snippet layout,
+or the annotations against the list and the feature lengths). ``format_report`` renders the ``DoctorReport`` as
+text, ``DoctorReport.to_dict`` as JSON-ready data.
 
 ``diagnose_extraction(folder)`` checks a folder written by ``adplg extract`` instead (recognised by its
 ``manifest.json``, see ``is_extraction_folder``): the manifest and every ``meta/<video>.json`` record can be read;
@@ -31,15 +32,7 @@ from adplg.config import Config, DataConfig
 from adplg.conventions import split_crop_suffix
 from adplg.data.datasets import snippet_layout
 from adplg.data.features import FEATURE_PROBLEM_KINDS, check_feature_file, check_video_crops
-from adplg.data.gt import (
-    SnippetLayout,
-    annotation_key,
-    gt_length_problem,
-    gt_value_problem,
-    read_annotations,
-    read_gt_array,
-    read_ucf_frame_counts,
-)
+from adplg.data.gt import GT_PROBLEM_KINDS, GT_WARNING_KINDS, GTVideo, check_test_gt
 from adplg.data.lists import CropItem, group_videos, read_list
 from adplg.errors import AdplgError, DataValidationError
 
@@ -59,23 +52,14 @@ PROBLEM_KINDS: dict[str, str] = {
     **FEATURE_PROBLEM_KINDS,
     "too_long": "T longer than model.max_len",
     "short_outlier": "unusually short videos",
-    "gt": "no frame-level ground truth configured",
-    "gt_file": "GT file missing or unreadable",
-    "gt_values": "GT file holds values other than 0/1",
-    "gt_length": "GT file length does not match the features",
-    "annotation": "annotation file missing or malformed",
-    "unannotated": "abnormal videos without anomaly intervals",
-    "label_conflict": "normal videos with anomaly intervals",
-    "beyond_end": "annotation intervals beyond the video's end",
-    "frame_count": "feature length disagrees with the annotated frame count",
-    "not_in_list": "annotated videos missing from the list",
+    **GT_PROBLEM_KINDS,  # the test split's GT: gt.check_test_gt, shared with build_test_set
     "manifest": "manifest.json missing, unreadable or incomplete",
     "meta": "meta record unreadable or malformed",
     "meta_mismatch": "crop files disagree with their meta record",
     "orphan": "crop files without a meta record (half-extracted videos)",
     "feature_list": "features.list missing or out of date",
 }
-WARNING_KINDS = frozenset({"short_outlier", "frame_count", "not_in_list", "feature_list"})
+WARNING_KINDS = frozenset({"short_outlier", "feature_list"}) | GT_WARNING_KINDS
 EXTRACTION = "extraction"  # the split name (and DoctorReport.kind) of an `adplg extract` folder check
 UNREADABLE_KINDS = frozenset({"unreadable", "truncated", "layout", "ndim"})
 
@@ -388,127 +372,20 @@ def _check_lengths(cfg: Config, split: str, videos: list[_Video], items: list[Cr
 # ------------------------------------------------------------------------------------------------- ground truth
 def _check_ground_truth(data: DataConfig, videos: list[_Video], items: list[CropItem],
                         video_lengths: dict[str, int], report: SplitReport) -> None:
-    """The test split's frame GT, the way ``build_test_set`` builds it: a GT file wins over annotations."""
-    layout = snippet_layout(data)
-    if layout.kind != "uniform":
-        report.notes.append(f"GT checks skipped: the {layout.kind!r} snippet layout needs every video's raw frame "
-                            f"count, which list-based datasets do not carry")
-        return
-    if data.gt_file is not None:
-        _check_gt_file(data.resolve(data.gt_file), videos, video_lengths, layout, report)
-    elif data.annotations is not None:
-        _check_annotations(data, videos, items, video_lengths, layout, report)
-    else:
-        report.add("gt", "data.gt_file and data.annotations are both unset: expected one of them for the test "
-                         "split's frame-level GT, got neither")
-
-
-def _check_gt_file(path: Path, videos: list[_Video], video_lengths: dict[str, int], layout: SnippetLayout,
-                   report: SplitReport) -> None:
-    report.gt_source = str(path)
-    try:
-        labels = read_gt_array(path)
-    except AdplgError as exc:
-        report.add("gt_file", str(exc))
-        return
-    report.gt_frames = int(labels.shape[0])
-    value_problem = gt_value_problem(path, labels)
-    if value_problem:
-        report.add("gt_values", value_problem)
-    unknown = [v.name for v in videos if v.name not in video_lengths]
-    if unknown:
-        report.notes.append(f"GT length not checked: T is unknown for {len(unknown)} videos with no readable crop "
-                            f"(e.g. {unknown[0]!r})")
-        return
-    names = [v.name for v in videos]
-    length_problem = gt_length_problem(path, report.gt_frames, names,
-                                       [layout.num_frames(video_lengths[n]) for n in names])
-    if length_problem:
-        report.add("gt_length", length_problem)
-
-
-def _read_annotations(data: DataConfig, path: Path, report: SplitReport):
-    """``video -> intervals`` and (UCF files with a frame-count column) ``video -> frames``; None after recording
-    the annotation file's problems."""
-    try:
-        intervals = read_annotations(path, data.annotation_format)
-    except DataValidationError as exc:
-        for message in exc.problems:
-            report.add("annotation", message)
-        return None, None
-    except AdplgError as exc:
-        report.add("annotation", str(exc))
-        return None, None
-    frame_counts = None
-    if data.annotation_format == "ucf":
-        try:
-            frame_counts = read_ucf_frame_counts(path)
-        except AdplgError:
-            frame_counts = None  # Sultani's format has no frame-count column
-    return intervals, frame_counts
-
-
-def _check_annotations(data: DataConfig, videos: list[_Video], items: list[CropItem],
-                       video_lengths: dict[str, int], layout: SnippetLayout, report: SplitReport) -> None:
-    path = data.resolve(data.annotations)
-    report.gt_source = str(path)
-    intervals, frame_counts = _read_annotations(data, path, report)
-    if intervals is None:
-        return
-    fps = layout.frames_per_snippet
-    report.rules.append(f"an annotation interval is beyond the video's end when start >= {fps} * T or end > "
-                        f"{fps} * T + {fps} (one partial snippet of slack); a frame count n disagrees with T when "
-                        f"|n // {fps} - T| > 1 (warning)")
-    matched: set[str] = set()
-    for video in videos:
-        key = video.name if video.name in intervals else annotation_key(video.name)
-        if key not in intervals:
-            key = None
-        where = f"{items[video.crops[0]].path}: video {video.name!r}"
-        _check_video_annotation(video, key, intervals, where, path, report)
-        if key is None:
-            continue
-        matched.add(key)
-        length = video_lengths.get(video.name)
-        if length is not None:
-            _check_interval_bounds(intervals[key], length, fps, where, path, report)
-            if frame_counts and key in frame_counts:
-                _check_frame_count(frame_counts[key], length, fps, where, path, report)
-    for key in intervals:
-        if key not in matched:
-            report.add("not_in_list", f"annotation file {path}: video {key!r} is annotated but not in the test "
-                                      f"list {report.list_file}")
-    if video_lengths:
-        report.gt_frames = sum(layout.num_frames(n) for n in video_lengths.values())
-
-
-def _check_video_annotation(video: _Video, key: str | None, intervals: dict, where: str, path: Path,
-                            report: SplitReport) -> None:
-    """An abnormal video needs intervals (else its GT is all normal); a normal video must have none."""
-    spans = intervals.get(key, []) if key is not None else None
-    if video.label == 1 and spans is None:
-        report.add("unannotated", f"{where}: abnormal video has no line in annotation file {path} (expected its "
-                                  f"anomaly intervals, got none: its GT would be all normal)")
-    elif video.label == 1 and not spans:
-        report.add("unannotated", f"{where}: abnormal video has no anomaly interval in annotation file {path} "
-                                  f"(expected at least one start/end pair, got only -1)")
-    elif video.label == 0 and spans:
-        report.add("label_conflict", f"{where}: normal video (by its name) has anomaly intervals in annotation "
-                                     f"file {path}: expected none, got {spans}")
-
-
-def _check_interval_bounds(spans, length: int, fps: int, where: str, path: Path, report: SplitReport) -> None:
-    frames = length * fps
-    for start, end in spans:
-        if start >= frames or end > frames + fps:
-            report.add("beyond_end", f"{where}: annotation interval beyond the video's end ({path}): expected "
-                                     f"frames within [0, {frames}] ({length} snippets x {fps}), got [{start}, {end}]")
-
-
-def _check_frame_count(frames: int, length: int, fps: int, where: str, path: Path, report: SplitReport) -> None:
-    if abs(frames // fps - length) > 1:
-        report.add("frame_count", f"{where}: feature length disagrees with the frame count in {path}: expected "
-                                  f"T of about {frames} // {fps} = {frames // fps}, got {length}")
+    """The test split's frame GT, checked by ``check_test_gt``: the very checks ``build_test_set`` runs before
+    ``adplg train`` / ``adplg test`` compute anything (a GT file wins over annotations)."""
+    check = check_test_gt(
+        [GTVideo(v.name, v.label, video_lengths.get(v.name), str(items[v.crops[0]].path)) for v in videos],
+        snippet_layout(data), gt_file=data.resolve(data.gt_file), annotations=data.resolve(data.annotations),
+        annotation_format=data.annotation_format, list_file=report.list_file)
+    report.gt_source, report.gt_frames = check.source, check.frames
+    report.rules += check.rules
+    report.notes += check.notes
+    for problem in check.problems:
+        # A GT with a single class is a well-formed file (a normal-only set can still be inspected or scored with
+        # `adplg score`), so the doctor warns; `adplg train` / `adplg test` refuse it: frame AUC/AP are undefined.
+        severity = WARNING if problem.kind == "one_class" else problem.severity
+        report.add(problem.kind, problem.message, severity)
 
 
 # --------------------------------------------------------------------------------------------- extraction folders

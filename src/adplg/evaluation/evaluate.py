@@ -11,7 +11,7 @@ from torch import nn
 
 from adplg.data.datasets import TestSet
 from adplg.errors import AdplgError
-from adplg.evaluation.metrics import frame_metrics, per_class_ap
+from adplg.evaluation.metrics import frame_metrics, per_class_ap, require_two_classes
 from adplg.precision import autocast
 
 
@@ -93,7 +93,10 @@ def frame_scores(test: TestSet, snippet_scores: list[np.ndarray]) -> np.ndarray:
 def evaluate(net_s: nn.Module, test: TestSet, device: torch.device | str = "cpu", far_threshold: float = 0.5,
              progress: bool = False, precision: str = "fp32", batch_snippets: int = 65536,
              smooth_window: int = 0) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Frame metrics (auc, ap, pr_auc, auc_abnormal, far; per-class PR-AUC for XD) and per-video snippet scores."""
+    """Frame metrics (auc, ap, pr_auc, auc_abnormal, far; per-class PR-AUC for XD) and per-video snippet scores.
+
+    A GT with a single class is refused (``AdplgError``) before anything is scored."""
+    require_two_classes(test.gt.labels, "test set ground truth")
     snippet_scores = predict_snippet_scores(net_s, test, device, progress=progress, precision=precision,
                                             batch_snippets=batch_snippets)
     snippet_scores = [smooth_scores(s, smooth_window) for s in snippet_scores]
@@ -101,10 +104,13 @@ def evaluate(net_s: nn.Module, test: TestSet, device: torch.device | str = "cpu"
 
 
 def score_metrics(test: TestSet, snippet_scores: list[np.ndarray], far_threshold: float = 0.5) -> dict[str, float]:
-    """Frame metrics of per-video snippet scores [T_v] from any scorer (our model or a baseline)."""
+    """Frame metrics of per-video snippet scores [T_v] from any scorer (our model or a baseline).
+
+    Raises ``AdplgError`` when the test GT has no abnormal (or no normal) frame: frame AUC/AP would be NaN.
+    ``build_test_set`` already refuses such a GT; this also covers test sets built otherwise (R1, the API)."""
     frames = frame_scores(test, snippet_scores)
     metrics = frame_metrics(test.gt.labels, frames, offsets=test.gt.offsets, video_labels=test.video_labels,
-                            far_threshold=far_threshold)
+                            far_threshold=far_threshold, single_class="raise")
     if test.video_classes:
         metrics["per_class_pr_auc"] = per_class_ap(test.gt.labels, frames, test.gt.offsets, test.video_classes)
     return metrics

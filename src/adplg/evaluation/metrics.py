@@ -8,6 +8,10 @@ Conventions (METHOD.md sections 5 and 9):
 * ``ap``: sklearn ``average_precision_score`` (step-wise sum, VadCLIP convention). Usually a little lower.
 * ``auc_abnormal``: AUC restricted to the frames of abnormal test videos (AUC_A / AnoAUC).
 * ``far``: false-alarm rate, the fraction of the frames of normal test videos with score >= threshold (0.5).
+
+A GT without abnormal (or without normal) frames has no frame AUC/AP. ``frame_metrics(..., single_class="raise")``
+(what ``adplg train`` / ``adplg test`` use, through ``evaluate.score_metrics``) refuses it with an ``AdplgError``;
+the default ``"nan"`` returns NaN with a ``RuntimeWarning``.
 """
 
 from __future__ import annotations
@@ -62,6 +66,23 @@ def _check_offsets(offsets, num_frames: int, num_videos_expected: int | None = N
     return off
 
 
+SINGLE_CLASS_MODES = ("nan", "raise")
+
+
+def require_two_classes(gt, what: str = "frame ground truth") -> None:
+    """Raise ``AdplgError`` when the 0/1 ``gt`` has no abnormal or no normal frame (AUC/AP would be undefined)."""
+    gt = np.asarray(gt)
+    abnormal = int(np.count_nonzero(gt))
+    if gt.size and 0 < abnormal < gt.size:
+        return
+    if gt.size == 0:
+        got = "no frames"
+    else:
+        got = f"all {gt.size} frames {'normal (0)' if not abnormal else 'abnormal (1)'}"
+    raise AdplgError(f"{what}: expected both abnormal (1) and normal (0) frames, got {got}: frame AUC/AP are "
+                     f"undefined (check the test annotations or GT file, e.g. with `adplg doctor`)")
+
+
 def _two_classes(gt: np.ndarray, what: str) -> bool:
     if gt.size == 0 or gt.min() == gt.max():
         kind = "no frames" if gt.size == 0 else f"only class {int(gt[0])}"
@@ -89,6 +110,7 @@ def frame_metrics(
     offsets: np.ndarray | None = None,
     video_labels: np.ndarray | None = None,
     far_threshold: float = 0.5,
+    single_class: str = "nan",
 ) -> dict[str, float]:
     """Frame-level metrics of concatenated per-frame scores against the concatenated 0/1 frame GT.
 
@@ -99,17 +121,26 @@ def frame_metrics(
             ``offsets[v]:offsets[v+1]``); needed, together with ``video_labels``, for ``auc_abnormal`` and ``far``.
         video_labels: [V] video labels (1 abnormal, 0 normal).
         far_threshold: score threshold of the false-alarm rate.
+        single_class: a GT with a single class (no abnormal or no normal frame) makes ``auc``/``ap``/``pr_auc``
+            undefined: ``"nan"`` returns NaN with a ``RuntimeWarning``, ``"raise"`` raises ``AdplgError``.
 
     Returns a dict with ``auc`` (ROC AUC), ``ap`` (``average_precision_score``), ``pr_auc`` (trapezoid
     ``auc(recall, precision)``, the official code's "AP"), ``auc_abnormal`` (AUC over the frames of abnormal videos
     only), ``far`` (fraction of frames of normal videos with score >= ``far_threshold``) and ``num_frames``.
     ``auc_abnormal`` and ``far`` are NaN when ``offsets``/``video_labels`` are not given. A metric whose GT has a
-    single class (or no frames) is NaN and a ``RuntimeWarning`` is issued; nothing raises for that.
+    single class (or no frames) is NaN and a ``RuntimeWarning`` is issued (``single_class="nan"``); with
+    ``single_class="raise"`` the whole GT must hold both classes (``auc_abnormal`` may still be NaN, with a warning,
+    when every frame of the abnormal videos is abnormal).
 
     Raises:
-        AdplgError: gt and scores differ in length (the message gives both), bad offsets, non-0/1 GT, NaN scores.
+        AdplgError: gt and scores differ in length (the message gives both), bad offsets, non-0/1 GT, NaN scores,
+            a single-class GT with ``single_class="raise"``.
     """
+    if single_class not in SINGLE_CLASS_MODES:
+        raise AdplgError(f"frame_metrics: single_class: expected one of {SINGLE_CLASS_MODES}, got {single_class!r}")
     gt, scores = _check_gt_scores(gt, scores)
+    if single_class == "raise":
+        require_two_classes(gt)
     out: dict[str, float] = {"num_frames": float(len(gt))}
     if _two_classes(gt, "auc/ap/pr_auc"):
         from sklearn.metrics import average_precision_score
