@@ -29,7 +29,7 @@ def first_test_file(data, suffix=".npy"):
 
 def common(data, tmp_path):
     return [f"data.list_dir={data.root}", f"output_dir={tmp_path / 'runs'}", "train.num_iters=2",
-            "train.progress=false", "train.batch_size=4"]
+            "train.warm_up=1", "train.progress=false", "train.batch_size=4"]
 
 
 def test_unknown_preset(capsys):
@@ -136,7 +136,7 @@ def test_both_flag_spellings_everywhere(capsys, data, tmp_path):
         "score", "f.npy", "--no-plot", "--min-duration", "2"]
     assert normalize_spellings(parser, ["score", "--no_such_flag"]) == ["score", "--no_such_flag"]
     code, err = run(capsys, "--list-dir", str(data.root), f"output_dir={tmp_path / 'runs'}", "--num-iters", "2",
-                    "train.progress=false", "train.batch_size=4")
+                    "--warm-up", "1", "train.progress=false", "train.batch_size=4")
     assert code == 0, err
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert "num_iters: 2" in (run_dir / "config.yaml").read_text()

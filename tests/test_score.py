@@ -53,7 +53,7 @@ def test_score_writes_timeline_segments_and_plot(trained, tmp_path):
 def test_threshold_extremes_and_single_file_with_siblings(trained, tmp_path):
     ckpt, data = trained
     one = _normal_files(data)[0]
-    for threshold, expected in (("0", 1), ("1.01", 0)):
+    for threshold, expected in (("0", 1), ("1", 0)):
         out = tmp_path / threshold
         assert main(["score", str(one), "--checkpoint", str(ckpt), "--out", str(out), "--threshold", threshold,
                      "--no-plot", "--quiet"]) == 0

@@ -7,8 +7,9 @@ The two files of one checkpoint are tied together: the weights file is written f
 and ``step`` plus the ``weights_sha256`` and ``weights_bytes`` of the weights file. A crash between the two writes
 leaves new weights beside the previous sidecar; :class:`Checkpoint` compares the ids (a cheap header read) and
 refuses such a torn pair, naming the newest checkpoint in the same folder that does verify.
-:meth:`Checkpoint.verify` checks the sha256 (reads the whole file; ``Trainer.resume`` does it). Checkpoints written
-before the id existed (no id in either file) load without a check."""
+:class:`Checkpoint` also checks the weights' sha256 on every load (:meth:`Checkpoint.verify`: one more read of the
+file, which a damaged byte would otherwise pass silently). Checkpoints written before the id existed (no id in either
+file) load without a check."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from safetensors.torch import load_file, save
 
 from adplg.errors import AdplgError
 from adplg.io import atomic_write_bytes, atomic_write_text, file_sha256
+from adplg.models.backbones.weights import short_reason
 from adplg.runtime import versions
 
 log = logging.getLogger("adplg")
@@ -192,6 +194,32 @@ def remove_orphan_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
+def read_sidecar(sidecar: Path) -> dict:
+    """The JSON object of a checkpoint sidecar, with its ``config`` mapping; a binary file, invalid JSON, another
+    JSON value or a missing ``config`` is one :class:`AdplgError` naming the sidecar (never quoting its contents)."""
+    expected = "expected the JSON object adplg writes beside the weights, with a 'config' mapping"
+    try:
+        meta = json.loads(Path(sidecar).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise AdplgError(f"checkpoint sidecar {sidecar} is not text (binary data); {expected}") from None
+    except OSError as exc:
+        raise AdplgError(f"checkpoint sidecar {sidecar} cannot be read ({type(exc).__name__}); {expected}") from None
+    except json.JSONDecodeError as exc:
+        raise AdplgError(f"checkpoint sidecar {sidecar} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+                         f"{exc.colno}); {expected}") from None
+    if not isinstance(meta, dict):
+        raise AdplgError(f"checkpoint sidecar {sidecar}: {expected}, got a JSON {_json_type(meta)}")
+    if not isinstance(meta.get("config"), dict):
+        got = "no 'config' key" if "config" not in meta else f"'config' as a JSON {_json_type(meta['config'])}"
+        raise AdplgError(f"checkpoint sidecar {sidecar}: {expected}, got {got}")
+    return meta
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
 def _missing_message(given: Path, path: Path, missing: Path) -> str:
     if given.is_dir() and (given / "config.yaml").is_file() and not path.exists() \
             and not any((given / "checkpoints").glob("*.safetensors")):
@@ -219,17 +247,14 @@ class Checkpoint:
             weights_meta = weights_metadata(path)
             self.tensors = load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types
-            raise AdplgError(f"checkpoint {path} is unreadable or truncated: {exc}") from None
-        try:
-            self.meta = json.loads(sidecar.read_text())
-        except json.JSONDecodeError as exc:
-            raise AdplgError(f"checkpoint sidecar {sidecar} is not valid JSON: {exc}") from None
-        if not isinstance(self.meta, dict):
-            raise AdplgError(f"checkpoint sidecar {sidecar} is not a JSON object")
+            raise AdplgError(f"checkpoint {path} is unreadable or truncated ({short_reason(exc)}); expected a "
+                             f"safetensors file written by adplg") from None
+        self.meta = read_sidecar(sidecar)
         problem = pair_problem(path, weights_meta, self.meta)
         if problem:
             raise AdplgError(f"{problem}. Refusing to load it. {alternatives(path)}")
         self.path = path
+        self.verify()
 
     def verify(self) -> bool:
         """Check the weights file against the sha256 its sidecar records (reads the whole file). True when it

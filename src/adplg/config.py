@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from adplg.conventions import SNIPPET_FRAMES
 from adplg.errors import AdplgError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # every float is finite: nan / inf in a config are always a mistake (``train.lr_v=.nan``)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class LayoutConfig(_Strict):
@@ -146,12 +147,12 @@ class TrainConfig(_Strict):
     batch_size: int = Field(32, ge=1, description="crops per half of a step: 32 normal + 32 abnormal")
     num_iters: int = Field(20000, ge=1, description="training steps")
     warm_up: int = Field(1000, ge=0, description="steps of branch 1 alone before branch 2 starts learning")
-    lr_v: float = Field(1e-4, description="learning rate of branch 1 (video)")
-    lr_s: float = Field(1e-3, description="learning rate of branch 2 (snippet)")
-    weight_decay: float = Field(0.005, description="weight decay of both optimizers")
+    lr_v: float = Field(1e-4, gt=0, description="learning rate of branch 1 (video)")
+    lr_s: float = Field(1e-3, gt=0, description="learning rate of branch 2 (snippet)")
+    weight_decay: float = Field(0.005, ge=0, description="weight decay of both optimizers")
     optimizer: Literal["adam", "adamw"] = Field("adam", description="adam (official: L2 decay, quirk 1) or adamw")
-    sch_step: int = Field(4000, description="branch 2's StepLR step size (steps)")
-    sch_gamma: float = Field(0.9, description="branch 2's StepLR decay factor")
+    sch_step: int = Field(4000, ge=1, description="branch 2's StepLR step size (steps)")
+    sch_gamma: float = Field(0.9, gt=0, description="branch 2's StepLR decay factor")
     eval_every: int = Field(1000, ge=1, description="evaluate and checkpoint every N steps past warm_up")
     # a long run interrupted before its first evaluation would otherwise leave nothing to --resume from
     save_every: int = Field(500, ge=1, description="between evaluations, write the full checkpoints/last (for "
@@ -168,6 +169,18 @@ class TrainConfig(_Strict):
     precision: Literal["fp32", "tf32", "bf16"] = Field(
         "fp32", description="fp32 is the faithful math; tf32/bf16 are speed options")
     compile: bool = Field(False, description="torch.compile both branches")
+
+    @model_validator(mode="after")
+    def _check_warm_up(self, info: ValidationInfo) -> "TrainConfig":
+        # a saved checkpoint's config is only read (its training is over): see build_config(training=False)
+        if (info.context or {}).get("training", True) and self.warm_up >= self.num_iters:
+            raise ValueError(
+                f"train.warm_up must be below train.num_iters (branch 2, the scoring branch, learns only after "
+                f"warm_up steps, so the run would save an untrained scoring branch): expected warm_up < num_iters, "
+                f"got warm_up {self.warm_up} >= num_iters {self.num_iters}; lower train.warm_up or raise "
+                f"train.num_iters"
+            )
+        return self
 
 
 class EvalConfig(_Strict):
@@ -229,19 +242,57 @@ def merge_settings(base: dict, update: dict) -> dict:
     return out
 
 
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    """A YAML parse error on one line: the parser's problem and where (never the quoted source text)."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
+
+
 def parse_override(text: str) -> dict[str, Any]:
     """``'train.seed=3'`` -> ``{'train': {'seed': 3}}``; the value is parsed as YAML (numbers, lists, null)."""
     if "=" not in text:
-        raise AdplgError(f"override {text!r} must look like section.key=value (e.g. train.seed=1)")
+        raise AdplgError(f"override {text!r}: expected section.key=value (e.g. train.seed=1), got no '='")
     dotted, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else None
+    parts = [part.strip() for part in dotted.strip().split(".")]
+    if not all(parts):
+        got = f"the key {dotted.strip()!r} with an empty part" if dotted.strip() else "no key before '='"
+        raise AdplgError(f"override {text!r}: expected section.key=value (e.g. train.seed=1), got {got}")
+    key = ".".join(parts)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise AdplgError(f"override {text!r}: the value of {key} is not valid YAML ({_yaml_reason(exc)}); expected a "
+                         f"number, a string, a [list] or null, got {raw!r}") from None
     out: dict[str, Any] = {}
     node = out
-    parts = dotted.strip().split(".")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
     node[parts[-1]] = value
     return out
+
+
+def read_config_file(config_file: str | Path) -> dict[str, Any]:
+    """The mapping of a user YAML config file (empty for an empty file); a missing file, a folder, an unreadable or
+    invalid file, or YAML that is not a mapping (a list, a number) is an :class:`AdplgError` naming the file."""
+    path = Path(config_file)
+    if not path.exists():
+        raise AdplgError(f"config file not found: {path}")
+    if not path.is_file():
+        raise AdplgError(f"config file {path}: expected a YAML file, got a directory")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AdplgError(f"config file {path}: cannot be read as text ({type(exc).__name__}); expected a YAML "
+                         f"file") from None
+    except yaml.YAMLError as exc:
+        raise AdplgError(f"config file {path} is not valid YAML: {_yaml_reason(exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise AdplgError(f"config file {path}: expected a mapping of sections (e.g. 'train: {{seed: 1}}'), got a "
+                         f"{type(data).__name__}")
+    return data
 
 
 def settings(preset: str | None = None, config_file: str | Path | None = None,
@@ -251,25 +302,25 @@ def settings(preset: str | None = None, config_file: str | Path | None = None,
     if preset:
         raw = merge_settings(raw, load_preset(preset))
     if config_file is not None:
-        path = Path(config_file)
-        try:
-            raw = merge_settings(raw, yaml.safe_load(path.read_text()) or {})
-        except FileNotFoundError:
-            raise AdplgError(f"config file not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise AdplgError(f"config file {path} is not valid YAML: {exc}") from None
+        raw = merge_settings(raw, read_config_file(config_file))
     for item in overrides:
         raw = merge_settings(raw, parse_override(item))
     return raw
 
 
 def build_config(preset: str | None = None, config_file: str | Path | None = None,
-                 overrides: list[str] | tuple[str, ...] = (), base: dict[str, Any] | None = None) -> Config:
+                 overrides: list[str] | tuple[str, ...] = (), base: dict[str, Any] | None = None, *,
+                 source: str | None = None, training: bool = True) -> Config:
     """``base`` (e.g. a checkpoint's saved config) or a preset, then a user YAML file, then dotted overrides;
-    validated, with errors naming the key."""
+    validated, with errors naming the key (and ``source``, e.g. the checkpoint sidecar ``base`` came from).
+    ``training=False`` (a checkpoint's config, read to score or evaluate) skips the checks of settings that only
+    matter to a run that is about to train (``train.warm_up < train.num_iters``)."""
+    if base is not None and not isinstance(base, dict):
+        raise AdplgError(f"invalid configuration ({source or 'config'}): expected a mapping of sections, got a "
+                         f"{type(base).__name__}")
     raw = settings(preset, config_file, overrides, base)
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(raw, context={"training": training})
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -277,11 +328,14 @@ def build_config(preset: str | None = None, config_file: str | Path | None = Non
             got = err.get("input")
             if err["type"] == "extra_forbidden":
                 lines.append(unknown_key_message(where))
+            elif err["type"] == "value_error":  # a model validator: its message names the keys
+                msg = err["msg"].removeprefix("Value error, ")
+                lines.append(msg if msg.startswith(f"{where}.") else f"{where}: {msg}")
             elif isinstance(got, dict):
                 lines.append(f"{where}: {err['msg']}")
             else:
                 lines.append(f"{where}: {err['msg']} (got {got!r})")
-        source = f"preset {preset!r}" if preset else "config"
+        source = source or (f"preset {preset!r}" if preset else "config")
         raise AdplgError(f"invalid configuration ({source}):\n  " + "\n  ".join(lines)) from None
 
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adplg.baselines import logistic_regression_baseline
-from adplg.config import Config, build_config
+from adplg.config import Config, build_config, load_preset
 from adplg.data.datasets import TestSet, TrainSet, build_test_set, build_train_set, data_manifest
 from adplg.data.synthetic import generate_synthetic_ucf
 from adplg.evaluation.evaluate import predict_snippet_scores, score_metrics
 from adplg.evaluation.plots import plot_test_examples
-from adplg.io import atomic_write_text
+from adplg.io import atomic_write_text, check_output_dir
 from adplg.training.engine import Trainer, create_run_dir
 
 
@@ -39,18 +39,19 @@ class Comparison:
 def train_and_compare(out: Path, seed: int = 0, num_iters: int | None = None, progress: bool = False,
                       overrides: list[str] = ()) -> Comparison:
     """Generate the synthetic set for ``seed``, train demo-cpu-small on it, evaluate it and the baseline."""
-    out = Path(out)
-    dataset = generate_synthetic_ucf(out / "data", seed=seed)
-    options = [f"data.list_dir={dataset.root}", f"train.seed={seed}", f"train.progress={progress}",
-               f"output_dir={out}", *overrides]
-    if num_iters is not None:
-        options.append(f"train.num_iters={num_iters}")
-    cfg = build_config("demo-cpu-small", overrides=options)
+    out = check_output_dir(out, "demo --out folder")  # before any compute
+    options = [f"data.list_dir={out / 'data'}", f"train.seed={seed}", f"train.progress={progress}",
+               f"output_dir={out}"]
+    if num_iters is not None:  # a short demo keeps a third of its steps for branch 2 (warm_up < num_iters)
+        warm_up = load_preset("demo-cpu-small")["train"]["warm_up"]
+        options += [f"train.num_iters={num_iters}", f"train.warm_up={min(warm_up, num_iters // 3)}"]
+    cfg = build_config("demo-cpu-small", overrides=[*options, *overrides])  # invalid settings stop before any work
+    generate_synthetic_ucf(out / "data", seed=seed)
     train, test = build_train_set(cfg, progress=False), build_test_set(cfg, progress=False)
     run_dir = create_run_dir(cfg)  # <out>/demo-cpu-small-seed<seed>-<time>
     manifest = data_manifest(cfg, train, test)
     if progress:
-        print(f"synthetic data: {dataset.root} ({len(train.items)} train crops, {len(test.videos)} test videos)")
+        print(f"synthetic data: {out / 'data'} ({len(train.items)} train crops, {len(test.videos)} test videos)")
         print(f"run directory:  {run_dir}")
     trainer = Trainer(cfg, train, test, run_dir, manifest=manifest)
     summary = trainer.fit()

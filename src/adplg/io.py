@@ -1,20 +1,63 @@
-"""Generic file IO: atomic writes (a temporary file in the same folder, fsync, rename) and streamed file hashes."""
+"""Generic file IO: atomic writes (a temporary file in the same folder, fsync, rename), streamed file hashes, and the
+output-path checks every command runs before it computes anything (:func:`check_output_dir`,
+:func:`check_output_file`)."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
+from contextlib import suppress
 from pathlib import Path
+
+from adplg.errors import AdplgError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
+_NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+class OutputError(AdplgError, OSError):
+    """A file or folder adplg was asked to write cannot be written (disk full, no permission, a file where a folder
+    is needed...). An :class:`AdplgError` (the CLI prints one line and exits 2) and an ``OSError`` (``errno`` is the
+    cause's), so code that catches ``OSError`` around a write still catches it."""
+
+    def __init__(self, message: str, cause_errno: int | None = None):
+        super().__init__(message)
+        self.errno = cause_errno
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _reason(exc: OSError) -> str:
+    """What went wrong, in words, for an ``OSError`` of a write."""
+    text = exc.strerror or str(exc)
+    if exc.errno in _DISK_FULL:
+        return f"the disk is full or over its quota ({text}); free some space or choose another location"
+    if exc.errno in _NO_PERMISSION:
+        return f"permission denied ({text}); choose a location you can write to"
+    return text
+
+
+def _write_error(path: Path, exc: OSError) -> OutputError:
+    return OutputError(f"cannot write {path}: {_reason(exc)}; an earlier {path.name} there is left as it was",
+                       exc.errno)
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, fsynced and renamed over ``path``:
+    readers see the old file or the new one, never a part. A write that fails (a full disk, no permission...) raises
+    :class:`OutputError` naming ``path``, with the temporary file removed and an existing ``path`` untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -22,13 +65,74 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the permissions of a plain open()
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        with suppress(OSError):
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            if isinstance(exc, IsADirectoryError) or path.is_dir():
+                raise OutputError(f"cannot write {path}: it is a folder; expected a file (or no file) there",
+                                  exc.errno) from exc
+            raise _write_error(path, exc) from exc
         raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
     atomic_write_bytes(path, text.encode())
+
+
+# ------------------------------------------------------------------------------------------------ output checks
+def _not_a_folder(path: Path, what: str) -> Path | None:
+    """The first of ``path`` and its ancestors that exists but is not a folder, or None."""
+    for p in (path, *path.parents):
+        if os.path.lexists(p):
+            return None if p.is_dir() else p
+    return None
+
+
+def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
+    """Check, before any compute, that ``path`` can be used as an output folder: it is a folder or can be created
+    as one, and a file can be created in it. Folders made for the check are removed again and the probe file too,
+    so nothing is left behind. Raises :class:`OutputError` (``what`` and ``path`` named, with what was expected).
+    Returns ``path`` as a :class:`Path`."""
+    path = Path(path)
+    blocker = _not_a_folder(path, what)
+    if blocker == path:
+        raise OutputError(f"{what} {path}: it is a file; expected a folder (or a path that does not exist yet)",
+                          errno.ENOTDIR)
+    if blocker is not None:
+        raise OutputError(f"{what} {path}: cannot be created because {blocker} is a file; expected a folder there",
+                          errno.ENOTDIR)
+    created = [p for p in (path, *path.parents) if not os.path.lexists(p)]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".adplg-write-probe-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{what} {path}: not writable: {_reason(exc)}; expected a folder you can write to",
+                          exc.errno) from None
+    finally:
+        for p in created:  # deepest first; a folder something else wrote into meanwhile stays
+            with suppress(OSError):
+                p.rmdir()
+    return path
+
+
+def check_output_file(path: str | Path, what: str = "output file") -> Path:
+    """Check, before any compute, that a file can be written at ``path`` (atomically, through a temporary file in
+    its folder): ``path`` is not a folder, and its folder is (or can be created as) a writable folder. Nothing is left
+    behind. Raises :class:`OutputError` naming ``what`` and ``path``. Returns ``path`` as a :class:`Path`."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{what} {path}: it is a folder; expected a file name (a file there is replaced)",
+                          errno.EISDIR)
+    blocker = _not_a_folder(path.parent, what)
+    if blocker is not None:
+        raise OutputError(f"{what} {path}: cannot be written because {blocker} is a file; expected a folder there",
+                          errno.ENOTDIR)
+    check_output_dir(path.parent, f"{what} {path}: its folder")
+    return path
 
 
 def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:

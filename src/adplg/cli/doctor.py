@@ -78,11 +78,20 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_shown < 1:
         raise AdplgError(f"doctor: --max_shown must be >= 1, got {args.max_shown}")
+    if args.json:  # before the (long) diagnosis: the report file can be written
+        from adplg.io import check_output_file
+
+        check_output_file(args.json, "doctor --json")
     folder = _split_data_and_overrides(args)[0] or args.feature_root
     if folder is not None and is_extraction_folder(folder):
         report = diagnose_extraction(folder, progress=not args.quiet)
     else:
         cfg = build_config(args.preset, args.config, config_overrides(args))
+        for key in ("list_dir", "feature_root"):  # a folder that is not there: nothing to diagnose
+            given = getattr(cfg.data, key)
+            if given is not None and not Path(given).is_dir():
+                raise AdplgError(f"doctor: data.{key} {given}: expected a folder, got "
+                                 f"{'a file' if Path(given).exists() else 'nothing (no such folder)'}")
         report = diagnose(cfg, SPLIT_CHOICES[args.split], progress=cfg.train.progress and not args.quiet)
     print(format_report(report, max_shown=args.max_shown))
     if args.json:

@@ -4,6 +4,7 @@ against the eager model by default."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ EXAMPLES = """examples:
 The sidecar <out>.json records the input/output names and shapes, feature_dim, max_len, snippet frames, test crops,
 the config and the source checkpoint's sha256. Inputs must have time <= max_len. Alert thresholds are not part of
 the exported graph.
+The export is written to a temporary name, checked there, and only then renamed over --out: a failed check leaves
+a file already at --out unchanged.
 """
 
 
@@ -35,13 +38,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     p.add_argument("--no-check", dest="no_check", action="store_true",
                    help="skip running the export against the eager model")
-    p.add_argument("--atol", type=float, default=1e-4, help="largest allowed |export - eager| (default 1e-4)")
+    p.add_argument("--atol", type=float, default=1e-4,
+                   help="largest allowed |export - eager|, a finite number > 0 (default 1e-4)")
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="dotted config overrides")
     p.set_defaults(func=run)
     return p
 
 
 def _output_path(out: str | None, checkpoint: Path, fmt: str) -> Path:
+    """``--out`` as a file path: a folder (existing, or written with a trailing slash) gets ``<stem>.onnx`` /
+    ``<stem>.ts`` inside it; no ``--out``: that name beside the checkpoint."""
     from adplg.checkpoint import checkpoint_file
     from adplg.inference.export import SUFFIXES
 
@@ -50,47 +56,39 @@ def _output_path(out: str | None, checkpoint: Path, fmt: str) -> Path:
     if out is None:
         return source.parent / name
     path = Path(out)
-    return path / name if path.is_dir() else path
-
-
-def _check(out: Path, net_s: Any, max_len: int, atol: float) -> dict:
-    """Run :func:`check_export`, record the result in the sidecar; on failure remove the export and raise."""
-    from adplg.inference.export import DEFAULT_CHECK_LENGTHS, check_export, read_sidecar, sidecar_path, write_sidecar
-
-    lengths = sorted({min(t, max_len) for t in DEFAULT_CHECK_LENGTHS})
-    result = check_export(out, net_s, lengths=lengths, atol=atol)
-    if not result["passed"]:
-        out.unlink(missing_ok=True)
-        sidecar_path(out).unlink(missing_ok=True)
-        shown = ", ".join(f"{k}: {v:.3g}" for k, v in result["max_abs_diff"].items())
-        raise AdplgError(f"exported {out} does not match the eager model: expected max |export - eager| <= {atol:g}, "
-                         f"got {result['max_abs_diff_overall']:.3g} ({shown}); the export was removed "
-                         f"(rerun with --no-check to keep it for inspection)")
-    write_sidecar(out, {**read_sidecar(out), "check": result})
-    return result
+    return path / name if path.is_dir() or out.endswith(("/", os.sep)) else path
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the scoring branch, export it, check it (unless ``--no-check``) and print where everything went."""
-    from adplg.inference.export import check_format, export_model, require_onnx_packages, sidecar_path
+    """Validate the arguments and the output path, load the scoring branch, export it to a temporary name, check it
+    (unless ``--no-check``) and only then rename it over ``--out``; print where everything went."""
+    from adplg.inference.export import (
+        check_export_target,
+        check_format,
+        check_tolerance,
+        export_checked,
+        require_onnx_packages,
+        sidecar_path,
+    )
     from adplg.inference.load import load_snippet_branch
 
     fmt = check_format(args.format)
+    atol = check_tolerance(args.atol, "atol")
     checkpoint = Path(args.checkpoint)
     if not checkpoint.exists():
         raise AdplgError(f"checkpoint not found: {checkpoint} (expected a .safetensors checkpoint with its .json "
                          f"sidecar, a run directory, or an official *_model_s_*.pkl)")
+    out = check_export_target(_output_path(args.out, checkpoint, fmt))
     if fmt == "onnx":
         require_onnx_packages()
     cfg, net_s = load_snippet_branch(checkpoint, args.preset, args.config, list(args.overrides))
-    out = _output_path(args.out, checkpoint, fmt)
-    export_model(net_s, out, fmt, opset=args.opset, config=cfg, source=checkpoint)
+    result = export_checked(net_s, out, fmt, opset=args.opset, config=cfg, source=checkpoint,
+                            check=not args.no_check, atol=atol)
     print(f"exported {fmt}: {out} ({out.stat().st_size / 2**20:.1f} MiB)")
     print(f"sidecar: {sidecar_path(out)}")
-    if args.no_check:
+    if result is None:
         print("check skipped (--no-check)")
         return 0
-    result = _check(out, net_s, net_s.max_len, args.atol)
     shown = ", ".join(f"{k}: {v:.2g}" for k, v in result["max_abs_diff"].items())
-    print(f"check passed: max |export - eager| = {result['max_abs_diff_overall']:.2g} <= {args.atol:g} ({shown})")
+    print(f"check passed: max |export - eager| = {result['max_abs_diff_overall']:.2g} <= {atol:g} ({shown})")
     return 0

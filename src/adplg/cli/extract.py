@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 from adplg.conventions import BACKBONES, NAMINGS
@@ -23,7 +24,8 @@ EXAMPLES_EXTRACT = """examples:
   adplg extract videos.txt --backbone clip --weights ViT-B-16.pt --out feats/ucf-clip --shard 1/2
 
 Each run writes <out>/manifest.json, <out>/meta/<name>.json per finished video and <out>/features.list.
-A re-run skips finished videos; one with different feature settings in the same --out is refused.
+A re-run skips finished videos; one with different feature settings in the same --out is refused, and so is a
+folder that holds .npy files but no manifest.json of adplg extract (its files are never overwritten).
 """
 
 
@@ -64,12 +66,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the extraction; 0 when every video succeeded, 1 when any failed (each failure is printed)."""
+    """Run the extraction; 0 when every video succeeded, 1 when some failed, 2 when all failed (nothing was
+    extracted: the inputs are wrong). Each failure is printed to stderr, naming the video and why."""
     from adplg.conventions import DEFAULT_CROPS
-    from adplg.inference.extract import build_extractor, extract_many
+    from adplg.inference.extract import build_extractor, check_extract_folder, extract_many
 
     shard = parse_shard(args.shard)
     crops = args.crops if args.crops is not None else DEFAULT_CROPS[args.backbone]
+    # before loading the backbone: --out is writable, holds no foreign files, and no earlier run with other settings
+    check_extract_folder(args.out, {"backbone": args.backbone, "crops": crops, "naming": args.naming,
+                                    "clip_frame": args.clip_frame if args.backbone == "clip" else None})
     extractor = build_extractor(args.backbone, args.weights, crops, device=args.device,
                                 batch_snippets=args.batch_snippets, clip_frame=args.clip_frame)
     report = extract_many([Path(p) for p in args.inputs], extractor, args.out, naming=args.naming, shard=shard,
@@ -78,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"extracted {len(report.done)} video(s), skipped {len(report.skipped)} finished, "
           f"{len(report.failed)} failed{speed}")
     for video, reason in report.failed:
-        print(f"failed: {video}: {reason}")
+        print(f"adplg: error: {video}: {reason}", file=sys.stderr)
     if report.feature_list is not None:
         print(f"feature list: {report.feature_list}")
-    return 0 if report.ok else 1
+    if report.ok:
+        return 0
+    return 2 if not report.done and not report.skipped else 1

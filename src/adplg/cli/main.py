@@ -55,9 +55,30 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_train_output(args: argparse.Namespace) -> None:
+    """Before loading any data: the run directory (``--run_dir``, the resumed run's, or the folder ``output_dir``
+    makes it in) can be written."""
+    from adplg.io import check_output_dir
+
+    if args.resume is not None:
+        from adplg.checkpoint import checkpoint_file
+
+        run_dir = checkpoint_file(args.resume).parent.parent
+        if run_dir.is_dir():  # a missing checkpoint is reported by train itself
+            check_output_dir(run_dir, "run directory (--resume)")
+    elif args.run_dir is not None:
+        check_output_dir(args.run_dir, "run directory (--run_dir)")
+    else:
+        from adplg.config import build_config
+
+        cfg = build_config(args.preset or "ucf-i3d", args.config, config_overrides(args))
+        check_output_dir(cfg.output_dir, "output_dir (where the run directory is made)")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from adplg.training.run import train
 
+    _check_train_output(args)
     result = train(args.preset, overrides=config_overrides(args), config_file=args.config, run_dir=args.run_dir,
                    resume=args.resume, evaluate=not args.no_eval,
                    on_start=lambda run_dir: print(f"run directory: {run_dir}"))
@@ -97,7 +118,9 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from adplg.demo import run_demo
+    from adplg.io import check_output_dir
 
+    check_output_dir(args.out, "demo --out folder")
     run_demo(Path(args.out), num_iters=args.steps, seed=args.seed, progress=not args.quiet)
     return 0
 

@@ -47,6 +47,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                                      "ViT-B-16.pt / a Hugging Face folder)")
     p.add_argument("--backbone", choices=tuple(BACKBONES),
                    help="backbone for video inputs (default: from the checkpoint's feature size, 1024 i3d, 512 clip)")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="score half-extracted videos of an `adplg extract` folder (crop files without their "
+                        "meta/<video>.json record, or fewer crops than it names) instead of refusing them")
     p.add_argument("overrides", nargs="*", default=[], metavar="section.key=value", help="dotted config overrides")
 
 
@@ -60,7 +63,7 @@ def _scorer(args: argparse.Namespace):
 
 def _score_options(args: argparse.Namespace) -> dict:
     return {"fps": args.fps, "naming": args.naming, "weights": args.weights, "backbone": args.backbone,
-            "progress": not args.quiet}
+            "progress": not args.quiet, "allow_incomplete": args.allow_incomplete}
 
 
 def resolve_rules(args: argparse.Namespace, scorer):
@@ -79,7 +82,33 @@ def resolve_rules(args: argparse.Namespace, scorer):
     return rules, source
 
 
+def _check_score_outputs(args: argparse.Namespace) -> None:
+    """Before loading or scoring anything: ``score --out`` (and its ``features`` folder) is a writable folder."""
+    from adplg.io import check_output_dir
+
+    out = check_output_dir(args.out, "score --out folder")
+    check_output_dir(out / "features", "score features folder (for video inputs)")
+
+
+def _check_calibrate_outputs(args: argparse.Namespace) -> None:
+    """Before loading or scoring anything: the rules file (``--out``, else beside the first checkpoint) can be
+    written, and ``--features-dir`` is a folder an extraction may write into."""
+    from adplg.inference.alerts import rules_path_for
+    from adplg.inference.extract import check_extract_folder
+    from adplg.io import check_output_file
+
+    if args.out:
+        check_output_file(args.out, "calibrate --out rules file")
+    else:
+        files = split_model_files(args.checkpoint)[0]
+        if files and Path(files[0]).exists():  # a missing checkpoint is reported when loading it
+            check_output_file(rules_path_for(Path(files[0])), "alert rules file (beside the checkpoint)")
+    if args.features_dir:
+        check_extract_folder(args.features_dir)
+
+
 def cmd_score(args: argparse.Namespace) -> int:
+    _check_score_outputs(args)
     scorer = _scorer(args)
     rules, source = resolve_rules(args, scorer)
     scorer.check_rules(rules)
@@ -99,6 +128,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    _check_calibrate_outputs(args)
     scorer = _scorer(args)
     rules = scorer.calibrate(args.inputs, args.target_far, hysteresis=args.hysteresis,
                              min_duration_s=args.min_duration, merge_gap_s=args.merge_gap,

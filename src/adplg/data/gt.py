@@ -21,7 +21,7 @@ from typing import Literal, Mapping, Sequence
 import numpy as np
 
 from adplg.conventions import SNIPPET_FRAMES
-from adplg.data.lists import read_text_lines
+from adplg.data.lists import line_problems_error, quote, read_text_lines
 from adplg.errors import AdplgError, DataValidationError
 
 __all__ = [
@@ -133,7 +133,7 @@ def _pairs(values: list[str], where: str, problems: list[str]) -> list[tuple[int
     try:
         nums = [int(v) for v in values]
     except ValueError:
-        problems.append(f"{where}: expected integer frame numbers, got {' '.join(values)!r}")
+        problems.append(f"{where}: expected integer frame numbers, got {quote(' '.join(values))}")
         return None
     if len(nums) % 2:
         problems.append(f"{where}: expected start/end pairs (an even count of numbers), got {len(nums)}")
@@ -164,7 +164,8 @@ def read_ucf_annotations(path) -> dict[str, list[tuple[int, int]]]:
     def numbers(toks: list[str]) -> list[str] | None:
         if len(toks) < 2:
             return None
-        return toks[3:] if _is_int(toks[1]) else toks[2:]
+        nums = toks[3:] if _is_int(toks[1]) else toks[2:]
+        return nums or None  # every line has its pairs, -1 -1 for a normal video (or it is no annotation line)
 
     return _read_intervals(path, numbers, "'<video> [frames] <class> s1 e1 ...'")
 
@@ -177,11 +178,12 @@ def read_ucf_frame_counts(path) -> dict[str, int]:
     for lineno, toks in lines:
         if len(toks) < 2 or not _is_int(toks[1]):
             problems.append(f"annotation file {path}, line {lineno}: expected '<video> <frame count> ...', "
-                            f"got {' '.join(toks)!r}")
+                            f"got {quote(' '.join(toks))}")
             continue
         out[annotation_key(toks[0])] = int(toks[1])
     if problems:
-        raise DataValidationError(problems, context=f"annotation file {path}")
+        raise line_problems_error(path, problems, len(problems), len(lines), kind="annotation file",
+                                  expected="'<video> <frame count> ...' per line")
     return out
 
 
@@ -205,11 +207,13 @@ def _read_intervals(path, numbers, expected: str) -> dict[str, list[tuple[int, i
     path, lines = _annotation_lines(path)
     out: dict[str, list[tuple[int, int]]] = {}
     problems: list[str] = []
+    unreadable = 0  # lines that are no annotation line at all
     for lineno, toks in lines:
         where = f"annotation file {path}, line {lineno}"
         nums = numbers(toks)
         if nums is None:
-            problems.append(f"{where}: expected {expected}, got {' '.join(toks)!r}")
+            unreadable += 1
+            problems.append(f"{where}: expected {expected}, got {quote(' '.join(toks))}")
             continue
         pairs = _pairs(nums, where, problems)
         if pairs is None:
@@ -220,7 +224,7 @@ def _read_intervals(path, numbers, expected: str) -> dict[str, list[tuple[int, i
             continue
         out[key] = pairs
     if problems:
-        raise DataValidationError(problems, context=f"annotation file {path}")
+        raise line_problems_error(path, problems, unreadable, len(lines), kind="annotation file", expected=expected)
     return out
 
 

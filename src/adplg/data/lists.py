@@ -24,6 +24,14 @@ Supported layouts (``LIST_FORMATS``):
     array headers are read here (to count the crops); their contents are validated by ``FeatureStore.load``. History
     key: the video name for a ``[T, D]`` file, ``<video>__<c>`` for crop ``c`` of a ``[T, C, D]`` file.
 
+Relative paths in a list file (every format) are resolved against the list file's folder, never the current
+directory; absolute paths are used as written.
+
+Quoting: an error quotes at most ``QUOTED_LINES`` problem lines of a file (then "... and N more"), each shortened to
+``QUOTED_CHARS`` characters; a file most of whose lines are not entries of the format at all gets one message
+without its contents ("does not look like a list file of format 'ucf' (N of M lines unreadable)"), see
+:func:`line_problems_error`.
+
 Re-rooting: the official lists hold the authors' absolute paths. With ``root`` given, the part of every path after
 ``strip_prefix`` (default: the longest common directory prefix of all paths of the list) is joined onto ``root``::
 
@@ -54,6 +62,11 @@ __all__ = [
     "MISSING_SHOWN",
     "MissingFilesError",
     "missing_root_hint",
+    "QUOTED_LINES",
+    "LineProblemsError",
+    "NotAListError",
+    "line_problems_error",
+    "quote",
 ]
 
 LIST_FORMATS = ("ucf", "xd", "sht", "csv", "folder")
@@ -95,7 +108,7 @@ def parse_label(value: str) -> int:
     except ValueError:
         return 0 if v.lower() in _NORMAL_CLASS_NAMES else 1
     if f not in (0.0, 1.0):
-        raise ValueError(f"numeric label must be 0 or 1, got {v!r}")
+        raise ValueError(f"numeric label must be 0 or 1, got {quote(v)}")
     return int(f)
 
 
@@ -129,6 +142,50 @@ def _stem(path_str: str) -> str:
     return name[:-4] if name.endswith(".npy") else name
 
 
+# --------------------------------------------------------------------------------- quoting a file's lines in errors
+QUOTED_LINES = 3  # problem lines of one file quoted in an error message; the others are counted
+QUOTED_CHARS = 100  # a quoted line (or token) is cut to this many characters
+
+
+def quote(text: str) -> str:
+    """``repr`` of a piece of a file's content, cut to :data:`QUOTED_CHARS` characters."""
+    text = str(text)
+    return repr(text if len(text) <= QUOTED_CHARS else text[:QUOTED_CHARS] + "...")
+
+
+class LineProblemsError(DataValidationError):
+    """Problems of some lines of one file: ``problems`` holds every one of them; the message quotes the first
+    :data:`QUOTED_LINES` and counts the others, so an error never prints a whole file."""
+
+    def __init__(self, problems: Sequence[str], context: str):
+        super().__init__(list(problems), context=context)
+        shown = self.problems[:QUOTED_LINES]
+        if len(self.problems) > QUOTED_LINES:
+            shown.append(f"... and {len(self.problems) - QUOTED_LINES} more")
+        self.args = (f"{context}: {len(self.problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in shown),)
+
+
+class NotAListError(DataValidationError):
+    """A file that is not a list of the expected format at all: one line, none of its contents."""
+
+    def __init__(self, message: str):
+        super().__init__([message], context=message)
+        self.args = (message,)
+
+
+def line_problems_error(path, problems: Sequence[str], unreadable: int, total: int, kind: str = "list file",
+                        fmt: str = "", expected: str = "") -> DataValidationError:
+    """The error for the ``problems`` of the lines of file ``path``: a :class:`NotAListError` without contents when
+    more than :data:`QUOTED_LINES` and more than half of its ``total`` non-empty lines are ``unreadable`` (not
+    entries of the format at all: the file is something else, e.g. ``/etc/passwd``), else a
+    :class:`LineProblemsError` quoting at most :data:`QUOTED_LINES` of them."""
+    if unreadable > QUOTED_LINES and 2 * unreadable > total:
+        what = f"{kind} of format {fmt!r}" if fmt else kind
+        shape = f"; expected {expected}" if expected else ""
+        return NotAListError(f"{path} does not look like a {what} ({unreadable} of {total} lines unreadable{shape})")
+    return LineProblemsError(problems, context=f"{kind} {path}")
+
+
 # ------------------------------------------------------------------------------------------------------- raw reading
 def read_text_lines(path: Path, kind: str = "list file") -> list[tuple[int, str]]:
     """Non-empty stripped lines with their 1-based numbers; clear errors for a missing, unreadable or empty file."""
@@ -153,7 +210,7 @@ def _read_csv(list_file: Path, required: tuple[str, str]) -> list[tuple[int, dic
     if missing:
         raise AdplgError(
             f"list file {list_file}, line {lines[0][0]}: expected a header with columns {','.join(required)}, "
-            f"got {','.join(rows[0])!r}"
+            f"got {quote(','.join(rows[0]))}"
         )
     out = []
     problems = []
@@ -161,12 +218,13 @@ def _read_csv(list_file: Path, required: tuple[str, str]) -> list[tuple[int, dic
         if len(row) != len(header):
             problems.append(
                 f"list file {list_file}, line {lineno}: expected {len(header)} columns ({','.join(header)}), "
-                f"got {len(row)}: {','.join(row)!r}"
+                f"got {len(row)}: {quote(','.join(row))}"
             )
             continue
         out.append((lineno, {h: v.strip() for h, v in zip(header, row)}))
     if problems:
-        raise DataValidationError(problems, context=f"list file {list_file}")
+        raise line_problems_error(list_file, problems, len(problems), len(lines) - 1, fmt="csv",
+                                  expected=f"{len(header)} comma-separated columns ({','.join(header)})")
     if not out:
         raise AdplgError(f"list file {list_file}: empty (expected at least one row after the header, got 0)")
     return out
@@ -195,7 +253,7 @@ class _Rerooter:
         parts = _parts(raw)
         n = len(self.prefix)
         if tuple(parts[:n]) != self.prefix or len(parts) <= n:
-            raise ValueError(f"expected a path under {'/'.join(self.prefix) or '(empty prefix)'!r}, got {raw!r}")
+            raise ValueError(f"expected a path under {'/'.join(self.prefix) or '(empty prefix)'!r}, got {quote(raw)}")
         return self.root.joinpath(*parts[n:])
 
 
@@ -297,16 +355,17 @@ def read_list(list_file, fmt: str, root=None, strip_prefix=None, root_key: str |
             if fmt == "sht":
                 toks = line.split()
                 if len(toks) > 2 or not toks[0].endswith(".npy"):
-                    problems.append((lineno, f"{where}: expected '<path>.npy [label]', got {line!r}"))
+                    problems.append((lineno, f"{where}: expected '<path>.npy [label]', got {quote(line)}"))
                     continue
                 entries.append((lineno, toks[0], toks[1] if len(toks) == 2 else None))
             else:
                 if not line.endswith(".npy"):
-                    problems.append((lineno, f"{where}: expected a path ending in .npy, got {line!r}"))
+                    problems.append((lineno, f"{where}: expected a path ending in .npy, got {quote(line)}"))
                     continue
                 entries.append((lineno, line, None))
+    unreadable, total = len(problems), len(entries) + len(problems)  # lines that are no entry of the format at all
 
-    reroot = _Rerooter(list_file, [e[1] for e in entries], root, strip_prefix, relative_to_list=(fmt == "csv"))
+    reroot = _Rerooter(list_file, [e[1] for e in entries], root, strip_prefix, relative_to_list=True)
     items: list[CropItem] = []
     for lineno, raw, label_str in entries:
         where = f"list file {list_file}, line {lineno}"
@@ -335,7 +394,7 @@ def read_list(list_file, fmt: str, root=None, strip_prefix=None, root_key: str |
                     label = int(value)
                 except ValueError:
                     problems.append((lineno, f"{where}: expected a label 0.0 or 1.0 in the 2nd column, "
-                                             f"got {label_str!r}"))
+                                             f"got {quote(label_str)}"))
                     continue
         else:  # csv
             key = stem
@@ -346,8 +405,10 @@ def read_list(list_file, fmt: str, root=None, strip_prefix=None, root_key: str |
                 continue
         items.append(CropItem(path=path, video=video, crop=crop, label=label, history_key=key, listed=raw))
     if problems:
-        raise DataValidationError([m for _, m in sorted(problems, key=lambda p: p[0])],
-                                  context=f"list file {list_file}")
+        expected = {"sht": "'<path>.npy [label]' per line", "csv": "a path,label csv"}.get(fmt, "one <path>.npy "
+                                                                                              "per line")
+        raise line_problems_error(list_file, [m for _, m in sorted(problems, key=lambda p: p[0])], unreadable, total,
+                                  fmt=fmt, expected=expected)
     return items
 
 
@@ -398,7 +459,7 @@ def _read_folder(list_file: Path, root, root_key: str | None = None) -> list[Cro
         hint = missing_root_hint(missing[0][0], [], list_file, root, root_key, fmt="folder")
         raise MissingFilesError(problems, [m for _, m in missing], len(rows), f"list file {list_file}", hint)
     if problems:
-        raise DataValidationError(problems, context=f"list file {list_file}")
+        raise LineProblemsError(problems, context=f"list file {list_file}")
     return items
 
 

@@ -40,21 +40,25 @@ def test_checkpoints(model_files: Sequence[str | Path], *, preset: str | None = 
     """Evaluate our checkpoint(s) or the authors' ``*_model_s_*.pkl`` on the config's test set.
 
     Writes ``results.json``, ``scores.npz`` and (``plot``) ``scores.png`` into ``out_dir`` (default
-    :func:`default_output`). Several files score their mean (an ensemble)."""
+    :func:`default_output`), checked to be a writable folder before any compute. Several files score their mean (an
+    ensemble)."""
     from adplg.data.datasets import build_test_set
     from adplg.evaluation.evaluate import evaluate, write_results
     from adplg.evaluation.plots import plot_test_examples
     from adplg.inference.load import load_scorer
+    from adplg.io import check_output_dir
     from adplg.runtime import resolve_device
 
     files = [str(f) for f in model_files]
+    if out_dir is not None:  # before any compute: the output folder can be written
+        check_output_dir(out_dir, "test --out folder")
     cfg, net_s = load_scorer(files, preset, None if config_file is None else str(config_file), list(overrides))
+    out = Path(out_dir) if out_dir is not None else check_output_dir(default_output(files), "test output folder")
     device = resolve_device(cfg.train.device)
     test = build_test_set(cfg, progress=cfg.train.progress)
     e = cfg.eval
     metrics, scores = evaluate(net_s.to(device), test, device, e.far_threshold, progress=cfg.train.progress,
                                precision=e.precision, batch_snippets=e.batch_snippets, smooth_window=e.smooth_window)
-    out = Path(out_dir) if out_dir is not None else default_output(files)
     write_results(out, test, metrics, scores, extra={"model_file": files, "config": cfg.to_dict()})
     if plot:
         plot_test_examples(out / "scores.png", test, scores,

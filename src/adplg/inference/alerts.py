@@ -15,6 +15,8 @@ values of the normal videos.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,37 @@ ALERTS_SUFFIX = ".alerts.yaml"
 MIN_UNIT_S = 10.0  # shortest independent unit of footage for the binomial interval (seconds)
 LITTLE_FOOTAGE_S = 30 * 60.0  # below this much normal footage (seconds) calibration records a footage_note
 FEW_VIDEOS = 30  # ... or below this many normal videos
+
+
+# scores are probabilities in [0, 1]; calibration's "no alerts at all" threshold is the float just above the highest
+# normal score, which is 1 ulp above 1 when that score is exactly 1
+SCORE_MAX = float(np.nextafter(1.0, 2.0))
+
+# the command-line flag of each rule, named beside the key in errors
+FLAGS = {"on_threshold": "--threshold", "off_threshold": "--off-threshold", "min_duration_s": "--min-duration",
+         "merge_gap_s": "--merge-gap", "target_far": "--target-far, the target false-alarm rate",
+         "hysteresis": "--hysteresis", "fps": "--fps"}
+
+
+def check_number(where: str, name: str, value, *, low: float | None = None, low_open: bool = False,
+                 high: float | None = None, high_open: bool = False) -> float:
+    """``value`` as a float when it is a finite real number within the bounds, else an :class:`AdplgError` naming
+    ``name`` (and its flag), the expected range and the value (``nan``, ``inf`` and strings are refused)."""
+    flag = f" ({FLAGS[name]})" if name in FLAGS else ""
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        bounds.append(f"{'<' if high_open else '<='} {high:g}")
+    expected = f"{name} {' and '.join(bounds)}{flag}, a finite number" if bounds else f"a finite {name}{flag}"
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        raise AdplgError(f"{where}: expected {expected}, got {value!r}")
+    return float(value)
 
 
 @dataclass
@@ -41,12 +74,16 @@ class AlertRules:
     def __post_init__(self):
         if self.off_threshold is None:
             self.off_threshold = self.on_threshold
+        self.on_threshold = check_number("alert rules", "on_threshold", self.on_threshold, low=0, high=SCORE_MAX)
+        self.off_threshold = check_number("alert rules", "off_threshold", self.off_threshold, low=0, high=SCORE_MAX)
+        self.min_duration_s = check_number("alert rules", "min_duration_s", self.min_duration_s, low=0)
+        self.merge_gap_s = check_number("alert rules", "merge_gap_s", self.merge_gap_s, low=0)
         if self.off_threshold > self.on_threshold:
-            raise AdplgError(f"alert rules: expected off_threshold <= on_threshold, got off {self.off_threshold} > "
-                             f"on {self.on_threshold}")
-        if self.min_duration_s < 0 or self.merge_gap_s < 0:
-            raise AdplgError(f"alert rules: expected min_duration_s >= 0 and merge_gap_s >= 0, got "
-                             f"{self.min_duration_s} and {self.merge_gap_s}")
+            raise AdplgError(f"alert rules: expected off_threshold <= on_threshold (--off-threshold <= "
+                             f"--threshold), got off {self.off_threshold} > on {self.on_threshold}")
+        if not isinstance(self.calibration, dict):
+            raise AdplgError(f"alert rules: expected calibration to be a mapping, got a "
+                             f"{type(self.calibration).__name__}")
 
     def with_thresholds(self, on: float, off: float) -> AlertRules:
         return AlertRules(on, off, self.min_duration_s, self.merge_gap_s, dict(self.calibration))
@@ -73,16 +110,25 @@ class AlertRules:
             raise AdplgError(f"alert rules file not found: {path}")
         try:
             data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AdplgError(f"alert rules file {path}: cannot be read as text ({type(exc).__name__}); expected the "
+                             f"YAML written by adplg calibrate") from None
         except yaml.YAMLError as exc:
-            raise AdplgError(f"alert rules file {path} is not valid YAML: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            raise AdplgError(f"alert rules file {path} is not valid YAML "
+                             f"({getattr(exc, 'problem', None) or type(exc).__name__}{where})") from None
         known = {"on_threshold", "off_threshold", "min_duration_s", "merge_gap_s", "calibration"}
-        unknown = sorted(set(data) - known)
+        if not isinstance(data, dict):
+            raise AdplgError(f"alert rules file {path}: expected a mapping with some of {sorted(known)}, got a "
+                             f"{type(data).__name__}")
+        unknown = sorted(map(str, set(data) - known))
         if unknown:
             raise AdplgError(f"alert rules file {path}: unknown keys {unknown} (expected some of {sorted(known)})")
         try:
             return cls(**data)
-        except (TypeError, ValueError) as exc:
-            raise AdplgError(f"alert rules file {path}: {exc}") from None
+        except AdplgError as exc:
+            raise AdplgError(f"alert rules file {path}: {str(exc).removeprefix('alert rules: ')}") from None
 
 
 def rules_path_for(checkpoint: Path) -> Path:
@@ -130,8 +176,7 @@ def _runs(mask: np.ndarray) -> np.ndarray:
 
 def alert_mask(frame_scores: np.ndarray, fps: float, rules: AlertRules) -> np.ndarray:
     """``frame_scores [N]`` -> ``[N]`` bool: frames inside an alert after hysteresis, merging and minimum duration."""
-    if fps <= 0:
-        raise AdplgError(f"alerts: expected fps > 0, got {fps}")
+    check_number("alerts", "fps", fps, low=0, low_open=True)
     mask = hysteresis_mask(frame_scores, rules.on_threshold, rules.off_threshold)
     runs = _runs(mask)
     if len(runs) > 1 and rules.merge_gap_s > 0:
@@ -230,6 +275,17 @@ def footage_note(videos, unit_s: float, units: float) -> str | None:
             f"narrow it")
 
 
+def check_calibration(target_far: float, hysteresis: float = 0.0, min_duration_s: float = 0.0,
+                      merge_gap_s: float = 0.0) -> None:
+    """The arguments of :func:`calibrate`: ``0 <= target_far < 1`` and non-negative ``hysteresis``, minimum
+    duration and merge gap, all finite; an :class:`AdplgError` naming the first bad one (cheap: call it before
+    scoring the normal footage)."""
+    check_number("calibrate", "target_far", target_far, low=0, high=1, high_open=True)
+    check_number("calibrate", "hysteresis", hysteresis, low=0)
+    check_number("calibrate", "min_duration_s", min_duration_s, low=0)
+    check_number("calibrate", "merge_gap_s", merge_gap_s, low=0)
+
+
 def calibrate(videos: list[tuple[np.ndarray, float]], target_far: float, hysteresis: float = 0.0,
               min_duration_s: float = 0.0, merge_gap_s: float = 0.0, bootstrap_rounds: int = 1000,
               seed: int = 0) -> AlertRules:
@@ -248,12 +304,9 @@ def calibrate(videos: list[tuple[np.ndarray, float]], target_far: float, hystere
       ``1 - 0.025 ** (1 / n)`` (about ``3.7 / n``, like the rule of three), so little footage gives a wide interval.
 
     Under 30 minutes of footage or under 30 videos, ``footage_note`` says why the interval is wide."""
+    check_calibration(target_far, hysteresis, min_duration_s, merge_gap_s)
     if not videos:
         raise AdplgError("calibrate: no normal videos given")
-    if not 0 <= target_far < 1:
-        raise AdplgError(f"calibrate: expected 0 <= target false-alarm rate < 1, got {target_far}")
-    if hysteresis < 0:
-        raise AdplgError(f"calibrate: expected hysteresis >= 0, got {hysteresis}")
     base = AlertRules(1.0, 1.0 - hysteresis, min_duration_s, merge_gap_s)
     candidates = np.unique(np.concatenate([np.asarray(s, dtype=np.float64) for s, _ in videos]))
     candidates = np.append(candidates, np.nextafter(candidates[-1], np.inf))  # above every score: no alerts

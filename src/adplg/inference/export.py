@@ -26,7 +26,11 @@ import importlib
 import io
 import json
 import logging
+import math
+import os
+import shutil
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
@@ -40,7 +44,7 @@ from torch import Tensor, nn
 from adplg.checkpoint import checkpoint_file
 from adplg.config import Config
 from adplg.errors import AdplgError
-from adplg.io import atomic_write_bytes, atomic_write_text, file_sha256
+from adplg.io import OutputError, atomic_write_bytes, atomic_write_text, check_output_file, file_sha256
 from adplg.models.snippet_branch import SnippetBranch
 from adplg.runtime import versions
 
@@ -331,6 +335,64 @@ def export_model(net_s: SnippetBranch, path: str | Path, fmt: str, *, opset: int
     return export_torchscript(net_s, path, config=config, source=source)
 
 
+def check_tolerance(value: float, name: str = "atol") -> float:
+    """A check tolerance: a finite number > 0 (``0``, negative, ``nan`` and ``inf`` are :class:`AdplgError`)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise AdplgError(f"--{name}: expected a finite number > 0, got {value!r}") from None
+    if not (math.isfinite(number) and number > 0):
+        raise AdplgError(f"--{name}: expected a finite number > 0, got {value!r}")
+    return number
+
+
+def check_export_target(path: str | Path) -> Path:
+    """Before exporting: ``path`` and its sidecar ``<path>.json`` can be written (neither is a folder, their folder
+    is writable). Raises :class:`~adplg.io.OutputError` otherwise; returns ``path``."""
+    path = check_output_file(path, "export output")
+    check_output_file(sidecar_path(path), "export sidecar")
+    return path
+
+
+def export_checked(net_s: SnippetBranch, path: str | Path, fmt: str, *, opset: int | None = None,
+                   config: Config | None = None, source: str | Path | None = None, check: bool = True,
+                   atol: float = 1e-4, lengths: Sequence[int] | None = None) -> dict[str, Any] | None:
+    """Export ``net_s`` to ``path`` (plus ``<path>.json``) without ever destroying a file already there: the model
+    and its sidecar are written into a temporary folder beside ``path``, checked there against the eager model
+    (``check``: :func:`check_export` at ``lengths``, default :data:`DEFAULT_CHECK_LENGTHS` capped at ``max_len``;
+    the result is recorded in the sidecar), and only then renamed over ``path`` and ``<path>.json``. A failed check
+    (or any error) raises with the temporaries removed and an existing ``path`` byte-for-byte unchanged. Returns the
+    check result, or None without ``check``."""
+    fmt = check_format(fmt)
+    atol = check_tolerance(atol)
+    path = check_export_target(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        staged = export_model(net_s, stage / path.name, fmt, opset=opset, config=config, source=source)
+        result = None
+        if check:
+            max_len = int(net_s.max_len)
+            lengths = sorted({min(int(t), max_len) for t in (lengths or DEFAULT_CHECK_LENGTHS)})
+            result = check_export(staged, net_s, lengths=lengths, atol=atol, fmt=fmt)
+            result["file"] = str(path)
+            if not result["passed"]:
+                shown = ", ".join(f"{k}: {v:.3g}" for k, v in result["max_abs_diff"].items())
+                kept = f"{path} was left as it was" if path.exists() else f"nothing was written to {path}"
+                raise AdplgError(f"exported model does not match the eager model: expected max |export - eager| "
+                                 f"<= {atol:g}, got {result['max_abs_diff_overall']:.3g} ({shown}); the new export was "
+                                 f"discarded and {kept} (rerun with --no-check to keep it for inspection)")
+            write_sidecar(staged, {**read_sidecar(staged), "check": result})
+        try:
+            os.replace(staged, path)
+            os.replace(sidecar_path(staged), sidecar_path(path))
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}", exc.errno) from None
+        return result
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- running and checking an export
 
 def _detect_format(path: Path) -> str:
@@ -388,6 +450,7 @@ def check_export(path: str | Path, net_s: SnippetBranch, lengths: Sequence[int] 
     length, and return ``{"max_abs_diff": {"batch=B,time=T": d, ...}, "max_abs_diff_overall", "atol", "passed",
     ...}``. Lengths above ``max_len`` are an :class:`AdplgError` (see the module docstring)."""
     path = Path(path)
+    atol = check_tolerance(atol)
     runner = load_exported(path, fmt)
     lengths = _check_lengths(lengths, net_s.max_len)
     generator = torch.Generator().manual_seed(seed)

@@ -29,8 +29,10 @@ Output folder (``naming``)
     frame) and, when the container's frame count differs from the frames decoded (a warning is logged),
     ``frame_count_mismatch: {"container": N, "decoded": M}``.
     ``manifest.json`` holds the extraction settings and versions; a re-run with a setting that changes the features
-    stops with an error instead of mixing features. ``features.list`` (one absolute crop path per line, readable by
-    ``adplg.data.lists.read_list(path, naming)``) is regenerated from all finished videos at the end of every run.
+    stops with an error instead of mixing features. A folder without our ``manifest.json`` that already holds
+    ``.npy`` files (or ``features.list``, ``meta/*.json``) is refused: foreign files are never overwritten.
+    ``features.list`` (one absolute crop path per line, readable by ``adplg.data.lists.read_list(path, naming)``) is
+    regenerated from all finished videos at the end of every run.
     Every file is written to a temporary name and renamed, so a crash never leaves a half-written file.
 
 Sharding: with ``shard=(i, n)`` a process extracts ``videos[i::n]`` of the inputs sorted by video name; several
@@ -45,6 +47,7 @@ import csv
 import io
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +69,7 @@ from adplg.inference.video import (
     probe_video,
     resize_short_side,
 )
-from adplg.io import atomic_write_bytes, atomic_write_text, file_sha256
+from adplg.io import atomic_write_bytes, atomic_write_text, check_output_dir, file_sha256
 
 __all__ = [
     "BACKBONES",
@@ -82,6 +85,7 @@ __all__ = [
     "CLIPExtractor",
     "ExtractReport",
     "build_extractor",
+    "check_extract_folder",
     "crop_file_names",
     "collect_videos",
     "extract_many",
@@ -268,13 +272,15 @@ def build_extractor(backbone: str, weights: Path, crops: int, device="cpu", batc
     """Load the backbone weights and return its extractor (``device`` "cpu", "cuda", "cuda:N" or "auto")."""
     if backbone not in BACKBONES:
         raise AdplgError(f"--backbone: expected one of {', '.join(BACKBONES)}, got {backbone!r}")
-    weights = Path(weights)
-    if not weights.exists():
-        raise AdplgError(f"weights {weights}: not found (expected the {backbone} weights file)")
     if crops not in CROP_COUNTS:
         raise AdplgError(f"--crops: expected one of {', '.join(map(str, CROP_COUNTS))}, got {crops}")
     if clip_frame not in CLIP_FRAME_MODES:
         raise AdplgError(f"--clip-frame: expected one of {', '.join(CLIP_FRAME_MODES)}, got {clip_frame!r}")
+    if isinstance(batch_snippets, bool) or not isinstance(batch_snippets, int) or batch_snippets < 1:
+        raise AdplgError(f"--batch-snippets: expected an integer >= 1, got {batch_snippets!r}")
+    weights = Path(weights)
+    if not weights.exists():
+        raise AdplgError(f"weights {weights}: not found (expected the {backbone} weights file)")
     from adplg.runtime import resolve_device
 
     device = device if isinstance(device, torch.device) else resolve_device(str(device))
@@ -334,26 +340,67 @@ def _run_manifest(extractor: FeatureExtractor, naming: str) -> dict:
     return {**extractor.settings(), "naming": naming, "adplg": adplg.__version__, "versions": versions()}
 
 
-def _check_or_write_manifest(out_dir: Path, manifest: dict) -> None:
-    """Write ``manifest.json`` into a new folder; in a used folder, refuse settings that change the features."""
-    path = out_dir / "manifest.json"
-    if not path.is_file():
-        if (out_dir / "meta").is_dir() and any((out_dir / "meta").glob("*.json")):
-            raise AdplgError(f"output folder {out_dir}: holds finished videos (meta/*.json) but no manifest.json; "
-                             "expected a manifest recording their settings (use a new --out folder)")
-        atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
-        return
+def _read_manifest(path: Path) -> dict:
+    """The manifest of an earlier run in ``path.parent``; :class:`AdplgError` when it is unreadable or not ours."""
     try:
         previous = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise AdplgError(f"{path}: cannot be read as JSON ({exc}); expected the manifest of an earlier run") from None
-    for key in FEATURE_KEYS:
-        if previous.get(key) != manifest.get(key):
-            raise AdplgError(
-                f"{path}: setting {key!r} differs from the earlier run in this folder: the folder has "
-                f"{previous.get(key)!r}, this run has {manifest.get(key)!r} (features made with different settings "
-                "are never mixed; use a new --out folder)"
-            )
+    if not isinstance(previous, dict) or previous.get("backbone") not in BACKBONES or "weights_sha256" not in previous:
+        raise AdplgError(f"{path}: not a manifest written by `adplg extract` (expected its 'backbone' and "
+                         f"'weights_sha256' keys); refusing to write into {path.parent}, nothing was overwritten: "
+                         "pick an empty folder for --out")
+    return previous
+
+
+def _foreign_files(out_dir: Path) -> list[Path]:
+    """Files of a folder without our manifest that an extraction could overwrite: ``*.npy``, ``features.list``,
+    ``meta/*.json``."""
+    if not out_dir.is_dir():
+        return []
+    found = sorted(out_dir.glob("*.npy"))
+    found += [out_dir / "features.list"] if os.path.lexists(out_dir / "features.list") else []
+    return found + sorted((out_dir / "meta").glob("*.json"))
+
+
+def check_extract_folder(out_dir: Path, settings: dict | None = None) -> Path:
+    """Check ``out_dir`` before extracting into it (no compute; nothing is written): it is, or can be made, a writable
+    folder; without our ``manifest.json`` it holds no file an extraction could overwrite (``*.npy``,
+    ``features.list``, ``meta/*.json``: such a folder is refused, never written into); with one, the manifest is
+    ours and (``settings``, the whole or part of a run manifest) no setting that changes the features differs.
+    Raises :class:`AdplgError`; returns ``out_dir`` as a :class:`Path`."""
+    out_dir = check_output_dir(out_dir, "output folder")
+    path = out_dir / "manifest.json"
+    if os.path.lexists(path):
+        if not path.is_file():
+            raise AdplgError(f"{path}: expected the manifest file of an earlier run, found a folder; pick an empty "
+                             "folder for --out")
+        previous = _read_manifest(path)
+        for key in FEATURE_KEYS:
+            if key in (settings or {}) and previous.get(key) != settings.get(key):
+                raise AdplgError(
+                    f"{path}: setting {key!r} differs from the earlier run in this folder: the folder has "
+                    f"{previous.get(key)!r}, this run has {settings.get(key)!r} (features made with different "
+                    "settings are never mixed; use a new --out folder)"
+                )
+        return out_dir
+    foreign = _foreign_files(out_dir)
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise AdplgError(f"output folder {out_dir}: holds files such as {foreign[0]}{more} but no manifest.json of "
+                         "`adplg extract`, so they were not written by it; refusing to write there (nothing was "
+                         "overwritten): pick an empty folder for --out, or one an earlier `adplg extract` filled")
+    return out_dir
+
+
+def _check_or_write_manifest(out_dir: Path, manifest: dict) -> None:
+    """Write ``manifest.json`` into a new (or empty) folder; refuse a folder of foreign files, and in a used folder
+    settings that change the features (:func:`check_extract_folder`)."""
+    check_extract_folder(out_dir, manifest)
+    path = out_dir / "manifest.json"
+    if not path.is_file():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
 
 
 # ------------------------------------------------------------------------------------------------------------ inputs
@@ -515,7 +562,6 @@ def extract_many(inputs: Sequence[Path] | Path, extractor: FeatureExtractor, out
     index, count = _check_shard(shard)
     videos = collect_videos(inputs)[index::count]
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     _check_or_write_manifest(out_dir, _run_manifest(extractor, naming))
 
     report = ExtractReport(out_dir=out_dir)

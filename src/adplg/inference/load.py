@@ -33,12 +33,17 @@ SETTABLE_KEYS = {
     "model": ("attention",),  # blocked or dense local attention: the same weights and the same math
     "train": ("device", "progress"),
 }
+# the data section's paths: a checkpoint's saved ones are used only where the user gives none, and that is logged
+DATA_PATH_KEYS = ("list_dir", "train_list", "test_list", "feature_root", "train_root", "test_root", "annotations",
+                  "gt_file")
 
 
 def _checkpoint_config(saved: dict, preset: str | None, config_file: str | None,
-                       overrides: Sequence[str], source: Path) -> Config:
+                       overrides: Sequence[str], source: Path, announce_data: bool = True) -> Config:
     """The checkpoint's own config, with the user's ``SETTABLE_KEYS`` and ``eval.*`` settings applied on top; any
-    other key the user sets that differs from the checkpoint is reported and ignored."""
+    other key the user sets that differs from the checkpoint is reported and ignored. The data paths saved in the
+    checkpoint that the user does not set are logged (INFO, ``announce_data``): they come from the sidecar, which
+    may have been written elsewhere (or crafted), so they are never used silently."""
     user = settings(preset, config_file, list(overrides))
     update: dict = {}
     ignored: list[str] = []
@@ -55,7 +60,16 @@ def _checkpoint_config(saved: dict, preset: str | None, config_file: str | None,
         log.log(logging.WARNING if explicit & set(ignored) else logging.INFO,
                 "%s: uses the config it was trained with; ignored %s (a checkpoint's model and training settings "
                 "cannot change; a preset only supplies data paths)", source, ", ".join(ignored))
-    return build_config(base=merge_settings(saved, update))
+    if announce_data:
+        given = update.get("data", {})
+        kept = {key: value for key, value in (saved.get("data") or {}).items()
+                if key in DATA_PATH_KEYS and key not in given and value is not None}
+        if kept:
+            log.info("%s: using the data paths saved in the checkpoint's config (give data.list_dir, --feature_root, "
+                     "... to use others): %s", source,
+                     ", ".join(f"data.{key}={value}" for key, value in kept.items()))
+    return build_config(base=merge_settings(saved, update), source=f"the config saved in {source.with_suffix('.json')}",
+                        training=False)
 
 
 def load_weights(net, state: dict, path: Path, what: str = "snippet branch") -> None:
@@ -77,9 +91,10 @@ def load_weights(net, state: dict, path: Path, what: str = "snippet branch") -> 
 
 
 def load_snippet_branch(model_file: str | Path, preset: str | None = None, config_file: str | None = None,
-                        overrides: Sequence[str] = ()) -> tuple[Config, SnippetBranch]:
+                        overrides: Sequence[str] = (), announce_data: bool = True) -> tuple[Config, SnippetBranch]:
     """Our checkpoint (``.safetensors`` + ``.json``, or a run directory) or an official ``*_model_s_*.pkl``
-    (see the module docstring for which config is used). Returns ``(config, net_s)`` on the CPU in eval mode."""
+    (see the module docstring for which config is used). Returns ``(config, net_s)`` on the CPU in eval mode.
+    ``announce_data``: log the data paths taken from a checkpoint's saved config (off where no data are read)."""
     from adplg.checkpoint import OFFICIAL_SUFFIXES, Checkpoint
     from adplg.models.build import build_snippet_branch
     from adplg.models.convert import load_official_checkpoint
@@ -92,14 +107,10 @@ def load_snippet_branch(model_file: str | Path, preset: str | None = None, confi
         if kind != "net_s":
             raise AdplgError(f"{path} is an official {kind} (branch 1) checkpoint; scoring needs the snippet branch "
                              f"(files named *_model_s_*.pkl)")
-        cfg = build_config(preset or "ucf-i3d", config_file, list(overrides))
+        cfg = build_config(preset or "ucf-i3d", config_file, list(overrides), training=False)
     else:
-        ckpt = Checkpoint(path)
-        saved = ckpt.meta.get("config") if isinstance(ckpt.meta, dict) else None
-        if not isinstance(saved, dict):
-            raise AdplgError(f"{ckpt.path.with_suffix('.json')}: expected a checkpoint sidecar with a 'config' "
-                             f"mapping, got {type(saved).__name__ if saved is not None else 'none'}")
-        cfg = _checkpoint_config(saved, preset, config_file, overrides, ckpt.path)
+        ckpt = Checkpoint(path)  # refuses a sidecar without a 'config' mapping, naming it
+        cfg = _checkpoint_config(ckpt.meta["config"], preset, config_file, overrides, ckpt.path, announce_data)
         state = ckpt.part("net_s")
         path = ckpt.path
     net_s = build_snippet_branch(cfg)
@@ -108,11 +119,13 @@ def load_snippet_branch(model_file: str | Path, preset: str | None = None, confi
 
 
 def load_scorer(model_files: Sequence[str | Path], preset: str | None = None, config_file: str | None = None,
-                overrides: Sequence[str] = ()) -> tuple[Config, SnippetBranch | SnippetEnsemble]:
+                overrides: Sequence[str] = (), announce_data: bool = True
+                ) -> tuple[Config, SnippetBranch | SnippetEnsemble]:
     """One checkpoint (:func:`load_snippet_branch`), or several whose snippet scores are averaged (an ensemble of
     independently trained runs, e.g. several seeds). The config is the first checkpoint's; every member must take
     the same features."""
-    loaded = [load_snippet_branch(f, preset, config_file, overrides) for f in model_files]
+    loaded = [load_snippet_branch(f, preset, config_file, overrides, announce_data and i == 0)
+              for i, f in enumerate(model_files)]
     if not loaded:
         raise AdplgError("no model file given")
     cfg = loaded[0][0]

@@ -11,6 +11,13 @@ Times: when the extraction record ``<folder>/meta/<video>.json`` written by ``ad
 presentation times from the container (``snippet_start_s`` / ``snippet_end_s``), frame times come from them (a
 variable-frame-rate video or one with undecodable frames keeps its real clock); otherwise frame ``i`` is at
 ``i / fps`` with the record's fps, else ``fps`` (the caller's ``--fps``), else 30 (recorded as assumed).
+
+Half-extracted videos: in a folder written by ``adplg extract`` (it holds ``manifest.json``), a video whose crop files
+lack their ``meta/<video>.json`` record (the extraction stopped before it finished the video) or number fewer than
+the record (or manifest) says is refused, naming the video and its missing crops, unless ``allow_incomplete``.
+
+Long videos: a video longer than the model's ``max_len`` snippets (its positional embedding rows) is scored in
+windows of ``max_len`` snippets overlapping by ``max_len // 4``; where windows overlap their scores are averaged.
 """
 
 from __future__ import annotations
@@ -26,18 +33,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from adplg.conventions import split_crop_suffix
+from adplg.conventions import crop_file_names, split_crop_suffix
 from adplg.data.features import FeatureStore
 from adplg.data.gt import SnippetLayout
 from adplg.data.lists import CropItem
 from adplg.errors import AdplgError
 from adplg.evaluation.evaluate import forward_in_chunks
-from adplg.inference.alerts import AlertRules, Segment, alert_mask, alert_segments
+from adplg.inference.alerts import AlertRules, Segment, alert_mask, alert_segments, check_number
 from adplg.precision import autocast
 
 log = logging.getLogger(__name__)
 
 ASSUMED_FPS = 30.0
+INCOMPLETE_SHOWN = 3  # half-extracted videos named one by one in the error; the others are counted
+
+
+def check_fps(fps: float | None) -> None:
+    """A caller's frame rate (``fps=`` / ``--fps``): None, or a finite number > 0."""
+    if fps is not None:
+        check_number("score", "fps", fps, low=0, low_open=True)
 
 
 @dataclass
@@ -130,11 +144,58 @@ def _array_shape(path: Path) -> tuple[int, ...]:
         raise AdplgError(f"{path}: cannot read the .npy header: {exc}") from None
 
 
-def feature_items(inputs: list[Path], naming: str = "ucf") -> list[CropItem]:
+def _extraction_manifest(folder: Path, cache: dict[Path, dict | None]) -> dict | None:
+    """The ``manifest.json`` of a folder (an empty dict when it is no JSON object), or None without one."""
+    if folder not in cache:
+        path = folder / "manifest.json"
+        data = None
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                data = {}
+            data = data if isinstance(data, dict) else {}
+        cache[folder] = data
+    return cache[folder]
+
+
+def incomplete_videos(groups: dict[tuple[Path, str], dict[int, Path]], naming: str = "ucf") -> list[str]:
+    """Why each video of an ``adplg extract`` folder in ``groups`` (``(folder, video) -> {crop: file}``) is
+    half-extracted: crop files without the ``meta/<video>.json`` record, or fewer crop files than the record (else
+    the manifest) names. Videos outside extraction folders (no ``manifest.json`` recording the ``crops`` setting, as
+    every manifest of ``adplg extract`` does) are not checked."""
+    manifests: dict[Path, dict | None] = {}
+    problems = []
+    for (folder, video), crops in groups.items():
+        manifest = _extraction_manifest(folder, manifests)
+        if manifest is None or "crops" not in manifest:
+            continue
+        record = extraction_record(folder / f"{video}.npy", video)
+        expected: list[str] = []
+        if record is not None and isinstance(record.get("crop_files"), list):
+            expected = [str(f) for f in record["crop_files"]]
+        else:
+            count = (record or {}).get("crops", manifest.get("crops"))
+            if isinstance(count, int) and count > 0:
+                expected = crop_file_names(video, count, manifest.get("naming") or naming)
+        missing = [f for f in expected if not (folder / f).is_file()]
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        if record is None:
+            problems.append(f"{video}: {len(crops)} crop file(s) but no extraction record meta/{video}.json"
+                            + (f" (missing crops: {shown})" if missing else ""))
+        elif missing:
+            problems.append(f"{video}: {len(expected) - len(missing)} of {len(expected)} crop files (missing "
+                            f"{shown})")
+    return problems
+
+
+def feature_items(inputs: list[Path], naming: str = "ucf", allow_incomplete: bool = False) -> list[CropItem]:
     """One :class:`CropItem` per crop of every video found in ``inputs``, videos in path order, crops in order.
 
     A lone ``.npy`` file brings its sibling crop files (same video name, same folder). ``[T, C, D]`` files give one
-    item per crop. Two folders holding the same video name are kept apart (the item's ``video`` is the name)."""
+    item per crop. Two folders holding the same video name are kept apart (the item's ``video`` is the name).
+    Half-extracted videos (see the module docstring) are an :class:`AdplgError`, or a warning with
+    ``allow_incomplete`` (their crop files are scored as they are)."""
     fmt = "sht" if naming == "sht" else "ucf"
     files = _npy_files(inputs)
     for f in list(files):  # a single crop file named on the command line brings its siblings
@@ -149,6 +210,18 @@ def feature_items(inputs: list[Path], naming: str = "ucf") -> list[CropItem]:
     if duplicates:
         raise AdplgError(f"video name(s) {duplicates} found in more than one folder "
                          f"({[str(d) for (d, v) in groups if v in duplicates]}); score one folder at a time")
+    incomplete = incomplete_videos(groups, naming)
+    if incomplete:
+        folders = sorted({str(d) for d, _ in groups})
+        listed = "; ".join(incomplete[:INCOMPLETE_SHOWN])
+        if len(incomplete) > INCOMPLETE_SHOWN:
+            listed += f"; and {len(incomplete) - INCOMPLETE_SHOWN} more"
+        where = f"{len(incomplete)} half-extracted video(s) in {', '.join(folders)}: {listed}"
+        if not allow_incomplete:
+            raise AdplgError(f"{where}. Expected every video of an `adplg extract` folder finished (all its crop "
+                             f"files and meta/<video>.json); run `adplg extract` again into the same folder to finish "
+                             f"them, or pass --allow-incomplete (allow_incomplete=True) to score the crops there are")
+        log.warning("%s; scoring the crops there are (allow_incomplete)", where)
     items: list[CropItem] = []
     for (_, video), crops in groups.items():
         for crop, path in sorted(crops.items()):
@@ -196,23 +269,57 @@ def _record_clock(record: dict | None, snippets: int, where: str) -> tuple[float
 
 
 # ------------------------------------------------------------------------------------------------------ scoring
+def window_starts(length: int, max_len: int) -> list[int]:
+    """First snippets of the windows that cover ``length`` snippets with windows of ``max_len``, overlapping by
+    ``max_len // 4`` (the last window ends at the last snippet)."""
+    step = max(1, max_len - max_len // 4)
+    starts = list(range(0, length - max_len + 1, step))
+    if starts[-1] + max_len < length:
+        starts.append(length - max_len)
+    return starts
+
+
+def forward_long(net_s: nn.Module, x: torch.Tensor, batch_snippets: int, max_len: int | None = None) -> torch.Tensor:
+    """Scores ``[N, T]`` of ``x [N, T, D]`` like :func:`~adplg.evaluation.evaluate.forward_in_chunks`, also when
+    ``T`` exceeds the model's ``max_len`` (default ``net_s.max_len``): then the sequence is scored in overlapping
+    windows of ``max_len`` snippets (:func:`window_starts`), batched, and overlapping scores are averaged."""
+    max_len = max_len or getattr(net_s, "max_len", None)
+    length = x.shape[1]
+    if not max_len or length <= max_len:
+        return forward_in_chunks(net_s, x, batch_snippets)
+    starts = window_starts(length, int(max_len))
+    windows = torch.cat([x[:, s:s + max_len] for s in starts])  # [W * N, max_len, D], window-major
+    scores = forward_in_chunks(net_s, windows, batch_snippets).view(len(starts), x.shape[0], max_len)
+    total = torch.zeros(x.shape[0], length, dtype=scores.dtype, device=scores.device)
+    count = torch.zeros(length, dtype=scores.dtype, device=scores.device)
+    for w, s in enumerate(starts):
+        total[:, s:s + max_len] += scores[w]
+        count[s:s + max_len] += 1
+    return total / count
+
+
 @torch.no_grad()
 def score_features(net_s: nn.Module, store: FeatureStore, device: torch.device | str = "cpu",
                    precision: str = "fp32", batch_snippets: int = 65536,
                    smooth_window: int = 0) -> dict[str, np.ndarray]:
     """Per video of ``store``, the crop-averaged snippet scores ``[T]`` (``net_s`` in eval mode), smoothed over
-    ``smooth_window`` snippets as evaluation does (``eval.smooth_window``; 0 = off)."""
+    ``smooth_window`` snippets as evaluation does (``eval.smooth_window``; 0 = off). A video longer than the model's
+    ``max_len`` is scored in overlapping windows (:func:`forward_long`)."""
     from adplg.evaluation.evaluate import smooth_scores
 
     by_video: dict[str, list[int]] = {}
     for i, item in enumerate(store.items):
         by_video.setdefault(item.video, []).append(i)
     net_s.eval()
+    max_len = getattr(net_s, "max_len", None)
     out = {}
     with autocast(device, precision):
         for video, idxs in by_video.items():
             x = torch.from_numpy(np.stack([store[i] for i in idxs])).to(device)  # [C, T, D]
-            out[video] = smooth_scores(forward_in_chunks(net_s, x, batch_snippets).mean(dim=0).cpu().numpy(),
+            if max_len and x.shape[1] > max_len:
+                log.info("%s: %d snippets, more than the model's max_len %d: scored in windows of %d snippets "
+                         "overlapping by %d, averaged", video, x.shape[1], max_len, max_len, max_len // 4)
+            out[video] = smooth_scores(forward_long(net_s, x, batch_snippets, max_len).mean(dim=0).cpu().numpy(),
                                        smooth_window)
     return out
 
@@ -220,12 +327,15 @@ def score_features(net_s: nn.Module, store: FeatureStore, device: torch.device |
 def score_inputs(net_s: nn.Module, inputs: list[Path], feature_dim: int, naming: str = "ucf",
                  fps: float | None = None, device: torch.device | str = "cpu", precision: str = "fp32",
                  batch_snippets: int = 65536, expected_crops: int | None = None, progress: bool = False,
-                 layout: SnippetLayout | None = None, smooth_window: int = 0) -> list[Timeline]:
+                 layout: SnippetLayout | None = None, smooth_window: int = 0,
+                 allow_incomplete: bool = False) -> list[Timeline]:
     """Validate and score every video of the feature ``inputs``; one :class:`Timeline` per video, its frames laid
     out by ``layout`` (the config's ``data.layout``). A crop count other than ``expected_crops`` (the checkpoint's
-    test crops) is scored but warned about."""
+    test crops) is scored but warned about. ``fps``: None or a finite rate > 0. Half-extracted videos of an
+    ``adplg extract`` folder are refused unless ``allow_incomplete`` (see the module docstring)."""
+    check_fps(fps)
     layout = layout or SnippetLayout()
-    items = feature_items(inputs, naming)
+    items = feature_items(inputs, naming, allow_incomplete)
     store = FeatureStore.load(items, feature_dim=feature_dim, mmap=True, progress=progress,
                               context="features to score")  # memory-mapped: one video in memory at a time
     scores = score_features(net_s, store, device, precision, batch_snippets, smooth_window)

@@ -24,8 +24,8 @@ from adplg.config import Config
 from adplg.conventions import DEFAULT_CROPS, backbone_for_dim
 from adplg.data.datasets import snippet_layout
 from adplg.errors import AdplgError
-from adplg.inference.alerts import AlertRules, calibrate, rules_path_for
-from adplg.inference.score import Timeline, annotated_spans, score_inputs
+from adplg.inference.alerts import AlertRules, calibrate, check_calibration, rules_path_for
+from adplg.inference.score import Timeline, annotated_spans, check_fps, forward_long, score_inputs
 from adplg.io import atomic_write_text, file_sha256
 
 log = logging.getLogger(__name__)
@@ -43,13 +43,19 @@ def _as_paths(inputs: Inputs) -> list[Path]:
     return paths
 
 
+def _has_videos(folder: Path) -> bool:
+    from adplg.inference.extract import VIDEO_EXTENSIONS
+
+    return any(p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file() for p in folder.rglob("*"))
+
+
 def is_video_input(path: Path) -> bool:
-    """A video file, or a folder holding no ``.npy`` features (a folder of videos); missing paths are classified
-    by their suffix."""
+    """A video file, or a folder holding videos and no ``.npy`` features (a folder of videos); missing paths are
+    classified by their suffix. A folder with neither is no video input (:meth:`Scorer.score` refuses it)."""
     from adplg.inference.extract import VIDEO_EXTENSIONS
 
     if path.is_dir():
-        return not any(path.rglob("*.npy"))
+        return not any(path.rglob("*.npy")) and _has_videos(path)
     if not path.exists():
         return path.suffix.lower() in VIDEO_EXTENSIONS
     return path.suffix != ".npy"
@@ -59,6 +65,9 @@ def _check_inputs_exist(paths: list[Path]) -> None:
     from adplg.inference.extract import VIDEO_EXTENSIONS
 
     for path in paths:
+        if path.is_dir() and not any(path.rglob("*.npy")) and not _has_videos(path):
+            raise AdplgError(f"no .npy features or videos found in {path} (expected <video>[__k].npy feature files "
+                             f"or video files: {', '.join(VIDEO_EXTENSIONS)})")
         if path.exists():
             continue
         if path.suffix.lower() in VIDEO_EXTENSIONS:
@@ -115,8 +124,10 @@ class Scorer:
     # ------------------------------------------------------------------------------------------------ scoring
     @torch.no_grad()
     def score_array(self, features: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Snippet scores ``[T]`` of one video's features ``[T, D]`` or ``[crops, T, D]`` (crops averaged)."""
-        from adplg.evaluation.evaluate import forward_in_chunks, smooth_scores
+        """Snippet scores ``[T]`` of one video's features ``[T, D]`` or ``[crops, T, D]`` (crops averaged). A video
+        longer than the model's ``max_len`` snippets is scored in overlapping windows of ``max_len`` (overlap
+        ``max_len // 4``), the overlapping scores averaged."""
+        from adplg.evaluation.evaluate import smooth_scores
         from adplg.precision import autocast
 
         x = torch.as_tensor(np.asarray(features, dtype=np.float32))
@@ -127,38 +138,41 @@ class Scorer:
             raise AdplgError(f"features: expected [T, {dim}] or [crops, T, {dim}], got {list(x.shape)}")
         e = self.config.eval
         with autocast(self.device, e.precision):
-            scores = forward_in_chunks(self.model, x.to(self.device), e.batch_snippets).mean(dim=0)
+            scores = forward_long(self.model, x.to(self.device), e.batch_snippets).mean(dim=0)
         return smooth_scores(scores.cpu().numpy(), e.smooth_window)
 
     def score(self, inputs: Inputs, *, fps: float | None = None, naming: str | None = None,
               weights: PathLike | None = None, backbone: str | None = None, features_dir: PathLike | None = None,
-              progress: bool = False) -> list[Timeline]:
+              progress: bool = False, allow_incomplete: bool = False) -> list[Timeline]:
         """Score feature files, folders of them, or videos; one :class:`~adplg.inference.score.Timeline` per video.
 
         ``inputs``: ``.npy`` files (``[T, D]`` per crop, or ``[T, crops, D]``), folders of them (searched
         recursively), or video files / folders of videos. Videos need the backbone ``weights`` (``backbone`` defaults
         to the one whose feature size the model takes); their features are extracted with the model's test crops
         into ``features_dir`` (default: a temporary folder, deleted afterwards). ``fps`` is used for feature files
-        without an extraction record; ``naming`` (ucf/xd/sht) defaults to the extraction manifest's, else ucf."""
+        without an extraction record (a finite rate > 0); ``naming`` (ucf/xd/sht) defaults to the extraction
+        manifest's, else ucf. Half-extracted videos of an ``adplg extract`` folder (crop files without their
+        ``meta/<video>.json`` record, or fewer crops than it names) are refused unless ``allow_incomplete``."""
+        check_fps(fps)
         paths = _as_paths(inputs)
         _check_inputs_exist(paths)
         videos = [p for p in paths if is_video_input(p)]
         features = [p for p in paths if p not in videos]
         naming = naming or manifest_naming(features) or "ucf"
         if not videos:
-            return self._score_features(features, naming, fps, progress)
+            return self._score_features(features, naming, fps, progress, allow_incomplete)
         with tempfile.TemporaryDirectory(prefix="adplg-features-") as tmp:
             folder = Path(features_dir) if features_dir is not None else Path(tmp)
             self.extract(videos, folder, weights=weights, backbone=backbone, naming=naming, progress=progress)
-            return self._score_features([*features, folder], naming, fps, progress)
+            return self._score_features([*features, folder], naming, fps, progress, allow_incomplete)
 
     def _score_features(self, features: list[Path], naming: str, fps: float | None,
-                        progress: bool) -> list[Timeline]:
+                        progress: bool, allow_incomplete: bool = False) -> list[Timeline]:
         c = self.config
         return score_inputs(self.model, features, c.data.feature_dim, naming=naming, fps=fps, device=self.device,
                             precision=c.eval.precision, batch_snippets=c.eval.batch_snippets,
                             expected_crops=c.data.test_crops, progress=progress, layout=snippet_layout(c.data),
-                            smooth_window=c.eval.smooth_window)
+                            smooth_window=c.eval.smooth_window, allow_incomplete=allow_incomplete)
 
     def extract(self, videos: Sequence[PathLike], out_dir: PathLike, *, weights: PathLike | None,
                 backbone: str | None = None, naming: str = "ucf", progress: bool = False) -> Path:
@@ -231,6 +245,7 @@ class Scorer:
         or None to keep them in memory. The result becomes :attr:`rules`."""
         from adplg.checkpoint import checkpoint_file
 
+        check_calibration(target_far, hysteresis, min_duration_s, merge_gap_s)  # before the (long) scoring
         if isinstance(normal_inputs, (list, tuple)) and normal_inputs and isinstance(normal_inputs[0], Timeline):
             timelines = list(normal_inputs)
         else:
@@ -259,5 +274,7 @@ def load(checkpoint: PathLike | Sequence[PathLike], *more: PathLike, preset: str
 
     files = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
     files += list(more)
-    cfg, model = load_scorer(files, preset, None if config is None else str(config), list(overrides))
+    # scoring reads no list files: the data paths saved in the checkpoint go unused and unannounced
+    cfg, model = load_scorer(files, preset, None if config is None else str(config), list(overrides),
+                             announce_data=False)
     return Scorer(cfg, model, files, device)

@@ -15,7 +15,6 @@ Handled details:
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from torch import Tensor
 
 from adplg.errors import AdplgError
+from adplg.models.backbones.weights import short_reason
 
 _NUM_LOCAL = 4        # LSA1..LSA4
 _GLOBAL_DEPTH = 2     # selfatt.layers.0..1
@@ -173,14 +173,18 @@ def load_official_checkpoint(path) -> tuple[str, dict]:
         raise AdplgError(f"official checkpoint not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError, TypeError) as exc:
-        raise AdplgError(f"cannot read {path} as a PyTorch state_dict (torch.load with weights_only=True "
-                         f"failed): {exc}") from exc
+    # arbitrary or truncated bytes make the unpickler fail with many different exception types
+    except Exception as exc:  # noqa: BLE001
+        raise AdplgError(f"cannot read {path} as a PyTorch state_dict ({short_reason(exc)}); expected the authors' "
+                         f"*_model_s_*.pkl / *_model_v_*.pkl (a state_dict saved with torch.save)") from None
     if not isinstance(obj, Mapping):
         raise AdplgError(f"{path} holds a {type(obj).__name__}, not a state_dict")
     kind = is_official_state_dict(obj)
     if kind is None:
         sample = list(obj)[:5]
         raise AdplgError(f"{path} is not an official ADPLG-VAD net_s/net_v state_dict (first keys: {sample})")
-    v, s = convert_official_state_dicts(**{kind: obj})
+    try:
+        v, s = convert_official_state_dicts(**{kind: obj})
+    except AdplgError as exc:
+        raise AdplgError(f"{path}: {exc} (is it a checkpoint of another model or feature size?)") from None
     return kind, (s if kind == "net_s" else v)

@@ -24,7 +24,7 @@ from adplg.config import Config
 from adplg.data.datasets import TestSet, TrainSet
 from adplg.errors import AdplgError
 from adplg.evaluation.evaluate import evaluate, write_results
-from adplg.io import atomic_write_text
+from adplg.io import atomic_write_text, check_output_dir
 from adplg.losses import snippet_loss, video_branch_losses
 from adplg.models.build import build_snippet_branch, build_video_branch
 from adplg.precision import autocast
@@ -188,7 +188,6 @@ class Trainer:
             hint = f"the newest one that verifies here is {full.path} (step {full.step})" if full else "none here"
             raise AdplgError(f"{ckpt.path} holds weights only; resume needs a full checkpoint (checkpoints/last; "
                              f"{hint})")
-        ckpt.verify()
         self.net_v.load_state_dict(ckpt.part("net_v"))
         extra = ckpt.part("extra")
         if self.ema_s is not None:
@@ -303,7 +302,7 @@ def create_run_dir(cfg: Config, run_dir: str | Path | None = None) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     if run_dir is None:
         run_dir = Path(cfg.output_dir) / f"{cfg.name}-seed{cfg.train.seed}-{stamp}"
-    run_dir = Path(run_dir)
+    run_dir = check_output_dir(run_dir, "run directory")
     if (run_dir / "config.yaml").exists():
         if holds_checkpoint(run_dir):
             raise AdplgError(f"run directory {run_dir} already holds a run; use --resume {run_dir} or another "

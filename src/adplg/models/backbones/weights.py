@@ -28,7 +28,7 @@ def read_torch_file(path: Path, what: str, expected: str = "a state_dict saved w
         return torch.load(path, map_location="cpu", weights_only=True)
     # Arbitrary or truncated bytes make the unpickler fail with many different exception types.
     except Exception as exc:
-        raise AdplgError(f"{what} file {path}: cannot be read with torch.load ({_short_reason(exc)}); "
+        raise AdplgError(f"{what} file {path}: cannot be read with torch.load ({short_reason(exc)}); "
                          f"expected {expected}") from exc
 
 
@@ -51,15 +51,19 @@ def backbone_of_state(state: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _short_reason(exc: Exception) -> str:
-    """The informative part of a ``torch.load`` failure: the weights-only unpickler's own reason when there is one
-    (its long preamble about ``weights_only=False`` would be bad advice here), else the first line."""
+def short_reason(exc: Exception) -> str:
+    """The informative part of a ``torch.load`` (or safetensors) failure, on one line: the weights-only unpickler's
+    own reason when there is one, else the first line. Torch's advice to re-load with ``weights_only=False`` (which
+    runs arbitrary code from the file) never appears: it would be bad advice here."""
     text = str(exc)
     marker = "WeightsUnpickler error:"
     if marker in text:
         text = text.split(marker, 1)[1].split("Check the documentation", 1)[0]
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0] if lines else 'no details'}"
+    first = lines[0] if lines else "no details"
+    if "weights_only" in first and "False" in first:  # the advice without the unpickler's reason
+        first = "the file holds objects other than tensors, which a weights-only load refuses"
+    return f"{type(exc).__name__}: {first}"
 
 
 def unwrap_state_dict(obj: Any, path: Path, what: str) -> dict[str, Tensor]:
