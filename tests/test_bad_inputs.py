@@ -363,6 +363,23 @@ def _torch_save(path: Path, state: dict) -> None:
     torch.save({k: torch.as_tensor(v) for k, v in state.items()}, path)
 
 
+# ---- watch (a file source, every number and output are checked before the model loads; an unreachable URL is
+# found when connecting, after the model and backbone: tests/test_watch.py covers it with a model that has one)
+def _watch(w: Workspace, *extra: str, source: str | None = None) -> list[str]:
+    video = w.write("v/clip.mp4", b"")
+    return ["watch", source or str(video), "--checkpoint", str(w.ckpt), "--weights", str(w.root / "clip.pt"),
+            "--max-retries", "1", "--backoff", "0.01", *extra]
+
+
+case("watch-source-missing")(lambda w: (_watch(w, source=str(w.root / "nope.mp4")), ["nope.mp4"]))
+cases("watch-window", ["0", "-4"], lambda w, v: (_watch(w, "--window", v), ["window"]))
+case("watch-delay-negative")(lambda w: (_watch(w, "--delay", "-1"), ["delay"]))
+case("watch-threshold-nan")(lambda w: (_watch(w, "--threshold", "nan"), ["threshold"]))
+case("watch-events-is-a-folder")(lambda w: (_watch(w, "--events", str(w.folder("events"))), [str(w.root / "events")]))
+case("watch-csv-under-a-file")(lambda w: (_watch(w, "--csv", str(w.write("f", "x") / "t.csv")), [str(w.root / "f")]))
+case("watch-checkpoint-missing")(lambda w: (["watch", str(w.write("v/clip.mp4", b"")), "--checkpoint",
+                                             str(w.root / "no.safetensors")], ["no.safetensors"]))
+
 # ---- doctor, demo, config
 case("doctor-json-is-a-folder")(lambda w: (w.doctor("--json", str(w.folder("report"))), [str(w.root / "report")]))
 case("doctor-list-dir-missing")(lambda w: (["doctor", "--preset", "demo-cpu-small", "--list_dir",

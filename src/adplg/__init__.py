@@ -17,13 +17,27 @@ train(config, overrides=...)           -> TrainResult(run_dir, config, summary, 
 test(model_files, ...)                 -> TestResult(metrics, snippet_scores, out_dir, config)
 calibrate(scorer, normal_inputs, target_far, ...) -> AlertRules
 extract(videos, out_dir, backbone=, weights=, ...) -> ExtractReport
+watch(source, checkpoint, weights=, ...) -> WatchReport   (live camera / stream / file -> alert events; adplg watch)
 build_config(preset, config_file, overrides) -> Config    (``adplg config`` lists every key)
 """
 
 __version__ = "0.1.0"
 
-from adplg.api import AlertRules, Scorer, TestResult, Timeline, TrainResult, calibrate, extract, load, test, train
+from adplg.api import (
+    AlertRules,
+    Scorer,
+    TestResult,
+    Timeline,
+    TrainResult,
+    WatchReport,
+    calibrate,
+    extract,
+    load,
+    test,
+    train,
+    watch,
+)
 from adplg.config import Config, build_config
 
 __all__ = ["load", "Scorer", "Timeline", "AlertRules", "calibrate", "extract", "train", "TrainResult", "test",
-           "TestResult", "build_config", "Config", "__version__"]
+           "TestResult", "watch", "WatchReport", "build_config", "Config", "__version__"]

@@ -27,10 +27,11 @@ from adplg.evaluation.run import TestResult, test_checkpoints
 from adplg.inference.alerts import AlertRules
 from adplg.inference.score import Timeline
 from adplg.inference.scorer import Inputs, Scorer, load
+from adplg.inference.watch import WatchReport, watch
 from adplg.training.run import TrainResult, train
 
 __all__ = ["load", "Scorer", "Timeline", "AlertRules", "calibrate", "extract", "train", "TrainResult", "test",
-           "TestResult"]
+           "TestResult", "watch", "WatchReport"]
 
 
 def calibrate(scorer: Scorer | str | Path, normal_inputs: Inputs, target_far: float, *, hysteresis: float = 0.0,

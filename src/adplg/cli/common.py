@@ -63,6 +63,15 @@ def add_config_args(p: argparse.ArgumentParser, preset_default: str | None) -> N
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="dotted config overrides")
 
 
+def add_alert_rule_args(p: argparse.ArgumentParser, alerts_help: str) -> None:
+    """``--alerts`` and the flags that override its rules (``score`` and ``watch``)."""
+    p.add_argument("--alerts", help=alerts_help)
+    p.add_argument("--threshold", type=float, help="alert start threshold (overrides the rules)")
+    p.add_argument("--off-threshold", type=float, help="alert end threshold (hysteresis; default = --threshold)")
+    p.add_argument("--min-duration", type=float, help="drop alerts shorter than this many seconds")
+    p.add_argument("--merge-gap", type=float, help="merge alerts separated by at most this many seconds")
+
+
 def config_overrides(args: argparse.Namespace) -> list[str]:
     """The official flags that were given, as overrides, then the dotted overrides."""
     out = []

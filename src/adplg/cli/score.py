@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adplg.cli.common import split_model_files
+from adplg.cli.common import add_alert_rule_args, split_model_files
 from adplg.conventions import BACKBONES, NAMINGS
 
 EXAMPLES_SCORE = """examples:
@@ -151,11 +151,7 @@ def add_parser(sub) -> None:
                        epilog=EXAMPLES_SCORE, formatter_class=fmt)
     _add_common(p)
     p.add_argument("--out", default="scores", help="output folder (default ./scores)")
-    p.add_argument("--alerts", help="alert rules YAML (default: <checkpoint>.alerts.yaml beside the checkpoint)")
-    p.add_argument("--threshold", type=float, help="alert start threshold (overrides the rules)")
-    p.add_argument("--off-threshold", type=float, help="alert end threshold (hysteresis; default = --threshold)")
-    p.add_argument("--min-duration", type=float, help="drop alerts shorter than this many seconds")
-    p.add_argument("--merge-gap", type=float, help="merge alerts separated by at most this many seconds")
+    add_alert_rule_args(p, "alert rules YAML (default: <checkpoint>.alerts.yaml beside the checkpoint)")
     p.add_argument("--annotations", help="anomaly annotations to shade in the plots (UCF or XD format)")
     p.add_argument("--annotation-format", choices=("ucf", "xd"), default="ucf")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plots")

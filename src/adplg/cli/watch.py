@@ -1,0 +1,123 @@
+"""``adplg watch``: live scoring of a camera, a network stream or a file, with alerts as events; argument parsing over
+:func:`adplg.inference.watch.watch`.
+
+Ctrl-C and SIGTERM stop cleanly: the scorer is flushed, open alerts are closed (an ``ended`` event), the outputs are
+finished, and the exit status is 0. A source that cannot be (re)connected after ``--max-retries`` attempts exits 2
+with an error naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from adplg.cli.common import add_alert_rule_args
+from adplg.conventions import BACKBONES
+
+EXAMPLES = """examples:
+  # an RTSP camera: events as JSON lines on stdout, timeline CSV, a JPEG per alert, alerts POSTed to a webhook
+  adplg watch rtsp://cam1.local/stream --checkpoint ucf.safetensors --weights rgb_imagenet.pt \\
+      --events - --csv cam1.csv --snapshots cam1-alerts --webhook http://alerts.local/hook
+  # a local camera, CLIP model, alert rules calibrated for this camera
+  adplg watch /dev/video0 --checkpoint xd-clip.safetensors --weights ViT-B-16.pt --alerts cam1.alerts.yaml
+  # a recorded file played at its real frame rate, as a camera would deliver it
+  adplg watch shop.mp4 --realtime --checkpoint ucf.safetensors --weights rgb_imagenet.pt --events shop.jsonl
+"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("watch", help="score a live camera / stream / file as it plays and raise alerts",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", metavar="SOURCE",
+                   help="rtsp:// or http(s):// URL, a camera device such as /dev/video0, or a video file")
+    p.add_argument("--checkpoint", required=True, help="our .safetensors checkpoint or its run directory")
+    p.add_argument("--weights", help="backbone weights (pytorch-i3d rgb_imagenet.pt or CLIP ViT-B-16.pt)")
+    p.add_argument("--backbone", choices=tuple(BACKBONES),
+                   help="backbone (default: from the checkpoint's feature size, 1024 i3d, 512 clip)")
+    p.add_argument("--crops", type=int, default=1, choices=(1, 5, 10),
+                   help="crop views per snippet (default 1: live speed; the scores average the crops)")
+    p.add_argument("--realtime", action="store_true",
+                   help="play a file at its own frame rate (default: as fast as the scorer takes it)")
+    p.add_argument("--window", type=int, default=256, help="snippets of context the model sees (default 256)")
+    p.add_argument("--delay", type=int,
+                   help="snippets of look-ahead before a score is final (default: the model's largest local window "
+                        "+ 1); latency = delay x 16 / fps seconds")
+    add_alert_rule_args(p, "alert rules YAML (default: the rules beside the checkpoint, else threshold 0.5)")
+    p.add_argument("--events", help="alert events as JSON lines: a file (appended) or - for stdout")
+    p.add_argument("--csv", help="timeline CSV (snippet, start_s, end_s, score), appended as scores become final")
+    p.add_argument("--snapshots", help="folder for a JPEG of the first frame of every alert")
+    p.add_argument("--webhook", help="POST every event as JSON to this URL (background thread, retried)")
+    p.add_argument("--queue-frames", type=int, default=256,
+                   help="frames buffered between the reader and the scorer; when full, the oldest are dropped "
+                        "(live sources) (default 256)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--max-retries", type=int, default=5,
+                   help="failed reconnects in a row before giving up, with exponential backoff (default 5)")
+    p.add_argument("--stall-timeout", type=float, default=10.0,
+                   help="seconds without a frame before a live stream is reconnected (default 10)")
+    p.add_argument("--backoff", type=float, default=0.5,
+                   help="first reconnect wait in seconds, doubled per failure up to 30 s (default 0.5)")
+    p.add_argument("--report", help="write the final report (counts, drops, latency) as JSON to this file")
+    p.set_defaults(func=cmd_watch)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from adplg.cli.score import resolve_rules
+    from adplg.inference.alerts import check_number
+    from adplg.inference.scorer import load
+    from adplg.inference.stream import open_source
+    from adplg.inference.watch import watch
+    from adplg.io import atomic_write_text, check_output_dir, check_output_file
+
+    # every number and output is checked before the model loads or the source is opened
+    check_number("watch", "--window", args.window, low=1)
+    if args.delay is not None:
+        check_number("watch", "--delay", args.delay, low=0)
+    check_number("watch", "--queue-frames", args.queue_frames, low=1)
+    check_number("watch", "--max-retries", args.max_retries, low=0)
+    check_number("watch", "--stall-timeout", args.stall_timeout, low=0, low_open=True)
+    check_number("watch", "--backoff", args.backoff, low=0)
+    for flag in ("threshold", "off_threshold", "min_duration", "merge_gap"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            check_number("watch", f"--{flag.replace('_', '-')}", value, low=0)
+    for path, what in ((args.report, "--report file"), (args.csv, "--csv file"), (args.events, "--events file")):
+        if path and path != "-":
+            check_output_file(path, what)
+    if args.snapshots:
+        check_output_dir(args.snapshots, "--snapshots folder")
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    src = open_source(args.source, stall_timeout=args.stall_timeout)  # a missing file: an error before loading
+    scorer = load(args.checkpoint, device=args.device)
+    rules, source = resolve_rules(args, scorer)
+    scorer.check_rules(rules)
+    stop = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    try:
+        say(f"alert rules: {source} (on {rules.on_threshold:.4f}, off {rules.off_threshold:.4f}, "
+            f"min {rules.min_duration_s:g} s, merge gap {rules.merge_gap_s:g} s)")
+        report = watch(src, scorer, weights=args.weights, backbone=args.backbone, crops=args.crops,
+                       realtime=args.realtime, window=args.window, delay=args.delay, rules=rules, events=args.events,
+                       csv_path=args.csv, snapshots=args.snapshots, webhook=args.webhook,
+                       queue_frames=args.queue_frames, device=args.device, max_retries=args.max_retries,
+                       stall_timeout=args.stall_timeout, backoff_s=args.backoff, stop=stop, announce=say)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    lat = report.latency_percentiles()
+    lat_text = f", score latency p50 {lat['p50']:.2f} s p95 {lat['p95']:.2f} s" if lat else ""
+    say(f"stopped ({report.stopped_by}): {report.frames} frames, {report.snippets} snippets scored, "
+        f"{report.dropped_frames} dropped, {report.reconnects} reconnect(s), "
+        f"{sum(e['kind'] == 'started' for e in report.events)} alert(s){lat_text}")
+    if args.report:
+        atomic_write_text(args.report, json.dumps(report.to_dict(), indent=2) + "\n")
+    return 0

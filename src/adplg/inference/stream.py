@@ -1,0 +1,330 @@
+"""Live frame sources for ``adplg watch``: cameras, network streams and files, read by one thread per source into a
+bounded queue, with reconnection.
+
+Sources (:func:`open_source`)
+    ``rtsp://``, ``rtsps://``, ``rtmp://``, ``http(s)://``, ``udp://``, ``tcp://``, ``srt://`` URLs: a network stream
+    (live: reconnected when it drops); ``/dev/videoN``: a local camera through PyAV's ``v4l2`` format (live); any
+    other path: a video file, which ends the stream when it ends (never reconnected). A file plays as fast as the
+    scorer takes it (no frame is dropped: the reader waits for room in the queue), or with ``realtime`` at its own
+    frame rate (paced by its presentation times), like a camera.
+
+Frames: RGB uint8 ``[H, W, 3]`` with their presentation time in seconds from the first frame
+(``(pts - start) * time_base``; ``index / fps`` for a frame without a timestamp). After a reconnect the new
+connection's clock continues where the last one ended (one frame period later), so times never go backwards.
+
+Bounded queue: the reader thread puts frames into a ``queue.Queue`` of ``queue_frames`` frames. For a live source
+(and a file played in real time) a full queue **drops the oldest queued frame** to make room for the newest: the
+scorer stays close to live instead of falling ever further behind, and memory is bounded. Every dropped frame is
+counted (``FrameReader.dropped``, reported by ``adplg watch``). A dropped frame shortens the snippet clock: the
+frames of a snippet are the next 16 that arrived.
+
+Reconnection: a live source that fails to open, fails while decoding, ends, or stalls (no frame for
+``stall_timeout`` seconds: PyAV's read timeout for network streams, and a watchdog thread for every live source) is
+reopened after a backoff of ``backoff_s * 2**(n-1)`` seconds (at most ``backoff_max_s``), ``n`` the failed connects
+in a row. After ``max_retries`` failed reconnects in a row (``max_retries + 1`` attempts) the reader stops with an
+:class:`~adplg.errors.AdplgError` naming the source. A connection that delivered frames resets the count.
+
+Tests need no RTSP server: :class:`FrameSource` is the abstraction (``frames()`` yields :class:`Frame` objects and
+may raise to simulate a dropped connection), and the tests use a file source that raises part-way on its first
+connection and then reopens (``tests/test_watch.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from adplg.errors import AdplgError
+
+__all__ = ["Frame", "FrameSource", "AVSource", "FrameReader", "open_source", "END", "is_url"]
+
+log = logging.getLogger(__name__)
+
+_URL = re.compile(r"^(rtsps?|rtmps?|https?|udp|tcp|srt|rtp|mms)://", re.IGNORECASE)
+
+
+def is_url(spec: str) -> bool:
+    return bool(_URL.match(str(spec)))
+
+
+@dataclass
+class Frame:
+    """One decoded frame: ``image`` RGB uint8 ``[H, W, 3]``, ``time_s`` its presentation time (seconds from the
+    stream's start), ``arrival`` the ``time.monotonic()`` when the reader received it."""
+
+    image: np.ndarray
+    time_s: float
+    arrival: float = field(default_factory=time.monotonic)
+
+
+class FrameSource:
+    """Where frames come from. ``frames()`` connects (raising on failure) and yields :class:`Frame` objects (their
+    ``time_s`` in this connection's own clock) until the stream ends; ``fps`` is the declared frame rate once
+    connected (0 when unknown); ``live`` sources are reconnected when they end or fail, others end the stream."""
+
+    name: str = "source"
+    live: bool = False
+    fps: float = 0.0
+
+    def frames(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def interrupt(self) -> None:
+        """Ask a blocked ``frames()`` to give up (called by the stall watchdog); optional."""
+
+
+class AVSource(FrameSource):
+    """A PyAV/FFmpeg source: a network URL, a ``/dev/video*`` camera (``v4l2``) or a video file."""
+
+    def __init__(self, spec: str, stall_timeout: float = 10.0, options: dict | None = None):
+        self.spec = str(spec)
+        self.name = self.spec
+        self.stall_timeout = float(stall_timeout)
+        self.device = self.spec.startswith("/dev/video")
+        self.url = is_url(self.spec)
+        self.live = self.url or self.device
+        self.options = dict(options or {})
+        if self.spec.lower().startswith("rtsp") and "rtsp_transport" not in self.options:
+            self.options["rtsp_transport"] = "tcp"  # UDP loses packets (grey smears) on busy networks
+        self._interrupted = False
+        if not self.live:
+            path = Path(self.spec)
+            if not path.is_file():
+                what = "is a folder" if path.exists() else "not found"
+                raise AdplgError(f"source {self.spec}: {what} (expected a video file, an rtsp/http(s) URL or a "
+                                 "camera device such as /dev/video0)")
+
+    def interrupt(self) -> None:
+        self._interrupted = True
+
+    def frames(self) -> Iterator[Frame]:
+        import av
+
+        from adplg.inference.video import _frame_time_s
+
+        self._interrupted = False
+        kwargs: dict = {"options": self.options} if self.options else {}
+        if self.live:
+            kwargs["timeout"] = (self.stall_timeout, self.stall_timeout)  # open and read timeouts (seconds)
+        if self.device:
+            kwargs["format"] = "v4l2"
+        try:
+            container = av.open(self.spec, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every failure to connect is the source's
+            raise ConnectionError(f"cannot open {self.spec}: {type(exc).__name__}: {exc}") from None
+        try:
+            if not container.streams.video:
+                raise AdplgError(f"source {self.spec}: no video stream (expected at least 1, got 0)")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            self.fps = float(rate) if rate else 0.0
+            time_base, start = stream.time_base, stream.start_time
+            first: float | None = None
+            for index, frame in enumerate(container.decode(stream)):
+                if self._interrupted:
+                    return
+                t = _frame_time_s(frame, time_base, start)
+                if t is None:
+                    t = index / self.fps if self.fps > 0 else float(index) / 30.0
+                if first is None and self.live:
+                    first = t  # a live stream's clock starts anywhere: count from this connection's first frame
+                yield Frame(frame.to_ndarray(format="rgb24"), t - (first or 0.0))
+        finally:
+            container.close()
+
+
+def open_source(spec: str, stall_timeout: float = 10.0) -> AVSource:
+    """The :class:`AVSource` for ``spec`` (URL, ``/dev/videoN`` or file); a missing file is an ``AdplgError``."""
+    return AVSource(spec, stall_timeout=stall_timeout)
+
+
+class _End:
+    def __repr__(self) -> str:
+        return "END"
+
+
+END = _End()  # the reader's last queue item: the stream ended (or failed: see FrameReader.error)
+
+
+class FrameReader:
+    """One thread reading ``source`` into a bounded queue (see the module docstring for the drop policy and the
+    reconnection rules). ``get(timeout)`` returns a :class:`Frame`, :data:`END` once the stream is over (then
+    ``error`` holds the :class:`AdplgError` if it failed), or None on timeout. Counters: ``frames``, ``dropped``,
+    ``reconnects``, ``backoffs`` (the last 100 waits, seconds)."""
+
+    def __init__(self, source: FrameSource, queue_frames: int = 256, realtime: bool = False, max_retries: int = 5,
+                 stall_timeout: float = 10.0, backoff_s: float = 0.5, backoff_max_s: float = 30.0):
+        if queue_frames < 1:
+            raise AdplgError(f"--queue-frames: expected >= 1, got {queue_frames}")
+        if max_retries < 0:
+            raise AdplgError(f"--max-retries: expected >= 0, got {max_retries}")
+        if not stall_timeout > 0:
+            raise AdplgError(f"--stall-timeout: expected seconds > 0, got {stall_timeout}")
+        self.source = source
+        self.realtime = bool(realtime)
+        self.drop_when_full = bool(source.live or realtime)
+        self.max_retries = int(max_retries)
+        self.stall_timeout = float(stall_timeout)
+        self.backoff_s, self.backoff_max_s = float(backoff_s), float(backoff_max_s)
+        self.queue: queue.Queue = queue.Queue(maxsize=int(queue_frames))
+        self.frames = 0
+        self.dropped = 0
+        self.reconnects = 0
+        self.stalls = 0
+        self.backoffs: deque[float] = deque(maxlen=100)
+        self.error: AdplgError | None = None
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._stalled = threading.Event()
+        self._last_frame = time.monotonic()
+        self._receiving = False
+        self._got = False
+        self._offset, self._step = 0.0, 1.0 / 30.0
+        self._thread = threading.Thread(target=self._run, name=f"adplg-reader {source.name}", daemon=True)
+        self._watchdog = threading.Thread(target=self._watch, name="adplg-watchdog", daemon=True)
+
+    # ---- consumer side
+    def start(self) -> FrameReader:
+        self._thread.start()
+        if self.source.live:
+            self._watchdog.start()
+        return self
+
+    def get(self, timeout: float = 0.2):
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def stop(self, join_s: float = 2.0) -> None:
+        self._stop.set()
+        self.source.interrupt()
+        with _suppress_empty():
+            while True:  # make room so a reader blocked on a full queue sees the stop
+                self.queue.get_nowait()
+        if self._thread.is_alive():
+            self._thread.join(join_s)
+
+    # ---- reader thread
+    def _put(self, item) -> None:
+        if item is END or not self.drop_when_full:
+            while not self._stop.is_set():
+                try:
+                    self.queue.put(item, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+            return
+        while True:
+            try:
+                self.queue.put_nowait(item)
+                return
+            except queue.Full:
+                with _suppress_empty():
+                    self.queue.get_nowait()  # drop the oldest queued frame
+                    self.dropped += 1
+
+    def _watch(self) -> None:
+        """Stall watchdog of a live source: no frame for ``stall_timeout`` seconds while connected -> reconnect."""
+        step = min(0.5, self.stall_timeout / 4)
+        while not self._stop.wait(step):
+            if self._receiving and time.monotonic() - self._last_frame > self.stall_timeout:
+                if not self._stalled.is_set():
+                    log.warning("%s: no frame for %.1f s; reconnecting", self.source.name, self.stall_timeout)
+                    self.stalls += 1
+                    self._stalled.set()
+                    self.source.interrupt()
+
+    def _connection(self) -> bool:
+        """Read one connection into the queue; returns whether it delivered frames. The clock offset (where this
+        connection's times start in the reader's continuous clock) advances as frames arrive, even when the
+        connection fails part-way."""
+        got = False
+        first_wall = first_t = last_t = None
+        base = self._offset
+        self._stalled.clear()
+        self._last_frame = time.monotonic()
+        self._receiving = True
+        self._got = False
+        try:
+            for frame in self.source.frames():
+                if self._stop.is_set() or self._stalled.is_set():
+                    break
+                if not got:
+                    got = self._got = True
+                    self.connected.set()
+                    if self.source.fps > 0:
+                        self._step = 1.0 / self.source.fps
+                if self.realtime:
+                    now = time.monotonic()
+                    if first_wall is None:
+                        first_wall, first_t = now, frame.time_s
+                    wait = first_wall + (frame.time_s - first_t) - now
+                    if wait > 0 and self._stop.wait(wait):
+                        break
+                if last_t is not None and frame.time_s - last_t > 0:
+                    self._step = frame.time_s - last_t
+                last_t = frame.time_s
+                frame.time_s += base
+                self._offset = frame.time_s + self._step  # a reconnect continues one frame period later
+                frame.arrival = self._last_frame = time.monotonic()
+                self.frames += 1
+                self._put(frame)
+        finally:
+            self._receiving = False
+        return got
+
+    def _run(self) -> None:
+        failures, last_error = 0, ""
+        self._offset, self._step = 0.0, 1.0 / 30.0
+        try:
+            while not self._stop.is_set():
+                try:
+                    got = self._connection()
+                    if not self.source.live or self._stop.is_set():
+                        return
+                    last_error = "the stream stalled" if self._stalled.is_set() else "the stream ended"
+                    failures = 0 if got else failures + 1
+                    log.warning("%s: %s; reconnecting", self.source.name, last_error)
+                except AdplgError as exc:
+                    self.error = exc
+                    return
+                except Exception as exc:  # noqa: BLE001 - a dropped connection, or a decoding failure
+                    last_error = str(exc) if isinstance(exc, ConnectionError) else f"{type(exc).__name__}: {exc}"
+                    if not self.source.live:
+                        self.error = AdplgError(f"source {self.source.name}: reading failed after {self.frames} "
+                                                f"frames: {last_error}")
+                        return
+                    failures = 1 if self._got else failures + 1  # a connection that gave frames resets the count
+                    log.warning("%s: %s", self.source.name, last_error)
+                if failures > self.max_retries:
+                    self.error = AdplgError(
+                        f"source {self.source.name}: could not connect after {failures} attempt(s) in a row "
+                        f"(--max-retries {self.max_retries}); last error: {last_error}")
+                    return
+                wait = min(self.backoff_s * 2 ** max(failures - 1, 0), self.backoff_max_s)
+                self.backoffs.append(wait)
+                if self._stop.wait(wait):
+                    return
+                self.reconnects += 1
+        finally:
+            self._receiving = False
+            self._put(END)
+
+
+class _suppress_empty:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        return kind is not None and issubclass(kind, queue.Empty)

@@ -1,0 +1,482 @@
+"""``adplg watch``: score a live camera, a network stream or a file as it plays, and raise alerts as they happen.
+
+Pipeline (one source): a reader thread (:class:`adplg.inference.stream.FrameReader`) decodes frames into a bounded
+queue (a live source drops the oldest queued frame when the scorer falls behind; see ``stream``). The main loop cuts
+the frames into consecutive 16-frame snippets, featurises each complete snippet with the checkpoint's backbone
+through the very extractor of ``adplg extract`` (same preprocessing, same crops), scores it with
+:class:`~adplg.inference.online.OnlineScorer` (a snippet's score is final ``delay`` snippets later), repeats each
+final snippet score over its 16 frames and feeds them to :class:`~adplg.inference.online.OnlineAlerts`. Latency
+(announced at start-up): ``delay x 16 / fps`` seconds plus the compute time of one snippet.
+
+Memory is bounded: at most ``queue_frames`` frames in the reader's queue, the snippet being filled, up to
+``batch_snippets`` (8) complete snippets awaiting the backbone (when the backbone is slower than the source it
+encodes up to 8 snippets per forward pass), the first frame of each of the last ``delay + 4`` snippets (snapshots),
+the model's ``window`` snippets of features, and 4 bytes per scored snippet for the report (``snippet_scores``).
+
+A frame whose size differs from the first frame of its snippet (a resolution change mid-stream) is resized to that
+size (bilinear) so the snippet stays one array; snippets of different sizes are encoded separately, each resized by
+the extractor as usual.
+
+Outputs, all written as they happen (so a crash loses nothing already reported):
+
+* events: one JSON object per line (``kind`` started/updated/ended, ``start_s`` / ``end_s`` on the stream clock of
+  frames scored / fps, the presentation times ``start_pts_s`` / ``end_pts_s`` when known, ``peak_score``,
+  ``mean_score``, ``source``, ``snapshot``, ``wall_time``) to stdout (``-``) or appended to a file, flushed per line;
+* the timeline CSV (``snippet,start_s,end_s,score``, presentation times) appended as scores become final;
+* a JPEG of the alert's first frame for every ``started`` event in the snapshots folder (the first frame of each of
+  the last ``delay + 4`` snippets is kept for this; an alert starting earlier gets the oldest kept frame);
+* a webhook: every event POSTed as JSON from a background thread (bounded queue, retries with backoff); a slow or
+  dead endpoint never blocks scoring: events that do not fit the queue are dropped and counted.
+
+Stopping: :func:`watch` returns when the stream ends (a file), when ``stop`` (a ``threading.Event``) is set or on
+``KeyboardInterrupt``; in every case the scorer is flushed, open alerts are closed and the outputs finished. A source
+that cannot be (re)connected raises :class:`~adplg.errors.AdplgError` naming it, after the outputs are finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import logging
+import queue
+import sys
+import threading
+import time
+import urllib.request
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from adplg.conventions import SNIPPET_FRAMES, backbone_for_dim
+from adplg.errors import AdplgError
+from adplg.inference.stream import END, Frame, FrameReader, FrameSource, open_source
+
+__all__ = ["watch", "WatchReport", "WebhookPoster"]
+
+log = logging.getLogger(__name__)
+
+ASSUMED_FPS = 30.0
+
+
+@dataclass
+class WatchReport:
+    """What one :func:`watch` did. ``snippet_scores`` / ``snippet_times`` ((start_s, end_s) presentation times):
+    every final score in order, kept for the whole run (a few dozen bytes per snippet: about 5 MB a day at 30 fps);
+    ``latencies_s``: the first 10 000 delays from a snippet's last frame arrival to its final score. ``stopped_by``:
+    "end of stream", "stop requested", "interrupt" or "error"."""
+
+    source: str
+    fps: float = 0.0
+    fps_source: str = ""
+    delay: int = 0
+    latency_s: float = 0.0
+    frames: int = 0
+    snippets: int = 0
+    dropped_frames: int = 0
+    reconnects: int = 0
+    stalls: int = 0
+    resolution_changes: int = 0
+    seconds: float = 0.0
+    stopped_by: str = ""
+    events: list[dict] = field(default_factory=list)
+    snippet_scores: list[float] = field(default_factory=list)
+    snippet_times: list[tuple[float, float]] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)
+    snapshots: list[str] = field(default_factory=list)
+    webhook: dict = field(default_factory=dict)
+
+    @property
+    def frame_scores(self) -> np.ndarray:
+        """Every scored frame's score (each snippet score repeated over its 16 frames): what the alerts saw."""
+        return np.repeat(np.asarray(self.snippet_scores, np.float64), SNIPPET_FRAMES)
+
+    def latency_percentiles(self) -> dict:
+        if not self.latencies_s:
+            return {}
+        p50, p95 = np.percentile(self.latencies_s, [50, 95])
+        return {"p50": float(p50), "p95": float(p95), "max": float(max(self.latencies_s))}
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for key in ("snippet_scores", "snippet_times", "latencies_s"):
+            out.pop(key)
+        return {**out, "latency_percentiles_s": self.latency_percentiles()}
+
+
+# ------------------------------------------------------------------------------------------------------ webhook
+class WebhookPoster:
+    """POSTs JSON events to ``url`` from a daemon thread. ``post(event)`` never blocks: an event that does not fit
+    the bounded queue is dropped (counted). Each event is tried ``retries + 1`` times with a doubling backoff."""
+
+    def __init__(self, url: str, queue_size: int = 100, retries: int = 3, backoff_s: float = 0.5,
+                 timeout_s: float = 5.0):
+        if not url.lower().startswith(("http://", "https://")):
+            raise AdplgError(f"--webhook: expected an http:// or https:// URL, got {url!r}")
+        self.url, self.retries, self.backoff_s, self.timeout_s = url, int(retries), float(backoff_s), timeout_s
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.sent = self.failed = self.dropped = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="adplg-webhook", daemon=True)
+        self._thread.start()
+
+    def post(self, event: dict) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except queue.Full:
+            self.dropped += 1
+
+    def _send(self, event: dict) -> bool:
+        data = json.dumps(event).encode()
+        for attempt in range(self.retries + 1):
+            try:
+                request = urllib.request.Request(self.url, data=data, method="POST",
+                                                 headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    if 200 <= response.status < 300:
+                        return True
+            except Exception as exc:  # noqa: BLE001 - any failure of the endpoint: retry, then count it
+                log.debug("webhook %s: attempt %d failed: %s", self.url, attempt + 1, exc)
+            if attempt < self.retries and self._stop.wait(self.backoff_s * 2 ** attempt):
+                return False
+        return False
+
+    def _run(self) -> None:
+        while True:
+            event = self.queue.get()
+            if event is None:
+                return
+            if self._send(event):
+                self.sent += 1
+            else:
+                self.failed += 1
+
+    def close(self, timeout_s: float = 10.0) -> dict:
+        """Send what is queued (for at most ``timeout_s`` seconds), then stop; returns the counters."""
+        deadline = time.monotonic() + timeout_s
+        while not self.queue.empty() and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.05)
+        self._stop.set()
+        try:
+            self.queue.put_nowait(None)
+        except queue.Full:
+            pass
+        self._thread.join(max(0.0, deadline - time.monotonic()) + 0.5)
+        return {"url": self.url, "sent": self.sent, "failed": self.failed, "dropped": self.dropped,
+                "unsent": self.queue.qsize()}
+
+
+# ------------------------------------------------------------------------------------------------------ outputs
+class _Outputs:
+    """Events JSONL, timeline CSV, snapshots and webhook; each optional."""
+
+    def __init__(self, events: str | Path | IO | None, csv_path: str | Path | None, snapshots: str | Path | None,
+                 webhook: str | None, source: str):
+        from adplg.io import check_output_dir, check_output_file
+
+        self.source = source
+        if isinstance(events, (str, Path)) and str(events) != "-":
+            check_output_file(events, "--events file")
+        if csv_path is not None:
+            check_output_file(csv_path, "--csv file")
+        if snapshots is not None:
+            check_output_dir(snapshots, "--snapshots folder")
+        self.webhook = WebhookPoster(webhook) if webhook else None
+        self._own_events = isinstance(events, (str, Path)) and str(events) != "-"
+        if events is None:
+            self.events = None
+        elif str(events) == "-" and not hasattr(events, "write"):
+            self.events = sys.stdout
+        elif hasattr(events, "write"):
+            self.events = events
+        else:
+            self.events = open(events, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.csv_file = self.csv = None
+        if csv_path is not None:
+            path = Path(csv_path)
+            new = not path.exists() or path.stat().st_size == 0
+            self.csv_file = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            self.csv = csv.writer(self.csv_file)
+            if new:
+                self.csv.writerow(["snippet", "start_s", "end_s", "score"])
+                self.csv_file.flush()
+        self.snapshots = Path(snapshots) if snapshots is not None else None
+        if self.snapshots is not None:
+            self.snapshots.mkdir(parents=True, exist_ok=True)
+
+    def row(self, index: int, start_s: float, end_s: float, score: float) -> None:
+        if self.csv is not None:
+            self.csv.writerow([index, f"{start_s:.6f}", f"{end_s:.6f}", f"{score:.6f}"])
+            self.csv_file.flush()
+
+    def snapshot(self, image: np.ndarray, number: int, start_s: float) -> str | None:
+        if self.snapshots is None or image is None:
+            return None
+        from PIL import Image
+
+        from adplg.io import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=90)
+        path = self.snapshots / f"alert-{number:04d}-{start_s:09.2f}s.jpg"
+        atomic_write_bytes(path, buffer.getvalue())
+        return str(path)
+
+    def event(self, record: dict) -> None:
+        if self.events is not None:
+            self.events.write(json.dumps(record) + "\n")
+            self.events.flush()
+        if self.webhook is not None:
+            self.webhook.post(record)
+
+    def close(self) -> dict:
+        if self._own_events and self.events is not None:
+            self.events.close()
+        if self.csv_file is not None:
+            self.csv_file.close()
+        return self.webhook.close() if self.webhook is not None else {}
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+def _fit(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``image`` resized (bilinear) to ``shape`` ``(H, W, 3)``."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.as_tensor(image).permute(2, 0, 1)[None].float()
+    x = F.interpolate(x, size=shape[:2], mode="bilinear", align_corners=False, antialias=True)
+    return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def _load_scorer(scorer_or_checkpoint, device: str):
+    from adplg.inference.scorer import Scorer, load
+
+    if isinstance(scorer_or_checkpoint, Scorer):
+        return scorer_or_checkpoint
+    return load(scorer_or_checkpoint, device=device)
+
+
+def _build_extractor(scorer, weights, backbone: str | None, crops: int):
+    from adplg.inference.extract import build_extractor
+
+    dim = scorer.config.data.feature_dim
+    if weights is None:
+        raise AdplgError("watch: the backbone weights are needed (--weights rgb_imagenet.pt for I3D, ViT-B-16.pt for "
+                         "CLIP)")
+    backbone = backbone or backbone_for_dim(dim)
+    if backbone is None:
+        raise AdplgError(f"the model expects {dim}-d features, which no backbone gives (i3d 1024, clip 512); "
+                         f"name one with --backbone to force it")
+    extractor = build_extractor(backbone, Path(weights), crops=crops, device=scorer.device, batch_snippets=8)
+    if extractor.feature_dim != dim:
+        raise AdplgError(f"{weights}: the {backbone} backbone gives {extractor.feature_dim}-d features, but the model "
+                         f"expects {dim}-d")
+    return extractor
+
+
+# ------------------------------------------------------------------------------------------------------ the loop
+def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: str | Path | None = None,
+          backbone: str | None = None, crops: int = 1, realtime: bool = False, window: int = 256,
+          delay: int | None = None, rules=None, events: str | Path | IO | None = None,
+          csv_path: str | Path | None = None, snapshots: str | Path | None = None, webhook: str | None = None,
+          queue_frames: int = 256, device: str = "auto", max_retries: int = 5, stall_timeout: float = 10.0,
+          backoff_s: float = 0.5, backoff_max_s: float = 30.0, precision: str | None = None,
+          stop: threading.Event | None = None, announce: Callable[[str], None] | None = None,
+          on_event: Callable[[dict], None] | None = None, extractor=None) -> WatchReport:
+    """Score ``source`` live (a URL, ``/dev/videoN``, a video file, or a :class:`FrameSource`) with a checkpoint (or a
+    loaded :class:`~adplg.inference.scorer.Scorer`); see the module docstring. ``rules``: the
+    :class:`~adplg.inference.alerts.AlertRules` (default: the scorer's). ``events``: a path (appended), ``"-"``
+    (stdout) or an open text file. ``announce``: where status lines go (default: the log). ``on_event``: called
+    with every event record. ``extractor``: an already built feature extractor (else built from ``weights``)."""
+    from adplg.inference.online import OnlineAlerts, OnlineScorer
+
+    say = announce or log.info
+    stop = stop or threading.Event()
+    src = source if isinstance(source, FrameSource) else open_source(str(source), stall_timeout=stall_timeout)
+    reader = FrameReader(src, queue_frames=queue_frames, realtime=realtime, max_retries=max_retries,
+                         stall_timeout=stall_timeout, backoff_s=backoff_s, backoff_max_s=backoff_max_s)
+    outputs = _Outputs(events, csv_path, snapshots, webhook, src.name)  # checked before any loading
+    report = WatchReport(source=src.name)
+    try:
+        scorer = _load_scorer(scorer_or_checkpoint, device)
+        rules = rules or scorer.rules
+        extractor = extractor or _build_extractor(scorer, weights, backbone, crops)
+        online = OnlineScorer(scorer.model, window=window, delay=delay, device=scorer.device,
+                              precision=precision or scorer.config.eval.precision,
+                              smooth_window=scorer.config.eval.smooth_window)
+    except BaseException:
+        outputs.close()
+        raise
+    report.delay = online.delay
+    state = _Loop(src, reader, extractor, online, rules, outputs, report, say, on_event, OnlineAlerts)
+    state.precision = online.precision  # the backbone runs under the same autocast as the scorer (fp32: none)
+    started = time.monotonic()
+    reader.start()
+    try:
+        state.run(stop)
+    except KeyboardInterrupt:
+        report.stopped_by = "interrupt"
+    finally:
+        reader.stop()
+        try:
+            state.finish()
+        finally:
+            report.webhook = outputs.close()
+            report.seconds = time.monotonic() - started
+            report.frames, report.dropped_frames = reader.frames, reader.dropped
+            report.reconnects, report.stalls = reader.reconnects, reader.stalls
+    if reader.error is not None and report.stopped_by == "error":
+        raise reader.error
+    return report
+
+
+class _Loop:
+    """The state of one watch: the snippet being filled, snippets awaiting their final score, the alerts."""
+
+    def __init__(self, src, reader, extractor, online, rules, outputs, report, say, on_event, alerts_cls):
+        self.src, self.reader, self.extractor, self.online = src, reader, extractor, online
+        self.rules, self.outputs, self.report, self.say, self.on_event = rules, outputs, report, say, on_event
+        self.alerts_cls = alerts_cls
+        self.alerts = None
+        self.fps = 0.0
+        self.frames: list[Frame] = []  # the snippet being filled
+        self.ready: list[tuple[np.ndarray, float, float, float, np.ndarray]] = []  # complete, not yet encoded
+        self.index = 0  # next snippet index
+        keep = online.delay + 4
+        # snippet index -> (start_s, end_s, last frame arrival, first frame); bounded to the last `keep` (+ pending)
+        self.pending: OrderedDict[int, tuple[float, float, float]] = OrderedDict()
+        self.first_frames: deque[tuple[int, np.ndarray]] = deque(maxlen=keep)
+        self.times: deque[tuple[int, float, float]] = deque(maxlen=4096)
+        self.last_end = 0.0
+        self.alert_number = 0
+        self.shape: tuple[int, ...] | None = None  # the last frame's size as it arrived
+        self.precision = "fp32"
+
+    # ---- frames -> snippets
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            item = self.reader.get(timeout=0.1)
+            if item is None:
+                self._encode()
+                continue
+            if item is END:
+                self.report.stopped_by = "error" if self.reader.error is not None else "end of stream"
+                return
+            self._frame(item)
+            if self.ready and (len(self.ready) >= self.extractor.batch_snippets or self.reader.queue.empty()):
+                self._encode()
+        self.report.stopped_by = "stop requested"
+
+    def _start(self, first: Frame) -> None:
+        fps, how = self.src.fps, "declared by the stream"
+        if not fps > 0:
+            fps, how = ASSUMED_FPS, "assumed (the stream declares none)"
+        self.fps = fps
+        self.report.fps, self.report.fps_source = fps, how
+        self.alerts = self.alerts_cls(self.rules, fps)
+        latency = self.online.delay * SNIPPET_FRAMES / fps
+        self.report.latency_s = latency
+        h, w = first.image.shape[:2]
+        self.say(f"watching {self.src.name}: {w}x{h} at {fps:g} fps ({how}); scores are final "
+                 f"{self.online.delay} snippets x {SNIPPET_FRAMES} frames / {fps:g} fps = {latency:.2f} s after the "
+                 f"frames arrive (plus compute); alert threshold {self.rules.on_threshold:.4f}")
+
+    def _frame(self, frame: Frame) -> None:
+        if self.alerts is None:
+            self._start(frame)
+        shape = frame.image.shape
+        if self.shape is not None and shape != self.shape:
+            self.report.resolution_changes += 1
+            log.warning("%s: the frame size changed from %dx%d to %dx%d", self.src.name, self.shape[1],
+                        self.shape[0], shape[1], shape[0])
+        self.shape = shape
+        if self.frames and shape != self.frames[0].image.shape:  # mid-snippet: fit it to the snippet's size
+            frame.image = _fit(frame.image, self.frames[0].image.shape)
+        self.frames.append(frame)
+        if len(self.frames) == SNIPPET_FRAMES:
+            snippet = np.stack([f.image for f in self.frames])
+            end_s = frame.time_s + (1.0 / self.fps)  # replaced by the next frame's start when it arrives
+            self.ready.append((snippet, self.frames[0].time_s, end_s, frame.arrival, self.frames[0].image))
+            self.frames = []
+        elif len(self.frames) == 1:  # a snippet ends where the next frame starts
+            if self.ready:
+                snip, start, _, arrival, first = self.ready[-1]
+                self.ready[-1] = (snip, start, frame.time_s, arrival, first)
+            elif self.index - 1 in self.pending:
+                start, _, arrival = self.pending[self.index - 1]
+                self.pending[self.index - 1] = (start, frame.time_s, arrival)
+
+    def _encode(self) -> None:
+        import torch
+
+        from adplg.precision import autocast
+
+        while self.ready:
+            shape = self.ready[0][0].shape
+            batch = []
+            while self.ready and self.ready[0][0].shape == shape and len(batch) < self.extractor.batch_snippets:
+                batch.append(self.ready.pop(0))
+            with torch.inference_mode(), autocast(self.extractor.device, self.precision):
+                features = self.extractor.encode_snippets([b[0] for b in batch])  # [B, crops, D]
+            for (_, start, end, arrival, first), feat in zip(batch, features, strict=True):
+                i = self.index
+                self.index += 1
+                self.pending[i] = (start, end, arrival)
+                self.first_frames.append((i, first))
+                self._final(self.online.push(feat))
+
+    # ---- final scores -> outputs and alerts
+    def _final(self, results: list[tuple[int, float]]) -> None:
+        now = time.monotonic()
+        for i, score in results:
+            start, end, arrival = self.pending.pop(i)
+            self.report.snippets += 1
+            self.report.snippet_scores.append(float(score))
+            self.report.snippet_times.append((start, end))
+            if len(self.report.latencies_s) < 10_000:
+                self.report.latencies_s.append(now - arrival)
+            self.times.append((i, start, end))
+            self.outputs.row(i, start, end, score)
+            for event in self.alerts.push(np.full(SNIPPET_FRAMES, score, np.float64)):
+                self._event(event)
+
+    def _pts(self, frame: int) -> float | None:
+        """The presentation time of stream frame ``frame`` (interpolated within its snippet), when still known."""
+        snippet, offset = divmod(frame, SNIPPET_FRAMES)
+        for i, start, end in reversed(self.times):
+            if i == snippet:
+                return start + (end - start) * offset / SNIPPET_FRAMES
+            if i == snippet - 1 and offset == 0:
+                return end
+        return None
+
+    def _event(self, event) -> None:
+        record = {"source": self.src.name, **event.to_dict(), "start_pts_s": self._pts(event.start_frame),
+                  "end_pts_s": self._pts(event.end_frame),
+                  "wall_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")}
+        if event.kind == "started":
+            self.alert_number += 1
+            snippet = event.start_frame // SNIPPET_FRAMES
+            kept = [img for i, img in self.first_frames if i == snippet] or [self.first_frames[0][1]]
+            path = self.outputs.snapshot(kept[0], self.alert_number, event.start_s)
+            if path is not None:
+                record["snapshot"] = path
+                self.report.snapshots.append(path)
+        self.report.events.append(record)
+        self.outputs.event(record)
+        if self.on_event is not None:
+            self.on_event(record)
+
+    def finish(self) -> None:
+        """Encode what is complete, flush the scorer, close the alerts (the partial last snippet is dropped)."""
+        if self.alerts is None:
+            return
+        self._encode()
+        self._final(self.online.flush())
+        for event in self.alerts.close():
+            self._event(event)
