@@ -30,6 +30,21 @@ def official_lists(shared) -> Path:
 
 
 @pytest.fixture(scope="session")
+def label_npz(shared):
+    """``load(rel) -> {name: array}``: an ``.npz`` of ``shared/data/labels/<rel>`` (skips when it is absent)."""
+    import numpy as np
+
+    def load(rel: str) -> dict:
+        path = shared / "data" / "labels" / rel
+        if not path.is_file():
+            pytest.skip(f"{path} not found")
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def parity_dir(shared) -> Path:
     path = shared / "parity"
     if not (path / "expected_outputs.npz").is_file():

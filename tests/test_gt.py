@@ -22,14 +22,6 @@ from adplg.errors import AdplgError, DataValidationError
 realdata = pytest.mark.realdata
 
 
-def _per_video_npz(shared, rel):
-    path = shared / "data" / "labels" / rel
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
-
-
 def _assert_equals_reference(gt: FrameGT, ref: dict):
     assert len(gt.videos) == len(ref)
     for i, name in enumerate(gt.videos):
@@ -37,8 +29,8 @@ def _assert_equals_reference(gt: FrameGT, ref: dict):
 
 
 @realdata
-def test_ucf_gt_rebuilt_from_annotations(shared, official_lists):
-    ref = _per_video_npz(shared, "ucf/pel4vad_ucf_test_gt_per_video.npz")
+def test_ucf_gt_rebuilt_from_annotations(shared, label_npz, official_lists):
+    ref = label_npz("ucf/pel4vad_ucf_test_gt_per_video.npz")
     videos = group_videos(read_list(official_lists / "UCF_Test.list", "ucf"))
     assert len(videos) == 290
     names = [v.name for v in videos]
@@ -64,8 +56,8 @@ def test_ucf_gt_rebuilt_from_annotations(shared, official_lists):
 
 
 @realdata
-def test_xd_gt_rebuilt_from_annotations(shared, official_lists):
-    ref = _per_video_npz(shared, "xd/pel4vad_xd_test_gt_per_video.npz")
+def test_xd_gt_rebuilt_from_annotations(label_npz, official_lists):
+    ref = label_npz("xd/pel4vad_xd_test_gt_per_video.npz")
     videos = group_videos(read_list(official_lists / "XD_Test.list", "xd"))
     assert len(videos) == 800
     names = [v.name for v in videos]

@@ -61,15 +61,19 @@ def _rewrite(ds, edit) -> None:
 
 
 # the four corruptions: each returns the strings stderr must name (besides the annotation file)
+def _set_interval(ds, video, start: int, end: int) -> None:
+    """Give ``video`` the single anomaly interval ``[start, end]`` in the annotation file."""
+    def edit(line):
+        name, frames, cls = line.split()[:3]
+        return f"{name} {frames} {cls} {start} {end} -1 -1" if video.name in name else line
+
+    _rewrite(ds, edit)
+
+
 def _beyond_end(ds) -> list[str]:
     video = _abnormal_test_videos(ds)[0]
     t = _num_snippets(video)
-
-    def edit(line):
-        name, frames, cls = line.split()[:3]
-        return f"{name} {frames} {cls} {16 * t + 100} {16 * t + 200} -1 -1" if video.name in name else line
-
-    _rewrite(ds, edit)
+    _set_interval(ds, video, 16 * t + 100, 16 * t + 200)
     return [video.name, "beyond the video's end", f"[{16 * t + 100}, {16 * t + 200}]", f"[0, {16 * t}]"]
 
 
@@ -189,12 +193,7 @@ def test_partial_last_snippet_is_not_a_problem(data, caplog):
     """Official annotations may end inside the partial snippet the features dropped (< 16 frames past 16 T)."""
     video = _abnormal_test_videos(data)[0]
     t = _num_snippets(video)
-
-    def edit(line):
-        name, frames, cls = line.split()[:3]
-        return f"{name} {frames} {cls} {16 * t - 40} {16 * t + 15} -1 -1" if video.name in name else line
-
-    _rewrite(data, edit)
+    _set_interval(data, video, 16 * t - 40, 16 * t + 15)
     with caplog.at_level(logging.WARNING, logger="adplg"):
         test = build_test_set(_config(data), progress=False)
     assert not caplog.records
@@ -258,23 +257,15 @@ def test_evaluate_refuses_before_scoring(data):
 
 
 # ---------------------------------------------------------------------------------------- the official files
-def _reference(shared, rel):
-    path = shared / "data" / "labels" / rel
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
-
-
 @realdata
 @pytest.mark.parametrize("fmt, list_name, annotations, reference", [
     ("ucf", "UCF_Test.list", "UCF_Annotation.txt", "ucf/pel4vad_ucf_test_gt_per_video.npz"),
     ("xd", "XD_Test.list", "XD_annotations.txt", "xd/pel4vad_xd_test_gt_per_video.npz"),
 ])
-def test_official_annotations_pass(shared, official_lists, fmt, list_name, annotations, reference):
+def test_official_annotations_pass(label_npz, official_lists, fmt, list_name, annotations, reference):
     """With the official feature lengths (PEL4VAD's per-video GT, 16 frames per snippet) the official UCF and XD
     annotations give neither errors nor warnings, and the checked GT equals the reference."""
-    ref = _reference(shared, reference)
+    ref = label_npz(reference)
     videos = group_videos(read_list(official_lists / list_name, fmt))
     gt_videos = [GTVideo(v.name, v.label, len(ref[v.name]) // 16, str(v.crops[0].path)) for v in videos]
     check = check_test_gt(gt_videos, annotations=official_lists / annotations, annotation_format=fmt,

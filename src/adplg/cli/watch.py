@@ -79,11 +79,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     check_number("watch", "--queue-frames", args.queue_frames, low=1)
     check_number("watch", "--max-retries", args.max_retries, low=0)
     check_number("watch", "--stall-timeout", args.stall_timeout, low=0, low_open=True)
-    check_number("watch", "--backoff", args.backoff, low=0)
-    for flag in ("threshold", "off_threshold", "min_duration", "merge_gap"):
-        value = getattr(args, flag, None)
-        if value is not None:
-            check_number("watch", f"--{flag.replace('_', '-')}", value, low=0)
+    check_number("watch", "--backoff", args.backoff, low=0)  # the alert rule flags: AlertRules, in resolve_rules
     for path, what in ((args.report, "--report file"), (args.csv, "--csv file"), (args.events, "--events file")):
         if path and path != "-":
             check_output_file(path, what)

@@ -32,15 +32,13 @@ from adplg.config import Config, DataConfig
 from adplg.conventions import split_crop_suffix
 from adplg.data.datasets import snippet_layout
 from adplg.data.features import FEATURE_PROBLEM_KINDS, check_feature_file, check_video_crops
-from adplg.data.gt import GT_PROBLEM_KINDS, GT_WARNING_KINDS, GTVideo, check_test_gt
+from adplg.data.gt import ERROR, GT_PROBLEM_KINDS, GT_WARNING_KINDS, WARNING, GTVideo, Problem, check_test_gt
 from adplg.data.lists import CropItem, group_videos, read_list
 from adplg.errors import AdplgError, DataValidationError
 
 __all__ = ["Problem", "SplitReport", "DoctorReport", "PROBLEM_KINDS", "diagnose", "diagnose_extraction",
            "is_extraction_folder", "format_report"]
 
-ERROR = "error"
-WARNING = "warning"
 SPLITS = ("train", "test")
 SHORT_OUTLIER_DIVISOR = 20  # a video is an outlier when T < median(T) / 20
 STAT_ROWS_PER_FILE = 8  # rows sampled evenly from every valid file for the feature value mean/std
@@ -65,16 +63,6 @@ UNREADABLE_KINDS = frozenset({"unreadable", "truncated", "layout", "ndim"})
 
 
 # ------------------------------------------------------------------------------------------------------ the report
-@dataclass
-class Problem:
-    """One finding: a kind (a ``PROBLEM_KINDS`` key), its message (file or video, expected and actual value) and
-    its severity (``error`` makes the data unusable or the metrics wrong; ``warning`` deserves a look)."""
-
-    kind: str
-    message: str
-    severity: str = ERROR
-
-
 @dataclass
 class SplitReport:
     """Counts, statistics and problems of one split."""

@@ -39,7 +39,7 @@ __all__ = [
     "gt_value_problem",
     "check_lengths",
     "GT_PROBLEM_KINDS",
-    "GTProblem",
+    "Problem",
     "GTVideo",
     "GTCheck",
     "check_test_gt",
@@ -386,8 +386,8 @@ def check_lengths(gt: FrameGT, frame_counts: Sequence[int], source: str) -> None
 
 
 # ------------------------------------------------------------------------------------------------ test-set GT checks
-GT_ERROR = "error"
-GT_WARNING = "warning"
+ERROR = "error"
+WARNING = "warning"
 
 GT_PROBLEM_KINDS: dict[str, str] = {
     "gt": "no frame-level ground truth configured",
@@ -406,13 +406,14 @@ GT_WARNING_KINDS = frozenset({"frame_count", "not_in_list"})
 
 
 @dataclass(frozen=True)
-class GTProblem:
-    """One GT finding: a ``GT_PROBLEM_KINDS`` key, its message (file, video, expected and actual values) and its
-    severity (``error``: the metrics would be wrong or undefined; ``warning``: deserves a look)."""
+class Problem:
+    """One finding of a data check (the GT checks here, every check of ``adplg doctor``): its kind (a
+    ``GT_PROBLEM_KINDS`` / ``doctor.PROBLEM_KINDS`` key), its message (file or video, expected and actual value) and
+    its severity (``error``: the data are unusable or the metrics wrong or undefined; ``warning``: deserves a look)."""
 
     kind: str
     message: str
-    severity: str = GT_ERROR
+    severity: str = ERROR
 
 
 @dataclass(frozen=True)
@@ -438,22 +439,22 @@ class GTCheck:
 
     source: str | None = None
     source_kind: str = ""  # "GT file" or "annotation file"
-    problems: list[GTProblem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     frames: int | None = None
     gt: FrameGT | None = None
 
     def add(self, kind: str, message: str) -> None:
-        self.problems.append(GTProblem(kind, message, GT_WARNING if kind in GT_WARNING_KINDS else GT_ERROR))
+        self.problems.append(Problem(kind, message, WARNING if kind in GT_WARNING_KINDS else ERROR))
 
     @property
-    def errors(self) -> list[GTProblem]:
-        return [p for p in self.problems if p.severity == GT_ERROR]
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == ERROR]
 
     @property
-    def warnings(self) -> list[GTProblem]:
-        return [p for p in self.problems if p.severity == GT_WARNING]
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == WARNING]
 
     def raise_errors(self) -> None:
         """One ``DataValidationError`` listing every error (nothing when there is none)."""
@@ -467,7 +468,7 @@ class GTCheck:
         if not self.warnings:
             return None
         lines = [f"test set ground truth ({self.source}): {len(self.warnings)} warning(s)"]
-        by_kind: dict[str, list[GTProblem]] = {}
+        by_kind: dict[str, list[Problem]] = {}
         for problem in self.warnings:
             by_kind.setdefault(problem.kind, []).append(problem)
         for kind, group in by_kind.items():

@@ -104,6 +104,14 @@ _I3D_RESIZE, _I3D_CROP = 256, 224
 
 
 # --------------------------------------------------------------------------------------------------------- extractors
+def check_extractor_settings(crops: int, batch_snippets: int) -> None:
+    """``--crops`` is one of ``CROP_COUNTS`` and ``--batch-snippets`` an integer >= 1."""
+    if crops not in CROP_COUNTS:
+        raise AdplgError(f"--crops: expected one of {', '.join(map(str, CROP_COUNTS))}, got {crops}")
+    if isinstance(batch_snippets, bool) or not isinstance(batch_snippets, int) or batch_snippets < 1:
+        raise AdplgError(f"--batch-snippets: expected an integer >= 1, got {batch_snippets!r}")
+
+
 class FeatureExtractor:
     """A backbone plus its preprocessing: uint8 snippets in, ``[B, crops, D]`` float32 features out.
 
@@ -115,10 +123,7 @@ class FeatureExtractor:
     normalisation = ""
 
     def __init__(self, model: torch.nn.Module, weights: Path, crops: int, device: torch.device, batch_snippets: int):
-        if crops not in CROP_COUNTS:
-            raise AdplgError(f"crops: expected one of {', '.join(map(str, CROP_COUNTS))}, got {crops}")
-        if batch_snippets < 1:
-            raise AdplgError(f"batch_snippets: expected >= 1, got {batch_snippets}")
+        check_extractor_settings(crops, batch_snippets)
         self.model = model.eval().to(device)
         self.weights = Path(weights)
         self.crops = int(crops)
@@ -272,12 +277,9 @@ def build_extractor(backbone: str, weights: Path, crops: int, device="cpu", batc
     """Load the backbone weights and return its extractor (``device`` "cpu", "cuda", "cuda:N" or "auto")."""
     if backbone not in BACKBONES:
         raise AdplgError(f"--backbone: expected one of {', '.join(BACKBONES)}, got {backbone!r}")
-    if crops not in CROP_COUNTS:
-        raise AdplgError(f"--crops: expected one of {', '.join(map(str, CROP_COUNTS))}, got {crops}")
+    check_extractor_settings(crops, batch_snippets)  # before the (slow) weights load
     if clip_frame not in CLIP_FRAME_MODES:
         raise AdplgError(f"--clip-frame: expected one of {', '.join(CLIP_FRAME_MODES)}, got {clip_frame!r}")
-    if isinstance(batch_snippets, bool) or not isinstance(batch_snippets, int) or batch_snippets < 1:
-        raise AdplgError(f"--batch-snippets: expected an integer >= 1, got {batch_snippets!r}")
     weights = Path(weights)
     if not weights.exists():
         raise AdplgError(f"weights {weights}: not found (expected the {backbone} weights file)")
