@@ -37,8 +37,10 @@ def shared_dir() -> Path:
     return Path(os.environ.get("ADPLG_SHARED", REPO.parent / "shared"))
 
 
-def online_scores(model, test, window: int, delay: int, device: str = "cpu") -> list[np.ndarray]:
-    """Per video, the snippet scores [T_v] of streaming its crops ``[C, T, D]`` snippet by snippet."""
+def online_scores(model, test, window: int, delay: int, device: str = "cpu", encode_every: int = 1) -> list[np.ndarray]:
+    """Per video, the snippet scores [T_v] of streaming its crops ``[C, T, D]`` snippet by snippet. With
+    ``encode_every = k > 1`` snippet ``t`` gets the features of snippet ``t - t % k``, as ``adplg watch
+    --encode-every k`` feeds the model when it runs the backbone on every k-th snippet only."""
     out = []
     for v in range(len(test.videos)):
         crops = test.crops(v)  # [C, T, D]
@@ -46,7 +48,7 @@ def online_scores(model, test, window: int, delay: int, device: str = "cpu") -> 
         scores = np.zeros(crops.shape[1])
         emitted = 0
         for t in range(crops.shape[1]):
-            for i, s in scorer.push(crops[:, t]):
+            for i, s in scorer.push(crops[:, t - t % encode_every]):
                 scores[i] = s
                 emitted += 1
         for i, s in scorer.flush():
@@ -58,27 +60,28 @@ def online_scores(model, test, window: int, delay: int, device: str = "cpu") -> 
 
 
 def compare(model, test, windows: list[int], device: str = "cpu", far_threshold: float = 0.5,
-            delays: list[str] = ("0", "default")) -> dict:
-    """Offline metrics and, per (W, L), online metrics of one model on one test set (``"default"`` in ``delays``
-    is :func:`default_delay` of the model)."""
+            delays: list[str] = ("0", "default"), encode_every: list[int] = (1,)) -> dict:
+    """Offline metrics and, per (W, L, k), online metrics of one model on one test set (``"default"`` in
+    ``delays`` is :func:`default_delay` of the model; ``k``: the backbone encodes every k-th snippet)."""
     model.eval()
     offline = score_metrics(test, predict_snippet_scores(model, test, device), far_threshold)
     result = {"offline": offline["auc"], "offline_ap": offline["ap"], "online": {}, "seconds": {}}
     max_len = int(getattr(model, "max_len", max(windows)))
     for window in windows:
         window = min(window, max_len)
-        for delay in [default_delay(model) if d == "default" else int(d) for d in delays]:
+        for delay, k in [(default_delay(model) if d == "default" else int(d), k) for d in delays
+                         for k in encode_every]:
             start = time.time()
-            metrics = score_metrics(test, online_scores(model, test, window, delay, device), far_threshold)
-            result["online"][(window, delay)] = metrics["auc"]
-            result["seconds"][(window, delay)] = time.time() - start
-            print(f"  W={window} L={delay}: online AUC {metrics['auc']:.4f} (offline {offline['auc']:.4f}, "
+            metrics = score_metrics(test, online_scores(model, test, window, delay, device, k), far_threshold)
+            result["online"][(window, delay, k)] = metrics["auc"]
+            result["seconds"][(window, delay, k)] = time.time() - start
+            print(f"  W={window} L={delay} k={k}: online AUC {metrics['auc']:.4f} (offline {offline['auc']:.4f}, "
                   f"diff {metrics['auc'] - offline['auc']:+.4f}; {time.time() - start:.0f} s)", flush=True)
     return result
 
 
 def demo_runs(seeds: list[int], windows: list[int], overrides: list[str], num_iters: int | None,
-              out: Path, delays: list[str]) -> list[dict]:
+              out: Path, delays: list[str], encode_every: list[int]) -> list[dict]:
     from adplg.demo import train_and_compare
 
     results = []
@@ -91,14 +94,14 @@ def demo_runs(seeds: list[int], windows: list[int], overrides: list[str], num_it
               f"{sum(comparison.test.crops(v).shape[1] for v in range(len(comparison.test.videos)))} snippets",
               flush=True)
         result = compare(trainer.scoring_net, comparison.test, windows, str(trainer.device),
-                         trainer.cfg.eval.far_threshold, delays)
+                         trainer.cfg.eval.far_threshold, delays, encode_every)
         result["seed"] = seed
         results.append(result)
     return results
 
 
 def r1_runs(seeds: list[int], windows: list[int], overrides: list[str], out: Path,
-            delays: list[str]) -> list[dict] | None:
+            delays: list[str], encode_every: list[int]) -> list[dict] | None:
     from adplg.config import build_config
     from adplg.data.r1 import R1_FOLDER, load_r1
     from adplg.training.engine import Trainer, create_run_dir
@@ -116,20 +119,21 @@ def r1_runs(seeds: list[int], windows: list[int], overrides: list[str], out: Pat
         trainer = Trainer(cfg, train, test, create_run_dir(cfg))
         trainer.fit()
         print(f"R1 seed {seed}: trained in {time.time() - start:.0f} s", flush=True)
-        result = compare(trainer.scoring_net, test, windows, str(trainer.device), cfg.eval.far_threshold, delays)
+        result = compare(trainer.scoring_net, test, windows, str(trainer.device), cfg.eval.far_threshold, delays,
+                         encode_every)
         result["seed"] = seed
         results.append(result)
     return results
 
 
 def checkpoint_runs(checkpoint: str, preset: str | None, windows: list[int], overrides: list[str],
-                    delays: list[str]) -> list[dict]:
+                    delays: list[str], encode_every: list[int]) -> list[dict]:
     from adplg.data.datasets import build_test_set
     from adplg.inference.load import load_scorer
 
     cfg, model = load_scorer([checkpoint], preset, None, overrides)
     test = build_test_set(cfg, progress=False)
-    result = compare(model, test, windows, "cpu", cfg.eval.far_threshold, delays)
+    result = compare(model, test, windows, "cpu", cfg.eval.far_threshold, delays, encode_every)
     result["seed"] = checkpoint
     return [result]
 
@@ -145,14 +149,15 @@ def format_table(title: str, results: list[dict], command: str) -> str:
     lines = [f"#### {title}", "", f"Command: `{command}`", f"Machine: {machine()}", "",
              f"Seeds: {', '.join(str(r['seed']) for r in results)}. Offline frame AUC "
              f"{mean_std([r['offline'] for r in results])}.", "",
-             "| W (buffer) | L (delay) | online AUC | offline AUC | online - offline | max abs diff | time / seed |",
-             "|---|---|---|---|---|---|---|"]
+             "| W (buffer) | L (delay) | k (encode every) | online AUC | offline AUC | online - offline | "
+             "max abs diff | time / seed |",
+             "|---|---|---|---|---|---|---|---|"]
     for key in keys:
-        window, delay = key
+        window, delay, k = key
         online = [r["online"][key] for r in results]
         diff = [r["online"][key] - r["offline"] for r in results]
         seconds = np.mean([r["seconds"][key] for r in results])
-        lines.append(f"| {window} | {delay} | {mean_std(online)} | {mean_std([r['offline'] for r in results])} | "
+        lines.append(f"| {window} | {delay} | {k} | {mean_std(online)} | {mean_std([r['offline'] for r in results])} | "
                      f"{np.mean(diff):+.4f} | {np.max(np.abs(diff)):.4f} | {seconds:.0f} s |")
     return "\n".join(lines)
 
@@ -168,6 +173,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--windows", type=int, nargs="+", default=[64, 256, 1024], help="ring-buffer sizes W")
     parser.add_argument("--delays", nargs="+", default=["0", "default"],
                         help="look-ahead delays L in snippets; 'default' = max(windows) + 1 of the model")
+    parser.add_argument("--encode-every", type=int, nargs="+", default=[1], metavar="K",
+                        help="frame skipping as adplg watch --encode-every K: snippet t gets snippet t - t %% K's "
+                             "features (default 1)")
     parser.add_argument("--num-iters", type=int, default=None, help="demo training steps (default: the preset's)")
     parser.add_argument("--checkpoint", help="score this trained model on its config's test set instead of the demo")
     parser.add_argument("--preset", default=None, help="with --checkpoint: the config preset")
@@ -187,14 +195,14 @@ def main(argv: list[str] | None = None) -> dict:
         out = Path(args.out) if args.out else Path(tmp)
         if args.checkpoint:
             results["checkpoint"] = checkpoint_runs(args.checkpoint, args.preset, args.windows, args.overrides,
-                                                    args.delays)
+                                                    args.delays, args.encode_every)
             tables.append(format_table(f"Checkpoint {args.checkpoint}", results["checkpoint"], command))
         elif not args.no_demo:
             results["demo"] = demo_runs(args.seeds, args.windows, args.overrides, args.num_iters, out,
-                                        args.delays)
+                                        args.delays, args.encode_every)
             tables.append(format_table("Synthetic demo data, `demo-cpu-small`", results["demo"], command))
         if args.r1:
-            r1 = r1_runs(args.seeds, args.windows, args.overrides, out, args.delays)
+            r1 = r1_runs(args.seeds, args.windows, args.overrides, out, args.delays, args.encode_every)
             if r1:
                 results["r1"] = r1
                 tables.append(format_table("R1 (real UCF-Crime I3D logits), `r1-cpu-small`", r1, command))

@@ -3,6 +3,7 @@ thread, bounded queue, backbone, online scorer, alerts).
 
     python benchmarks/watch.py                                   # 15 s of 320x240 at 30 fps, CLIP and I3D, fp32
     python benchmarks/watch.py --seconds 10 --backbones clip --precisions fp32 bf16 --device cpu
+    python benchmarks/watch.py --backbones i3d --precisions fp32 --encode-every 1 2   # frame skipping (--encode-every)
 
 Per backbone (random weights of the real sizes: CLIP ViT-B/16 width 768, 12 layers; the full InceptionI3d) and
 precision, with a randomly initialised snippet branch of the matching feature size (``ucf-clip`` / ``ucf-i3d``
@@ -64,8 +65,9 @@ def _weights(root: Path, backbone: str) -> Path:
     return write_random_i3d(root / "rgb_imagenet.pt", seed=0)
 
 
-def run_case(video: Path, backbone: str, precision: str, device: str, root: Path) -> dict:
-    """One backbone and precision in this process: as fast as possible, then in real time."""
+def run_case(video: Path, backbone: str, precision: str, device: str, root: Path, encode_every: int = 1) -> dict:
+    """One backbone, precision and frame-skipping setting in this process: as fast as possible, then in real
+    time."""
     import adplg
     from adplg.inference.alerts import AlertRules
     from adplg.inference.extract import build_extractor
@@ -76,13 +78,15 @@ def run_case(video: Path, backbone: str, precision: str, device: str, root: Path
     rules = AlertRules(on_threshold=0.5)
     extractor = build_extractor(backbone, weights, crops=1, device=scorer.device)
     start = time.perf_counter()
-    fast = watch(video, scorer, extractor=extractor, rules=rules, precision=precision, announce=lambda _: None)
+    fast = watch(video, scorer, extractor=extractor, rules=rules, precision=precision, encode_every=encode_every,
+                 announce=lambda _: None)
     fast_wall = time.perf_counter() - start
     duration = fast.frames / fast.fps
     live = watch(video, scorer, extractor=extractor, rules=rules, precision=precision, realtime=True,
-                 announce=lambda _: None)
+                 encode_every=encode_every, announce=lambda _: None)
     lat = live.latency_percentiles()
-    return {"backbone": backbone, "precision": precision, "device": str(scorer.device), "crops": 1,
+    return {"backbone": backbone, "precision": precision, "encode_every": encode_every,
+            "device": str(scorer.device), "crops": 1,
             "video_s": round(duration, 2), "fps": fast.fps, "delay_snippets": fast.delay,
             "look_ahead_s": round(fast.latency_s, 3),
             "throughput_x_realtime": round(duration / fast_wall, 3),
@@ -110,30 +114,33 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="+", default=["clip", "i3d"], choices=["clip", "i3d"])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--encode-every", type=int, nargs="+", default=[1], metavar="K",
+                        help="frame skipping settings to run (adplg watch --encode-every K; default 1)")
     parser.add_argument("--out", help="write the rows as JSON here")
-    parser.add_argument("--case", nargs=4, metavar=("VIDEO", "BACKBONE", "PRECISION", "ROOT"), help=argparse.SUPPRESS)
+    parser.add_argument("--case", nargs=5, metavar=("VIDEO", "BACKBONE", "PRECISION", "ROOT", "K"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        video, backbone, precision, root = args.case
-        print(json.dumps(run_case(Path(video), backbone, precision, args.device, Path(root))))
+        video, backbone, precision, root, k = args.case
+        print(json.dumps(run_case(Path(video), backbone, precision, args.device, Path(root), int(k))))
         return
     rows = []
     with tempfile.TemporaryDirectory(prefix="adplg-watch-bench-") as tmp:
         root = Path(tmp)
         video = _write_video(root / "bench.mp4", args.seconds, args.fps, *args.size)
-        for backbone in args.backbones:
-            for precision in args.precisions:
-                if precision == "bf16" and not _bf16_ok(args.device):
-                    print(f"{backbone} bf16: skipped (not supported on {args.device})")
-                    continue
-                proc = subprocess.run([sys.executable, __file__, "--device", args.device, "--case", str(video),
-                                       backbone, precision, str(root)], capture_output=True, text=True)
-                if proc.returncode != 0:
-                    print(f"{backbone} {precision}: failed\n{proc.stderr[-2000:]}")
-                    continue
-                row = json.loads(proc.stdout.strip().splitlines()[-1])
-                rows.append(row)
-                print(json.dumps(row))
+        cases = [(b, p, k) for b in args.backbones for p in args.precisions for k in args.encode_every]
+        for backbone, precision, k in cases:
+            if precision == "bf16" and not _bf16_ok(args.device):
+                print(f"{backbone} bf16: skipped (not supported on {args.device})")
+                continue
+            proc = subprocess.run([sys.executable, __file__, "--device", args.device, "--case", str(video),
+                                   backbone, precision, str(root), str(k)], capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"{backbone} {precision} k={k}: failed\n{proc.stderr[-2000:]}")
+                continue
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(json.dumps(row))
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -24,6 +24,7 @@ from PIL import Image
 import adplg
 from adplg.cli.main import main
 from adplg.conventions import SNIPPET_FRAMES
+from adplg.errors import AdplgError
 from adplg.inference.alerts import AlertRules, alert_segments
 from adplg.inference.stream import Frame, FrameSource
 from adplg.inference.watch import watch
@@ -350,3 +351,47 @@ def test_a_full_queue_drops_the_oldest_frames_and_counts_them():
         got.append(round(item.time_s * 25))
     assert reader.frames == 50 and reader.dropped == 50 - len(got) > 0  # memory bounded by the queue
     assert got == list(range(50 - len(got), 50))  # the newest frames were kept, in order
+
+
+class CountingExtractor:
+    """An extractor that records every snippet feature it returns (``[crops, D]`` each) and how many it encoded."""
+
+    def __init__(self, extractor):
+        self.inner, self.features = extractor, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def encode_snippets(self, snippets):
+        out = self.inner.encode_snippets(snippets)
+        self.features.extend(np.asarray(out))
+        return out
+
+
+def test_encode_every_runs_the_backbone_on_every_kth_snippet_and_holds_its_features(clip_run, tmp_path):
+    """``encode_every=2`` (``--encode-every 2``): the backbone sees snippets 0, 2, 4, ... only; each skipped snippet
+    is scored with the features of the snippet before it, so the timeline keeps one score per snippet. With the
+    whole video in the buffer (delay >= T - 1) the scores equal the offline scores of those held features."""
+    from adplg.inference.extract import build_extractor
+
+    run, weights = clip_run
+    snippets = 11
+    video = write_video(tmp_path / "skip.mp4", snippets * SNIPPET_FRAMES, width=64, height=48, fps=25, seed=6)
+    scorer = adplg.load(run.checkpoint, device="cpu")
+
+    def watch_with(encode_every: int) -> tuple[np.ndarray, CountingExtractor]:
+        extractor = CountingExtractor(build_extractor("clip", weights, 1, device="cpu"))
+        report = watch(video, scorer, extractor=extractor, delay=snippets, encode_every=encode_every)
+        assert report.encode_every == encode_every and report.snippets == snippets
+        return np.asarray(report.snippet_scores), extractor
+
+    every, full = watch_with(1)
+    skipping, half = watch_with(2)
+    assert len(full.features) == snippets and len(half.features) == (snippets + 1) // 2
+    np.testing.assert_allclose(np.stack(half.features), np.stack(full.features[::2]), atol=1e-5)
+    held = np.stack([full.features[i - i % 2] for i in range(snippets)], axis=1)  # [crops, T, D]
+    np.testing.assert_allclose(skipping, scorer.score_array(held), atol=1e-5)
+    np.testing.assert_allclose(every, scorer.score_array(np.stack(full.features, axis=1)), atol=1e-5)
+    assert not np.allclose(skipping, every, atol=1e-4)  # the held features do change the scores
+    with pytest.raises(AdplgError, match=r"encode_every \(--encode-every\) an integer >= 1, got 0"):
+        watch(video, scorer, extractor=full, encode_every=0)

@@ -45,6 +45,9 @@ def add_parser(sub) -> None:
     p.add_argument("--delay", type=int,
                    help="snippets of look-ahead before a score is final (default: the model's largest local window "
                         "+ 1); latency = delay x 16 / fps seconds")
+    p.add_argument("--encode-every", dest="encode_every", type=int, default=1, metavar="K",
+                   help="frame skipping for a slow CPU: run the backbone on every K-th snippet only, the others "
+                        "reuse its features (default 1: every snippet; see docs/benchmarks.md for the AUC cost)")
     add_alert_rule_args(p, "alert rules YAML (default: the rules beside the checkpoint, else threshold 0.5)")
     p.add_argument("--events", help="alert events as JSON lines: a file (appended) or - for stdout")
     p.add_argument("--csv", help="timeline CSV (snippet, start_s, end_s, score), appended as scores become final")
@@ -77,6 +80,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if args.delay is not None:
         check_number("watch", "--delay", args.delay, low=0)
     check_number("watch", "--queue-frames", args.queue_frames, low=1)
+    check_number("watch", "--encode-every", args.encode_every, low=1)
     check_number("watch", "--max-retries", args.max_retries, low=0)
     check_number("watch", "--stall-timeout", args.stall_timeout, low=0, low_open=True)
     check_number("watch", "--backoff", args.backoff, low=0)  # the alert rule flags: AlertRules, in resolve_rules
@@ -105,7 +109,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
                        realtime=args.realtime, window=args.window, delay=args.delay, rules=rules, events=args.events,
                        csv_path=args.csv, snapshots=args.snapshots, webhook=args.webhook,
                        queue_frames=args.queue_frames, device=args.device, max_retries=args.max_retries,
-                       stall_timeout=args.stall_timeout, backoff_s=args.backoff, stop=stop, announce=say)
+                       stall_timeout=args.stall_timeout, backoff_s=args.backoff,
+                       encode_every=args.encode_every, stop=stop, announce=say)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -17,6 +17,12 @@ A frame whose size differs from the first frame of its snippet (a resolution cha
 size (bilinear) so the snippet stays one array; snippets of different sizes are encoded separately, each resized by
 the extractor as usual.
 
+Frame skipping for a slow backbone (``encode_every = k > 1``, off by default): only snippets ``0, k, 2k, ...`` go
+through the backbone; every other snippet reuses the features of the last encoded one, so the snippet branch still
+sees one feature vector per snippet (the timeline, the look-ahead delay and the alerts are unchanged) while the
+backbone's cost falls by ``k``. Its cost in frame AUC is measured by ``benchmarks/online_auc.py --encode-every k``
+(docs/benchmarks.md).
+
 Outputs, all written as they happen (so a crash loses nothing already reported):
 
 * events: one JSON object per line (``kind`` started/updated/ended, ``start_s`` / ``end_s`` on the stream clock of
@@ -76,6 +82,7 @@ class WatchReport:
     fps_source: str = ""
     delay: int = 0
     latency_s: float = 0.0
+    encode_every: int = 1
     frames: int = 0
     snippets: int = 0
     dropped_frames: int = 0
@@ -286,14 +293,18 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
           csv_path: str | Path | None = None, snapshots: str | Path | None = None, webhook: str | None = None,
           queue_frames: int = 256, device: str = "auto", max_retries: int = 5, stall_timeout: float = 10.0,
           backoff_s: float = 0.5, backoff_max_s: float = 30.0, precision: str | None = None,
-          stop: threading.Event | None = None, announce: Callable[[str], None] | None = None,
+          encode_every: int = 1, stop: threading.Event | None = None, announce: Callable[[str], None] | None = None,
           on_event: Callable[[dict], None] | None = None, extractor=None) -> WatchReport:
     """Score ``source`` live (a URL, ``/dev/videoN``, a video file, or a :class:`FrameSource`) with a checkpoint (or a
     loaded :class:`~adplg.inference.scorer.Scorer`); see the module docstring. ``rules``: the
     :class:`~adplg.inference.alerts.AlertRules` (default: the scorer's). ``events``: a path (appended), ``"-"``
     (stdout) or an open text file. ``announce``: where status lines go (default: the log). ``on_event``: called
-    with every event record. ``extractor``: an already built feature extractor (else built from ``weights``)."""
+    with every event record. ``extractor``: an already built feature extractor (else built from ``weights``).
+    ``encode_every``: run the backbone on every ``k``-th snippet only (see the module docstring)."""
     from adplg.inference.online import OnlineAlerts, OnlineScorer
+
+    if isinstance(encode_every, bool) or not isinstance(encode_every, int) or encode_every < 1:
+        raise AdplgError(f"watch: expected encode_every (--encode-every) an integer >= 1, got {encode_every!r}")
 
     say = announce or log.info
     stop = stop or threading.Event()
@@ -313,6 +324,7 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
         outputs.close()
         raise
     report.delay = online.delay
+    report.encode_every = int(encode_every)
     state = _Loop(src, reader, extractor, online, rules, outputs, report, say, on_event, OnlineAlerts)
     state.precision = online.precision  # the backbone runs under the same autocast as the scorer (fp32: none)
     started = time.monotonic()
@@ -356,6 +368,8 @@ class _Loop:
         self.alert_number = 0
         self.shape: tuple[int, ...] | None = None  # the last frame's size as it arrived
         self.precision = "fp32"
+        self.encode_every = report.encode_every
+        self.held: np.ndarray | None = None  # the last encoded snippet's features [crops, D] (frame skipping)
 
     # ---- frames -> snippets
     def run(self, stop: threading.Event) -> None:
@@ -385,6 +399,9 @@ class _Loop:
         self.say(f"watching {self.src.name}: {w}x{h} at {fps:g} fps ({how}); scores are final "
                  f"{self.online.delay} snippets x {SNIPPET_FRAMES} frames / {fps:g} fps = {latency:.2f} s after the "
                  f"frames arrive (plus compute); alert threshold {self.rules.on_threshold:.4f}")
+        if self.encode_every > 1:
+            self.say(f"frame skipping: the backbone encodes every {self.encode_every}th snippet; the others reuse "
+                     "the last encoded snippet's features")
 
     def _frame(self, frame: Frame) -> None:
         if self.alerts is None:
@@ -421,11 +438,17 @@ class _Loop:
             batch = []
             while self.ready and self.ready[0][0].shape == shape and len(batch) < self.extractor.batch_snippets:
                 batch.append(self.ready.pop(0))
-            with torch.inference_mode(), autocast(self.extractor.device, self.precision):
-                features = self.extractor.encode_snippets([b[0] for b in batch])  # [B, crops, D]
-            for (_, start, end, arrival, first), feat in zip(batch, features, strict=True):
+            fresh = [b[0] for n, b in enumerate(batch) if (self.index + n) % self.encode_every == 0]
+            encoded = iter(())
+            if fresh:
+                with torch.inference_mode(), autocast(self.extractor.device, self.precision):
+                    encoded = iter(self.extractor.encode_snippets(fresh))  # [B', crops, D]
+            for _, start, end, arrival, first in batch:
                 i = self.index
                 self.index += 1
+                if i % self.encode_every == 0:
+                    self.held = next(encoded)
+                feat = self.held
                 self.pending[i] = (start, end, arrival)
                 self.first_frames.append((i, first))
                 self._final(self.online.push(feat))
