@@ -127,12 +127,40 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate_with_verdicts(args: argparse.Namespace, scorer, verdicts):
+    """Calibrate on the normal inputs plus the footage of the false alerts of ``verdicts`` (``--verdicts``, see
+    :mod:`adplg.report.verdicts`); the rules record the verdicts used."""
+    from adplg.inference.alerts import check_calibration, rules_path_for
+    from adplg.report.verdicts import false_alert_timelines, verdict_record
+
+    check_calibration(args.target_far, args.hysteresis, args.min_duration, args.merge_gap)
+    options = _score_options(args)
+    normal = scorer.score(args.inputs, features_dir=args.features_dir, **options)
+    spans = false_alert_timelines(scorer, verdicts, fps=args.fps, naming=args.naming,
+                                  allow_incomplete=args.allow_incomplete)
+    if not spans:
+        print(f"note: {args.verdicts} marks no false alert; calibrating on the normal footage alone")
+    rules = scorer.calibrate(normal + spans, args.target_far, hysteresis=args.hysteresis,
+                             min_duration_s=args.min_duration, merge_gap_s=args.merge_gap, save_to=False)
+    rules.calibration["verdicts"] = verdict_record(verdicts, spans)
+    path = Path(args.out) if args.out else rules_path_for(scorer.checkpoints[0])
+    rules.save(path)
+    scorer.rules_source = str(path)
+    return rules
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from adplg.report.verdicts import read_verdicts
+
     _check_calibrate_outputs(args)
+    verdicts = read_verdicts(args.verdicts) if args.verdicts else None  # a bad file is reported before any scoring
     scorer = _scorer(args)
-    rules = scorer.calibrate(args.inputs, args.target_far, hysteresis=args.hysteresis,
-                             min_duration_s=args.min_duration, merge_gap_s=args.merge_gap,
-                             save_to=args.out or True, features_dir=args.features_dir, **_score_options(args))
+    if verdicts is not None:
+        rules = _calibrate_with_verdicts(args, scorer, verdicts)
+    else:
+        rules = scorer.calibrate(args.inputs, args.target_far, hysteresis=args.hysteresis,
+                                 min_duration_s=args.min_duration, merge_gap_s=args.merge_gap,
+                                 save_to=args.out or True, features_dir=args.features_dir, **_score_options(args))
     c = rules.calibration
     low, high = c["far_95_prediction_interval"]
     print(f"on threshold {rules.on_threshold:.4f}, off {rules.off_threshold:.4f}: false-alarm rate "
@@ -140,6 +168,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
           f"{c['alerts_per_hour']:.2f} alerts/hour on {c['hours']:.2f} h of {c['videos']} normal video(s)")
     if c.get("footage_note"):
         print(f"note: {c['footage_note']}")
+    if c.get("verdicts"):
+        v = c["verdicts"]
+        print(f"verdicts: {v['false_alerts']} false alert(s), {v['false_alert_seconds']:.1f} s, counted as normal "
+              f"footage ({v['true_alerts_not_used']} true alert(s) not used)")
     print(f"alert rules: {scorer.rules_source}")
     return 0
 
@@ -168,5 +200,7 @@ def add_parser(sub) -> None:
     p.add_argument("--merge-gap", type=float, default=0.0, help="merge alerts closer than this, seconds (default 0)")
     p.add_argument("--out", help="rules file (default <checkpoint>.alerts.yaml beside the checkpoint)")
     p.add_argument("--features-dir", help="keep the features extracted from video inputs here")
+    p.add_argument("--verdicts", help="verdicts.json downloaded from an `adplg report`: the footage of its false "
+                                      "alerts counts as extra normal footage")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_calibrate)

@@ -160,8 +160,9 @@ class Segment:
 
 def hysteresis_mask(scores: np.ndarray, on: float, off: float) -> np.ndarray:
     """``scores [N]`` -> alert state ``[N]`` (bool): on at ``score >= on``, off at ``score < off``, else unchanged
-    (starting off)."""
-    scores = np.asarray(scores)
+    (starting off). Compared in float64: NumPy compares float32 scores with a Python float in float32, which would
+    round a threshold just above a score (calibration's "no alerts" threshold) down onto it."""
+    scores = np.asarray(scores, dtype=np.float64)
     event = np.where(scores >= on, 1, np.where(scores < off, 0, -1))
     last_event = np.maximum.accumulate(np.where(event >= 0, np.arange(len(scores)), -1))
     state = np.where(last_event >= 0, event[np.maximum(last_event, 0)], 0)

@@ -1,0 +1,512 @@
+"""Building the review site from a folder of ``adplg score`` outputs.
+
+Input: ``SCORES_DIR`` as ``adplg score --out`` writes it: ``summary.json`` (checkpoint, alert rules, the videos) and
+per video ``<name>.json`` (frame times and scores, alert segments, rules). Without ``summary.json`` every
+``<name>.json`` holding a score timeline is read.
+
+Output (``out_dir``; every file written atomically, so an interrupted build leaves each file old or new, never torn)::
+
+    index.html           the videos, sortable by peak score, alert count, alerted time; checkpoint and rules
+    index-data.js        the index's data (``window.ADPLG_INDEX``): a script, since fetch() of local files is
+                         blocked under file://
+    report-meta.js       what every page shares (``window.ADPLG_REPORT``): checkpoint, sha256, rules, report id
+    videos/<name>.html   one page per video, its curve data inline (at most ``max_points`` points)
+    thumbs/<name>-<k>.jpg  the frame at each alert's start (when the source video is found and PyAV can decode it)
+    alerts.csv           one row per alert of every video
+    assets/              report.css, report.js (plain JS, no CDN, no external fonts)
+
+Source videos are found in ``videos_dir`` (by file name without extension, searched recursively), else through the
+extraction record ``adplg score VIDEO`` keeps beside its features (``<out>/features/meta/<name>.json``, key
+``source``). Nothing is copied: the player's ``src`` is the video's path *relative to the page*, so the report keeps
+working when the report and the videos are moved together (a different drive on Windows gets an absolute
+``file://`` URL).
+
+Long timelines: each page carries at most ``max_points`` points of the curve (the minimum and the maximum of every
+bucket of consecutive frames, :func:`downsample_curve`), so a peak of one frame in a 10-hour video is still drawn and
+a page stays around 100 KB whatever the video's length.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import html
+import io
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from string import Template
+from urllib.parse import quote
+
+import numpy as np
+
+from adplg.errors import AdplgError
+from adplg.io import atomic_write_bytes, atomic_write_text, check_output_dir, file_sha256
+
+log = logging.getLogger(__name__)
+
+MAX_POINTS = 2000  # curve points per page: about one per pixel of a wide screen
+THUMB_WIDTH = 160  # pixels
+ASSETS = ("report.css", "report.js")
+# codecs Chromium and Firefox decode in a <video> element; others get a note on the page
+BROWSER_CODECS = {"h264", "vp8", "vp9", "av1", "theora"}
+SCORE_KEYS = {"video": str, "fps": (int, float), "duration_s": (int, float), "time_s": list, "score": list,
+              "segments": list, "alert_rules": dict}
+SEGMENT_KEYS = ("start_s", "end_s", "peak_score")
+
+
+@dataclass
+class ScoredVideo:
+    """One video's ``adplg score`` output: ``times_s [F]`` and ``scores [F]`` per frame, ``segments`` (the alerts as
+    ``adplg score`` wrote them: start/end in seconds and frames, peak and mean score), ``rules`` (the alert rules
+    used) and the ``features`` files it was scored from."""
+
+    name: str
+    score_file: Path
+    fps: float
+    duration_s: float
+    times_s: np.ndarray
+    scores: np.ndarray
+    segments: list[dict]
+    rules: dict
+    features: list[str] = field(default_factory=list)
+
+    @property
+    def max_score(self) -> float:
+        return float(self.scores.max(initial=0.0))
+
+    @property
+    def alert_seconds(self) -> float:
+        return float(sum(g["end_s"] - g["start_s"] for g in self.segments))
+
+
+@dataclass
+class ReportSummary:
+    """What :func:`build_report` wrote: the ``index`` page, ``alerts_csv``, how many ``videos`` and ``alerts``,
+    how many source videos were found (``linked_videos``) and ``thumbnails`` written, and ``notes`` (videos not
+    found, thumbnails that could not be decoded...)."""
+
+    out_dir: Path
+    index: Path
+    alerts_csv: Path
+    videos: int
+    alerts: int
+    linked_videos: int
+    thumbnails: int
+    notes: list[str]
+    seconds: float
+
+
+# ------------------------------------------------------------------------------------------------------ reading
+def _load_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AdplgError(f"{what} {path}: not found") from None
+    except json.JSONDecodeError as exc:
+        raise AdplgError(f"{what} {path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+                         f"expected the file as adplg score wrote it") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AdplgError(f"{what} {path}: cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def _type_names(kind) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {"str": "a string", "int": "a number", "float": "a number", "list": "a list", "dict": "an object"}
+    return " or ".join(dict.fromkeys(names[k.__name__] for k in kinds))
+
+
+def load_scored_video(path: Path) -> ScoredVideo:
+    """Read and check one ``<name>.json`` written by ``adplg score``; an :class:`AdplgError` names the file, the key,
+    what was expected and what was found."""
+    path = Path(path)
+    data = _load_json(path, "score file")
+    expected = "the per-video JSON written by adplg score"
+    if not isinstance(data, dict):
+        raise AdplgError(f"score file {path}: expected a JSON object ({expected}), got a {type(data).__name__}")
+    missing = sorted(k for k in SCORE_KEYS if k not in data)
+    if missing:
+        raise AdplgError(f"score file {path}: missing key(s) {missing} ({expected})")
+    for key, kind in SCORE_KEYS.items():
+        value = data[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise AdplgError(f"score file {path}: key {key!r}: expected {_type_names(kind)}, got "
+                             f"{type(value).__name__} {str(value)[:40]!r}")
+    try:
+        times = np.asarray(data["time_s"], dtype=np.float64)
+        scores = np.asarray(data["score"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise AdplgError(f"score file {path}: keys 'time_s' and 'score': expected lists of numbers") from None
+    if times.ndim != 1 or times.shape != scores.shape:
+        raise AdplgError(f"score file {path}: expected 'time_s' and 'score' of the same length, got "
+                         f"{times.size} and {scores.size}")
+    if not (np.all(np.isfinite(times)) and np.all(np.isfinite(scores))):
+        raise AdplgError(f"score file {path}: expected finite numbers in 'time_s' and 'score', found NaN or Inf")
+    if not data["fps"] > 0 or not np.isfinite(data["duration_s"]) or data["duration_s"] < 0:
+        raise AdplgError(f"score file {path}: expected fps > 0 and duration_s >= 0, got fps {data['fps']!r} and "
+                         f"duration_s {data['duration_s']!r}")
+    segments = []
+    for i, g in enumerate(data["segments"]):
+        if not isinstance(g, dict) or any(not isinstance(g.get(k), (int, float)) for k in SEGMENT_KEYS):
+            raise AdplgError(f"score file {path}: segment {i}: expected an object with numbers {list(SEGMENT_KEYS)}, "
+                             f"got {str(g)[:80]!r}")
+        segments.append(g)
+    features = [str(f) for f in data.get("features") or [] if isinstance(f, str)]
+    return ScoredVideo(data["video"], path, float(data["fps"]), float(data["duration_s"]), times, scores, segments,
+                       data["alert_rules"], features)
+
+
+def read_scores(scores_dir: Path) -> tuple[dict, list[Path]]:
+    """``(summary, score files)`` of an ``adplg score`` output folder: ``summary.json`` (an empty dict without one)
+    and the ``<name>.json`` of every video, in the summary's order (else by name). Raises :class:`AdplgError` when
+    the folder is missing or holds no score outputs."""
+    scores_dir = Path(scores_dir)
+    if not scores_dir.is_dir():
+        what = "is a file" if scores_dir.exists() else "not found"
+        raise AdplgError(f"scores folder {scores_dir}: {what}; expected the folder `adplg score --out` wrote")
+    summary_file = scores_dir / "summary.json"
+    if summary_file.is_file():
+        summary = _load_json(summary_file, "score summary")
+        videos = summary.get("videos") if isinstance(summary, dict) else None
+        if not isinstance(videos, list) or not all(isinstance(v, dict) and isinstance(v.get("video"), str)
+                                                   for v in videos):
+            raise AdplgError(f"score summary {summary_file}: expected an object with a list 'videos' of "
+                             f"{{\"video\": name, ...}} (as adplg score writes it)")
+        files = [scores_dir / f"{v['video']}.json" for v in videos]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise AdplgError(f"scores folder {scores_dir}: summary.json lists {len(files)} video(s) but "
+                             f"{len(missing)} score file(s) are missing: {', '.join(missing[:5])}"
+                             + (" ..." if len(missing) > 5 else ""))
+    else:
+        summary = {}
+        files = [f for f in sorted(scores_dir.glob("*.json")) if _looks_like_scores(f)]
+    if not files:
+        raise AdplgError(f"scores folder {scores_dir}: no adplg score outputs found (expected summary.json and a "
+                         f"<video>.json per video, as `adplg score --out {scores_dir}` writes them)")
+    return summary, files
+
+
+def _looks_like_scores(path: Path) -> bool:
+    """Cheap check without parsing: the file's first bytes hold the keys every ``adplg score`` JSON starts with."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return False
+    return b'"video"' in head and b'"fps"' in head
+
+
+# ------------------------------------------------------------------------------------------------------ curves
+def downsample_curve(times: np.ndarray, scores: np.ndarray,
+                     max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` points ``(times [P], scores [P])`` of the curve ``scores [N]`` at ``times [N]``.
+
+    Longer curves are cut into ``(max_points - 2) // 2`` buckets of consecutive points; each bucket keeps its lowest
+    and its highest point (in time order), plus the first and last point of the curve, so the maximum, the minimum
+    and every local peak wider than a bucket survive. Curves of at most ``max_points`` points are returned as given.
+    """
+    times, scores = np.asarray(times), np.asarray(scores)
+    n = len(scores)
+    if max_points < 4:
+        raise AdplgError(f"max_points: expected at least 4, got {max_points}")
+    if n <= max_points:
+        return times, scores
+    buckets = (max_points - 2) // 2
+    starts = np.linspace(0, n, buckets + 1).astype(np.int64)[:-1]  # every bucket holds >= 2 points as n > max_points
+    bucket = np.repeat(np.arange(buckets), np.diff(np.append(starts, n)))
+    index = np.arange(n)
+    # the first index of each bucket's maximum / minimum: non-matching indices are n, and reduceat takes the smallest
+    first_max = np.minimum.reduceat(np.where(scores == np.maximum.reduceat(scores, starts)[bucket], index, n), starts)
+    first_min = np.minimum.reduceat(np.where(scores == np.minimum.reduceat(scores, starts)[bucket], index, n), starts)
+    keep = np.unique(np.concatenate([[0, n - 1], first_max, first_min]))
+    return times[keep], scores[keep]
+
+
+# ------------------------------------------------------------------------------------------------------ sources
+def _safe_name(name: str, taken: set[str]) -> str:
+    """A file-name-safe, unique version of a video name (for its page and thumbnails)."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "video"
+    safe, k = base, 2
+    while safe.lower() in taken:
+        safe, k = f"{base}-{k}", k + 1
+    taken.add(safe.lower())
+    return safe
+
+
+def _index_videos(videos_dir: Path | None) -> dict[str, Path]:
+    """``{name without extension: path}`` of every video file under ``videos_dir`` (the first in path order wins)."""
+    from adplg.inference.extract import VIDEO_EXTENSIONS
+
+    if videos_dir is None:
+        return {}
+    videos_dir = Path(videos_dir)
+    if not videos_dir.is_dir():
+        what = "is a file" if videos_dir.exists() else "not found"
+        raise AdplgError(f"--videos {videos_dir}: {what}; expected a folder holding the source videos")
+    found: dict[str, Path] = {}
+    for path in sorted(videos_dir.rglob("*")):
+        if path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file():
+            found.setdefault(path.stem, path)
+    return found
+
+
+def feature_files(video: ScoredVideo) -> list[Path]:
+    """The video's feature files as absolute paths. They are recorded as ``adplg score`` was given them (maybe
+    relative to where it ran), so each is looked up as recorded, then in ``<scores folder>/features`` (where
+    ``adplg score VIDEO`` keeps them); one found nowhere is kept as recorded."""
+    found = []
+    for feature in video.features:
+        beside = video.score_file.parent / "features" / Path(feature).name
+        found.append((beside if not Path(feature).is_file() and beside.is_file() else Path(feature)).absolute())
+    return found
+
+
+def _recorded_source(video: ScoredVideo) -> Path | None:
+    """The source video named by the extraction record beside the video's features, when that file exists."""
+    from adplg.inference.score import extraction_record
+
+    for feature in feature_files(video)[:1]:
+        try:
+            record = extraction_record(feature, video.name) or {}
+        except AdplgError:
+            return None
+        source = record.get("source")
+        return Path(source) if isinstance(source, str) and Path(source).is_file() else None
+    return None
+
+
+def _video_url(source: Path, page_dir: Path) -> str:
+    """``source`` as a URL relative to ``page_dir`` (an absolute ``file://`` URL when no relative path exists)."""
+    try:
+        return quote(Path(os.path.relpath(source.resolve(), page_dir.resolve())).as_posix())
+    except ValueError:  # another drive (Windows)
+        return source.resolve().as_uri()
+
+
+def write_thumbnails(source: Path, times_s: list[float], paths: list[Path], width: int = THUMB_WIDTH) -> str:
+    """Write the frame shown at each of ``times_s`` seconds of ``source`` (the score clock: presentation time from
+    the stream's start) as a JPEG ``width`` pixels wide at the matching ``paths``; returns the video's codec name.
+    PyAV errors propagate (the caller turns them into a note on the page)."""
+    from PIL import Image
+
+    from adplg.inference.video import _frame_time_s, _open
+
+    container, stream = _open(source)
+    try:
+        codec = stream.codec_context.name
+        time_base, start = stream.time_base, stream.start_time or 0
+        for t, path in sorted(zip(times_s, paths, strict=True)):
+            container.seek(int(start + t / time_base), stream=stream, backward=True)
+            shown = None
+            for frame in container.decode(stream):
+                frame_s = _frame_time_s(frame, time_base, start)
+                if shown is not None and frame_s is not None and frame_s > t + 1e-6:
+                    break  # the previous frame is the one on screen at t
+                shown = frame
+            if shown is None:
+                raise AdplgError(f"video {source}: no frame decodes at {t:.2f} s")
+            image = shown.to_image()
+            image.thumbnail((width, width * 4), Image.Resampling.LANCZOS)
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, format="JPEG", quality=80)
+            atomic_write_bytes(path, buffer.getvalue())
+        return codec
+    finally:
+        container.close()
+
+
+# ------------------------------------------------------------------------------------------------------ writing
+def _asset(name: str) -> str:
+    return resources.files("adplg.report").joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def _script_json(data) -> str:
+    """``data`` as compact JSON safe inside ``<script>`` (``<`` escaped, so ``</script>`` cannot end it)."""
+    return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
+
+
+def _checkpoint_sha256(checkpoints: list[str]) -> str | None:
+    """The checkpoint's sha256 as :attr:`adplg.inference.scorer.Scorer.sha256` gives it (an ensemble: the sha256 of
+    its members' hashes in order), or None when a checkpoint file is no longer there."""
+    from adplg.checkpoint import checkpoint_file
+
+    files = [checkpoint_file(c) for c in checkpoints]
+    if not files or not all(f.is_file() for f in files):
+        return None
+    hashes = [file_sha256(f) for f in files]
+    return hashes[0] if len(hashes) == 1 else hashlib.sha256(" ".join(hashes).encode()).hexdigest()
+
+
+def _rules_html(rules: dict, source: str | None) -> str:
+    on, off = rules.get("on_threshold"), rules.get("off_threshold")
+    rows = [("on threshold", f"{on:.4f}" if isinstance(on, (int, float)) else "?"),
+            ("off threshold", f"{off:.4f}" if isinstance(off, (int, float)) else "?"),
+            ("minimum duration", f"{rules.get('min_duration_s', 0):g} s"),
+            ("merge gap", f"{rules.get('merge_gap_s', 0):g} s")]
+    calibration = rules.get("calibration") or {}
+    if isinstance(calibration.get("target_far"), (int, float)):
+        rows.append(("calibrated", f"target false-alarm rate {calibration['target_far']:.2%}, achieved "
+                                   f"{calibration.get('achieved_far', float('nan')):.2%} on "
+                                   f"{calibration.get('videos', '?')} normal video(s)"))
+    if source:
+        rows.append(("source", source))
+    return "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in rows) + "</dl>"
+
+
+def _seconds_text(seconds: float) -> str:
+    seconds = max(float(seconds), 0.0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{int(hours)}:{int(minutes):02d}:{secs:04.1f}" if hours else f"{int(minutes)}:{secs:04.1f}"
+
+
+def _thumbnails(video: ScoredVideo, source: Path | None, stem: Path, enabled: bool) -> tuple[list, list[str]]:
+    """``(thumbnail URL relative to the video page or None per alert, notes)``: the frame at each alert's start,
+    written at ``<stem>-<k>.jpg``, when the source video is there and decodes; otherwise a note says why not."""
+    thumbs: list[str | None] = [None] * len(video.segments)
+    if source is None:
+        return thumbs, ["Source video not found (pass --videos DIR): no player and no thumbnails."]
+    if not enabled or not video.segments:
+        return thumbs, []
+    paths = [stem.with_name(f"{stem.name}-{k + 1:03d}.jpg") for k in range(len(video.segments))]
+    try:
+        codec = write_thumbnails(source, [g["start_s"] for g in video.segments], paths)
+    except ImportError as exc:
+        return thumbs, [f"No thumbnails: decoding needs PyAV and Pillow (pip install adplg[video]); {exc}"]
+    except Exception as exc:  # noqa: BLE001 - a damaged video costs its thumbnails, not the report
+        return thumbs, [f"No thumbnails: {source} could not be decoded ({type(exc).__name__}: {exc})"]
+    notes = []
+    if codec not in BROWSER_CODECS:
+        notes.append(f"The source video is {codec}, which browsers may not play (H.264, VP8, VP9 and AV1 play in "
+                     f"Chromium); the curve, alerts and thumbnails still work.")
+    return [f"../{stem.parent.name}/{p.name}" for p in paths], notes
+
+
+def _write_video_page(path: Path, template: Template, video: ScoredVideo, source: Path | None, thumbs: list,
+                      notes: list[str], intervals: dict | None, max_points: int, neighbours: str) -> dict:
+    """Write one video's page at ``path``; returns the data embedded in it (curve, alerts, annotations)."""
+    from adplg.inference.score import annotated_spans
+
+    t, s = downsample_curve(video.times_s, video.scores, max_points)
+    gt = annotated_spans(intervals, video.name, video.fps) if intervals is not None else None
+    alerts = [{"start_s": round(g["start_s"], 4), "end_s": round(g["end_s"], 4),
+               "peak_score": round(g["peak_score"], 4), "mean_score": round(float(g.get("mean_score", 0)), 4),
+               "thumb": thumbs[k]} for k, g in enumerate(video.segments)]
+    duration = max(video.duration_s, float(video.times_s.max(initial=0)))
+    data = {"video": video.name, "duration_s": round(duration, 4), "fps": video.fps,
+            "max_score": round(video.max_score, 4), "on_threshold": video.rules.get("on_threshold"),
+            "off_threshold": video.rules.get("off_threshold"), "t": np.round(t, 3).tolist(),
+            "s": np.round(s, 4).tolist(), "alerts": alerts,
+            "annotations": [[round(a, 3), round(b, 3)] for a, b in gt] if gt is not None else None,
+            "features": [str(f) for f in feature_files(video)], "frames": int(len(video.scores))}
+    if source is not None:
+        player = (f'<video id="player" controls preload="metadata" '
+                  f'src="{html.escape(_video_url(source, path.parent))}"></video>')
+    else:
+        player = '<p class="note">No source video: pass --videos DIR to see the footage.</p>'
+    facts = (f"{_seconds_text(duration)} long, peak score {video.max_score:.3f}, {len(alerts)} alert(s) covering "
+             f"{_seconds_text(video.alert_seconds)}, {video.fps:g} fps, {len(video.scores)} frames")
+    atomic_write_text(path, template.substitute(
+        title=html.escape(video.name), name=html.escape(video.name), facts=html.escape(facts), nav=neighbours,
+        player=player, notes="".join(f'<p class="note">{html.escape(n)}</p>' for n in notes),
+        source=html.escape(str(source)) if source is not None else "not found",
+        score_file=html.escape(str(video.score_file.resolve())), data=_script_json(data)))
+    return data
+
+
+def _write_index(out_dir: Path, report: dict, rows: list[dict], alerts: int, notes: list[str]) -> None:
+    """``index.html``, ``index-data.js`` and ``report-meta.js``."""
+    atomic_write_text(out_dir / "report-meta.js", f"window.ADPLG_REPORT = {_script_json(report)};\n")
+    atomic_write_text(out_dir / "index-data.js", f"window.ADPLG_INDEX = {_script_json({'videos': rows})};\n")
+    sha = report["checkpoint_sha256"] or "not available (file not found)"
+    checkpoint = ("<dl>" + "".join(f"<dt>file</dt><dd>{html.escape(c)}</dd>" for c in report["checkpoint"])
+                  + f'<dt>sha256</dt><dd class="mono">{html.escape(sha)}</dd></dl>'
+                  if report["checkpoint"] else "<p>not recorded (no summary.json)</p>")
+    shown = "".join(f"<li>{html.escape(n)}</li>" for n in notes[:20])
+    if len(notes) > 20:
+        shown += f"<li>and {len(notes) - 20} more</li>"
+    atomic_write_text(out_dir / "index.html", Template(_asset("index.html")).substitute(
+        title=html.escape(report["title"]),
+        subtitle=html.escape(f"{len(rows)} video(s), {alerts} alert(s), scores from {report['scores_dir']}"),
+        checkpoint=checkpoint, rules=_rules_html(report["alert_rules"], report["alert_rules_source"]), notes=shown))
+
+
+def build_report(scores_dir: Path, out_dir: Path, *, videos_dir: Path | None = None,
+                 annotations: Path | dict | None = None, annotation_format: str = "ucf", thumbnails: bool = True,
+                 max_points: int = MAX_POINTS, title: str | None = None) -> ReportSummary:
+    """Write the review site of the ``adplg score`` outputs in ``scores_dir`` into ``out_dir`` (see the module
+    docstring); returns a :class:`ReportSummary`. ``annotations``: a UCF/XD annotation file (or ``{video: [(start
+    frame, end frame), ...]}``) whose anomalies are drawn on the curves; ``thumbnails``: decode the frame at each
+    alert's start when the source video is found.
+
+    The folders, ``summary.json``, the annotations and ``max_points`` are checked before anything is written; a bad
+    ``<video>.json`` stops the build with an error naming it, before the index and ``alerts.csv`` are replaced."""
+    from adplg.data.gt import read_annotations
+
+    started = time.perf_counter()
+    scores_dir, out_dir = Path(scores_dir), Path(out_dir)
+    summary, files = read_scores(scores_dir)
+    if out_dir.resolve() == scores_dir.resolve():
+        raise AdplgError(f"report --out {out_dir}: is the scores folder itself; expected another folder (the report's "
+                         f"alerts.csv and pages would mix with the score files)")
+    check_output_dir(out_dir, "report --out folder")
+    sources = _index_videos(videos_dir)
+    intervals = (read_annotations(annotations, annotation_format) if isinstance(annotations, (str, Path))
+                 else annotations)
+    if max_points < 4:
+        raise AdplgError(f"max_points (--max-points): expected at least 4, got {max_points}")
+
+    checkpoints = [str(c) for c in summary.get("checkpoint") or []]
+    sha = _checkpoint_sha256(checkpoints)
+    report = {"title": title or f"adplg report: {scores_dir.resolve().name}",
+              "scores_dir": str(scores_dir.resolve()), "checkpoint": checkpoints, "checkpoint_sha256": sha,
+              "alert_rules": summary.get("alert_rules") or {}, "alert_rules_source": summary.get("alert_rules_source")}
+    report["report_id"] = hashlib.sha256(json.dumps([report["scores_dir"], checkpoints, sha]).encode()).hexdigest()[:16]
+
+    taken: set[str] = set()
+    safe_names = [_safe_name(f.stem, taken) for f in files]
+    template = Template(_asset("video.html"))
+    rows, alert_rows, notes = [], [], []
+    linked = thumbs_written = 0
+    for i, (file, safe) in enumerate(zip(files, safe_names, strict=True)):
+        video = load_scored_video(file)
+        report["alert_rules"] = report["alert_rules"] or video.rules  # without summary.json: the first video's
+        source = sources.get(video.name) or _recorded_source(video)
+        thumbs, video_notes = _thumbnails(video, source, out_dir / "thumbs" / safe, thumbnails)
+        neighbours = " ".join(f'<a href="{safe_names[j]}.html" rel="{rel}">{label}</a>'
+                              for j, rel, label in ((i - 1, "prev", "&larr; previous"), (i + 1, "next", "next &rarr;"))
+                              if 0 <= j < len(files))
+        page = f"{safe}.html"
+        data = _write_video_page(out_dir / "videos" / page, template, video, source, thumbs, video_notes, intervals,
+                                 max_points, neighbours)
+        linked += source is not None
+        thumbs_written += sum(t is not None for t in thumbs)
+        notes.extend(f"{video.name}: {n}" for n in video_notes)
+        rows.append({"name": video.name, "page": f"videos/{quote(page)}", "duration_s": data["duration_s"],
+                     "max_score": data["max_score"], "alerts": len(video.segments),
+                     "alert_seconds": round(video.alert_seconds, 3), "has_video": source is not None})
+        alert_rows.extend([video.name, k + 1, f"{g['start_s']:.4f}", f"{g['end_s']:.4f}",
+                           f"{g['end_s'] - g['start_s']:.4f}", f"{g['peak_score']:.6f}",
+                           f"{float(g.get('mean_score', 0)):.6f}",
+                           f"thumbs/{Path(thumbs[k]).name}" if thumbs[k] else "", f"videos/{page}"]
+                          for k, g in enumerate(video.segments))
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["video", "alert", "start_s", "end_s", "duration_s", "peak_score", "mean_score", "thumbnail",
+                     "page"])
+    writer.writerows(alert_rows)
+    atomic_write_text(out_dir / "alerts.csv", buffer.getvalue())
+    for name in ASSETS:
+        atomic_write_text(out_dir / "assets" / name, _asset(name))
+    _write_index(out_dir, report, rows, len(alert_rows), notes)
+    seconds = time.perf_counter() - started
+    log.debug("report of %d video(s), %d alert(s) in %s (%.1f s)", len(rows), len(alert_rows), out_dir, seconds)
+    return ReportSummary(out_dir, out_dir / "index.html", out_dir / "alerts.csv", len(rows), len(alert_rows), linked,
+                         thumbs_written, notes, seconds)

@@ -1,0 +1,180 @@
+"""Reviewers' verdicts on alerts, as the report's "Download verdicts" button writes them, and their use in
+calibration.
+
+The file (``format: "adplg-verdicts"``, ``version: 1``)::
+
+    {"format": "adplg-verdicts", "version": 1, "report_id": "...", "scores_dir": "/abs/scores",
+     "checkpoint": ["/abs/ckpt.safetensors"], "checkpoint_sha256": "..." | null, "alert_rules": {...},
+     "verdicts": [{"video": "cam1", "start_s": 12.3, "end_s": 20.1, "verdict": "true_alert" | "false_alert",
+                   "peak_score": 0.91, "features": ["/abs/scores/features/cam1.npy"], "decided_at": "..."}]}
+
+Calibration (``adplg calibrate --verdicts FILE``) counts the footage of every *false* alert as extra normal footage:
+a reviewer has seen it and found nothing abnormal. Its features are scored again with the model being calibrated (so
+verdicts made on another checkpoint's alerts still apply), the frames inside ``[start_s, end_s)`` are cut out, and
+each span joins the normal videos as one more short "video". True alerts are not used: calibration reads normal
+footage only. Because these spans are the footage the model found most alarming, they pull the threshold up more
+than the same number of random normal seconds would: that is the point (the reviewed false alarms should not recur),
+but the achieved false-alarm rate is then measured on a mix that is harder than typical footage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from adplg.errors import AdplgError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "adplg-verdicts"
+VERSION = 1
+VERDICTS = ("true_alert", "false_alert")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A reviewer's verdict on the alert ``[start_s, end_s)`` of ``video``, whose ``features`` files it was scored
+    from."""
+
+    video: str
+    start_s: float
+    end_s: float
+    verdict: str
+    features: tuple[str, ...] = ()
+
+    @property
+    def is_false_alert(self) -> bool:
+        return self.verdict == "false_alert"
+
+
+@dataclass
+class Verdicts:
+    """A verdicts file: where it is, the scores and checkpoint the report was made from, and its ``items``."""
+
+    path: Path
+    scores_dir: str | None
+    checkpoint_sha256: str | None
+    items: list[Verdict] = field(default_factory=list)
+
+    @property
+    def false_alerts(self) -> list[Verdict]:
+        return [v for v in self.items if v.is_false_alert]
+
+
+def _number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def read_verdicts(path: str | Path) -> Verdicts:
+    """Read and check a verdicts file; every problem is an :class:`AdplgError` naming the file, the entry and the
+    key, with what was expected and what was found."""
+    path = Path(path)
+    where = f"verdicts file {path}"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AdplgError(f"{where}: not found (expected the verdicts.json downloaded from an adplg report)") from None
+    except json.JSONDecodeError as exc:
+        raise AdplgError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); expected "
+                         f"the verdicts.json downloaded from an adplg report") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AdplgError(f"{where}: cannot be read ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        got = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise AdplgError(f"{where}: expected a JSON object with \"format\": \"{FORMAT}\" (downloaded from an adplg "
+                         f"report), got format {got!r}")
+    if data.get("version") != VERSION:
+        raise AdplgError(f"{where}: expected version {VERSION}, got {data.get('version')!r}")
+    entries = data.get("verdicts")
+    if not isinstance(entries, list):
+        raise AdplgError(f"{where}: expected a list \"verdicts\", got {type(entries).__name__}")
+    items = []
+    for i, entry in enumerate(entries):
+        at = f"{where}, verdict {i}"
+        if not isinstance(entry, dict):
+            raise AdplgError(f"{at}: expected an object, got {type(entry).__name__}")
+        video, start, end, verdict = (entry.get(k) for k in ("video", "start_s", "end_s", "verdict"))
+        if not isinstance(video, str) or not video:
+            raise AdplgError(f"{at}: expected a video name in \"video\", got {video!r}")
+        if not (_number(start) and _number(end) and 0 <= start < end):
+            raise AdplgError(f"{at} ({video}): expected numbers 0 <= start_s < end_s, got start_s {start!r} and "
+                             f"end_s {end!r}")
+        if verdict not in VERDICTS:
+            raise AdplgError(f"{at} ({video}): expected \"verdict\" {' or '.join(map(repr, VERDICTS))}, got "
+                             f"{verdict!r}")
+        features = entry.get("features") or []
+        if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+            raise AdplgError(f"{at} ({video}): expected \"features\" to be a list of file paths, got {features!r}")
+        items.append(Verdict(video, float(start), float(end), verdict, tuple(features)))
+    sha = data.get("checkpoint_sha256")
+    return Verdicts(path, data.get("scores_dir"), sha if isinstance(sha, str) else None, items)
+
+
+def _features_of(verdict: Verdict, verdicts: Verdicts) -> list[Path]:
+    """The feature files of a verdict's video: as recorded, else in ``<scores_dir>/features``."""
+    found = []
+    for feature in verdict.features:
+        candidates = [Path(feature)]
+        if verdicts.scores_dir:
+            candidates.append(Path(verdicts.scores_dir) / "features" / Path(feature).name)
+        match = next((c for c in candidates if c.is_file()), None)
+        if match is None:
+            raise AdplgError(f"verdicts file {verdicts.path}: the features of {verdict.video} are not found at "
+                             f"{feature} (expected the feature files the video was scored from, kept by "
+                             f"`adplg score` in OUT/features for video inputs)")
+        found.append(match)
+    if not found:
+        raise AdplgError(f"verdicts file {verdicts.path}: the false alert of {verdict.video} at "
+                         f"{verdict.start_s:.2f}-{verdict.end_s:.2f} s names no feature files (expected \"features\")")
+    return found
+
+
+def false_alert_timelines(scorer, verdicts: Verdicts, *, fps: float | None = None, naming: str | None = None,
+                          allow_incomplete: bool = False) -> list:
+    """The footage of every false alert of ``verdicts``, scored by ``scorer``: one
+    :class:`~adplg.inference.score.Timeline` per alert holding the frame scores inside ``[start_s, end_s)`` (one
+    frame per "snippet", at the video's frame rate), named ``"<video> <start>-<end> s (false alert)"``, ready to join
+    the normal footage of :meth:`~adplg.inference.scorer.Scorer.calibrate`. An :class:`AdplgError` when a video's
+    features are missing or an alert lies outside its video."""
+    from adplg.data.gt import SnippetLayout
+    from adplg.inference.score import Timeline
+
+    false_alerts = verdicts.false_alerts
+    if not false_alerts:
+        return []
+    if verdicts.checkpoint_sha256 and verdicts.checkpoint_sha256 != scorer.sha256:
+        log.info("verdicts were made on alerts of another checkpoint; their footage is scored with this one")
+    by_video: dict[str, list[Path]] = {}
+    for verdict in false_alerts:
+        by_video.setdefault(verdict.video, _features_of(verdict, verdicts))
+    paths = list(dict.fromkeys(p for files in by_video.values() for p in files))
+    timelines = {t.name: t for t in scorer.score(paths, fps=fps, naming=naming, allow_incomplete=allow_incomplete)}
+    spans = []
+    for verdict in false_alerts:
+        timeline = timelines.get(verdict.video)
+        if timeline is None:
+            raise AdplgError(f"verdicts file {verdicts.path}: the features {[str(p) for p in by_video[verdict.video]]}"
+                             f" hold no video named {verdict.video} (found {sorted(timelines)})")
+        inside = (timeline.times_s >= verdict.start_s) & (timeline.times_s < verdict.end_s)
+        if not inside.any():
+            raise AdplgError(f"verdicts file {verdicts.path}: the false alert of {verdict.video} at "
+                             f"{verdict.start_s:.2f}-{verdict.end_s:.2f} s lies outside the video (0-"
+                             f"{timeline.duration_s:.2f} s); expected verdicts on this video's own alerts")
+        spans.append(Timeline(f"{verdict.video} {verdict.start_s:.2f}-{verdict.end_s:.2f} s (false alert)",
+                              timeline.frame_scores[inside], timeline.fps, timeline.fps_source, timeline.features,
+                              SnippetLayout("uniform", frames_per_snippet=1)))
+    return spans
+
+
+def verdict_record(verdicts: Verdicts, spans: Sequence) -> dict:
+    """What calibration records about the verdicts it used (saved in the rules' ``calibration``)."""
+    seconds = sum(len(t.frame_scores) / t.fps for t in spans)
+    return {"file": str(verdicts.path), "false_alerts": len(verdicts.false_alerts),
+            "true_alerts_not_used": len(verdicts.items) - len(verdicts.false_alerts),
+            "false_alert_seconds": round(seconds, 3)}
