@@ -4,14 +4,25 @@ per-snippet logistic regression on the same data. Reads the data in place; exits
     python benchmarks/r1.py --preset r1-cpu-small --seeds 0 1 2             # CPU-sized model
     python benchmarks/r1.py train.device=cuda --preset r1-faithful --seeds 42 1 2   # overrides go first
     python benchmarks/r1.py --preset r1-cpu-small --seeds 0 --write docs/benchmarks.md
+    python benchmarks/r1.py --preset r1-cpu-small --seeds 0 1 2 --json r1.json   # per-seed results for scripts
 
 Reported per seed: the last evaluation (no selection), the validation-selected one when train.val_fraction > 0
 (held-out *training* videos, video labels only), and best-on-test, labelled as such (never a result).
+
+Reproducibility across machines: the machine block printed first (CPU model, torch's kernel level, BLAS, threads,
+the MKL/oneDNN environment) and, per seed, checksums of the training losses of the first 1, 10 and 100 steps
+(sha256 of their float32 values). Two machines with the same checksums ran bit-identical steps so far; the first
+checksum that differs tells where the runs diverged (float rounding differences then grow over training).
+``--pin-numerics`` reruns the script with MKL's and oneDNN's code paths pinned to AVX2 (``MKL_CBWR=AVX2,STRICT``,
+``ONEDNN_MAX_CPU_ISA=AVX2``) and one thread, the settings that made the runs differ on one machine (docs/benchmarks.md,
+"Reproducibility across machines"); whether that makes two different x86 CPUs agree is not verified.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -27,9 +38,14 @@ from adplg.config import build_config
 from adplg.data.r1 import R1_FOLDER, load_r1
 from adplg.demo import baseline_metrics
 from adplg.evaluation.evaluate import predict_snippet_scores, score_metrics
+from adplg.io import atomic_write_text
+from adplg.runtime import versions
 from adplg.training.engine import Trainer, create_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
+CHECKSUM_STEPS = (1, 10, 100)
+PINNED_NUMERICS = {"MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1",
+                   "MKL_NUM_THREADS": "1"}
 
 
 def shared_dir() -> Path:
@@ -47,12 +63,45 @@ def run_seed(preset: str, overrides: list[str], seed: int, train, test, out: Pat
     cfg = build_config(preset, overrides=[f"train.seed={seed}", f"output_dir={out}", *overrides])
     start = time.time()
     trainer = Trainer(cfg, train, test, create_run_dir(cfg))
+    trace = record_losses(trainer, max(CHECKSUM_STEPS))
     summary = trainer.fit()
+    summary["loss_trace"] = trace
+    summary["loss_checksums"] = loss_checksums(trace)
     summary["seconds"] = time.time() - start
     summary["history"] = trainer.history
     summary["device"] = str(trainer.device)
     summary["scores"] = predict_snippet_scores(trainer.scoring_net, test, trainer.device)  # the last step's
     return summary
+
+
+def record_losses(trainer: Trainer, steps: int) -> list[dict[str, float]]:
+    """Have ``trainer`` keep the losses of its first ``steps`` steps (every logged term, by name); returns the list
+    it fills while training."""
+    trace: list[dict[str, float]] = []
+    train_step = trainer.train_step
+
+    def recording(step: int) -> dict:
+        logs = train_step(step)
+        if len(trace) < steps:
+            trace.append({name: float(value) for name, value in sorted(logs.items())})
+        return logs
+
+    trainer.train_step = recording
+    return trace
+
+
+def loss_checksums(trace: list[dict[str, float]]) -> dict[int, str]:
+    """Per n in ``CHECKSUM_STEPS``: the first 12 hex digits of the sha256 of the first n steps' losses (float32)."""
+    out = {}
+    for n in CHECKSUM_STEPS:
+        if len(trace) >= n:
+            values = np.asarray([v for step in trace[:n] for v in step.values()], dtype=np.float32)
+            out[n] = hashlib.sha256(values.tobytes()).hexdigest()[:12]
+    return out
+
+
+def machine_details() -> dict:
+    return {**versions(), "torch_threads": torch.get_num_threads()}
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -61,16 +110,27 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default=None, help="run directories (default: a temporary folder)")
     parser.add_argument("--write", help="append the results table to this markdown file")
+    parser.add_argument("--json", help="write per-seed results (last / selected / best-on-test AUC and AP, the "
+                                       "baselines, loss checksums, the machine) to this JSON file")
+    parser.add_argument("--pin-numerics", action="store_true",
+                        help="rerun with MKL / oneDNN pinned to their AVX2 code paths and one thread "
+                             f"({' '.join(f'{k}={v}' for k, v in PINNED_NUMERICS.items())})")
     parser.add_argument("--ensemble", type=int, default=1, metavar="K",
                         help="each reported seed s is an ensemble of K runs with seeds s*K .. s*K+K-1, their last "
                              "steps' scores averaged (no selection); default 1 (single runs)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.num_iters=2000")
     args = parser.parse_args(argv)
+    if args.pin_numerics and any(os.environ.get(k) != v for k, v in PINNED_NUMERICS.items()):
+        # MKL and oneDNN read these when they load, so they must be set before this process imports torch
+        os.execve(sys.executable, [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])],
+                  {**os.environ, **PINNED_NUMERICS})
     folder = shared_dir() / R1_FOLDER
     if not (folder / "test.npz").is_file():
         print(f"R1 data not found at {folder}; nothing to do (set ADPLG_SHARED)")
         return None
     cfg = build_config(args.preset, overrides=args.overrides)
+    machine = machine_details()
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items() if v not in (None, {})), flush=True)
     train, test = load_r1(cfg, folder)
     print(f"R1: {len(train.items)} train videos, {len(test.videos)} test videos, {len(test.gt.labels)} frames")
     baseline = baseline_metrics(cfg, train, test)  # per-snippet logistic regression, same data
@@ -91,6 +151,9 @@ def main(argv: list[str] | None = None) -> dict | None:
                      f"{summary['val_selected']['test']['auc']:.4f}" if "val_selected" in summary else "")
                   + f", best-on-test {summary['best_on_test']['test']['auc']:.4f} ({summary['seconds']:.0f} s)",
                   flush=True)
+            if "loss_checksums" in summary:
+                print("  loss checksums (steps " + " / ".join(map(str, summary["loss_checksums"])) + "): "
+                      + " / ".join(summary["loss_checksums"].values()), flush=True)
             if "member_last_auc" in summary:
                 print("  members' last-step AUC: " + ", ".join(f"{a:.4f}" for a in summary["member_last_auc"]))
             print("  AUC by step: " + ", ".join(f"{h['step']}: {h['test']['auc']:.3f}"
@@ -105,7 +168,35 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.write:
         with open(args.write, "a") as handle:
             handle.write("\n" + table + "\n")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(json_results(args, machine, results, baseline, mil, ensemble),
+                                                indent=2) + "\n")
+        print(f"results: {args.json}")
     return {"baseline": baseline, "mil": mil, "runs": results, "ensemble": ensemble}
+
+
+def json_results(args, machine: dict, results, baseline: dict, mil: dict, ensemble: dict | None) -> dict:
+    """What ``--json`` writes: plain numbers per seed and for the baselines, for scripts comparing runs."""
+
+    def metrics(record: dict | None) -> dict | None:
+        if not record:
+            return None
+        return {"step": record["step"], "auc": record["test"]["auc"], "ap": record["test"]["ap"]}
+
+    def plain(m: dict | None) -> dict | None:
+        return {"auc": m["auc"], "ap": m["ap"]} if m else None
+
+    seeds = [{"seed": seed, "last": metrics(s["last"]), "selected": metrics(s.get("val_selected")),
+              "best_on_test_not_a_result": metrics(s["best_on_test"]), "seconds": round(s["seconds"], 1),
+              "loss_checksums": s.get("loss_checksums"), "loss_trace": s.get("loss_trace"),
+              "auc_by_step": [{"step": h["step"], "auc": h["test"]["auc"]} for h in s["history"] if "test" in h]}
+             for seed, s in results]
+    last = [s["last"]["auc"] for s in seeds]
+    return {"command": " ".join(["python benchmarks/r1.py", *sys.argv[1:]]), "preset": args.preset,
+            "overrides": list(args.overrides), "ensemble_members": args.ensemble, "machine": machine,
+            "baselines": {"logistic_regression": plain(baseline), "mil": plain(mil)}, "seeds": seeds,
+            "last_auc_mean": float(np.mean(last)), "last_auc_std": float(np.std(last)),
+            "ensemble_of_seeds": plain(ensemble)}
 
 
 def ensemble_summary(members: list[dict], test) -> dict:

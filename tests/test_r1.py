@@ -34,11 +34,19 @@ def test_r1_protocol(r1):
 
 
 @pytest.mark.slow
-def test_r1_quick_run_beats_logistic_regression(r1):
+def test_r1_quick_run_beats_logistic_regression(r1, tmp_path):
+    import json
+
     import r1 as runner
 
-    result = runner.main(["--preset", "r1-cpu-small", "--seeds", "0"])
+    result = runner.main(["--preset", "r1-cpu-small", "--seeds", "0", "--json", str(tmp_path / "r1.json")])
     ours, baseline = result["runs"][0][1]["last"]["test"]["auc"], result["baseline"]["auc"]
+    written = json.loads((tmp_path / "r1.json").read_text())  # --json: what a script comparing runs reads
+    seed = written["seeds"][0]
+    assert seed["seed"] == 0 and seed["last"]["auc"] == ours and written["baselines"]["logistic_regression"]["auc"] == \
+        baseline and written["baselines"]["mil"]["auc"] == result["mil"]["auc"]
+    assert set(seed["loss_checksums"]) == {"1", "10", "100"} and len(seed["loss_trace"]) == 100
+    assert written["machine"]["cpu_capability"] and written["machine"]["torch_threads"] >= 1
     # Not "above the baseline on this seed": one seed's last-step AUC moves by ~0.02 between CPUs (issue 13:
     # 0.6957 on the development CPU, below 0.6714 for some seeds elsewhere), while a broken pipeline gives ~0.5.
     assert ours > 0.62 and ours > baseline - 0.03, (ours, baseline)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import random
 import subprocess
@@ -50,4 +51,26 @@ def versions() -> dict[str, Any]:
     return {"adplg": adplg.__version__, "git_commit": commit, "python": sys.version.split()[0],
             "torch": torch.__version__, "numpy": numpy.__version__, "sklearn": sklearn.__version__,
             "platform": platform.platform(), "cuda": torch.version.cuda,
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", **cpu_details()}
+
+
+def cpu_details() -> dict[str, Any]:
+    """What decides CPU float rounding, and so whether two machines give bit-identical training runs: the CPU model,
+    the kernels torch dispatches to (``cpu_capability``: AVX2, AVX512...), the BLAS torch was built with, and the
+    environment variables that pin MKL's / oneDNN's code paths (``MKL_CBWR``, ``ONEDNN_MAX_CPU_ISA``) or the thread
+    counts. (The thread count in use, which changes reduction order too, is ``torch.get_num_threads()``; it is left
+    out here because it may differ between the processes of one run, e.g. extraction workers.)"""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), model)
+    except OSError:
+        pass
+    config = torch.__config__.show()
+    blas = next((part.split("=", 1)[1] for part in config.replace(",", "\n").split() if part.startswith("BLAS_INFO=")),
+                None)
+    env = {k: os.environ[k] for k in ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+           if k in os.environ}
+    return {"cpu_model": model, "cpu_count": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "blas": blas, "deterministic_algorithms":
+            torch.are_deterministic_algorithms_enabled(), "numerics_env": env}
