@@ -10,7 +10,7 @@ from pathlib import Path
 from adplg.conventions import BACKBONES, NAMINGS
 from adplg.errors import AdplgError
 
-__all__ = ["add_parser", "run", "parse_shard", "EXAMPLES_EXTRACT"]
+__all__ = ["add_parser", "add_engine_args", "engine_from_args", "run", "parse_shard", "EXAMPLES_EXTRACT"]
 
 EXAMPLES_EXTRACT = """examples:
   # UCF-Crime style: 10-crop I3D, <name>.npy and <name>__1..__9.npy
@@ -22,6 +22,10 @@ EXAMPLES_EXTRACT = """examples:
 
   # CLIP ViT-B/16, one crop, from a list of video paths, as the second of two parallel shards
   adplg extract videos.txt --backbone clip --weights ViT-B-16.pt --out feats/ucf-clip --shard 1/2
+
+  # on a Ray cluster (pip install adplg[ray]): 8 workers with one GPU each; paths on a filesystem all nodes share
+  adplg extract /nfs/videos --backbone i3d --weights /nfs/rgb_imagenet.pt --out /nfs/feats/i3d \\
+      --engine ray --address head-node:6379 --workers 8 --gpus-per-worker 1
 
 Each run writes <out>/manifest.json, <out>/meta/<name>.json per finished video and <out>/features.list.
 A re-run skips finished videos; one with different feature settings in the same --out is refused, and so is a
@@ -35,6 +39,46 @@ def parse_shard(text: str) -> tuple[int, int]:
     if match is None or not int(match.group(1)) < int(match.group(2)):
         raise AdplgError(f"--shard: expected i/n with 0 <= i < n, got {text!r}")
     return int(match.group(1)), int(match.group(2))
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """``--engine local|ray`` and the Ray options (shared by ``extract`` and ``score``)."""
+    from adplg.inference.engines import ENGINES
+
+    p.add_argument("--engine", choices=ENGINES, default="local",
+                   help="where the per-video work runs: local (this process, default) or ray (a Ray cluster; "
+                        "pip install adplg[ray]; see docs/cluster.md)")
+    p.add_argument("--address", default=None,
+                   help="ray: the cluster's head, host:port (default: RAY_ADDRESS, else a cluster started with "
+                        "`ray start` on this machine, else a new local one)")
+    p.add_argument("--workers", type=int, default=None, help="ray: worker actors, each loads the backbone once "
+                                                             "(default 1)")
+    p.add_argument("--gpus-per-worker", dest="gpus_per_worker", type=float, default=None,
+                   help="ray: GPUs per worker, fractions share a GPU (default 0: workers run on CPU)")
+    p.add_argument("--cpus-per-worker", dest="cpus_per_worker", type=float, default=None,
+                   help="ray: CPUs per worker, also its torch threads (default 1)")
+
+
+def engine_from_args(args: argparse.Namespace):
+    """None for ``--engine local``; a checked :class:`~adplg.inference.engines.RayEngine` for ``--engine ray``
+    (ray importable, options in range, ``--address`` reachable). Ray options without ``--engine ray`` are an
+    error."""
+    from adplg.inference.engines import RayEngine, check_reachable, import_ray
+
+    ray_flags = {"--address": args.address, "--workers": args.workers, "--gpus-per-worker": args.gpus_per_worker,
+                 "--cpus-per-worker": args.cpus_per_worker}
+    if args.engine != "ray":
+        given = [flag for flag, value in ray_flags.items() if value is not None]
+        if given:
+            raise AdplgError(f"{', '.join(given)}: expected together with --engine ray, got --engine {args.engine}")
+        return None
+    import_ray()
+    engine = RayEngine(address=args.address, workers=1 if args.workers is None else args.workers,
+                       gpus_per_worker=0.0 if args.gpus_per_worker is None else args.gpus_per_worker,
+                       cpus_per_worker=1.0 if args.cpus_per_worker is None else args.cpus_per_worker)
+    if engine.address:
+        check_reachable(engine.address)  # before loading anything: an unreachable cluster fails in seconds
+    return engine
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -60,6 +104,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="snippets per forward pass (default 8)")
     p.add_argument("--clip-frame", dest="clip_frame", choices=("middle", "mean"), default="middle",
                    help="clip: encode the middle frame of each snippet, or average all 16 (default middle)")
+    add_engine_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -72,17 +117,21 @@ def run(args: argparse.Namespace) -> int:
     from adplg.inference.extract import build_extractor, check_extract_folder, extract_many
 
     shard = parse_shard(args.shard)
+    engine = engine_from_args(args)
     crops = args.crops if args.crops is not None else DEFAULT_CROPS[args.backbone]
     # before loading the backbone: --out is writable, holds no foreign files, and no earlier run with other settings
     check_extract_folder(args.out, {"backbone": args.backbone, "crops": crops, "naming": args.naming,
                                     "clip_frame": args.clip_frame if args.backbone == "clip" else None})
-    extractor = build_extractor(args.backbone, args.weights, crops, device=args.device,
+    # with ray the workers load the backbone on their own devices; here it only gives the settings
+    extractor = build_extractor(args.backbone, args.weights, crops, device="cpu" if engine else args.device,
                                 batch_snippets=args.batch_snippets, clip_frame=args.clip_frame)
     report = extract_many([Path(p) for p in args.inputs], extractor, args.out, naming=args.naming, shard=shard,
-                          progress=not args.quiet)
-    speed = f", {report.snippets_per_second:.1f} snippets/s" if report.snippets else ""
+                          progress=not args.quiet, engine=engine)
+    per_worker = " per worker" if engine else ""
+    speed = f", {report.snippets_per_second:.1f} snippets/s{per_worker}" if report.snippets else ""
+    where = f" on {engine.describe()} in {report.wall_seconds:.1f} s" if engine else ""
     print(f"extracted {len(report.done)} video(s), skipped {len(report.skipped)} finished, "
-          f"{len(report.failed)} failed{speed}")
+          f"{len(report.failed)} failed{speed}{where}")
     for video, reason in report.failed:
         print(f"adplg: error: {video}: {reason}", file=sys.stderr)
     if report.feature_list is not None:

@@ -18,6 +18,9 @@ EXAMPLES_SCORE = """examples:
   # UCF-Crime test features with the official annotations shaded in the plots, the authors' checkpoint
   adplg score /data/UCF-10Crop/Arson --checkpoint ucf_model_s_best.pkl --preset ucf-i3d --fps 30 \\
       --annotations Temporal_Anomaly_Annotation.txt
+  # thousands of videos on a Ray cluster: one job per video (extract, score, write); a re-run skips scored videos
+  adplg score /nfs/videos --checkpoint /nfs/ucf.safetensors --weights /nfs/rgb_imagenet.pt --out /nfs/scores \\
+      --engine ray --address head-node:6379 --workers 8 --gpus-per-worker 1
 """
 
 EXAMPLES_CALIBRATE = """examples:
@@ -107,8 +110,24 @@ def _check_calibrate_outputs(args: argparse.Namespace) -> None:
         check_extract_folder(args.features_dir)
 
 
+def _print_scores(rules, source: str, videos: list[dict], out: Path) -> None:
+    print(f"alert rules: {source} (on {rules.on_threshold:.4f}, off {rules.off_threshold:.4f}, "
+          f"min {rules.min_duration_s:g} s, merge gap {rules.merge_gap_s:g} s)")
+    for s in videos:
+        spans = ", ".join(f"{g['start_s']:.1f}-{g['end_s']:.1f}s" for g in s["segments"][:5])
+        more = f" (+{len(s['segments']) - 5})" if len(s["segments"]) > 5 else ""
+        print(f"{s['video']}: {s['duration_s']:.1f} s, max score {s['max_score']:.3f}, "
+              f"{len(s['segments'])} alert(s){': ' + spans + more if spans else ''}")
+    print(f"timelines, plots and summary.json in {out}")
+
+
 def cmd_score(args: argparse.Namespace) -> int:
+    from adplg.cli.extract import engine_from_args
+
     _check_score_outputs(args)
+    engine = engine_from_args(args)
+    if engine is not None:
+        return _score_jobs(args, engine)
     scorer = _scorer(args)
     rules, source = resolve_rules(args, scorer)
     scorer.check_rules(rules)
@@ -116,15 +135,38 @@ def cmd_score(args: argparse.Namespace) -> int:
     timelines = scorer.score(args.inputs, features_dir=out / "features", **_score_options(args))
     summary = scorer.save(timelines, out, rules, rules_source=source, annotations=args.annotations,
                           annotation_format=args.annotation_format, plot=not args.no_plot)
-    print(f"alert rules: {source} (on {rules.on_threshold:.4f}, off {rules.off_threshold:.4f}, "
-          f"min {rules.min_duration_s:g} s, merge gap {rules.merge_gap_s:g} s)")
-    for s in summary["videos"]:
-        spans = ", ".join(f"{g['start_s']:.1f}-{g['end_s']:.1f}s" for g in s["segments"][:5])
-        more = f" (+{len(s['segments']) - 5})" if len(s["segments"]) > 5 else ""
-        print(f"{s['video']}: {s['duration_s']:.1f} s, max score {s['max_score']:.3f}, "
-              f"{len(s['segments'])} alert(s){': ' + spans + more if spans else ''}")
-    print(f"timelines, plots and summary.json in {out}")
+    _print_scores(rules, source, summary["videos"], out)
     return 0
+
+
+def _score_jobs(args: argparse.Namespace, engine) -> int:
+    """``adplg score --engine ray``: one job per video (:mod:`adplg.inference.score_jobs`). 0 when every video was
+    scored, 1 when some failed, 2 when all failed; each failure is printed to stderr."""
+    import sys
+
+    from adplg.inference.score_jobs import ModelSpec, score_many
+
+    files, overrides = split_model_files(args.checkpoint)
+    # absolute paths: the workers' working folders differ (on a cluster the files must be on a shared filesystem)
+    model = ModelSpec(tuple(str(Path(f).resolve()) for f in files), args.preset,
+                      str(Path(args.config).resolve()) if args.config else None, tuple([*args.overrides, *overrides]))
+    scorer = model.load(device="cpu")  # here for the settings and the rules; every worker loads its own
+    rules, source = resolve_rules(args, scorer)
+    scorer.check_rules(rules)
+    out = Path(args.out)
+    report = score_many(scorer, args.inputs, out, model=model, rules=rules, rules_source=source, fps=args.fps,
+                        naming=args.naming, weights=args.weights, backbone=args.backbone,
+                        allow_incomplete=args.allow_incomplete, annotations=args.annotations,
+                        annotation_format=args.annotation_format, plot=not args.no_plot, engine=engine,
+                        progress=not args.quiet)
+    _print_scores(rules, source, report.summary["videos"] if report.summary else [], out)
+    print(f"scored {len(report.done)} video(s), skipped {len(report.skipped)} scored already, {len(report.failed)} "
+          f"failed on {engine.describe()} in {report.wall_seconds:.1f} s")
+    for video, reason in report.failed:
+        print(f"adplg: error: {video}: {reason}", file=sys.stderr)
+    if report.ok:
+        return 0
+    return 2 if not report.done and not report.skipped else 1
 
 
 def _calibrate_with_verdicts(args: argparse.Namespace, scorer, verdicts):
@@ -178,6 +220,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> None:
     """Register ``score`` and ``calibrate``."""
+    from adplg.cli.extract import add_engine_args
+
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("score", help="per-frame scores, alert segments and plots for features or videos",
                        epilog=EXAMPLES_SCORE, formatter_class=fmt)
@@ -187,6 +231,7 @@ def add_parser(sub) -> None:
     p.add_argument("--annotations", help="anomaly annotations to shade in the plots (UCF or XD format)")
     p.add_argument("--annotation-format", choices=("ucf", "xd"), default="ucf")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
+    add_engine_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_score)
 

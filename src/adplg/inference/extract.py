@@ -21,7 +21,9 @@ Crop views (``adplg.inference.video``): 0 centre, 1..4 corners (top-left, top-ri
 Output folder (``naming``)
     ``ucf``: crop 0 -> ``<name>.npy``, crop k >= 1 -> ``<name>__k.npy`` (the UCF-Crime 10-crop files);
     ``xd``: ``<name>__k.npy`` for every k (XD-Violence, 5 crops); ``sht``: ``<name>_k.npy`` (ShanghaiTech).
-    ``meta/<name>.json`` is written after all crop files of a video and marks it as done (a re-run skips it). Besides
+    ``meta/<name>.json`` is written after all crop files of a video and marks it as done: a re-run skips a video whose
+    record holds this run's ``settings_fingerprint`` (:func:`settings_fingerprint`: the sha256 of the settings that
+    change the features and of ``FEATURE_FORMAT_VERSION``) and whose crop files all exist. Besides
     ``fps`` and the frame counts it holds the snippets' presentation times from the container: ``snippet_start_s`` /
     ``snippet_end_s`` (``[T]`` seconds from the stream's start, 6 decimals; a snippet ends where the next decoded frame
     starts), ``time_source`` ("pts", or "frame index" when the container has no timestamps and ``i / fps`` was used),
@@ -39,11 +41,20 @@ Sharding: with ``shard=(i, n)`` a process extracts ``videos[i::n]`` of the input
 processes (or machines sharing the folder) can fill one output folder. Each process rewrites ``features.list`` when it
 ends, from every video finished by then, so the last process to end writes the complete list (a final run with
 ``shard=(0, 1)`` skips every finished video and rewrites it too).
+
+Engines: a run is three steps, the same for every engine: :func:`plan_extraction` (list the videos, check or write the
+folder's manifest, skip the finished videos), the work, :func:`extract_video` (one video -> its files and a small
+record dict), run in this process or on a Ray cluster (``engine=RayEngine(...)``, :mod:`adplg.inference.engines`:
+each worker builds the extractor once from :meth:`FeatureExtractor.build_args` and decodes with one thread), and
+:func:`finish_extraction` (the report, ``features.list``). The folder's files are the same whichever engine ran.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import glob
+import hashlib
 import io
 import json
 import logging
@@ -84,11 +95,18 @@ __all__ = [
     "I3DExtractor",
     "CLIPExtractor",
     "ExtractReport",
+    "ExtractPlan",
+    "FEATURE_FORMAT_VERSION",
     "build_extractor",
     "check_extract_folder",
     "crop_file_names",
     "collect_videos",
     "extract_many",
+    "extract_video",
+    "finish_extraction",
+    "is_finished",
+    "plan_extraction",
+    "settings_fingerprint",
     "write_feature_list",
 ]
 
@@ -101,6 +119,9 @@ LIST_EXTENSIONS = (".txt", ".list", ".csv")
 FEATURE_KEYS = ("backbone", "weights_sha256", "crops", "resize_short_side", "resize_mode", "crop_size",
                 "snippet_frames", "normalisation", "clip_frame", "naming")
 _I3D_RESIZE, _I3D_CROP = 256, 224
+# the layout and meaning of the feature files and meta records; part of every video's settings fingerprint, so a
+# change here makes re-runs redo the videos extracted before it
+FEATURE_FORMAT_VERSION = 1
 
 
 # --------------------------------------------------------------------------------------------------------- extractors
@@ -130,6 +151,7 @@ class FeatureExtractor:
         self.device = torch.device(device)
         self.batch_snippets = int(batch_snippets)
         self.model_dtype = next(self.model.parameters()).dtype
+        self.decode_threads = 0  # PyAV decoder threads: 0 = FFmpeg's choice (see SnippetReader)
         self._weights_sha256: str | None = None
         self.feature_dim = 0
         self.resize_short = 0
@@ -169,7 +191,7 @@ class FeatureExtractor:
         holds ``info``, ``frames_decoded`` and ``snippet_times()``). ``progress(n)`` is called after each batch with
         the number ``n`` of snippets just encoded. Raises ``AdplgError`` for an unreadable file or fewer than
         ``SNIPPET_FRAMES`` decodable frames."""
-        reader = SnippetReader(path, SNIPPET_FRAMES)
+        reader = SnippetReader(path, SNIPPET_FRAMES, self.decode_threads)
         chunks: list[np.ndarray] = []
         pending: list[np.ndarray] = []
 
@@ -218,6 +240,12 @@ class FeatureExtractor:
             "clip_frame": self.clip_frame_setting(),
             "dtype": "float32",
         }
+
+    def build_args(self) -> dict:
+        """The :func:`build_extractor` keyword arguments (all but ``device``) that rebuild this extractor elsewhere,
+        e.g. in a Ray worker: JSON-serialisable, the weights as an absolute path."""
+        return {"backbone": self.backbone, "weights": str(self.weights.resolve()), "crops": self.crops,
+                "batch_snippets": self.batch_snippets, "clip_frame": self.clip_frame_setting() or "middle"}
 
 
 class I3DExtractor(FeatureExtractor):
@@ -300,8 +328,23 @@ def _meta_path(out_dir: Path, name: str) -> Path:
     return out_dir / "meta" / f"{name}.json"
 
 
-def _is_finished(out_dir: Path, name: str, crop_files: list[str]) -> bool:
-    return _meta_path(out_dir, name).is_file() and all((out_dir / f).is_file() for f in crop_files)
+def settings_fingerprint(manifest: dict) -> str:
+    """Hex sha256 of what makes a video's feature files: the run manifest's ``FEATURE_KEYS`` and ``feature_dim``, and
+    ``FEATURE_FORMAT_VERSION``. Stored in every ``meta/<name>.json``; a video counts as finished only under the same
+    fingerprint."""
+    settings = {key: manifest.get(key) for key in (*FEATURE_KEYS, "feature_dim")}
+    settings["feature_format"] = FEATURE_FORMAT_VERSION
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def is_finished(out_dir: Path, name: str, crop_files: list[str], fingerprint: str) -> bool:
+    """The meta record of ``name`` holds ``fingerprint`` and every crop file exists."""
+    try:
+        record = json.loads(_meta_path(out_dir, name).read_text())
+    except (OSError, ValueError):  # missing, or unreadable: extract the video again
+        return False
+    return (isinstance(record, dict) and record.get("settings_fingerprint") == fingerprint
+            and all((out_dir / f).is_file() for f in crop_files))
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -468,7 +511,8 @@ def _check_shard(shard: tuple[int, int]) -> tuple[int, int]:
 # ------------------------------------------------------------------------------------------------------------ running
 @dataclass
 class ExtractReport:
-    """What one ``extract_many`` call did. ``failed`` holds ``(video path, reason)``."""
+    """What one ``extract_many`` call did. ``failed`` holds ``(video path, reason)``; ``seconds`` sums the extraction
+    times of the videos done (over all workers), ``wall_seconds`` is the run's duration."""
 
     out_dir: Path
     done: list[str] = field(default_factory=list)
@@ -476,6 +520,7 @@ class ExtractReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     snippets: int = 0
     seconds: float = 0.0
+    wall_seconds: float = 0.0
     feature_list: Path | None = None
 
     @property
@@ -484,7 +529,21 @@ class ExtractReport:
 
     @property
     def snippets_per_second(self) -> float:
+        """Snippets per second of extraction time (per worker)."""
         return self.snippets / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class ExtractPlan:
+    """What a run will do (:func:`plan_extraction`): extract ``todo`` (video paths in name order) into ``out_dir``
+    under the settings ``fingerprint``; ``skipped`` names the videos already finished."""
+
+    out_dir: Path
+    naming: str
+    fingerprint: str
+    todo: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
 
 
 def _timing_record(video: Path, reader: SnippetReader, snippets: int) -> dict:
@@ -509,11 +568,22 @@ def _timing_record(video: Path, reader: SnippetReader, snippets: int) -> dict:
     return record
 
 
+def _remove_stale_temporaries(out_dir: Path, names: list[str]) -> None:
+    """Remove the temporary files that a killed earlier run left while writing ``names`` (relative to ``out_dir``;
+    :func:`adplg.io.atomic_write_bytes` writes ``.<name>.<random>.tmp`` beside the target). Only called for a video
+    about to be extracted again, so no other run is writing these."""
+    for name in names:
+        target = out_dir / name
+        for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
 def _extract_one(video: Path, extractor: FeatureExtractor, out_dir: Path, crop_files: list[str],
-                 progress: Callable[[int], None] | None = None) -> int:
+                 fingerprint: str, progress: Callable[[int], None] | None = None) -> int:
     """Extract, write the crop files, then the meta record (last: it marks the video as done). Returns T.
     ``progress(n)`` is called as batches of ``n`` snippets are encoded."""
     start = time.perf_counter()
+    _remove_stale_temporaries(out_dir, [*crop_files, f"meta/{video.stem}.json"])
     features, reader = extractor.encode_video(video, progress)
     info, frames_decoded = reader.info, reader.frames_decoded
     for k, name in enumerate(crop_files):
@@ -533,6 +603,7 @@ def _extract_one(video: Path, extractor: FeatureExtractor, out_dir: Path, crop_f
         "crops": extractor.crops,
         "crop_files": crop_files,
         "feature_shape": [snippets, int(features.shape[-1])],
+        "settings_fingerprint": fingerprint,
         "seconds": round(time.perf_counter() - start, 3),
     }
     atomic_write_text(_meta_path(out_dir, video.stem), json.dumps(meta, indent=2) + "\n")
@@ -550,34 +621,81 @@ def _estimated_snippets(video: Path) -> int:
     return frames // SNIPPET_FRAMES
 
 
-def extract_many(inputs: Sequence[Path] | Path, extractor: FeatureExtractor, out_dir: Path, naming: str = "ucf",
-                 shard: tuple[int, int] = (0, 1), progress: bool = True) -> ExtractReport:
-    """Extract the features of every video of ``inputs`` (this process's shard of them) into ``out_dir``.
-
-    Finished videos (meta record and all crop files present) are skipped; a failing video is recorded in the
-    report's ``failed`` and the others continue. ``features.list`` is rewritten at the end. ``progress``: a tqdm bar
-    counting snippets (total estimated from each video's container frame count, corrected as every video finishes;
-    rate and ETA in snippets), with the current video in the postfix.
-    """
+def plan_extraction(inputs: Sequence[Path] | Path, extractor: FeatureExtractor, out_dir: Path, naming: str = "ucf",
+                    shard: tuple[int, int] = (0, 1)) -> ExtractPlan:
+    """Step 1 of every run: list this shard's videos, check (or write) the folder's ``manifest.json``, and split the
+    videos into finished ones (skipped: meta record with this run's fingerprint and every crop file present) and the
+    rest. Nothing is extracted."""
     if naming not in NAMINGS:
         raise AdplgError(f"--naming: expected one of {', '.join(NAMINGS)}, got {naming!r}")
     index, count = _check_shard(shard)
     videos = collect_videos(inputs)[index::count]
     out_dir = Path(out_dir)
-    _check_or_write_manifest(out_dir, _run_manifest(extractor, naming))
-
-    report = ExtractReport(out_dir=out_dir)
-    todo: list[tuple[Path, list[str]]] = []
+    manifest = _run_manifest(extractor, naming)
+    _check_or_write_manifest(out_dir, manifest)
+    plan = ExtractPlan(out_dir=out_dir, naming=naming, fingerprint=settings_fingerprint(manifest))
     for video in videos:
         crop_files = crop_file_names(video.stem, extractor.crops, naming)
-        if _is_finished(out_dir, video.stem, crop_files):
-            report.skipped.append(video.stem)
+        if is_finished(out_dir, video.stem, crop_files, plan.fingerprint):
+            plan.skipped.append(video.stem)
         else:
-            todo.append((video, crop_files))
-    estimates = [_estimated_snippets(video) for video, _ in todo] if progress else [0] * len(todo)
+            plan.todo.append(video)
+    return plan
+
+
+def extract_video(video: Path, extractor: FeatureExtractor, out_dir: Path, naming: str, fingerprint: str,
+                  progress: Callable[[int], None] | None = None) -> dict:
+    """Step 2, the unit of work of every engine: extract one video into ``out_dir`` (crop files, then its meta
+    record). Never raises for a bad video; returns the record ``{"video": name, "path", "status": "done" | "failed",
+    "error": None | why, "snippets", "seconds", "settings_fingerprint"}``."""
+    video = Path(video)
+    start = time.perf_counter()
+    snippets, error = 0, None
+    try:
+        snippets = _extract_one(video, extractor, Path(out_dir), crop_file_names(video.stem, extractor.crops, naming),
+                                fingerprint, progress)
+    except AdplgError as exc:
+        error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - one broken video must not stop a long run; it is reported
+        log.debug("extraction of %s failed", video, exc_info=True)
+        error = f"{type(exc).__name__}: {exc}"
+    return {"video": video.stem, "path": str(video), "status": "failed" if error else "done", "error": error,
+            "snippets": snippets, "seconds": round(time.perf_counter() - start, 3),
+            "settings_fingerprint": fingerprint}
+
+
+def finish_extraction(plan: ExtractPlan, records: Iterable[dict]) -> ExtractReport:
+    """Step 3: the report of the run (videos in name order, whatever order the records came in; a video without a
+    record failed: its Ray worker died on it), and ``features.list`` rewritten from every finished video of the
+    folder."""
+    from adplg.inference.engines import worker_died
+
+    report = ExtractReport(out_dir=plan.out_dir, skipped=list(plan.skipped))
+    by_name = {record["video"]: record for record in records}
+    for video in plan.todo:  # name order
+        record = by_name.get(video.stem)
+        if record is None:  # its Ray worker died on it
+            report.failed.append((str(video), worker_died()))
+        elif record["status"] == "done":
+            report.done.append(video.stem)
+            report.snippets += int(record["snippets"])
+            report.seconds += float(record["seconds"])
+        else:
+            report.failed.append((str(video), record["error"]))
+    report.feature_list = write_feature_list(plan.out_dir)
+    report.wall_seconds = time.perf_counter() - plan.started
+    return report
+
+
+def _extract_locally(plan: ExtractPlan, extractor: FeatureExtractor, progress: bool) -> list[dict]:
+    """The local engine: :func:`extract_video` on each video of the plan in turn. ``progress``: a tqdm bar counting
+    snippets (total estimated from each video's container frame count, corrected as every video finishes; rate and
+    ETA in snippets), with the current video in the postfix."""
+    estimates = [_estimated_snippets(video) for video in plan.todo] if progress else [0] * len(plan.todo)
     bar = tqdm(total=sum(estimates), desc="extracting", unit="snippet", disable=not progress, dynamic_ncols=True)
-    for number, ((video, crop_files), estimate) in enumerate(zip(todo, estimates), start=1):
-        bar.set_postfix_str(f"{video.name} ({number}/{len(todo)} videos)", refresh=True)
+    records = []
+    for number, (video, estimate) in enumerate(zip(plan.todo, estimates), start=1):
+        bar.set_postfix_str(f"{video.name} ({number}/{len(plan.todo)} videos)", refresh=True)
         encoded = 0
 
         def advance(n: int) -> None:
@@ -585,20 +703,37 @@ def extract_many(inputs: Sequence[Path] | Path, extractor: FeatureExtractor, out
             encoded += n
             bar.update(n)
 
-        start = time.perf_counter()
-        try:
-            report.snippets += _extract_one(video, extractor, out_dir, crop_files, advance)
-        except AdplgError as exc:
-            report.failed.append((str(video), str(exc)))
-        except Exception as exc:  # noqa: BLE001 - one broken video must not stop a long run; reported below
-            log.debug("extraction of %s failed", video, exc_info=True)
-            report.failed.append((str(video), f"{type(exc).__name__}: {exc}"))
-        else:
-            report.seconds += time.perf_counter() - start
-            report.done.append(video.stem)
+        records.append(extract_video(video, extractor, plan.out_dir, plan.naming, plan.fingerprint, advance))
         if progress and encoded != estimate:  # the container's count was off (or the video failed): fix the total
             bar.total = max(bar.n, bar.total - estimate + encoded)
             bar.refresh()
     bar.close()
-    report.feature_list = write_feature_list(out_dir)
-    return report
+    return records
+
+
+def _extraction_work(build_args: dict, out_dir: str, naming: str, fingerprint: str,
+                     device: str) -> Callable[[dict], dict]:
+    """The setup of a Ray worker: build the extractor once on ``device``, return ``{"video": path} -> record``."""
+    extractor = build_extractor(device=device, **build_args)
+    extractor.decode_threads = 1  # FFmpeg's decoder threads next to PyTorch's pool in one actor can deadlock
+    return lambda item: extract_video(Path(item["video"]), extractor, Path(out_dir), naming, fingerprint)
+
+
+def extract_many(inputs: Sequence[Path] | Path, extractor: FeatureExtractor, out_dir: Path, naming: str = "ucf",
+                 shard: tuple[int, int] = (0, 1), progress: bool = True, engine=None) -> ExtractReport:
+    """Extract the features of every video of ``inputs`` (this process's shard of them) into ``out_dir``.
+
+    Finished videos (meta record with this run's settings fingerprint, and all crop files present) are skipped; a
+    failing video is recorded in the report's ``failed`` and the others continue. ``features.list`` is rewritten at
+    the end. ``engine``: None runs here, on ``extractor``; a :class:`adplg.inference.engines.RayEngine` runs on a Ray
+    cluster, each worker rebuilding the extractor from ``extractor.build_args()`` on its own device (``extractor``
+    itself then only supplies the settings). ``progress``: a tqdm bar (snippets here; videos on Ray).
+    """
+    plan = plan_extraction(inputs, extractor, out_dir, naming, shard)
+    if engine is None:
+        records = _extract_locally(plan, extractor, progress)
+    else:
+        setup = functools.partial(_extraction_work, extractor.build_args(), str(Path(out_dir).resolve()), naming,
+                                  plan.fingerprint)
+        records = list(engine.map([{"video": str(v.resolve())} for v in plan.todo], setup, progress, "extracting"))
+    return finish_extraction(plan, records)

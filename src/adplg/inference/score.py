@@ -380,10 +380,16 @@ def annotated_spans(annotations: dict[str, list[tuple[int, int]]] | None, name: 
     return [(s / fps, e / fps) for s, e in annotations.get(annotation_key(name), [])]
 
 
+# the keys of a video's summary (what write_timeline returns; its <name>.json starts with them)
+TIMELINE_SUMMARY_KEYS = ("video", "fps", "fps_source", "snippets", "frames", "duration_s", "time_source", "max_score",
+                         "alert_seconds", "segments")
+
+
 def write_timeline(out_dir: Path, timeline: Timeline, rules: AlertRules,
-                   gt_spans_s: list[tuple[float, float]] | None = None, plot: bool = True) -> dict:
-    """``<name>.csv`` (frame, time_s, score, alert), ``<name>.json`` (the same arrays, segments, rules) and
-    ``<name>.png``; returns the video's summary."""
+                   gt_spans_s: list[tuple[float, float]] | None = None, plot: bool = True,
+                   extra: dict | None = None) -> dict:
+    """``<name>.csv`` (frame, time_s, score, alert), ``<name>.json`` (the same arrays, segments, rules, and the
+    ``extra`` keys) and ``<name>.png``; returns the video's summary (``TIMELINE_SUMMARY_KEYS``)."""
     from adplg.evaluation.plots import plot_timeline
     from adplg.io import atomic_write_text
 
@@ -406,7 +412,8 @@ def write_timeline(out_dir: Path, timeline: Timeline, rules: AlertRules,
                "segments": [g.to_dict() for g in segments]}
     payload = {**summary, "snippet_frames": timeline.snippet_frames, "features": timeline.features,
                "alert_rules": rules.to_dict(), "time_s": np.round(times, 4).tolist(),
-               "score": np.round(frames.astype(np.float64), 6).tolist(), "alert": alerted.astype(int).tolist()}
+               "score": np.round(frames.astype(np.float64), 6).tolist(), "alert": alerted.astype(int).tolist(),
+               **(extra or {})}
     atomic_write_text(out_dir / f"{timeline.name}.json", json.dumps(payload))
     if plot:
         plot_timeline(out_dir / f"{timeline.name}.png", timeline.name, times, frames,

@@ -174,25 +174,34 @@ class Scorer:
                             expected_crops=c.data.test_crops, progress=progress, layout=snippet_layout(c.data),
                             smooth_window=c.eval.smooth_window, allow_incomplete=allow_incomplete)
 
-    def extract(self, videos: Sequence[PathLike], out_dir: PathLike, *, weights: PathLike | None,
-                backbone: str | None = None, naming: str = "ucf", progress: bool = False) -> Path:
-        """Features of ``videos`` for this model (its backbone's feature size, its test crops) into ``out_dir``."""
-        from adplg.inference.extract import build_extractor, extract_many
+    def video_extractor(self, weights: PathLike | None, backbone: str | None = None, device=None,
+                        video: PathLike = "a video input"):
+        """The feature extractor for this model's video inputs (its backbone's feature size, its test crops), on
+        ``device`` (default: the model's). ``video`` names the input in the error when ``weights`` is missing."""
+        from adplg.inference.extract import build_extractor
 
-        videos = [Path(v) for v in videos]
         dim = self.config.data.feature_dim
         if weights is None:
-            raise AdplgError(f"{videos[0]}: a video input needs the backbone weights (weights=/--weights "
+            raise AdplgError(f"{video}: a video input needs the backbone weights (weights=/--weights "
                              f"rgb_imagenet.pt for I3D, ViT-B-16.pt for CLIP)")
         backbone = backbone or backbone_for_dim(dim)
         if backbone is None:
             raise AdplgError(f"the model expects {dim}-d features, which no backbone gives (i3d 1024, clip 512); "
                              f"name one with backbone=/--backbone to force it")
         crops = self.config.data.test_crops or DEFAULT_CROPS[backbone]  # no crop count: the backbone's default
-        extractor = build_extractor(backbone, Path(weights), crops=crops, device=self.device)
+        extractor = build_extractor(backbone, Path(weights), crops=crops, device=device or self.device)
         if extractor.feature_dim != dim:
             raise AdplgError(f"{weights}: the {backbone} backbone gives {extractor.feature_dim}-d features, but the "
                              f"model expects {dim}-d")
+        return extractor
+
+    def extract(self, videos: Sequence[PathLike], out_dir: PathLike, *, weights: PathLike | None,
+                backbone: str | None = None, naming: str = "ucf", progress: bool = False) -> Path:
+        """Features of ``videos`` for this model (its backbone's feature size, its test crops) into ``out_dir``."""
+        from adplg.inference.extract import extract_many
+
+        videos = [Path(v) for v in videos]
+        extractor = self.video_extractor(weights, backbone, video=videos[0])
         report = extract_many(videos, extractor, Path(out_dir), naming=naming, progress=progress)
         if report.failed:
             raise AdplgError("feature extraction failed for " + "; ".join(f"{v}: {why}" for v, why in report.failed))
@@ -214,9 +223,14 @@ class Scorer:
                      if isinstance(annotations, (str, Path)) else annotations)
         videos = [t.save(out, rules, annotated_spans(intervals, t.name, t.fps), plot=plot) for t in timelines]
         source = rules_source or (self.rules_source if rules is self.rules else "given")
+        return self.write_summary(out, videos, rules, source)
+
+    def write_summary(self, out_dir: PathLike, videos: list[dict], rules: AlertRules, rules_source: str) -> dict:
+        """``<out_dir>/summary.json``: the checkpoints, the alert rules and where they came from, and the videos'
+        summaries (as :func:`~adplg.inference.score.write_timeline` returns them); returns it."""
         summary = {"checkpoint": [str(c) for c in self.checkpoints], "alert_rules": rules.to_dict(),
-                   "alert_rules_source": source, "videos": videos}
-        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+                   "alert_rules_source": rules_source, "videos": videos}
+        atomic_write_text(Path(out_dir) / "summary.json", json.dumps(summary, indent=2))
         return summary
 
     def check_rules(self, rules: AlertRules) -> None:

@@ -1,8 +1,9 @@
 """Video decoding into 16-frame snippets and the frame preprocessing shared by the feature extractors.
 
-Decoding (PyAV, frame threading on) streams the video: ``iter_snippets`` holds one snippet of ``snippet_frames``
-decoded RGB frames at a time, never the whole video. Snippets are consecutive and non-overlapping; a final partial
-snippet is dropped, so a video of ``F`` decodable frames gives ``T = F // 16`` snippets.
+Decoding (PyAV; FFmpeg's own threading, or ``decode_threads`` threads) streams the video: ``iter_snippets`` holds
+one snippet of ``snippet_frames`` decoded RGB frames at a time, never the whole video. Snippets are consecutive and
+non-overlapping; a final partial snippet is dropped, so a video of ``F`` decodable frames gives ``T = F // 16``
+snippets.
 
 Times: the reader records every decoded frame's presentation time in seconds, ``(frame.pts - stream.start_time) *
 stream.time_base`` (``frame.time`` where the stream has no time base), so a variable-frame-rate video or one whose
@@ -166,14 +167,19 @@ class SnippetReader:
     partial snippet. ``info`` is the container's ``VideoInfo``. After iteration, ``snippet_times()`` gives the
     snippets' presentation times. A file that cannot be opened or has no video stream raises ``AdplgError`` when
     iteration starts; a decoding failure part-way raises ``AdplgError`` too (no features are produced from a partly
-    broken stream).
+    broken stream). ``decode_threads``: 0 lets FFmpeg thread the decoder (frame and slice threads, as many as it
+    likes), ``n >= 1`` caps it at ``n`` threads (1: no decoder threads, for a process that already runs a thread
+    pool per CPU, such as a Ray worker running PyTorch). The decoded frames are the same either way.
     """
 
-    def __init__(self, path: Path, snippet_frames: int = SNIPPET_FRAMES):
+    def __init__(self, path: Path, snippet_frames: int = SNIPPET_FRAMES, decode_threads: int = 0):
         if snippet_frames < 1:
             raise AdplgError(f"snippet_frames: expected >= 1, got {snippet_frames}")
+        if isinstance(decode_threads, bool) or not isinstance(decode_threads, int) or decode_threads < 0:
+            raise AdplgError(f"decode_threads: expected an integer >= 0, got {decode_threads!r}")
         self.path = Path(path)
         self.snippet_frames = int(snippet_frames)
+        self.decode_threads = decode_threads
         self.frames_decoded = 0
         self.info: VideoInfo | None = None
         self._times: list[float | None] = []  # [F] seconds from the stream's start; None: the frame has no timestamp
@@ -181,7 +187,9 @@ class SnippetReader:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         container, stream = _open(self.path)
-        stream.thread_type = "AUTO"
+        if self.decode_threads:
+            stream.codec_context.thread_count = self.decode_threads
+        stream.thread_type = "NONE" if self.decode_threads == 1 else "AUTO"
         self.info = _stream_info(self.path, stream, container)
         self.frames_decoded = 0
         self._times, self._last_duration_s = [], None
