@@ -363,6 +363,21 @@ def _torch_save(path: Path, state: dict) -> None:
     torch.save({k: torch.as_tensor(v) for k, v in state.items()}, path)
 
 
+# ---- report (a folder of `adplg score` outputs -> a static site) and calibrate --verdicts
+def _report(w: Workspace, scores: Path) -> list[str]:
+    return ["report", str(scores), "--out", str(w.root / "report"), "--no-thumbnails"]
+
+
+case("report-scores-missing")(lambda w: (_report(w, w.root / "nope"), [str(w.root / "nope")]))
+case("report-scores-empty")(lambda w: (_report(w, w.folder("empty-scores")), [str(w.root / "empty-scores")]))
+case("report-summary-corrupt")(lambda w: (_report(w, w.write("scores/summary.json", "{not json").parent),
+                                          ["summary.json"]))
+case("report-out-under-a-file")(lambda w: (["report", str(w.write("scores/cam.json", "{}").parent), "--out",
+                                            str(w.write("f", "x") / "report")], [str(w.root / "f")]))
+case("calibrate-verdicts-corrupt")(lambda w: (w.calibrate("--verdicts", str(w.write("verdicts.json", "[1, 2"))),
+                                              ["verdicts.json"]))
+
+
 # ---- watch (a file source, every number and output are checked before the model loads; an unreachable URL is
 # found when connecting, after the model and backbone: tests/test_watch.py covers it with a model that has one)
 def _watch(w: Workspace, *extra: str, source: str | None = None) -> list[str]:
