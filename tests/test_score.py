@@ -163,3 +163,20 @@ def test_an_ensemble_scores_the_mean_of_its_members(trained, tmp_path):
     assert np.allclose(runs["ab"], (runs["a"] + runs["b"]) / 2, atol=1e-6)
     _, ensemble = load_scorer([ckpt, other])
     assert len(ensemble.members) == 2 and ensemble.max_len == net_s.max_len
+
+
+def test_rule_flags_are_named_in_the_rules_source():
+    """``score --threshold 0.3`` over the checkpoint's rules: the summary's ``alert_rules_source`` says the flag
+    changed them, instead of naming the rules file alone."""
+    from types import SimpleNamespace
+
+    from adplg.cli.score import resolve_rules
+    from adplg.inference.alerts import AlertRules
+
+    scorer = SimpleNamespace(rules=AlertRules(0.7, 0.6, 2.0, 1.0), rules_source="ckpt.alerts.yaml")
+    args = SimpleNamespace(alerts=None, threshold=0.3, off_threshold=None, min_duration=None, merge_gap=None)
+    rules, source = resolve_rules(args, scorer)
+    assert (rules.on_threshold, rules.off_threshold, rules.min_duration_s) == (0.3, 0.3, 2.0)
+    assert source == "ckpt.alerts.yaml with --threshold 0.3"
+    args.threshold = None
+    assert resolve_rules(args, scorer)[1] == "ckpt.alerts.yaml"

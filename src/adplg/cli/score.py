@@ -82,7 +82,9 @@ def resolve_rules(args: argparse.Namespace, scorer):
         on if args.threshold is not None else rules.off_threshold)
     rules = AlertRules(on, off, rules.min_duration_s if args.min_duration is None else args.min_duration,
                        rules.merge_gap_s if args.merge_gap is None else args.merge_gap, rules.calibration)
-    return rules, source
+    given = {name: getattr(args, name) for name in ("threshold", "off_threshold", "min_duration", "merge_gap")}
+    flags = [f"--{name.replace('_', '-')} {value:g}" for name, value in given.items() if value is not None]
+    return rules, f"{source} with {', '.join(flags)}" if flags else source
 
 
 def _check_score_outputs(args: argparse.Namespace) -> None:
