@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import tempfile
 from contextlib import suppress
@@ -148,3 +149,17 @@ def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
             while chunk := handle.read(chunk_bytes):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_json(path: str | Path, where: str, expected: str):
+    """The JSON value in ``path``; an :class:`AdplgError` starting with ``where`` (e.g. "verdicts file <path>") when
+    the file is missing, unreadable or not JSON, saying what was expected (e.g. "the file as adplg score wrote it")."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AdplgError(f"{where}: not found (expected {expected})") from None
+    except json.JSONDecodeError as exc:
+        raise AdplgError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); expected "
+                         f"{expected}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AdplgError(f"{where}: cannot be read ({type(exc).__name__}: {exc})") from None

@@ -46,7 +46,7 @@ from urllib.parse import quote
 import numpy as np
 
 from adplg.errors import AdplgError
-from adplg.io import atomic_write_bytes, atomic_write_text, check_output_dir, file_sha256
+from adplg.io import atomic_write_bytes, atomic_write_text, check_output_dir, file_sha256, read_json
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +104,7 @@ class ReportSummary:
 
 # ------------------------------------------------------------------------------------------------------ reading
 def _load_json(path: Path, what: str):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AdplgError(f"{what} {path}: not found") from None
-    except json.JSONDecodeError as exc:
-        raise AdplgError(f"{what} {path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
-                         f"expected the file as adplg score wrote it") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AdplgError(f"{what} {path}: cannot be read ({type(exc).__name__}: {exc})") from None
+    return read_json(path, f"{what} {path}", "the file as adplg score wrote it")
 
 
 def _type_names(kind) -> str:

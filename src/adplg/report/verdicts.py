@@ -19,7 +19,6 @@ but the achieved false-alarm rate is then measured on a mix that is harder than 
 
 from __future__ import annotations
 
-import json
 import logging
 import numbers
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from adplg.errors import AdplgError
+from adplg.io import read_json
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +76,7 @@ def read_verdicts(path: str | Path) -> Verdicts:
     key, with what was expected and what was found."""
     path = Path(path)
     where = f"verdicts file {path}"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AdplgError(f"{where}: not found (expected the verdicts.json downloaded from an adplg report)") from None
-    except json.JSONDecodeError as exc:
-        raise AdplgError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); expected "
-                         f"the verdicts.json downloaded from an adplg report") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AdplgError(f"{where}: cannot be read ({type(exc).__name__}: {exc})") from None
+    data = read_json(path, where, "the verdicts.json downloaded from an adplg report")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         got = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise AdplgError(f"{where}: expected a JSON object with \"format\": \"{FORMAT}\" (downloaded from an adplg "
