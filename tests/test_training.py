@@ -66,30 +66,71 @@ def test_resume_continues_identically(data, tmp_path):
     assert torch.equal(straight.plg.buffer, resumed.plg.buffer)
 
 
-def test_ema_option_saves_the_average_and_resumes_identically(data, tmp_path):
-    full_cfg = cfg_for(data, tmp_path, num_iters=16, ema_decay=0.9)
+@pytest.mark.parametrize("option, updates", [({"ema_decay": 0.9}, 16 - 4), ({"average_from": 9}, 16 - 9)],
+                         ids=["ema", "uniform"])
+def test_averaging_options_save_the_average_and_resume_identically(data, tmp_path, option, updates):
+    full_cfg = cfg_for(data, tmp_path, num_iters=16, **option)
     train, test = build_train_set(full_cfg, progress=False), build_test_set(full_cfg, progress=False)
     straight = Trainer(full_cfg, train, test, create_run_dir(full_cfg, tmp_path / "a"))
     straight.fit()
     saved = Checkpoint(tmp_path / "a").part("net_s")
-    averaged = straight.ema_s.module.state_dict()
+    averaged = straight.average_s.module.state_dict()
     trained = straight.net_s.state_dict()
     assert all(torch.equal(saved[k], averaged[k]) for k in saved)  # net_s in the checkpoint is what was evaluated
     assert any(not torch.equal(averaged[k], trained[k]) for k in trained)
-    assert int(straight.ema_s.n_averaged) == 16 - 4  # one update per snippet-branch step after the warm-up
+    # one update per snippet-branch step after the warm-up (ema) or after train.average_from (uniform)
+    assert int(straight.average_s.n_averaged) == updates
+    if "average_from" in option:  # before the average begins, the trained weights score (step 6 < 9)
+        early = Checkpoint(tmp_path / "a" / "checkpoints" / "step_6.safetensors").part("net_s")
+        assert any(not torch.equal(early[k], saved[k]) for k in saved)
+        assert straight.history[0]["test"]["auc"] != straight.history[-1]["test"]["auc"]
 
-    half_cfg = cfg_for(data, tmp_path, num_iters=10, ema_decay=0.9)
+    half_cfg = cfg_for(data, tmp_path, num_iters=10, **option)
     first = Trainer(half_cfg, train, test, create_run_dir(half_cfg, tmp_path / "b"))
     first.fit()
     resumed = Trainer(full_cfg, train, test, tmp_path / "b")
     resumed.resume(Checkpoint(tmp_path / "b"))
     resumed.fit()
-    for net_a, net_b in ((straight.net_s, resumed.net_s), (straight.ema_s.module, resumed.ema_s.module)):
+    for net_a, net_b in ((straight.net_s, resumed.net_s), (straight.average_s.module, resumed.average_s.module)):
         for (name, a), (_, b) in zip(net_a.state_dict().items(), net_b.state_dict().items()):
             assert torch.equal(a, b), name
     plain = Trainer(cfg_for(data, tmp_path, num_iters=16), train, test, tmp_path / "b")
     with pytest.raises(AdplgError, match="moving average"):
         plain.resume(Checkpoint(tmp_path / "b"))
+
+
+def test_ema_and_uniform_average_are_exclusive(data, tmp_path):
+    with pytest.raises(AdplgError, match="expected one of them"):
+        cfg_for(data, tmp_path, num_iters=16, ema_decay=0.9, average_from=5)
+
+
+def test_snippet_members_learn_side_by_side_and_score_as_their_mean(data, tmp_path):
+    from adplg.evaluation.evaluate import predict_snippet_scores
+    from adplg.inference.load import load_scorer
+    from adplg.models.ensemble import SnippetEnsemble
+
+    cfg = cfg_for(data, tmp_path, num_iters=10)
+    cfg.model.snippet_members = 3
+    train, test = build_train_set(cfg, progress=False), build_test_set(cfg, progress=False)
+    trainer = Trainer(cfg, train, test, create_run_dir(cfg, tmp_path / "run"))
+    initial = [{k: v.clone() for k, v in m.state_dict().items()} for m in trainer.net_s.members]
+    trainer.fit()
+    members = trainer.net_s.members
+    assert isinstance(trainer.net_s, SnippetEnsemble) and len(members) == 3
+    weight = "classifier.fc2.weight"
+    assert not torch.equal(initial[0][weight], initial[1][weight])  # independently initialised
+    assert all(not torch.equal(m.state_dict()[weight], i[weight]) for m, i in zip(members, initial))  # all learned
+    # the checkpoint rebuilds the K members from its config and scores as their mean, as the run evaluated it
+    _, loaded = load_scorer([tmp_path / "run" / "checkpoints" / "step_10.safetensors"])
+    scores = predict_snippet_scores(loaded, test)
+    each = [predict_snippet_scores(m, test) for m in loaded.members]
+    for v, s in enumerate(scores):
+        assert s == pytest.approx(sum(e[v] for e in each) / 3, abs=1e-6)
+    saved = json.loads((tmp_path / "run" / "evals" / "step_10" / "results.json").read_text())["metrics"]["auc"]
+    assert trainer.history[-1]["test"]["auc"] == saved
+    from adplg.inference.export import export_model
+    with pytest.raises(AdplgError, match="ensemble of 3"):  # not silently exporting one member
+        export_model(loaded, tmp_path / "model.pt", "torchscript")
 
 
 def test_cli_train_then_test(data, tmp_path, capsys):

@@ -101,6 +101,8 @@ class ModelConfig(_Strict):
     dropout: float = Field(0.5, description="branch 2: transformer dropout")
     hidden_dim: int = Field(32, description="branch 2: hidden width of the snippet classifier")
     cls_dropout: float = Field(0.7, description="branch 2: dropout of the snippet classifier")
+    snippet_members: int = Field(1, ge=1, description="improvement option: K snippet branches trained side by side "
+                                                      "on the same pseudo-labels, scoring as their mean")
     attention: Literal["blocked", "dense"] = Field(
         "blocked", description="local attention: blocked (memory linear in T) or dense (the reference)")
 
@@ -164,6 +166,8 @@ class TrainConfig(_Strict):
                                                                   "for test-free model selection")
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description=">0: evaluate and save an exponential moving "
                                                                "average of the snippet branch")
+    average_from: int = Field(0, ge=0, description=">0: evaluate and save the uniform average of the snippet "
+                                                    "branch's weights over the steps after this one (SWA)")
     val_top_k: int = Field(16, ge=1, description="validation video score: mean of the top-k snippet scores")
     progress: bool = Field(True, description="show progress bars")
     precision: Literal["fp32", "tf32", "bf16"] = Field(
@@ -180,6 +184,10 @@ class TrainConfig(_Strict):
                 f"got warm_up {self.warm_up} >= num_iters {self.num_iters}; lower train.warm_up or raise "
                 f"train.num_iters"
             )
+        if self.ema_decay and self.average_from:
+            raise ValueError(f"train.ema_decay and train.average_from are two ways to average the snippet branch: "
+                             f"expected one of them, got ema_decay {self.ema_decay} and average_from "
+                             f"{self.average_from}")
         return self
 
 

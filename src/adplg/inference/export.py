@@ -157,6 +157,10 @@ def _quiet_onnx_export() -> Iterator[None]:
 def _prepare(net_s: SnippetBranch) -> SnippetBranch:
     """A CPU fp32 eval-mode copy of ``net_s`` with blocked local attention; the caller's module is left as is."""
     if not isinstance(net_s, SnippetBranch):
+        if hasattr(net_s, "members"):
+            raise AdplgError(f"export needs one snippet branch, got an ensemble of {len(net_s.members)} (a checkpoint "
+                             f"trained with model.snippet_members > 1): exporting ensembles is not supported yet; "
+                             f"score it with adplg score / adplg test instead")
         raise AdplgError(f"export needs the snippet branch (SnippetBranch, net_s), got {type(net_s).__name__}")
     net = copy.deepcopy(net_s).to(device="cpu", dtype=torch.float32).eval()
     net.attention = "blocked"

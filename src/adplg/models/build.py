@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adplg.config import Config
+from adplg.models.ensemble import SnippetEnsemble
 from adplg.models.snippet_branch import SnippetBranch
 from adplg.models.video_branch import VideoBranch
 
@@ -14,7 +15,15 @@ def build_video_branch(cfg: Config) -> VideoBranch:
                        input_standardize=m.input_standardize)
 
 
-def build_snippet_branch(cfg: Config) -> SnippetBranch:
+def build_snippet_branch(cfg: Config) -> SnippetBranch | SnippetEnsemble:
+    """The scoring branch: one :class:`SnippetBranch`, or with ``model.snippet_members = K > 1`` an ensemble of K
+    independently initialised ones (trained side by side, each on its own loss; they score as the mean)."""
+    if cfg.model.snippet_members > 1:
+        return SnippetEnsemble([_snippet_branch(cfg) for _ in range(cfg.model.snippet_members)])
+    return _snippet_branch(cfg)
+
+
+def _snippet_branch(cfg: Config) -> SnippetBranch:
     m = cfg.model
     return SnippetBranch(in_dim=cfg.data.feature_dim, model_dim=m.model_dim, windows=tuple(m.windows),
                          local_heads=m.local_heads, local_dim_head=m.local_dim_head, local_out_dim=m.local_out_dim,

@@ -21,5 +21,15 @@ class SnippetEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.max_len = min(m.max_len for m in members)
 
+    @property
+    def input_adapter(self) -> nn.Module:
+        """The first member's input adapter (its ``in_dim`` is every member's)."""
+        return self.members[0].input_adapter
+
+    def member_scores(self, x: Tensor) -> Tensor:
+        """``x [B, T, D]`` -> every member's sigmoid scores ``[K, B, T]`` (training gives each member its own
+        loss)."""
+        return torch.stack([member(x) for member in self.members])
+
     def forward(self, x: Tensor) -> Tensor:
-        return torch.stack([member(x) for member in self.members]).mean(dim=0)
+        return self.member_scores(x).mean(dim=0)

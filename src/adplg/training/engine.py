@@ -27,6 +27,7 @@ from adplg.evaluation.evaluate import evaluate, write_results
 from adplg.io import atomic_write_text, check_output_dir
 from adplg.losses import snippet_loss, video_branch_losses
 from adplg.models.build import build_snippet_branch, build_video_branch
+from adplg.models.ensemble import SnippetEnsemble
 from adplg.precision import autocast
 from adplg.runtime import resolve_device, seed_everything, versions
 from adplg.training.pseudo_labels import PseudoLabelGenerator
@@ -68,15 +69,20 @@ class Trainer:
         self.net_s = build_snippet_branch(cfg).to(self.device)
         self.features = train.features.to(self.device)  # [N, T, D], resident for the whole run
         if cfg.model.input_standardize:
-            for net in (self.net_v, self.net_s):
+            for net in (self.net_v, *getattr(self.net_s, "members", [self.net_s])):
                 net.input_adapter.set_statistics(self.features)
         optim = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
         self.opt_v = optim(self.net_v.parameters(), lr=t.lr_v, betas=(0.9, 0.999), weight_decay=t.weight_decay)
         self.opt_s = optim(self.net_s.parameters(), lr=t.lr_s, betas=(0.9, 0.999), weight_decay=t.weight_decay)
         self.sched_s = torch.optim.lr_scheduler.StepLR(self.opt_s, step_size=t.sch_step, gamma=t.sch_gamma)
-        # the weights that score: net_s itself, or (train.ema_decay > 0) a moving average of it over the steps
-        self.ema_s = (torch.optim.swa_utils.AveragedModel(
-            self.net_s, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(t.ema_decay)) if t.ema_decay else None)
+        # the weights that score: net_s itself, or an average of it over the steps: exponential (train.ema_decay)
+        # or uniform over the steps after train.average_from (stochastic weight averaging)
+        self.average_s = None
+        if t.ema_decay:
+            self.average_s = torch.optim.swa_utils.AveragedModel(
+                self.net_s, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(t.ema_decay))
+        elif t.average_from:
+            self.average_s = torch.optim.swa_utils.AveragedModel(self.net_s)
         self.forward_v = torch.compile(self.net_v) if t.compile else self.net_v
         self.forward_s = torch.compile(self.net_s) if t.compile else self.net_s
         train_idx, self.val_idx = split_validation(train, t.val_fraction, t.seed)
@@ -120,23 +126,28 @@ class Trainer:
         if step > cfg.train.warm_up:
             self.net_s.train()
             with autocast(self.device, cfg.train.precision):
-                scores = self.forward_s(x).float()  # [2B, T]
+                # [K, 2B, T]: each member of a model.snippet_members ensemble learns from its own loss
+                scores = (self.net_s.member_scores(x) if isinstance(self.net_s, SnippetEnsemble)
+                          else self.forward_s(x)[None]).float()
             targets = torch.cat([torch.zeros_like(labels.targets), labels.targets])
             keep = torch.cat([torch.ones_like(labels.keep), labels.keep])
-            loss_s = w.snippet * snippet_loss(scores, targets, keep, faithful_nan_trick=w.snippet_nan_trick)
+            member_losses = [snippet_loss(s, targets, keep, faithful_nan_trick=w.snippet_nan_trick) for s in scores]
             self.opt_s.zero_grad(set_to_none=True)
-            loss_s.backward()
+            # summed, so each member's gradient (and its weight decay) is that of a model trained alone
+            (w.snippet * torch.stack(member_losses).sum()).backward()
+            loss_s = w.snippet * torch.stack(member_losses).mean()
             self.opt_s.step()
             self.sched_s.step()
-            if self.ema_s is not None:
-                self.ema_s.update_parameters(self.net_s)
+            if self.average_s is not None and step > cfg.train.average_from:
+                self.average_s.update_parameters(self.net_s)
             logs["loss_s"] = loss_s
         return {k: v.detach() for k, v in logs.items()}
 
     @property
     def scoring_net(self) -> nn.Module:
-        """The snippet branch that is evaluated and saved as ``net_s``: the EMA when enabled, else ``net_s``."""
-        return self.net_s if self.ema_s is None else self.ema_s.module
+        """The snippet branch that is evaluated and saved as ``net_s``: the average when one is enabled and has begun
+        (train.ema_decay, train.average_from), else ``net_s``."""
+        return self.net_s if self.average_s is None or not self.average_s.n_averaged else self.average_s.module
 
     # ------------------------------------------------------------------ selection without the test set
     @torch.no_grad()
@@ -158,9 +169,9 @@ class Trainer:
         tensors = {f"plg.{k}": v for k, v in self.plg.state_dict().items()}
         tensors.update({f"sampler_n.{k}": v for k, v in self.sampler_n.state_dict().items()})
         tensors.update({f"sampler_a.{k}": v for k, v in self.sampler_a.state_dict().items()})
-        if self.ema_s is not None:  # net_s holds the EMA; the trained weights and the average count for --resume
-            tensors.update({f"net_s_train.{k}": v for k, v in self.net_s.state_dict().items()})
-            tensors["ema_steps"] = self.ema_s.n_averaged
+        if self.average_s is not None:  # net_s holds the average; the trained weights and its count for --resume
+            tensors.update({f"net_s_train.{k}": v.clone() for k, v in self.net_s.state_dict().items()})
+            tensors["ema_steps"] = self.average_s.n_averaged
         tensors["rng.torch"] = torch.get_rng_state()
         if torch.cuda.is_available():
             tensors["rng.cuda"] = torch.cuda.get_rng_state()
@@ -190,14 +201,16 @@ class Trainer:
                              f"{hint})")
         self.net_v.load_state_dict(ckpt.part("net_v"))
         extra = ckpt.part("extra")
-        if self.ema_s is not None:
+        if self.average_s is not None:
             if "ema_steps" not in extra:
-                raise AdplgError(f"{ckpt.path} was trained without train.ema_decay; resume it without that option")
-            self.ema_s.module.load_state_dict(ckpt.part("net_s"))
-            self.ema_s.n_averaged.copy_(extra["ema_steps"])
+                raise AdplgError(f"{ckpt.path} was trained without train.ema_decay / train.average_from; resume it "
+                                 f"without that option")
+            self.average_s.module.load_state_dict(ckpt.part("net_s"))
+            self.average_s.n_averaged.copy_(extra["ema_steps"])
             self.net_s.load_state_dict({k[12:]: v for k, v in extra.items() if k.startswith("net_s_train.")})
         elif "ema_steps" in extra:
-            raise AdplgError(f"{ckpt.path} holds a moving average (train.ema_decay > 0); resume it with that option")
+            raise AdplgError(f"{ckpt.path} holds a moving average (train.ema_decay / train.average_from > 0); resume "
+                             f"it with that option")
         else:
             self.net_s.load_state_dict(ckpt.part("net_s"))
         if ckpt.meta.get("history_keys") != self.train_set.keys:
