@@ -6,11 +6,12 @@ files, per-crop ``.npy``, ``UCF_Annotation.txt``) from real UCF-Crime video leng
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from adplg.baselines import logistic_regression_baseline
+from adplg.baselines import logistic_regression_baseline, mil_ranking_baseline
 from adplg.config import Config, build_config, load_preset
 from adplg.data.datasets import TestSet, TrainSet, build_test_set, build_train_set, data_manifest
 from adplg.data.synthetic import generate_synthetic_ucf
@@ -28,25 +29,41 @@ def baseline_metrics(cfg: Config, train: TrainSet, test: TestSet) -> dict[str, f
     return score_metrics(test, scores, cfg.eval.far_threshold)
 
 
+def mil_metrics(cfg: Config, train: TrainSet, test: TestSet, seed: int | None = None) -> dict[str, float]:
+    """Deep MIL ranking (Sultani et al.) on the same pooled training crops, each test video's crops averaged;
+    ``seed`` (default ``train.seed``) seeds its initialisation and batches."""
+    scores = mil_ranking_baseline(train.features.numpy(), train.labels.numpy(),
+                                  [test.crops(v).mean(axis=0) for v in range(len(test.videos))],
+                                  seed=cfg.train.seed if seed is None else seed)
+    return score_metrics(test, scores, cfg.eval.far_threshold)
+
+
 @dataclass
 class Comparison:
     ours: dict  # the last evaluation's test metrics (no selection on the test set)
     baseline: dict
     trainer: Trainer
     test: TestSet
+    mil: dict | None = None
 
 
 def train_and_compare(out: Path, seed: int = 0, num_iters: int | None = None, progress: bool = False,
-                      overrides: list[str] = ()) -> Comparison:
-    """Generate the synthetic set for ``seed``, train demo-cpu-small on it, evaluate it and the baseline."""
+                      overrides: list[str] = (), preset: str = "demo-cpu-small", data: dict | None = None,
+                      mil: bool = False) -> Comparison:
+    """Generate the synthetic set for ``seed``, train ``preset`` on it, evaluate it and the logistic baseline (and,
+    with ``mil``, the MIL ranking baseline). ``data``: options of :func:`generate_synthetic_ucf` (``crops``,
+    ``feature_dim``, video counts); the config's feature size and crop counts follow them."""
     out = check_output_dir(out, "demo --out folder")  # before any compute
+    generator = inspect.signature(generate_synthetic_ucf).parameters
+    data = {"feature_dim": generator["feature_dim"].default, "crops": generator["crops"].default, **(data or {})}
     options = [f"data.list_dir={out / 'data'}", f"train.seed={seed}", f"train.progress={progress}",
-               f"output_dir={out}"]
+               f"output_dir={out}", f"data.feature_dim={data['feature_dim']}", f"data.train_crops={data['crops']}",
+               f"data.test_crops={data['crops']}"]
     if num_iters is not None:  # a short demo keeps a third of its steps for branch 2 (warm_up < num_iters)
-        warm_up = load_preset("demo-cpu-small")["train"]["warm_up"]
+        warm_up = load_preset(preset)["train"]["warm_up"]
         options += [f"train.num_iters={num_iters}", f"train.warm_up={min(warm_up, num_iters // 3)}"]
-    cfg = build_config("demo-cpu-small", overrides=[*options, *overrides])  # invalid settings stop before any work
-    generate_synthetic_ucf(out / "data", seed=seed)
+    cfg = build_config(preset, overrides=[*options, *overrides])  # invalid settings stop before any work
+    generate_synthetic_ucf(out / "data", seed=seed, **data)
     train, test = build_train_set(cfg, progress=False), build_test_set(cfg, progress=False)
     run_dir = create_run_dir(cfg)  # <out>/demo-cpu-small-seed<seed>-<time>
     manifest = data_manifest(cfg, train, test)
@@ -56,7 +73,7 @@ def train_and_compare(out: Path, seed: int = 0, num_iters: int | None = None, pr
     trainer = Trainer(cfg, train, test, run_dir, manifest=manifest)
     summary = trainer.fit()
     return Comparison(ours=summary["last"]["test"], baseline=baseline_metrics(cfg, train, test), trainer=trainer,
-                      test=test)
+                      test=test, mil=mil_metrics(cfg, train, test) if mil else None)
 
 
 def run_demo(out: Path, num_iters: int | None = None, seed: int = 0, progress: bool = True) -> dict:

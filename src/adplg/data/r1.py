@@ -52,12 +52,28 @@ def _items(arrays: dict[str, np.ndarray], index: dict[str, dict], source: Path) 
             for n in names]
 
 
-def load_r1(cfg: Config, folder: Path) -> tuple[TrainSet, TestSet]:
-    """Train and test sets of R1 from ``folder`` (the staged feature folder), pooled and laid out per ``cfg``."""
+def half_of(items: list[CropItem], half: int) -> list[CropItem]:
+    """The first (``half=1``) or second (``half=2``) half of each label's videos, in list order (by name, so the
+    abnormal halves hold mostly different classes)."""
+    if half not in (1, 2):
+        raise AdplgError(f"the training half must be 1 or 2, got {half!r}")
+    out = []
+    for label in (1, 0):
+        of_label = [item for item in items if item.label == label]
+        cut = len(of_label) // 2
+        out += of_label[:cut] if half == 1 else of_label[cut:]
+    return out
+
+
+def load_r1(cfg: Config, folder: Path, train_half: int | None = None) -> tuple[TrainSet, TestSet]:
+    """Train and test sets of R1 from ``folder`` (the staged feature folder), pooled and laid out per ``cfg``;
+    ``train_half`` (1 or 2) trains on that half of the training videos only (:func:`half_of`)."""
     folder = Path(folder)
     index = read_index(folder / "index.csv")
     train_arrays, test_arrays = _load_npz(folder / "train_subset.npz"), _load_npz(folder / "test.npz")
     train_items = _items(train_arrays, index, folder / "train_subset.npz")
+    if train_half is not None:
+        train_items = half_of(train_items, train_half)
     train_store = FeatureStore(train_items, [train_arrays[i.video] for i in train_items])
     train = train_set_from_store(cfg, train_store)
 
