@@ -150,7 +150,7 @@ class _RayWorker:
 def worker_died() -> str:
     """The error recorded for an item that gave no record (see :meth:`RayEngine.map`)."""
     return (f"no result: its Ray worker process died on it {TASK_RETRIES + 1} times (killed for using too much "
-            "memory, or a crash); see the Ray logs of its node (/tmp/ray/session_latest/logs)")
+            "memory, or a crash); see the Ray logs of its node (session_latest/logs under Ray's temporary folder)")
 
 
 # ---------------------------------------------------------------------------------------------------------- connection

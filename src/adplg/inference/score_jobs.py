@@ -45,7 +45,7 @@ from adplg.inference.extract import (
     plan_extraction,
 )
 from adplg.inference.score import TIMELINE_SUMMARY_KEYS, annotated_spans, check_fps, feature_items, write_timeline
-from adplg.inference.scorer import Scorer, _as_paths, _check_inputs_exist, is_video_input, manifest_naming
+from adplg.inference.scorer import Scorer, _as_paths, is_video_input, split_inputs
 from adplg.io import check_output_dir
 
 __all__ = ["ModelSpec", "ScoreSettings", "ScorePlan", "ScoreReport", "plan_scoring", "score_unit", "finish_scoring",
@@ -161,11 +161,7 @@ def plan_scoring(scorer: Scorer, inputs, out_dir: Path, rules: AlertRules, *, fp
     written when there are video inputs. ``extractor`` (default: the model's, built on the CPU) supplies the
     extraction settings of video inputs."""
     check_fps(fps)
-    paths = _as_paths(inputs)
-    _check_inputs_exist(paths)
-    video_inputs = [p for p in paths if is_video_input(p)]
-    feature_inputs = [p for p in paths if p not in video_inputs]
-    naming = naming or manifest_naming(feature_inputs) or "ucf"
+    video_inputs, feature_inputs, naming = split_inputs(inputs, naming)
     out_dir = check_output_dir(out_dir, "score --out folder")
     features_dir = out_dir / "features"
 

@@ -77,6 +77,17 @@ def _check_inputs_exist(paths: list[Path]) -> None:
         raise AdplgError(f"input not found: {path} (expected a video, a .npy feature file or a folder of either)")
 
 
+def split_inputs(inputs: Inputs, naming: str | None = None) -> tuple[list[Path], list[Path], str]:
+    """``(videos, feature inputs, naming)`` of what ``score`` was given, after checking every input exists: video
+    files and folders of videos, then ``.npy`` files and folders of them; ``naming`` defaults to the extraction
+    manifest's, else ucf."""
+    paths = _as_paths(inputs)
+    _check_inputs_exist(paths)
+    videos = [p for p in paths if is_video_input(p)]
+    features = [p for p in paths if p not in videos]
+    return videos, features, naming or manifest_naming(features) or "ucf"
+
+
 def manifest_naming(inputs: list[Path]) -> str | None:
     """The crop naming recorded by ``adplg extract`` in the (first) input folder's manifest.json, if any."""
     for path in inputs:
@@ -154,11 +165,7 @@ class Scorer:
         manifest's, else ucf. Half-extracted videos of an ``adplg extract`` folder (crop files without their
         ``meta/<video>.json`` record, or fewer crops than it names) are refused unless ``allow_incomplete``."""
         check_fps(fps)
-        paths = _as_paths(inputs)
-        _check_inputs_exist(paths)
-        videos = [p for p in paths if is_video_input(p)]
-        features = [p for p in paths if p not in videos]
-        naming = naming or manifest_naming(features) or "ucf"
+        videos, features, naming = split_inputs(inputs, naming)
         if not videos:
             return self._score_features(features, naming, fps, progress, allow_incomplete)
         with tempfile.TemporaryDirectory(prefix="adplg-features-") as tmp:

@@ -131,11 +131,12 @@ class Trainer:
                           else self.forward_s(x)[None]).float()
             targets = torch.cat([torch.zeros_like(labels.targets), labels.targets])
             keep = torch.cat([torch.ones_like(labels.keep), labels.keep])
-            member_losses = [snippet_loss(s, targets, keep, faithful_nan_trick=w.snippet_nan_trick) for s in scores]
+            member_losses = w.snippet * torch.stack(
+                [snippet_loss(s, targets, keep, faithful_nan_trick=w.snippet_nan_trick) for s in scores])
             self.opt_s.zero_grad(set_to_none=True)
             # summed, so each member's gradient (and its weight decay) is that of a model trained alone
-            (w.snippet * torch.stack(member_losses).sum()).backward()
-            loss_s = w.snippet * torch.stack(member_losses).mean()
+            member_losses.sum().backward()
+            loss_s = member_losses.mean()
             self.opt_s.step()
             self.sched_s.step()
             if self.average_s is not None and step > cfg.train.average_from:
