@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from adplg.training.pseudo_labels import PseudoLabelGenerator, minmax
@@ -72,3 +73,19 @@ def test_state_round_trip_continues_identically():
     for keys, att in batches[6:]:
         oa, ob = a.update(keys, att), b.update(keys, att)
         assert torch.equal(oa.targets, ob.targets) and torch.equal(oa.keep, ob.keep)
+
+
+def test_label_smoothing_moves_only_hard_labels():
+    g = torch.Generator().manual_seed(3)
+    batches = [(torch.tensor([0, 1]), minmax(torch.rand(2, 10, generator=g))) for _ in range(5)]
+    plain = PseudoLabelGenerator(num_keys=2, num_segments=10, history=3, mean_threshold=0.25, var_threshold=0.4)
+    smoothed = PseudoLabelGenerator(num_keys=2, num_segments=10, history=3, mean_threshold=0.25, var_threshold=0.4,
+                                    label_smoothing=0.2)
+    for visit, (keys, att) in enumerate(batches):
+        p, s = plain.update(keys, att), smoothed.update(keys, att)
+        assert torch.equal(p.keep, s.keep) and torch.equal(p.hard, s.hard)
+        if visit < 3:  # soft labels (the attention itself) are left alone
+            assert torch.equal(s.targets, att)
+        else:  # 1 -> 0.9, 0 -> 0.1
+            torch.testing.assert_close(s.targets, p.targets * 0.8 + 0.1)
+            assert s.targets.min() == pytest.approx(0.1) and s.targets.max() == pytest.approx(0.9)

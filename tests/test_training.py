@@ -187,3 +187,66 @@ def test_folder_format_end_to_end(tmp_path):
     assert main(["train", "--preset", "demo-cpu-small", "--run_dir", str(tmp_path / "run"), *overrides]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["last"]["step"] == 6 and 0.0 <= summary["last"]["test"]["auc"] <= 1.0
+
+
+def test_score_mix_feeds_branch_2_scores_into_the_pseudo_labels_after_the_warm_up(data, tmp_path):
+    cfg = cfg_for(data, tmp_path, num_iters=8)
+    cfg.plg.score_mix = 0.5
+    trainer = Trainer(cfg, build_train_set(cfg, progress=False), None, create_run_dir(cfg, tmp_path / "run"))
+    x = trainer.features[:4]
+    attention = torch.rand(4, x.shape[1])
+    assert trainer.pseudo_label_source(attention, x, step=cfg.train.warm_up) is attention  # warm-up: untouched
+    rng = torch.get_rng_state()
+    mixed = trainer.pseudo_label_source(attention, x, step=cfg.train.warm_up + 1)
+    assert torch.equal(torch.get_rng_state(), rng)  # eval mode: the run's random numbers are not consumed
+    from adplg.training.pseudo_labels import minmax
+    with torch.no_grad():
+        expected = 0.5 * attention + 0.5 * minmax(trainer.net_s.eval()(x))
+    torch.testing.assert_close(mixed, expected)
+    trainer.fit()  # trains end to end with the mixed source
+    cfg.plg.score_mix = 0.0
+    assert Trainer(cfg, trainer.train_set, None, tmp_path / "plain").pseudo_label_source(attention, x, 99) is attention
+
+
+def test_branch_2_augmentations_transform_features_and_targets_together(data, tmp_path):
+    from adplg.training.augment import random_temporal_crop
+
+    cfg = cfg_for(data, tmp_path, num_iters=8)
+    trainer = Trainer(cfg, build_train_set(cfg, progress=False), None, create_run_dir(cfg, tmp_path / "run"))
+    x = trainer.features[:4]
+    targets = torch.rand(4, x.shape[1])
+    keep = targets > 0.3
+    rng = torch.get_rng_state()
+    same = trainer.augment_snippet_batch(x, targets, keep)
+    assert all(a is b for a, b in zip(same, (x, targets, keep)))  # off by default: untouched, nothing drawn
+    assert torch.equal(torch.get_rng_state(), rng)
+
+    cfg.train.flip_prob = 1.0
+    fx, ft, fk = trainer.augment_snippet_batch(x, targets, keep)
+    assert torch.equal(fx, x.flip(1)) and torch.equal(ft, targets.flip(1)) and torch.equal(fk, keep.flip(1))
+    cfg.train.flip_prob, cfg.train.feature_noise = 0.0, 0.5
+    nx, nt, _ = trainer.augment_snippet_batch(x, targets, keep)
+    assert torch.equal(nt, targets) and 0.3 < ((nx - x) / trainer.feature_std).std() < 0.7
+
+    # a crop of at least half the steps: every output step lies inside one span that the targets follow
+    ramp = torch.arange(20.0).repeat(6, 1)
+    cx, ct, ck = random_temporal_crop(ramp[..., None], ramp, ramp > 9, 0.5)
+    for row_x, row_t, row_k in zip(cx[..., 0], ct, ck):
+        assert torch.all(row_x[1:] >= row_x[:-1]) and row_x[-1] - row_x[0] >= 9  # monotone, >= half the span
+        assert torch.all((row_t - row_x).abs() <= 0.5) and torch.equal(row_k, row_t > 9)
+    assert torch.equal(random_temporal_crop(ramp[..., None], ramp, ramp > 9, 1.0)[1], ramp)  # scale 1: identity
+    cfg.train.crop_scale = 0.5
+    cfg.loss.snippet_topk_mil = 1.0
+    trainer.fit()  # trains end to end with the augmentations and the top-k MIL term
+
+
+def test_topk_mil_loss_scores_videos_by_their_top_snippets():
+    from adplg.losses import topk_mil_loss
+
+    scores = torch.full((2, 32), 0.1)
+    scores[1, :2] = 0.9  # k = ceil(32 / 16) = 2: the abnormal video's top-2 mean is 0.9
+    labels = torch.tensor([0.0, 1.0])
+    expected = -(torch.log(torch.tensor(0.9)) + torch.log(torch.tensor(0.9))) / 2
+    torch.testing.assert_close(topk_mil_loss(scores, labels), expected)
+    scores[1, 2] = 0.99  # the top-2 now 0.99 and 0.9
+    assert topk_mil_loss(scores, labels) < expected

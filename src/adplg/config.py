@@ -122,6 +122,13 @@ class PLGConfig(_Strict):
     mean_threshold: float = Field(0.25, ge=0.0, le=1.0, description="[--thre_pesudo_a] pseudo-label mean threshold")
     var_threshold: float = Field(0.4, ge=0.0, le=1.0, description="[--thre_var_a] pseudo-label variance threshold")
     history: int = Field(3, ge=2, description="[--pl_his_num] attention history length (>= 2: unbiased variance)")
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=1.0, description="not in the paper (0 = official): hard pseudo-labels y become "
+        "y * (1 - e) + e / 2, so branch 2 is not pushed to 0/1 on labels that are mostly noise")
+    score_mix: float = Field(
+        0.0, ge=0.0, le=1.0, description="not in the paper (0 = official): after the warm-up the pseudo-label "
+        "source is (1 - m) * attention + m * min-max(branch 2's own scores, eval mode), a consistency between the "
+        "branches")
     key: Literal["auto", "video", "crop"] = Field(
         "auto", description="history key: auto (the official key of the dataset format), video or crop")
 
@@ -135,6 +142,8 @@ class LossConfig(_Strict):
     smooth: float = Field(1.0, description="weight of the smoothness loss")
     sparsity: float = Field(1.0, description="weight of the sparsity loss")
     snippet: float = Field(1.0, description="weight of branch 2's snippet BCE")
+    snippet_topk_mil: float = Field(0.0, ge=0.0, description="not in the paper (0 = official): weight of a video "
+                                    "BCE on the mean of branch 2's top ceil(T/16) scores per video (top-k MIL)")
     smooth_axis: Literal["batch", "time"] = Field(
         "batch", description="smoothness along batch (official, quirk 2) or time (the fix)")
     sparsity_axis: Literal["batch", "time"] = Field(
@@ -168,6 +177,13 @@ class TrainConfig(_Strict):
                                                                "average of the snippet branch")
     average_from: int = Field(0, ge=0, description=">0: evaluate and save the uniform average of the snippet "
                                                     "branch's weights over the steps after this one (SWA)")
+    flip_prob: float = Field(0.0, ge=0.0, le=1.0, description="not in the paper (0 = official): each sample of "
+                             "branch 2's batch is reversed in time with this probability, its targets with it")
+    feature_noise: float = Field(0.0, ge=0.0, description="not in the paper (0 = official): Gaussian noise of this "
+                                 "many per-dimension standard deviations added to branch 2's input features")
+    crop_scale: float = Field(1.0, gt=0.0, le=1.0, description="not in the paper (1 = official): <1: each sample "
+                              "of branch 2's batch is a random contiguous span of at least this share of its "
+                              "segments, stretched back to the full length (linear; targets nearest)")
     val_top_k: int = Field(16, ge=1, description="validation video score: mean of the top-k snippet scores")
     progress: bool = Field(True, description="show progress bars")
     precision: Literal["fp32", "tf32", "bf16"] = Field(

@@ -139,3 +139,15 @@ def snippet_loss(scores: Tensor, targets: Tensor, keep: Tensor, faithful_nan_tri
     if not bool(selected.any()):
         return scores.sum() * 0.0
     return per_elem[selected].mean()
+
+
+def topk_mil_loss(scores: Tensor, video_labels: Tensor) -> Tensor:
+    """Video BCE on the mean of each video's top ``ceil(T/16)`` snippet scores (top-k MIL).
+
+    Args:
+        scores: ``[B, T]`` sigmoid snippet scores.
+        video_labels: ``[B]`` 0/1 video labels.
+    """
+    k = max(1, -(-scores.shape[1] // 16))
+    video_scores = scores.topk(k, dim=1).values.mean(dim=1)
+    return F.binary_cross_entropy(video_scores, video_labels.to(scores.dtype))

@@ -25,12 +25,13 @@ from adplg.data.datasets import TestSet, TrainSet
 from adplg.errors import AdplgError
 from adplg.evaluation.evaluate import evaluate, write_results
 from adplg.io import atomic_write_text, check_output_dir
-from adplg.losses import snippet_loss, video_branch_losses
+from adplg.losses import snippet_loss, topk_mil_loss, video_branch_losses
 from adplg.models.build import build_snippet_branch, build_video_branch
 from adplg.models.ensemble import SnippetEnsemble
 from adplg.precision import autocast
 from adplg.runtime import resolve_device, seed_everything, versions
-from adplg.training.pseudo_labels import PseudoLabelGenerator
+from adplg.training import augment
+from adplg.training.pseudo_labels import PseudoLabelGenerator, minmax
 from adplg.training.sampler import EpochSampler
 
 log = logging.getLogger("adplg")
@@ -90,7 +91,9 @@ class Trainer:
         self.sampler_n = EpochSampler(train_idx[labels == 0], t.batch_size, torch.Generator().manual_seed(t.seed))
         self.sampler_a = EpochSampler(train_idx[labels == 1], t.batch_size, torch.Generator().manual_seed(t.seed + 1))
         self.plg = PseudoLabelGenerator(len(train.keys), cfg.data.num_segments, cfg.plg.history,
-                                        cfg.plg.mean_threshold, cfg.plg.var_threshold, device=self.device)
+                                        cfg.plg.mean_threshold, cfg.plg.var_threshold, device=self.device,
+                                        label_smoothing=cfg.plg.label_smoothing)
+        self.feature_std: Tensor | None = None  # [D], for train.feature_noise
         self.step = 0
         self.history: list[dict] = []  # every evaluation: step, test metrics, val score
 
@@ -113,7 +116,7 @@ class Trainer:
         self.net_v.train()
         with autocast(self.device, cfg.train.precision):
             out = self.forward_v(x)
-        labels = self.plg.update(abnormal_keys, out.a_att_norm.detach().float())
+        labels = self.plg.update(abnormal_keys, self.pseudo_label_source(out.a_att_norm.detach().float(), x[b:], step))
         terms = video_branch_losses(out, video_labels, weights={"video": w.video, "triplet": w.triplet, "cos": w.cos,
                                                                  "smooth": w.smooth, "sparsity": w.sparsity},
                                     smooth_axis=w.smooth_axis, sparsity_axis=w.sparsity_axis)
@@ -125,14 +128,18 @@ class Trainer:
 
         if step > cfg.train.warm_up:
             self.net_s.train()
+            targets = torch.cat([torch.zeros_like(labels.targets), labels.targets])
+            keep = torch.cat([torch.ones_like(labels.keep), labels.keep])
+            x, targets, keep = self.augment_snippet_batch(x, targets, keep)
             with autocast(self.device, cfg.train.precision):
                 # [K, 2B, T]: each member of a model.snippet_members ensemble learns from its own loss
                 scores = (self.net_s.member_scores(x) if isinstance(self.net_s, SnippetEnsemble)
                           else self.forward_s(x)[None]).float()
-            targets = torch.cat([torch.zeros_like(labels.targets), labels.targets])
-            keep = torch.cat([torch.ones_like(labels.keep), labels.keep])
             member_losses = w.snippet * torch.stack(
                 [snippet_loss(s, targets, keep, faithful_nan_trick=w.snippet_nan_trick) for s in scores])
+            if w.snippet_topk_mil:
+                member_losses = member_losses + w.snippet_topk_mil * torch.stack(
+                    [topk_mil_loss(s, video_labels) for s in scores])
             self.opt_s.zero_grad(set_to_none=True)
             # summed, so each member's gradient (and its weight decay) is that of a model trained alone
             member_losses.sum().backward()
@@ -143,6 +150,33 @@ class Trainer:
                 self.average_s.update_parameters(self.net_s)
             logs["loss_s"] = loss_s
         return {k: v.detach() for k, v in logs.items()}
+
+    @torch.no_grad()
+    def augment_snippet_batch(self, x: Tensor, targets: Tensor, keep: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Branch 2's view of the batch (``x [2B, T, D]``, ``targets`` / ``keep [2B, T]``) under the options
+        ``train.flip_prob``, ``train.crop_scale`` and ``train.feature_noise`` (adplg.training.augment); the inputs
+        themselves when all are off."""
+        t = self.cfg.train
+        if t.flip_prob:
+            x, targets, keep = augment.random_time_flip(x, targets, keep, t.flip_prob)
+        if t.crop_scale < 1:
+            x, targets, keep = augment.random_temporal_crop(x, targets, keep, t.crop_scale)
+        if t.feature_noise:
+            if self.feature_std is None:
+                self.feature_std = self.features.float().std(dim=(0, 1))  # [D]
+            x = augment.feature_noise(x, t.feature_noise, self.feature_std)
+        return x, targets, keep
+
+    @torch.no_grad()
+    def pseudo_label_source(self, attention_norm: Tensor, abnormal: Tensor, step: int) -> Tensor:
+        """``[b, T]``: branch 1's normalised attention, mixed after the warm-up with branch 2's min-max normalised
+        scores of the same abnormal samples ``abnormal [b, T, D]`` when ``plg.score_mix`` > 0."""
+        mix = self.cfg.plg.score_mix
+        if not mix or step <= self.cfg.train.warm_up:
+            return attention_norm
+        self.net_s.eval()  # no dropout: no random numbers drawn, and the cleaner scores
+        scores = minmax(self.net_s(abnormal).float())
+        return (1 - mix) * attention_norm + mix * scores
 
     @property
     def scoring_net(self) -> nn.Module:

@@ -41,15 +41,17 @@ class PseudoLabelGenerator:
         history: N, entries kept per key (``pl_his_num``).
         mean_threshold: ``thre_pesudo_a``.
         var_threshold: ``thre_var_a``.
+        label_smoothing: ``e``: hard labels ``y`` become ``y * (1 - e) + e / 2`` (0 = official).
     """
 
     def __init__(self, num_keys: int, num_segments: int, history: int, mean_threshold: float, var_threshold: float,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", label_smoothing: float = 0.0):
         if history < 2:
             raise ValueError(f"history must be >= 2 (the variance is unbiased), got {history}")
         self.history = history
         self.mean_threshold = mean_threshold
         self.var_threshold = var_threshold
+        self.label_smoothing = label_smoothing
         self.buffer = torch.zeros(num_keys, history, num_segments, device=device)
         self.visits = torch.zeros(num_keys, dtype=torch.long, device=device)
 
@@ -79,6 +81,8 @@ class PseudoLabelGenerator:
             self.visits[keys] += 1
             hist = self.buffer[keys]  # [n, N, T]
             hard_targets = (minmax(hist.mean(dim=1)) >= self.mean_threshold).to(targets.dtype)
+            if self.label_smoothing:
+                hard_targets = hard_targets * (1 - self.label_smoothing) + self.label_smoothing / 2
             certain = minmax(hist.var(dim=1, unbiased=True)) <= self.var_threshold
             targets[rows] = torch.where(full[:, None], hard_targets, attention_norm[rows])
             keep[rows] = certain | ~full[:, None]
