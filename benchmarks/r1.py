@@ -8,6 +8,8 @@ per-snippet logistic regression on the same data. Reads the data in place; exits
 
 Reported per seed: the last evaluation (no selection), the validation-selected one when train.val_fraction > 0
 (held-out *training* videos, video labels only), and best-on-test, labelled as such (never a result).
+On the CPU the seeds train side by side, one process per seed up to the number of cores (``--jobs``; on 2 cores two
+1-thread processes take ~0.6x the time of one 2-thread process running the seeds in turn).
 
 Reproducibility across machines: the machine block printed first (CPU model, torch's kernel level, BLAS, threads,
 the MKL/oneDNN environment) and, per seed, checksums of the training losses of the first 1, 10 and 100 steps
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -38,7 +41,7 @@ from adplg.data.r1 import R1_FOLDER, load_r1
 from adplg.demo import baseline_metrics, mil_metrics
 from adplg.evaluation.evaluate import predict_snippet_scores, score_metrics
 from adplg.io import atomic_write_text
-from adplg.runtime import versions
+from adplg.runtime import resolve_device, versions
 from adplg.training.engine import Trainer, create_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,6 +115,11 @@ def main(argv: list[str] | None = None) -> dict | None:
                              "steps' scores averaged (no selection); default 1 (single runs)")
     parser.add_argument("--train-half", type=int, choices=(1, 2),
                         help="train on the first or second half of each class's training videos only (by name)")
+    parser.add_argument("--jobs", default="auto", metavar="N",
+                        help="train N seeds at a time, each in its own process with (CPU cores / N) torch threads; "
+                             "1: one process with torch's default threads; auto (default): on the CPU as many as "
+                             "there are seeds, at most one per core, on a GPU 1. The thread count changes the float "
+                             "rounding, so a seed's numbers depend on it (recorded per seed; docs/benchmarks.md)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.num_iters=2000")
     args = parser.parse_args(argv)
     if args.pin_numerics and any(os.environ.get(k) != v for k, v in PINNED_NUMERICS.items()):
@@ -129,29 +137,37 @@ def main(argv: list[str] | None = None) -> dict | None:
     print(f"R1: {len(train.items)} train videos, {len(test.videos)} test videos, {len(test.gt.labels)} frames")
     baseline = baseline_metrics(cfg, train, test)  # per-snippet logistic regression, same data
     print(f"logistic regression: frame AUC {baseline['auc']:.4f}")
+    args.jobs = parallel_jobs(args.jobs, len(args.seeds), cfg.train.device)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
-        for seed in args.seeds:
-            members = [run_seed(args.preset, list(args.overrides) + ["train.progress=false"], member, train, test,
-                                out) for member in range(seed * args.ensemble, (seed + 1) * args.ensemble)]
-            summary = members[0] if args.ensemble == 1 else ensemble_summary(members, test)
-            summary["mil"] = mil_metrics(cfg, train, test, seed=seed)  # the MIL baseline at the same seed
-            results.append((seed, summary))
-            last = summary["last"]
-            print(f"seed {seed}: last step {last['step']} AUC {last['test']['auc']:.4f}"
-                  + (f", val-selected step {summary['val_selected']['step']} AUC "
-                     f"{summary['val_selected']['test']['auc']:.4f}" if "val_selected" in summary else "")
-                  + f", best-on-test {summary['best_on_test']['test']['auc']:.4f} ({summary['seconds']:.0f} s); "
-                  f"MIL ranking {summary['mil']['auc']:.4f}", flush=True)
-            if "loss_checksums" in summary:
-                print("  loss checksums (steps " + " / ".join(map(str, summary["loss_checksums"])) + "): "
-                      + " / ".join(summary["loss_checksums"].values()), flush=True)
-            if "member_last_auc" in summary:
-                print("  members' last-step AUC: " + ", ".join(f"{a:.4f}" for a in summary["member_last_auc"]))
-            print("  AUC by step: " + ", ".join(f"{h['step']}: {h['test']['auc']:.3f}"
-                                                + (f" (val {h['val_video_auc']:.3f})" if "val_video_auc" in h else "")
-                                                for h in summary["history"]), flush=True)
+        # each seed is two tasks, its run and its MIL baseline, so that no core idles while one seed finishes
+        tasks = [(part, i, seed, args.preset, list(args.overrides), args.ensemble, args.train_half, out)
+                 for i, seed in enumerate(args.seeds) for part in ("run", "mil")]
+        parts: dict[tuple[str, int], dict] = {}
+
+        def collect(part: str, i: int, value: dict) -> None:
+            parts[part, i] = value
+            if part == "run" and ("mil", i) not in parts:
+                print(f"seed {args.seeds[i]} trained: last step AUC {value['last']['test']['auc']:.4f} "
+                      f"({value['seconds']:.0f} s); its MIL baseline is pending", flush=True)
+            if ("run", i) in parts and ("mil", i) in parts:
+                summary = {**parts["run", i], "mil": parts["mil", i]}
+                report_seed(args.seeds[i], summary)
+                results.append((i, args.seeds[i], summary))
+
+        if args.jobs > 1:
+            threads = 1 if args.pin_numerics else max(1, (os.cpu_count() or 1) // args.jobs)
+            print(f"{args.jobs} processes, {threads} torch thread(s) each", flush=True)
+            context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked OpenMP state
+            with context.Pool(args.jobs, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+                runs_first = sorted(tasks, key=lambda task: task[0] != "run")  # the long tasks first
+                for part, i, value in pool.imap_unordered(worker_task, runs_first):
+                    collect(part, i, value)
+        else:
+            for task in tasks:
+                collect(task[0], task[1], run_task(*task, train, test))
+        results = [(seed, summary) for _, seed, summary in sorted(results, key=lambda r: r[0])]
     mil = {k: float(np.mean([s["mil"][k] for _, s in results])) for k in ("auc", "ap", "auc_abnormal")}
     ensemble = None
     if len(results) > 1 and args.ensemble == 1:  # every seed's last step, scores averaged: no selection, no test labels
@@ -169,6 +185,60 @@ def main(argv: list[str] | None = None) -> dict | None:
     return {"baseline": baseline, "mil": mil, "runs": results, "ensemble": ensemble}
 
 
+def parallel_jobs(jobs: str, seeds: int, device: str) -> int:
+    """``--jobs``: a positive number, or ``auto``: one process per seed up to the CPU cores (1 on a GPU)."""
+    if jobs != "auto":
+        if not jobs.isdigit() or int(jobs) < 1:
+            raise SystemExit(f"--jobs: expected a positive number or auto, got {jobs!r}")
+        return int(jobs)
+    if resolve_device(device).type != "cpu":
+        return 1
+    return max(1, min(seeds, os.cpu_count() or 1))
+
+
+def run_task(part: str, i: int, seed: int, preset: str, overrides: list[str], ensemble: int,
+             train_half: int | None, out: Path, train, test) -> dict:
+    """One part of a reported seed: ``run`` (a training run, or an ensemble of ``ensemble`` runs, as a summary) or
+    ``mil`` (the MIL baseline's metrics at the same seed)."""
+    if part == "mil":
+        return mil_metrics(build_config(preset, overrides=overrides), train, test, seed=seed)
+    members = [run_seed(preset, overrides + ["train.progress=false"], member, train, test, out)
+               for member in range(seed * ensemble, (seed + 1) * ensemble)]
+    summary = members[0] if ensemble == 1 else ensemble_summary(members, test)
+    summary["torch_threads"] = torch.get_num_threads()
+    return summary
+
+
+_WORKER_DATA: dict = {}
+
+
+def worker_task(task: tuple) -> tuple[str, int, dict]:
+    """``run_task`` in a worker process of ``--jobs``; each worker loads the data once."""
+    preset, overrides, train_half = task[3], task[4], task[6]
+    key = (preset, tuple(overrides), train_half)
+    if key not in _WORKER_DATA:
+        _WORKER_DATA[key] = load_r1(build_config(preset, overrides=overrides), shared_dir() / R1_FOLDER,
+                                    train_half=train_half)
+    return task[0], task[1], run_task(*task, *_WORKER_DATA[key])
+
+
+def report_seed(seed: int, summary: dict) -> None:
+    last = summary["last"]
+    print(f"seed {seed}: last step {last['step']} AUC {last['test']['auc']:.4f}"
+          + (f", val-selected step {summary['val_selected']['step']} AUC "
+             f"{summary['val_selected']['test']['auc']:.4f}" if "val_selected" in summary else "")
+          + f", best-on-test {summary['best_on_test']['test']['auc']:.4f} ({summary['seconds']:.0f} s, "
+          f"{summary['torch_threads']} thread(s)); MIL ranking {summary['mil']['auc']:.4f}", flush=True)
+    if "loss_checksums" in summary:
+        print("  loss checksums (steps " + " / ".join(map(str, summary["loss_checksums"])) + "): "
+              + " / ".join(summary["loss_checksums"].values()), flush=True)
+    if "member_last_auc" in summary:
+        print("  members' last-step AUC: " + ", ".join(f"{a:.4f}" for a in summary["member_last_auc"]))
+    print("  AUC by step: " + ", ".join(f"{h['step']}: {h['test']['auc']:.3f}"
+                                        + (f" (val {h['val_video_auc']:.3f})" if "val_video_auc" in h else "")
+                                        for h in summary["history"]), flush=True)
+
+
 def json_results(args, machine: dict, results, baseline: dict, mil: dict, ensemble: dict | None) -> dict:
     """What ``--json`` writes: plain numbers per seed and for the baselines, for scripts comparing runs."""
 
@@ -182,7 +252,8 @@ def json_results(args, machine: dict, results, baseline: dict, mil: dict, ensemb
 
     seeds = [{"seed": seed, "last": metrics(s["last"]), "selected": metrics(s.get("val_selected")),
               "best_on_test_not_a_result": metrics(s["best_on_test"]), "seconds": round(s["seconds"], 1),
-              "loss_checksums": s.get("loss_checksums"), "loss_trace": s.get("loss_trace"),
+              "torch_threads": s["torch_threads"], "loss_checksums": s.get("loss_checksums"),
+              "loss_trace": s.get("loss_trace"),
               "auc_by_step": [{"step": h["step"], "auc": h["test"]["auc"]} for h in s["history"] if "test" in h],
               "mil": plain(s["mil"]),
               "beats_baselines": bool(s["last"]["test"]["auc"] > max(baseline["auc"], s["mil"]["auc"]))}
@@ -211,10 +282,13 @@ def format_table(args, results, baseline, mil, ensemble=None) -> str:
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     on_gpu = bool(results) and results[0][1]["device"].startswith("cuda")
-    machine = torch.cuda.get_device_name() if on_gpu else f"CPU ({torch.get_num_threads()} threads)"
+    threads = sorted({s["torch_threads"] for _, s in results}) or [torch.get_num_threads()]
+    machine = (torch.cuda.get_device_name() if on_gpu else
+               f"CPU ({'/'.join(map(str, threads))} torch thread(s) per process, {args.jobs} process(es))")
     command = " ".join(["python benchmarks/r1.py", *args.overrides, "--preset", args.preset, "--seeds",
                         *map(str, args.seeds), *(["--ensemble", str(args.ensemble)] if args.ensemble > 1 else []),
-                        *(["--train-half", str(args.train_half)] if args.train_half else [])])
+                        *(["--train-half", str(args.train_half)] if args.train_half else []),
+                        *(["--jobs", str(args.jobs)] if args.jobs > 1 else [])])
     lines = [f"### R1, preset `{args.preset}`", "", f"Command: `{command}`",
              f"Machine: {machine}; torch {torch.__version__}; python {sys.version.split()[0]}; commit {commit}", "",
              "| seed | AUC (last step) | AUC (val-selected) | AUC best-on-test (not a result) | AP (last) "
