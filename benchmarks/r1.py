@@ -142,32 +142,34 @@ def main(argv: list[str] | None = None) -> dict | None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
         # each seed is two tasks, its run and its MIL baseline, so that no core idles while one seed finishes
-        tasks = [(part, i, seed, args.preset, list(args.overrides), args.ensemble, args.train_half, out)
+        tasks = [(i, part, seed, args.preset, list(args.overrides), args.ensemble, args.train_half, out)
                  for i, seed in enumerate(args.seeds) for part in ("run", "mil")]
-        parts: dict[tuple[str, int], dict] = {}
+        parts: dict[tuple[int, str], dict] = {}
+        summaries: dict[int, dict] = {}
 
-        def collect(part: str, i: int, value: dict) -> None:
-            parts[part, i] = value
-            if part == "run" and ("mil", i) not in parts:
+        def collect(i: int, part: str, value: dict) -> None:
+            parts[i, part] = value
+            if (i, "run") not in parts:
+                return
+            if (i, "mil") not in parts:
                 print(f"seed {args.seeds[i]} trained: last step AUC {value['last']['test']['auc']:.4f} "
                       f"({value['seconds']:.0f} s); its MIL baseline is pending", flush=True)
-            if ("run", i) in parts and ("mil", i) in parts:
-                summary = {**parts["run", i], "mil": parts["mil", i]}
-                report_seed(args.seeds[i], summary)
-                results.append((i, args.seeds[i], summary))
+                return
+            summaries[i] = {**parts[i, "run"], "mil": parts[i, "mil"]}
+            report_seed(args.seeds[i], summaries[i])
 
         if args.jobs > 1:
             threads = 1 if args.pin_numerics else max(1, (os.cpu_count() or 1) // args.jobs)
             print(f"{args.jobs} processes, {threads} torch thread(s) each", flush=True)
             context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked OpenMP state
             with context.Pool(args.jobs, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
-                runs_first = sorted(tasks, key=lambda task: task[0] != "run")  # the long tasks first
-                for part, i, value in pool.imap_unordered(worker_task, runs_first):
-                    collect(part, i, value)
+                runs_first = sorted(tasks, key=lambda task: task[1] != "run")  # the long tasks first
+                for i, part, value in pool.imap_unordered(worker_task, runs_first):
+                    collect(i, part, value)
         else:
-            for task in tasks:
-                collect(task[0], task[1], run_task(*task, train, test))
-        results = [(seed, summary) for _, seed, summary in sorted(results, key=lambda r: r[0])]
+            for i, *task in tasks:
+                collect(i, task[0], run_task(*task, train, test))
+        results = [(seed, summaries[i]) for i, seed in enumerate(args.seeds)]
     mil = {k: float(np.mean([s["mil"][k] for _, s in results])) for k in ("auc", "ap", "auc_abnormal")}
     ensemble = None
     if len(results) > 1 and args.ensemble == 1:  # every seed's last step, scores averaged: no selection, no test labels
@@ -196,8 +198,8 @@ def parallel_jobs(jobs: str, seeds: int, device: str) -> int:
     return max(1, min(seeds, os.cpu_count() or 1))
 
 
-def run_task(part: str, i: int, seed: int, preset: str, overrides: list[str], ensemble: int,
-             train_half: int | None, out: Path, train, test) -> dict:
+def run_task(part: str, seed: int, preset: str, overrides: list[str], ensemble: int, train_half: int | None,
+             out: Path, train, test) -> dict:
     """One part of a reported seed: ``run`` (a training run, or an ensemble of ``ensemble`` runs, as a summary) or
     ``mil`` (the MIL baseline's metrics at the same seed)."""
     if part == "mil":
@@ -212,14 +214,15 @@ def run_task(part: str, i: int, seed: int, preset: str, overrides: list[str], en
 _WORKER_DATA: dict = {}
 
 
-def worker_task(task: tuple) -> tuple[str, int, dict]:
-    """``run_task`` in a worker process of ``--jobs``; each worker loads the data once."""
-    preset, overrides, train_half = task[3], task[4], task[6]
+def worker_task(task: tuple) -> tuple[int, str, dict]:
+    """``(i, *run_task's arguments)`` -> ``(i, part, result)`` in a worker process of ``--jobs``; each worker loads
+    the data once."""
+    i, part, seed, preset, overrides, ensemble, train_half, out = task
     key = (preset, tuple(overrides), train_half)
     if key not in _WORKER_DATA:
         _WORKER_DATA[key] = load_r1(build_config(preset, overrides=overrides), shared_dir() / R1_FOLDER,
                                     train_half=train_half)
-    return task[0], task[1], run_task(*task, *_WORKER_DATA[key])
+    return i, part, run_task(part, seed, preset, overrides, ensemble, train_half, out, *_WORKER_DATA[key])
 
 
 def report_seed(seed: int, summary: dict) -> None:
