@@ -9,7 +9,7 @@ per-snippet logistic regression on the same data. Reads the data in place; exits
 Reported per seed: the last evaluation (no selection), the validation-selected one when train.val_fraction > 0
 (held-out *training* videos, video labels only), and best-on-test, labelled as such (never a result).
 On the CPU the seeds train side by side, one process per seed up to the number of cores (``--jobs``); on the 2-core
-development machine ``--preset r1-improved --seeds 0 1 2 3 4`` took 16 minutes that way, about 21 in one process.
+development machine ``--preset r1-improved --seeds 0 1 2 3 4`` took 15-16 minutes that way, about 21 in one process.
 
 Reproducibility across machines: the machine block printed first (CPU model, torch's kernel level, BLAS, threads,
 the MKL/oneDNN environment) and, per seed, checksums of the training losses of the first 1, 10 and 100 steps
