@@ -167,8 +167,8 @@ def main(argv: list[str] | None = None) -> dict | None:
                 for i, part, value in pool.imap_unordered(worker_task, runs_first):
                     collect(i, part, value)
         else:
-            for i, *task in tasks:
-                collect(i, task[0], run_task(*task, train, test))
+            for i, part, seed, preset, overrides, ensemble, _, run_out in tasks:  # the data is loaded already
+                collect(i, part, run_task(part, seed, preset, overrides, ensemble, run_out, train, test))
         results = [(seed, summaries[i]) for i, seed in enumerate(args.seeds)]
     mil = {k: float(np.mean([s["mil"][k] for _, s in results])) for k in ("auc", "ap", "auc_abnormal")}
     ensemble = None
@@ -198,8 +198,8 @@ def parallel_jobs(jobs: str, seeds: int, device: str) -> int:
     return max(1, min(seeds, os.cpu_count() or 1))
 
 
-def run_task(part: str, seed: int, preset: str, overrides: list[str], ensemble: int, train_half: int | None,
-             out: Path, train, test) -> dict:
+def run_task(part: str, seed: int, preset: str, overrides: list[str], ensemble: int, out: Path, train,
+             test) -> dict:
     """One part of a reported seed: ``run`` (a training run, or an ensemble of ``ensemble`` runs, as a summary) or
     ``mil`` (the MIL baseline's metrics at the same seed)."""
     if part == "mil":
@@ -215,14 +215,14 @@ _WORKER_DATA: dict = {}
 
 
 def worker_task(task: tuple) -> tuple[int, str, dict]:
-    """``(i, *run_task's arguments)`` -> ``(i, part, result)`` in a worker process of ``--jobs``; each worker loads
-    the data once."""
+    """``(i, part, seed, preset, overrides, ensemble, train_half, out)`` -> ``(i, part, result)`` in a worker process
+    of ``--jobs``; each worker loads the data (of ``train_half``) once."""
     i, part, seed, preset, overrides, ensemble, train_half, out = task
     key = (preset, tuple(overrides), train_half)
     if key not in _WORKER_DATA:
         _WORKER_DATA[key] = load_r1(build_config(preset, overrides=overrides), shared_dir() / R1_FOLDER,
                                     train_half=train_half)
-    return i, part, run_task(part, seed, preset, overrides, ensemble, train_half, out, *_WORKER_DATA[key])
+    return i, part, run_task(part, seed, preset, overrides, ensemble, out, *_WORKER_DATA[key])
 
 
 def report_seed(seed: int, summary: dict) -> None:

@@ -69,7 +69,7 @@ def test_r1_seeds_in_parallel_processes_match_a_run_in_this_process(r1, tmp_path
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:  # the same seed, run here with the worker's thread count: the same numbers, bit for bit
-        here = runner.run_task("run", 1, "r1-cpu-small", quick, 1, None, tmp_path, train, test)
+        here = runner.run_task("run", 1, "r1-cpu-small", quick, 1, tmp_path, train, test)
     finally:
         torch.set_num_threads(before)
     assert here["loss_checksums"] == summary["loss_checksums"]
