@@ -46,7 +46,7 @@ def extraction_rows(tmp: Path, device: torch.device, snippets: int, crop_counts:
     from backbone_weights import write_random_clip, write_random_i3d
     from media import write_video
 
-    from adplg.inference.extract import build_extractor
+    from adplg.features.extract import build_extractor
 
     video = write_video(tmp / "bench.mp4", 16 * snippets, width=320, height=240, fps=30)
     weights = {"i3d": write_random_i3d(tmp / "rgb_imagenet.pt"),
@@ -88,7 +88,7 @@ def score_row(tmp: Path, device: torch.device, crops: int) -> dict:
 
 
 def export_rows(tmp: Path) -> list[dict]:
-    from adplg.inference.export import check_export, export_onnx, export_torchscript
+    from adplg.deploy.export import check_export, export_onnx, export_torchscript
     from adplg.models.snippet_branch import SnippetBranch
 
     torch.manual_seed(0)

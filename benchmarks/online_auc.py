@@ -1,6 +1,6 @@
 """Frame AUC of online scoring (``OnlineScorer``, as ``adplg watch`` uses it) against offline evaluation.
 
-Each test video's snippets are pushed one by one through :class:`adplg.inference.online.OnlineScorer` for every
+Each test video's snippets are pushed one by one through :class:`adplg.live.online.OnlineScorer` for every
 ring-buffer window ``W`` and look-ahead delay ``L`` (default: 0 and the model's ``max(windows) + 1``; ``--delays``);
 the online snippet scores are expanded to frames exactly as offline evaluation does (``frame_scores`` with the
 test set's layout) and scored with the same frame metrics. Offline = the model's normal evaluation (whole video,
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from adplg.evaluation.evaluate import predict_snippet_scores, score_metrics
-from adplg.inference.online import OnlineScorer, default_delay
+from adplg.live.online import OnlineScorer, default_delay
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -129,7 +129,7 @@ def r1_runs(seeds: list[int], windows: list[int], overrides: list[str], out: Pat
 def checkpoint_runs(checkpoint: str, preset: str | None, windows: list[int], overrides: list[str],
                     delays: list[str], encode_every: list[int]) -> list[dict]:
     from adplg.data.datasets import build_test_set
-    from adplg.inference.load import load_scorer
+    from adplg.checkpoints.load import load_scorer
 
     cfg, model = load_scorer([checkpoint], preset, None, overrides)
     test = build_test_set(cfg, progress=False)

@@ -71,8 +71,8 @@ def main() -> None:
     from backbone_weights import write_random_clip, write_random_i3d
     from media import write_video
 
-    from adplg.inference.engines import RayEngine
-    from adplg.inference.extract import build_extractor, collect_videos, extract_many
+    from adplg.engines import RayEngine
+    from adplg.features.extract import build_extractor, collect_videos, extract_many
 
     cpus = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="adplg-ray-bench-") as tmp:

@@ -47,7 +47,7 @@ def _write_video(path: Path, seconds: float, fps: int, width: int, height: int) 
 def _checkpoint(root: Path, backbone: str) -> Path:
     import torch
 
-    from adplg.checkpoint import save_checkpoint
+    from adplg.checkpoints.format import save_checkpoint
     from adplg.config import build_config
     from adplg.models.build import build_snippet_branch, build_video_branch
 
@@ -70,8 +70,8 @@ def run_case(video: Path, backbone: str, precision: str, device: str, root: Path
     time."""
     import adplg
     from adplg.inference.alerts import AlertRules
-    from adplg.inference.extract import build_extractor
-    from adplg.inference.watch import watch
+    from adplg.features.extract import build_extractor
+    from adplg.live.watch import watch
 
     scorer = adplg.load(_checkpoint(root, backbone), device=device)
     weights = _weights(root, backbone)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import adplg.checkpoint
-from adplg.checkpoint import Checkpoint, remove_orphan_temporaries, save_checkpoint, weights_metadata
+import adplg.checkpoints.format
+from adplg.checkpoints.format import Checkpoint, remove_orphan_temporaries, save_checkpoint, weights_metadata
 from adplg.cli.main import main
 from adplg.config import build_config
 from adplg.data.datasets import build_test_set, build_train_set
@@ -44,14 +44,14 @@ def tiny_save(path, step, **kwargs):
 def crash_on(monkeypatch, name, step):
     """The second write of ``save_checkpoint`` (the sidecar) raises for ``<name>.json`` at ``step``, after the
     weights file was replaced: new weights beside the previous sidecar, as a kill between the writes leaves them."""
-    real = adplg.checkpoint.atomic_write_text
+    real = adplg.checkpoints.format.atomic_write_text
 
     def write(path, text):
         if path.name == f"{name}.json" and json.loads(text)["step"] == step:
             raise RuntimeError("simulated crash between the weights and the sidecar")
         real(path, text)
 
-    monkeypatch.setattr(adplg.checkpoint, "atomic_write_text", write)
+    monkeypatch.setattr(adplg.checkpoints.format, "atomic_write_text", write)
 
 
 def test_pair_carries_one_id_and_the_weights_hash(tmp_path):

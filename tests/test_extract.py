@@ -19,8 +19,8 @@ from adplg.conventions import crop_file_names
 from adplg.data.features import FeatureStore
 from adplg.data.lists import read_list
 from adplg.errors import AdplgError
-from adplg.inference.extract import build_extractor, collect_videos, extract_many
-from adplg.inference.video import SnippetReader, crop_views, probe_video, resize_short_side
+from adplg.features.extract import build_extractor, collect_videos, extract_many
+from adplg.features.video import SnippetReader, crop_views, probe_video, resize_short_side
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import torch
 from adplg.config import build_config
 from adplg.evaluation.evaluate import forward_in_chunks
 from adplg.inference.alerts import AlertRules, alert_segments
-from adplg.inference.online import OnlineAlerts, OnlineScorer, default_delay
+from adplg.live.online import OnlineAlerts, OnlineScorer, default_delay
 from adplg.models.build import build_snippet_branch
 
 FPS = 30.0

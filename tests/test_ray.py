@@ -30,8 +30,8 @@ pytest.importorskip("ray.data", reason="the Ray engine tests need Ray Data (`pip
 
 from adplg.cli.main import main  # noqa: E402
 from adplg.errors import AdplgError  # noqa: E402
-from adplg.inference.engines import RayEngine, check_reachable  # noqa: E402
-from adplg.inference.extract import build_extractor, extract_many, plan_extraction  # noqa: E402
+from adplg.engines import RayEngine, check_reachable  # noqa: E402
+from adplg.features.extract import build_extractor, extract_many, plan_extraction  # noqa: E402
 from adplg.inference.score_jobs import score_many  # noqa: E402
 from adplg.inference.scorer import load  # noqa: E402
 
@@ -78,7 +78,7 @@ def weights(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """An untrained small scoring model for 512-d (CLIP) features, one test crop, with non-trivial weights."""
-    from adplg.checkpoint import save_checkpoint
+    from adplg.checkpoints.format import save_checkpoint
     from adplg.config import build_config
     from adplg.models.build import build_snippet_branch, build_video_branch
 

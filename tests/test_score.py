@@ -117,7 +117,7 @@ def test_help_has_examples(capsys):
 def test_crops_are_grouped_by_the_manifest_naming_and_averaged(trained, tmp_path):
     import torch
 
-    from adplg.inference.load import load_snippet_branch
+    from adplg.checkpoints.load import load_snippet_branch
 
     ckpt, _ = trained
     rng = np.random.default_rng(0)
@@ -140,8 +140,8 @@ def test_crops_are_grouped_by_the_manifest_naming_and_averaged(trained, tmp_path
 def test_an_ensemble_scores_the_mean_of_its_members(trained, tmp_path):
     import torch
 
-    from adplg.checkpoint import save_checkpoint
-    from adplg.inference.load import load_scorer, load_snippet_branch
+    from adplg.checkpoints.format import save_checkpoint
+    from adplg.checkpoints.load import load_scorer, load_snippet_branch
     from adplg.models.build import build_video_branch
 
     ckpt, data = trained

@@ -14,8 +14,8 @@ from backbone_weights import write_random_clip
 from media import write_timed_video
 
 from adplg.conventions import SNIPPET_FRAMES
-from adplg.inference.extract import build_extractor, extract_many
-from adplg.inference.video import SnippetReader, frame_count_mismatch, probe_video, snippet_bounds
+from adplg.features.extract import build_extractor, extract_many
+from adplg.features.video import SnippetReader, frame_count_mismatch, probe_video, snippet_bounds
 
 # 40 frames: 40 ms apart, then 200 ms gaps across the first snippet boundary, 120 ms gaps across the second
 GAPS_MS = [40] * 10 + [200] * 10 + [40] * 5 + [120] * 8 + [40] * 6

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from adplg.checkpoint import Checkpoint
+from adplg.checkpoints.format import Checkpoint
 from adplg.cli.main import main
 from adplg.config import build_config
 from adplg.data.datasets import build_test_set, build_train_set
@@ -106,7 +106,7 @@ def test_ema_and_uniform_average_are_exclusive(data, tmp_path):
 
 def test_snippet_members_learn_side_by_side_and_score_as_their_mean(data, tmp_path):
     from adplg.evaluation.evaluate import predict_snippet_scores
-    from adplg.inference.load import load_scorer
+    from adplg.checkpoints.load import load_scorer
     from adplg.models.ensemble import SnippetEnsemble
 
     cfg = cfg_for(data, tmp_path, num_iters=10)
@@ -128,7 +128,7 @@ def test_snippet_members_learn_side_by_side_and_score_as_their_mean(data, tmp_pa
         assert s == pytest.approx(sum(e[v] for e in each) / 3, abs=1e-6)
     saved = json.loads((tmp_path / "run" / "evals" / "step_10" / "results.json").read_text())["metrics"]["auc"]
     assert trainer.history[-1]["test"]["auc"] == saved
-    from adplg.inference.export import export_model
+    from adplg.deploy.export import export_model
     with pytest.raises(AdplgError, match="ensemble of 3"):  # not silently exporting one member
         export_model(loaded, tmp_path / "model.pt", "torchscript")
 

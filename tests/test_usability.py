@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from adplg.checkpoint import Checkpoint
+from adplg.checkpoints.format import Checkpoint
 from adplg.cli.main import main
 from adplg.config import Config, build_config, config_reference, load_preset
 from adplg.data.datasets import build_test_set, build_train_set

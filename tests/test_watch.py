@@ -26,8 +26,8 @@ from adplg.cli.main import main
 from adplg.conventions import SNIPPET_FRAMES
 from adplg.errors import AdplgError
 from adplg.inference.alerts import AlertRules, alert_segments
-from adplg.inference.stream import Frame, FrameSource
-from adplg.inference.watch import watch
+from adplg.live.sources import Frame, FrameSource
+from adplg.live.watch import watch
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def clip_run(tmp_path_factory):
     """A 512-d (CLIP-sized) demo-cpu-small model saved as our checkpoint, and tiny random CLIP weights. The model
     is randomly initialised (seeded), not trained: ``adplg.train`` takes over a minute on a busy 2-core CPU, and
     what is tested here is that online scoring reproduces the offline scores of the same model, not its accuracy."""
-    from adplg.checkpoint import save_checkpoint
+    from adplg.checkpoints.format import save_checkpoint
     from adplg.config import build_config
     from adplg.models.build import build_snippet_branch, build_video_branch
 
@@ -332,7 +332,7 @@ def test_a_stalled_stream_is_reconnected_by_the_watchdog(clip_run):
 
 
 def test_a_full_queue_drops_the_oldest_frames_and_counts_them():
-    from adplg.inference.stream import END, FrameReader
+    from adplg.live.sources import END, FrameReader
 
     class Burst(FrameSource):
         name, live, fps = "burst", True, 25.0
@@ -372,7 +372,7 @@ def test_encode_every_runs_the_backbone_on_every_kth_snippet_and_holds_its_featu
     """``encode_every=2`` (``--encode-every 2``): the backbone sees snippets 0, 2, 4, ... only; each skipped snippet
     is scored with the features of the snippet before it, so the timeline keeps one score per snippet. With the
     whole video in the buffer (delay >= T - 1) the scores equal the offline scores of those held features."""
-    from adplg.inference.extract import build_extractor
+    from adplg.features.extract import build_extractor
 
     run, weights = clip_run
     snippets = 11

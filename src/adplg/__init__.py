@@ -21,23 +21,34 @@ watch(source, checkpoint, weights=, ...) -> WatchReport   (live camera / stream 
 build_config(preset, config_file, overrides) -> Config    (``adplg config`` lists every key)
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from adplg.api import (
-    AlertRules,
-    Scorer,
-    TestResult,
-    Timeline,
-    TrainResult,
-    WatchReport,
-    calibrate,
-    extract,
-    load,
-    test,
-    train,
-    watch,
-)
-from adplg.config import Config, build_config
+import importlib
+from typing import TYPE_CHECKING
 
-__all__ = ["load", "Scorer", "Timeline", "AlertRules", "calibrate", "extract", "train", "TrainResult", "test",
-           "TestResult", "watch", "WatchReport", "build_config", "Config", "__version__"]
+from adplg._version import __version__
+
+# The API is imported on first use (PEP 562), so ``import adplg.config`` or ``adplg --help`` does not import torch.
+_API = {"load": "adplg.api", "Scorer": "adplg.api", "Timeline": "adplg.api", "AlertRules": "adplg.api",
+        "calibrate": "adplg.api", "extract": "adplg.api", "train": "adplg.api", "TrainResult": "adplg.api",
+        "test": "adplg.api", "TestResult": "adplg.api", "watch": "adplg.api", "WatchReport": "adplg.api",
+        "build_config": "adplg.config", "Config": "adplg.config"}
+
+__all__ = [*_API, "__version__"]
+
+if TYPE_CHECKING:
+    from adplg.api import (AlertRules, Scorer, TestResult, Timeline, TrainResult, WatchReport, calibrate, extract,
+                           load, test, train, watch)
+    from adplg.config import Config, build_config
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'adplg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -27,7 +27,7 @@ from adplg.evaluation.run import TestResult, test_checkpoints
 from adplg.inference.alerts import AlertRules
 from adplg.inference.score import Timeline
 from adplg.inference.scorer import Inputs, Scorer, load
-from adplg.inference.watch import WatchReport, watch
+from adplg.live.watch import WatchReport, watch
 from adplg.training.run import TrainResult, train
 
 __all__ = ["load", "Scorer", "Timeline", "AlertRules", "calibrate", "extract", "train", "TrainResult", "test",
@@ -51,9 +51,9 @@ def extract(videos: Inputs, out_dir: str | Path, *, backbone: str, weights: str 
             clip_frame: str = "middle", progress: bool = True):
     """I3D or CLIP snippet features of ``videos`` (files, folders, list files) in the published layouts: one
     ``[T, D]`` float32 ``.npy`` per crop, ``meta/<video>.json`` records and ``manifest.json`` in ``out_dir``.
-    Re-runs skip finished videos. Returns an :class:`~adplg.inference.extract.ExtractReport`."""
+    Re-runs skip finished videos. Returns an :class:`~adplg.features.extract.ExtractReport`."""
     from adplg.conventions import DEFAULT_CROPS
-    from adplg.inference.extract import build_extractor, extract_many
+    from adplg.features.extract import build_extractor, extract_many
 
     if backbone not in DEFAULT_CROPS:
         from adplg.errors import AdplgError

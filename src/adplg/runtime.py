@@ -39,7 +39,7 @@ def versions() -> dict[str, Any]:
     import numpy
     import sklearn
 
-    import adplg
+    from adplg._version import __version__
 
     commit = None
     try:
@@ -48,7 +48,7 @@ def versions() -> dict[str, Any]:
                                 timeout=5).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"adplg": adplg.__version__, "git_commit": commit, "python": sys.version.split()[0],
+    return {"adplg": __version__, "git_commit": commit, "python": sys.version.split()[0],
             "torch": torch.__version__, "numpy": numpy.__version__, "sklearn": sklearn.__version__,
             "platform": platform.platform(), "cuda": torch.version.cuda,
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", **cpu_details()}

@@ -48,8 +48,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _output_path(out: str | None, checkpoint: Path, fmt: str) -> Path:
     """``--out`` as a file path: a folder (existing, or written with a trailing slash) gets ``<stem>.onnx`` /
     ``<stem>.ts`` inside it; no ``--out``: that name beside the checkpoint."""
-    from adplg.checkpoint import checkpoint_file
-    from adplg.inference.export import SUFFIXES
+    from adplg.checkpoints.format import checkpoint_file
+    from adplg.deploy.export import SUFFIXES
 
     source = checkpoint_file(checkpoint)
     name = source.stem + SUFFIXES[fmt]
@@ -62,7 +62,7 @@ def _output_path(out: str | None, checkpoint: Path, fmt: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Validate the arguments and the output path, load the scoring branch, export it to a temporary name, check it
     (unless ``--no-check``) and only then rename it over ``--out``; print where everything went."""
-    from adplg.inference.export import (
+    from adplg.deploy.export import (
         check_export_target,
         check_format,
         check_tolerance,
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         require_onnx_packages,
         sidecar_path,
     )
-    from adplg.inference.load import load_snippet_branch
+    from adplg.checkpoints.load import load_snippet_branch
 
     fmt = check_format(args.format)
     atol = check_tolerance(args.atol, "atol")

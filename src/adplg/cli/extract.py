@@ -1,4 +1,4 @@
-"""``adplg extract``: I3D / CLIP snippet features from raw videos (see ``adplg.inference.extract``)."""
+"""``adplg extract``: I3D / CLIP snippet features from raw videos (see ``adplg.features.extract``)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
     """``--engine local|ray`` and the Ray options (shared by ``extract`` and ``score``)."""
-    from adplg.inference.engines import ENGINES
+    from adplg.engines import ENGINES
 
     p.add_argument("--engine", choices=ENGINES, default="local",
                    help="where the per-video work runs: local (this process, default) or ray (a Ray cluster; "
@@ -60,10 +60,10 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def engine_from_args(args: argparse.Namespace):
-    """None for ``--engine local``; a checked :class:`~adplg.inference.engines.RayEngine` for ``--engine ray``
+    """None for ``--engine local``; a checked :class:`~adplg.engines.RayEngine` for ``--engine ray``
     (ray importable, options in range, ``--address`` reachable). Ray options without ``--engine ray`` are an
     error."""
-    from adplg.inference.engines import RayEngine, check_reachable, import_ray
+    from adplg.engines import RayEngine, check_reachable, import_ray
 
     ray_flags = {"--address": args.address, "--workers": args.workers, "--gpus-per-worker": args.gpus_per_worker,
                  "--cpus-per-worker": args.cpus_per_worker}
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the extraction; 0 when every video succeeded, 1 when some failed, 2 when all failed (nothing was
     extracted: the inputs are wrong). Each failure is printed to stderr, naming the video and why."""
     from adplg.conventions import DEFAULT_CROPS
-    from adplg.inference.extract import build_extractor, check_extract_folder, extract_many
+    from adplg.features.extract import build_extractor, check_extract_folder, extract_many
 
     shard = parse_shard(args.shard)
     engine = engine_from_args(args)

@@ -10,8 +10,8 @@ import logging
 import sys
 from pathlib import Path
 
-import adplg
-from adplg.cli.common import add_config_args, config_overrides, normalize_spellings, split_model_files
+from adplg._version import __version__
+from adplg.cli.common import add_config_args, config_overrides, normalize_spellings, option_for, split_model_files
 from adplg.errors import AdplgError
 
 EXAMPLES_TRAIN = """examples:
@@ -61,7 +61,7 @@ def _check_train_output(args: argparse.Namespace) -> None:
     from adplg.io import check_output_dir
 
     if args.resume is not None:
-        from adplg.checkpoint import checkpoint_file
+        from adplg.checkpoints.format import checkpoint_file
 
         run_dir = checkpoint_file(args.resume).parent.parent
         if run_dir.is_dir():  # a missing checkpoint is reported by train itself
@@ -128,7 +128,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adplg", description="ADPLG-VAD weakly supervised video anomaly detection")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
-    parser.add_argument("--version", action="version", version=f"adplg {adplg.__version__}")
+    parser.add_argument("--version", action="version", version=f"adplg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train both branches", epilog=EXAMPLES_TRAIN,
@@ -186,6 +186,15 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
     return args
 
 
+def error_message(exc: AdplgError, parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """The error as the command line says it: a library parameter (``exc.parameter``) named by this command's flag
+    (``queue_frames`` -> ``--queue-frames``, ``min_duration_s`` -> ``--min-duration``) where it has one."""
+    if exc.parameter is None:
+        return str(exc)
+    option = option_for(parser, getattr(args, "command", None), exc.parameter)
+    return exc.for_option(option) if option else str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, normalize_spellings(parser, sys.argv[1:] if argv is None else list(argv)))
@@ -195,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     except AdplgError as exc:
         if args.verbose:
             raise
-        print(f"adplg: error: {exc}", file=sys.stderr)
+        print(f"adplg: error: {error_message(exc, parser, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("adplg: interrupted", file=sys.stderr)

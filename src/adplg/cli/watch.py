@@ -1,5 +1,5 @@
 """``adplg watch``: live scoring of a camera, a network stream or a file, with alerts as events; argument parsing over
-:func:`adplg.inference.watch.watch`.
+:func:`adplg.live.watch.watch`.
 
 Ctrl-C and SIGTERM stop cleanly: the scorer is flushed, open alerts are closed (an ``ended`` event), the outputs are
 finished, and the exit status is 0. A source that cannot be (re)connected after ``--max-retries`` attempts exits 2
@@ -71,8 +71,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from adplg.cli.score import resolve_rules
     from adplg.inference.alerts import check_number
     from adplg.inference.scorer import load
-    from adplg.inference.stream import open_source
-    from adplg.inference.watch import watch
+    from adplg.live.sources import open_source
+    from adplg.live.watch import watch
     from adplg.io import atomic_write_text, check_output_dir, check_output_file
 
     # every number and output is checked before the model loads or the source is opened

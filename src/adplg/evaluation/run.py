@@ -24,7 +24,7 @@ class TestResult:
 def default_output(model_files: Sequence[str | Path]) -> Path:
     """Inside the run when the (first) checkpoint belongs to one: ``<run>/tests/<checkpoint>[-ensembleK]``;
     otherwise ``test-<checkpoint>`` beside the file."""
-    from adplg.checkpoint import checkpoint_file
+    from adplg.checkpoints.format import checkpoint_file
 
     first = Path(model_files[0])
     weights = checkpoint_file(first)
@@ -45,7 +45,7 @@ def test_checkpoints(model_files: Sequence[str | Path], *, preset: str | None = 
     from adplg.data.datasets import build_test_set
     from adplg.evaluation.evaluate import evaluate, write_results
     from adplg.evaluation.plots import plot_test_examples
-    from adplg.inference.load import load_scorer
+    from adplg.checkpoints.load import load_scorer
     from adplg.io import check_output_dir
     from adplg.runtime import resolve_device
 

@@ -133,7 +133,7 @@ class AlertRules:
 
 def rules_path_for(checkpoint: Path) -> Path:
     """Where the alert rules of a checkpoint live: ``<checkpoint without suffix>.alerts.yaml`` beside it."""
-    from adplg.checkpoint import checkpoint_file
+    from adplg.checkpoints.format import checkpoint_file
 
     weights = checkpoint_file(checkpoint)
     return weights.with_name(weights.stem + ALERTS_SUFFIX)

@@ -1,6 +1,6 @@
 """Scoring as per-video jobs: what ``adplg score --engine ray`` runs, resumable and the same on every engine.
 
-A run is three steps, like extraction (:mod:`adplg.inference.extract`):
+A run is three steps, like extraction (:mod:`adplg.features.extract`):
 
 1. :func:`plan_scoring` (on the driver): the inputs are checked as ``adplg score`` checks them (every path exists,
    feature folders hold no half-extracted video, no video name twice); each video becomes a unit (a video file, or
@@ -12,7 +12,7 @@ A run is three steps, like extraction (:mod:`adplg.inference.extract`):
    when plotting) exist is skipped. Video inputs get their features in ``<out>/features`` (its manifest is checked
    or written here).
 2. the work, :func:`score_unit` (in this process, or in a Ray worker that loads the checkpoint and the backbone once):
-   a video file is extracted first unless its features are finished (:func:`~adplg.inference.extract.extract_video`),
+   a video file is extracted first unless its features are finished (:func:`~adplg.features.extract.extract_video`),
    then scored, and its ``<name>.csv``, ``<name>.json`` (with ``score_fingerprint``) and ``<name>.png`` are written
    atomically; a failing video gives a failed record and the others go on.
 3. :func:`finish_scoring`: ``summary.json`` from every scored video (skipped ones read back from their
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from adplg.errors import AdplgError
 from adplg.inference.alerts import AlertRules
-from adplg.inference.extract import (
+from adplg.features.extract import (
     FeatureExtractor,
     build_extractor,
     collect_videos,
@@ -263,7 +263,7 @@ def _saved_summary(out_dir: Path, name: str) -> dict:
 def finish_scoring(plan: ScorePlan, records: Iterable[dict], scorer: Scorer, rules_source: str) -> ScoreReport:
     """Step 3: the report and ``summary.json`` (videos in the plan's order; not written when none was scored). A
     unit to do without a record failed: its Ray worker died on it."""
-    from adplg.inference.engines import worker_died
+    from adplg.engines import worker_died
 
     out_dir = Path(plan.settings.out_dir)
     by_name = {record["video"]: record for record in records}
@@ -298,7 +298,7 @@ def score_many(scorer: Scorer, inputs, out_dir: Path, *, model: ModelSpec | None
 
     ``scorer``: the model on this machine (settings, rules, and the local engine's work). ``rules`` default to the
     scorer's. ``annotations``: a UCF/XD annotation file or ``{video: [(start_frame, end_frame), ...]}``, shaded in
-    the plots. ``engine``: None runs here; a :class:`~adplg.inference.engines.RayEngine` runs on a Ray cluster,
+    the plots. ``engine``: None runs here; a :class:`~adplg.engines.RayEngine` runs on a Ray cluster,
     where each worker loads ``model`` (required then) and the backbone once."""
     from adplg.data.gt import read_annotations
     from tqdm import tqdm

@@ -44,7 +44,7 @@ def _as_paths(inputs: Inputs) -> list[Path]:
 
 
 def _has_videos(folder: Path) -> bool:
-    from adplg.inference.extract import VIDEO_EXTENSIONS
+    from adplg.features.extract import VIDEO_EXTENSIONS
 
     return any(p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file() for p in folder.rglob("*"))
 
@@ -52,7 +52,7 @@ def _has_videos(folder: Path) -> bool:
 def is_video_input(path: Path) -> bool:
     """A video file, or a folder holding videos and no ``.npy`` features (a folder of videos); missing paths are
     classified by their suffix. A folder with neither is no video input (:meth:`Scorer.score` refuses it)."""
-    from adplg.inference.extract import VIDEO_EXTENSIONS
+    from adplg.features.extract import VIDEO_EXTENSIONS
 
     if path.is_dir():
         return not any(path.rglob("*.npy")) and _has_videos(path)
@@ -62,7 +62,7 @@ def is_video_input(path: Path) -> bool:
 
 
 def _check_inputs_exist(paths: list[Path]) -> None:
-    from adplg.inference.extract import VIDEO_EXTENSIONS
+    from adplg.features.extract import VIDEO_EXTENSIONS
 
     for path in paths:
         if path.is_dir() and not any(path.rglob("*.npy")) and not _has_videos(path):
@@ -185,7 +185,7 @@ class Scorer:
                         video: PathLike = "a video input"):
         """The feature extractor for this model's video inputs (its backbone's feature size, its test crops), on
         ``device`` (default: the model's). ``video`` names the input in the error when ``weights`` is missing."""
-        from adplg.inference.extract import build_extractor
+        from adplg.features.extract import build_extractor
 
         dim = self.config.data.feature_dim
         if weights is None:
@@ -205,7 +205,7 @@ class Scorer:
     def extract(self, videos: Sequence[PathLike], out_dir: PathLike, *, weights: PathLike | None,
                 backbone: str | None = None, naming: str = "ucf", progress: bool = False) -> Path:
         """Features of ``videos`` for this model (its backbone's feature size, its test crops) into ``out_dir``."""
-        from adplg.inference.extract import extract_many
+        from adplg.features.extract import extract_many
 
         videos = [Path(v) for v in videos]
         extractor = self.video_extractor(weights, backbone, video=videos[0])
@@ -250,7 +250,7 @@ class Scorer:
     @property
     def sha256(self) -> str:
         """The sha256 of the weights file, or for an ensemble the sha256 of its members' hashes in order."""
-        from adplg.checkpoint import checkpoint_file
+        from adplg.checkpoints.format import checkpoint_file
 
         hashes = [file_sha256(checkpoint_file(c)) for c in self.checkpoints]
         return hashes[0] if len(hashes) == 1 else hashlib.sha256(" ".join(hashes).encode()).hexdigest()
@@ -264,7 +264,7 @@ class Scorer:
         model was not trained on), or timelines already scored. ``save_to``: a YAML path, ``True`` for
         ``<checkpoint>.alerts.yaml`` beside the (first) checkpoint (then :meth:`score` picks them up), ``False``
         or None to keep them in memory. The result becomes :attr:`rules`."""
-        from adplg.checkpoint import checkpoint_file
+        from adplg.checkpoints.format import checkpoint_file
 
         check_calibration(target_far, hysteresis, min_duration_s, merge_gap_s)  # before the (long) scoring
         if isinstance(normal_inputs, (list, tuple)) and normal_inputs and isinstance(normal_inputs[0], Timeline):
@@ -291,7 +291,7 @@ def load(checkpoint: PathLike | Sequence[PathLike], *more: PathLike, preset: str
     or the authors' ``*_model_s_*.pkl`` (which needs ``preset``); several checkpoints score their mean (an
     ensemble). Our checkpoints build the model they were trained with; ``preset`` / ``config`` / ``overrides``
     (``"eval.smooth_window=5"``) only set data paths and evaluation settings for them."""
-    from adplg.inference.load import load_scorer
+    from adplg.checkpoints.load import load_scorer
 
     files = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
     files += list(more)

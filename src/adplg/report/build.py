@@ -233,7 +233,7 @@ def _safe_name(name: str, taken: set[str]) -> str:
 
 def _index_videos(videos_dir: Path | None) -> dict[str, Path]:
     """``{name without extension: path}`` of every video file under ``videos_dir`` (the first in path order wins)."""
-    from adplg.inference.extract import VIDEO_EXTENSIONS
+    from adplg.features.extract import VIDEO_EXTENSIONS
 
     if videos_dir is None:
         return {}
@@ -287,7 +287,7 @@ def write_thumbnails(source: Path, times_s: list[float], paths: list[Path], widt
     PyAV errors propagate (the caller turns them into a note on the page)."""
     from PIL import Image
 
-    from adplg.inference.video import _frame_time_s, _open
+    from adplg.features.video import _frame_time_s, _open
 
     container, stream = _open(source)
     try:
@@ -326,7 +326,7 @@ def _script_json(data) -> str:
 def _checkpoint_sha256(checkpoints: list[str]) -> str | None:
     """The checkpoint's sha256 as :attr:`adplg.inference.scorer.Scorer.sha256` gives it (an ensemble: the sha256 of
     its members' hashes in order), or None when a checkpoint file is no longer there."""
-    from adplg.checkpoint import checkpoint_file
+    from adplg.checkpoints.format import checkpoint_file
 
     files = [checkpoint_file(c) for c in checkpoints]
     if not files or not all(f.is_file() for f in files):

@@ -19,7 +19,7 @@ import yaml
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
-from adplg.checkpoint import Checkpoint, remove_orphan_temporaries, save_checkpoint, verified_checkpoints
+from adplg.checkpoints.format import Checkpoint, remove_orphan_temporaries, save_checkpoint, verified_checkpoints
 from adplg.config import Config
 from adplg.data.datasets import TestSet, TrainSet
 from adplg.errors import AdplgError
@@ -213,7 +213,7 @@ class Trainer:
         return tensors
 
     def save(self, name: str, metrics: dict | None = None, full: bool = True) -> Path:
-        """Write ``checkpoints/<name>.safetensors`` + ``.json`` (one verifiable pair, see adplg.checkpoint), after
+        """Write ``checkpoints/<name>.safetensors`` + ``.json`` (one verifiable pair, see adplg.checkpoints.format), after
         removing the temporary files an earlier killed write left there."""
         path = self.run_dir / "checkpoints" / name
         remove_orphan_temporaries(path.parent)

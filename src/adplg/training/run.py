@@ -37,7 +37,7 @@ def train(config: Config | str | None = None, *, overrides: Sequence[str] = (), 
     preset; ``overrides`` are dotted ``"section.key=value"`` strings applied on top (``"train.seed=1"``). ``resume``:
     a run directory (or full checkpoint) to continue bit for bit, with its saved config. ``evaluate=False`` trains
     without a test set. ``on_start(run_dir)`` is called once the run directory exists."""
-    from adplg.checkpoint import Checkpoint
+    from adplg.checkpoints.format import Checkpoint
     from adplg.data.datasets import build_test_set, build_train_set, data_manifest
     from adplg.training.engine import Trainer, create_run_dir
 

@@ -109,7 +109,7 @@ class AVSource(FrameSource):
     def frames(self) -> Iterator[Frame]:
         import av
 
-        from adplg.inference.video import _frame_time_s
+        from adplg.features.video import _frame_time_s
 
         self._interrupted = False
         kwargs: dict = {"options": self.options} if self.options else {}

@@ -1,11 +1,11 @@
 """``adplg watch``: score a live camera, a network stream or a file as it plays, and raise alerts as they happen.
 
-Pipeline (one source): a reader thread (:class:`adplg.inference.stream.FrameReader`) decodes frames into a bounded
+Pipeline (one source): a reader thread (:class:`adplg.live.sources.FrameReader`) decodes frames into a bounded
 queue (a live source drops the oldest queued frame when the scorer falls behind; see ``stream``). The main loop cuts
 the frames into consecutive 16-frame snippets, featurises each complete snippet with the checkpoint's backbone
 through the very extractor of ``adplg extract`` (same preprocessing, same crops), scores it with
-:class:`~adplg.inference.online.OnlineScorer` (a snippet's score is final ``delay`` snippets later), repeats each
-final snippet score over its 16 frames and feeds them to :class:`~adplg.inference.online.OnlineAlerts`. Latency
+:class:`~adplg.live.online.OnlineScorer` (a snippet's score is final ``delay`` snippets later), repeats each
+final snippet score over its 16 frames and feeds them to :class:`~adplg.live.online.OnlineAlerts`. Latency
 (announced at start-up): ``delay x 16 / fps`` seconds plus the compute time of one snippet.
 
 Memory is bounded: at most ``queue_frames`` frames in the reader's queue, the snippet being filled, up to
@@ -61,7 +61,7 @@ import numpy as np
 
 from adplg.conventions import SNIPPET_FRAMES, backbone_for_dim
 from adplg.errors import AdplgError
-from adplg.inference.stream import END, Frame, FrameReader, FrameSource, open_source
+from adplg.live.sources import END, Frame, FrameReader, FrameSource, open_source
 
 __all__ = ["watch", "WatchReport", "WebhookPoster"]
 
@@ -269,7 +269,7 @@ def _load_scorer(scorer_or_checkpoint, device: str):
 
 
 def _build_extractor(scorer, weights, backbone: str | None, crops: int):
-    from adplg.inference.extract import build_extractor
+    from adplg.features.extract import build_extractor
 
     dim = scorer.config.data.feature_dim
     if weights is None:
@@ -301,7 +301,7 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
     (stdout) or an open text file. ``announce``: where status lines go (default: the log). ``on_event``: called
     with every event record. ``extractor``: an already built feature extractor (else built from ``weights``).
     ``encode_every``: run the backbone on every ``k``-th snippet only (see the module docstring)."""
-    from adplg.inference.online import OnlineAlerts, OnlineScorer
+    from adplg.live.online import OnlineAlerts, OnlineScorer
 
     if isinstance(encode_every, bool) or not isinstance(encode_every, int) or encode_every < 1:
         raise AdplgError(f"watch: expected encode_every (--encode-every) an integer >= 1, got {encode_every!r}")

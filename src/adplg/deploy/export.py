@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from adplg.checkpoint import checkpoint_file
+from adplg.checkpoints.format import checkpoint_file
 from adplg.config import Config
 from adplg.errors import AdplgError
 from adplg.io import OutputError, atomic_write_bytes, atomic_write_text, check_output_file, file_sha256

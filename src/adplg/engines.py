@@ -2,7 +2,7 @@
 adplg[ray]``).
 
 Both engines run the same unit of work, one video -> a small record dict (JSON-serialisable: video name, status,
-error, snippets, settings fingerprint...), defined by the caller (:func:`adplg.inference.extract.extract_video`, the
+error, snippets, settings fingerprint...), defined by the caller (:func:`adplg.features.extract.extract_video`, the
 scoring work of :mod:`adplg.inference.score_jobs`). The work writes its own outputs atomically, so frames and features
 never travel through Ray's object store: only the item (a video path) goes to a worker and only the record comes back.
 

@@ -15,7 +15,7 @@ Backbones
     all 16 frames. VadCLIP does not document how its published CLIP features sample frames; these two rules are our
     choice, and the manifest records which one made a folder.
 
-Crop views (``adplg.inference.video``): 0 centre, 1..4 corners (top-left, top-right, bottom-left, bottom-right),
+Crop views (``adplg.features.video``): 0 centre, 1..4 corners (top-left, top-right, bottom-left, bottom-right),
 5..9 horizontal flips of 0..4.
 
 Output folder (``naming``)
@@ -44,7 +44,7 @@ ends, from every video finished by then, so the last process to end writes the c
 
 Engines: a run is three steps, the same for every engine: :func:`plan_extraction` (list the videos, check or write the
 folder's manifest, skip the finished videos), the work, :func:`extract_video` (one video -> its files and a small
-record dict), run in this process or on a Ray cluster (``engine=RayEngine(...)``, :mod:`adplg.inference.engines`:
+record dict), run in this process or on a Ray cluster (``engine=RayEngine(...)``, :mod:`adplg.engines`:
 each worker builds the extractor once from :meth:`FeatureExtractor.build_args` and decodes with one thread), and
 :func:`finish_extraction` (the report, ``features.list``). The folder's files are the same whichever engine ran.
 """
@@ -70,7 +70,7 @@ from tqdm import tqdm
 
 from adplg.conventions import BACKBONES, DEFAULT_CROPS, NAMINGS, SNIPPET_FRAMES, crop_file_names
 from adplg.errors import AdplgError
-from adplg.inference.video import (
+from adplg.features.video import (
     CROP_COUNTS,
     CROP_ORDER,
     SnippetReader,
@@ -379,10 +379,10 @@ def write_feature_list(out_dir: Path) -> Path | None:
 
 # ---------------------------------------------------------------------------------------------------------- manifest
 def _run_manifest(extractor: FeatureExtractor, naming: str) -> dict:
-    import adplg
+    from adplg._version import __version__
     from adplg.runtime import versions
 
-    return {**extractor.settings(), "naming": naming, "adplg": adplg.__version__, "versions": versions()}
+    return {**extractor.settings(), "naming": naming, "adplg": __version__, "versions": versions()}
 
 
 def _read_manifest(path: Path) -> dict:
@@ -668,7 +668,7 @@ def finish_extraction(plan: ExtractPlan, records: Iterable[dict]) -> ExtractRepo
     """Step 3: the report of the run (videos in name order, whatever order the records came in; a video without a
     record failed: its Ray worker died on it), and ``features.list`` rewritten from every finished video of the
     folder."""
-    from adplg.inference.engines import worker_died
+    from adplg.engines import worker_died
 
     report = ExtractReport(out_dir=plan.out_dir, skipped=list(plan.skipped))
     by_name = {record["video"]: record for record in records}
@@ -725,7 +725,7 @@ def extract_many(inputs: Sequence[Path] | Path, extractor: FeatureExtractor, out
 
     Finished videos (meta record with this run's settings fingerprint, and all crop files present) are skipped; a
     failing video is recorded in the report's ``failed`` and the others continue. ``features.list`` is rewritten at
-    the end. ``engine``: None runs here, on ``extractor``; a :class:`adplg.inference.engines.RayEngine` runs on a Ray
+    the end. ``engine``: None runs here, on ``extractor``; a :class:`adplg.engines.RayEngine` runs on a Ray
     cluster, each worker rebuilding the extractor from ``extractor.build_args()`` on its own device (``extractor``
     itself then only supplies the settings). ``progress``: a tqdm bar (snippets here; videos on Ray).
     """

@@ -95,7 +95,7 @@ def load_snippet_branch(model_file: str | Path, preset: str | None = None, confi
     """Our checkpoint (``.safetensors`` + ``.json``, or a run directory) or an official ``*_model_s_*.pkl``
     (see the module docstring for which config is used). Returns ``(config, net_s)`` on the CPU in eval mode.
     ``announce_data``: log the data paths taken from a checkpoint's saved config (off where no data are read)."""
-    from adplg.checkpoint import OFFICIAL_SUFFIXES, Checkpoint
+    from adplg.checkpoints.format import OFFICIAL_SUFFIXES, Checkpoint
     from adplg.models.build import build_snippet_branch
     from adplg.models.convert import load_official_checkpoint
 
