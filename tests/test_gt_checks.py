@@ -1,5 +1,5 @@
 """Issue 14, item 2: a test set whose GT is wrong is refused before anything is computed, with every problem named,
-by the same checks ``adplg doctor`` runs (``gt.check_test_gt``); the official annotations pass them."""
+by the same checks ``adplg doctor`` runs (``gt_checks.check_test_gt``); the official annotations pass them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from adplg.cli.main import main
 from adplg.config import build_config
 from adplg.data.datasets import build_test_set
 from adplg.data.doctor import diagnose
-from adplg.data.gt import GTVideo, SnippetLayout, check_test_gt
+from adplg.data.gt import SnippetLayout
+from adplg.data.gt_checks import GTVideo, check_test_gt
 from adplg.data.lists import group_videos, read_list
 from adplg.data.synthetic import generate_synthetic_ucf
 from adplg.errors import AdplgError, DataValidationError

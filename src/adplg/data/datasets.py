@@ -3,7 +3,7 @@
 ``build_train_set`` pools every training crop once to ``num_segments`` (the official rule, deterministic), so a
 training step only gathers indices from one resident tensor. ``build_test_set`` keeps full-length crops and builds
 the frame-level ground truth from the annotations and the actual feature lengths (or loads an official GT file),
-after the checks ``adplg doctor`` runs (``gt.check_test_gt``): their errors raise, their warnings are logged.
+after the checks ``adplg doctor`` runs (``gt_checks.check_test_gt``): their errors raise, their warnings are logged.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from torch import Tensor
 
 from adplg.config import Config, DataConfig
 from adplg.data.features import FeatureStore
-from adplg.data.gt import FrameGT, GTVideo, SnippetLayout, check_test_gt
+from adplg.data.gt import FrameGT, SnippetLayout
+from adplg.data.gt_checks import GTVideo, check_test_gt
 from adplg.data.lists import CropItem, VideoItem, group_videos, missing_root_hint, read_list
 from adplg.errors import AdplgError
 

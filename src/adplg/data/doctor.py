@@ -4,7 +4,7 @@
 but never stops at the first problem: it opens every crop file memory-mapped with the same per-file checks as
 ``FeatureStore.load`` (``check_feature_file``: missing, truncated, unreadable, wrong ndim / dtype / feature dimension,
 NaN/Inf), checks the crops of every video (``check_video_crops``: crop count, equal T), the snippet counts (T == 0,
-T > ``model.max_len``, unusually short videos), and for the test split the frame-level GT with ``gt.check_test_gt``,
+T > ``model.max_len``, unusually short videos), and for the test split the frame-level GT with ``gt_checks.check_test_gt``,
 the very checks ``build_test_set`` runs before training or testing (a GT file's length against the snippet layout,
 or the annotations against the list and the feature lengths). ``format_report`` renders the ``DoctorReport`` as
 text, ``DoctorReport.to_dict`` as JSON-ready data.
@@ -32,7 +32,7 @@ from adplg.config import Config, DataConfig
 from adplg.conventions import split_crop_suffix
 from adplg.data.datasets import snippet_layout
 from adplg.data.features import FEATURE_PROBLEM_KINDS, check_feature_file, check_video_crops
-from adplg.data.gt import ERROR, GT_PROBLEM_KINDS, GT_WARNING_KINDS, WARNING, GTVideo, Problem, check_test_gt
+from adplg.data.gt_checks import ERROR, GT_PROBLEM_KINDS, GT_WARNING_KINDS, WARNING, GTVideo, Problem, check_test_gt
 from adplg.data.lists import CropItem, group_videos, read_list
 from adplg.errors import AdplgError, DataValidationError
 
@@ -50,7 +50,7 @@ PROBLEM_KINDS: dict[str, str] = {
     **FEATURE_PROBLEM_KINDS,
     "too_long": "T longer than model.max_len",
     "short_outlier": "unusually short videos",
-    **GT_PROBLEM_KINDS,  # the test split's GT: gt.check_test_gt, shared with build_test_set
+    **GT_PROBLEM_KINDS,  # the test split's GT: gt_checks.check_test_gt, shared with build_test_set
     "manifest": "manifest.json missing, unreadable or incomplete",
     "meta": "meta record unreadable or malformed",
     "meta_mismatch": "crop files disagree with their meta record",
