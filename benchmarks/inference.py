@@ -46,7 +46,7 @@ def extraction_rows(tmp: Path, device: torch.device, snippets: int, crop_counts:
     from backbone_weights import write_random_clip, write_random_i3d
     from media import write_video
 
-    from adplg.features.extract import build_extractor
+    from adplg.features.extractors import build_extractor
 
     video = write_video(tmp / "bench.mp4", 16 * snippets, width=320, height=240, fps=30)
     weights = {"i3d": write_random_i3d(tmp / "rgb_imagenet.pt"),

@@ -72,7 +72,8 @@ def main() -> None:
     from media import write_video
 
     from adplg.engines import RayEngine
-    from adplg.features.extract import build_extractor, collect_videos, extract_many
+    from adplg.features.extract import collect_videos, extract_many
+    from adplg.features.extractors import build_extractor
 
     cpus = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="adplg-ray-bench-") as tmp:

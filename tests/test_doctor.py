@@ -284,7 +284,8 @@ def test_doctor_on_a_real_extraction(tmp_path, capsys):
     from backbone_weights import write_random_clip
     from media import write_video
 
-    from adplg.features.extract import build_extractor, extract_many
+    from adplg.features.extract import extract_many
+    from adplg.features.extractors import build_extractor
 
     videos = [write_video(tmp_path / "Abuse001_x264.mp4", 34, seed=1), write_video(tmp_path / "b.mp4", 20, seed=2)]
     extractor = build_extractor("clip", write_random_clip(tmp_path / "w.pt", seed=0, width=32, layers=1), crops=1)

@@ -19,7 +19,8 @@ from adplg.conventions import crop_file_names
 from adplg.data.features import FeatureStore
 from adplg.data.lists import read_list
 from adplg.errors import AdplgError
-from adplg.features.extract import build_extractor, collect_videos, extract_many
+from adplg.features.extract import collect_videos, extract_many
+from adplg.features.extractors import build_extractor
 from adplg.features.video import SnippetReader, crop_views, probe_video, resize_short_side
 
 

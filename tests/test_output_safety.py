@@ -15,9 +15,9 @@ import adplg.io
 from adplg.checkpoints.format import save_checkpoint
 from adplg.cli.main import main
 from adplg.config import build_config
-from adplg.errors import AdplgError
+from adplg.data.extraction import check_extract_folder
 from adplg.deploy import export as ex
-from adplg.features.extract import check_extract_folder
+from adplg.errors import AdplgError
 from adplg.io import OutputError, atomic_write_bytes, atomic_write_text, check_output_dir, check_output_file
 from adplg.models.build import build_snippet_branch, build_video_branch
 

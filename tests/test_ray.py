@@ -29,9 +29,10 @@ ray = pytest.importorskip("ray", reason="the Ray engine tests need `pip install 
 pytest.importorskip("ray.data", reason="the Ray engine tests need Ray Data (`pip install adplg[ray]`)")
 
 from adplg.cli.main import main  # noqa: E402
-from adplg.errors import AdplgError  # noqa: E402
 from adplg.engines import RayEngine, check_reachable  # noqa: E402
-from adplg.features.extract import build_extractor, extract_many, plan_extraction  # noqa: E402
+from adplg.errors import AdplgError  # noqa: E402
+from adplg.features.extract import extract_many, plan_extraction  # noqa: E402
+from adplg.features.extractors import build_extractor  # noqa: E402
 from adplg.inference.score_jobs import score_many  # noqa: E402
 from adplg.inference.scorer import load  # noqa: E402
 

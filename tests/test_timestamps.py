@@ -14,7 +14,8 @@ from backbone_weights import write_random_clip
 from media import write_timed_video
 
 from adplg.conventions import SNIPPET_FRAMES
-from adplg.features.extract import build_extractor, extract_many
+from adplg.features.extract import extract_many
+from adplg.features.extractors import build_extractor
 from adplg.features.video import SnippetReader, frame_count_mismatch, probe_video, snippet_bounds
 
 # 40 frames: 40 ms apart, then 200 ms gaps across the first snippet boundary, 120 ms gaps across the second

@@ -372,7 +372,7 @@ def test_encode_every_runs_the_backbone_on_every_kth_snippet_and_holds_its_featu
     """``encode_every=2`` (``--encode-every 2``): the backbone sees snippets 0, 2, 4, ... only; each skipped snippet
     is scored with the features of the snippet before it, so the timeline keeps one score per snippet. With the
     whole video in the buffer (delay >= T - 1) the scores equal the offline scores of those held features."""
-    from adplg.features.extract import build_extractor
+    from adplg.features.extractors import build_extractor
 
     run, weights = clip_run
     snippets = 11

@@ -53,7 +53,8 @@ def extract(videos: Inputs, out_dir: str | Path, *, backbone: str, weights: str 
     ``[T, D]`` float32 ``.npy`` per crop, ``meta/<video>.json`` records and ``manifest.json`` in ``out_dir``.
     Re-runs skip finished videos. Returns an :class:`~adplg.features.extract.ExtractReport`."""
     from adplg.conventions import DEFAULT_CROPS
-    from adplg.features.extract import build_extractor, extract_many
+    from adplg.features.extract import extract_many
+    from adplg.features.extractors import build_extractor
 
     if backbone not in DEFAULT_CROPS:
         from adplg.errors import AdplgError

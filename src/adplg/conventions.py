@@ -1,5 +1,6 @@
 """The conventions shared by extraction, training, evaluation and scoring, each defined once: the snippet length,
-the feature backbones, and how the crop files of a video are named.
+the feature backbones, the crop views and CLIP frame modes, the video and list file extensions, and how the crop
+files of a video are named. Plain values only (no torch), so the command line can build its parsers from them.
 
 Crop file naming (``naming``)
     ``ucf``: crop 0 -> ``<name>.npy``, crop k >= 1 -> ``<name>__k.npy`` (the UCF-Crime 10-crop files);
@@ -18,6 +19,14 @@ SNIPPET_FRAMES = 16  # frames per snippet of every published feature set (I3D an
 BACKBONES = {"i3d": 1024, "clip": 512}
 # crops extracted by default: the published I3D sets are 10-crop (UCF, SHT); VadCLIP tests one crop
 DEFAULT_CROPS = {"i3d": 10, "clip": 1}
+# crop views per snippet an extraction can cut (see adplg.features.video: 1 centre, 5 with the corners, 10 with flips)
+CROP_COUNTS = (1, 5, 10)
+# how the CLIP backbone turns a 16-frame snippet into one feature: its middle frame, or the mean of all 16
+CLIP_FRAME_MODES = ("middle", "mean")
+
+# file suffixes (lower case) of the videos an extraction input folder is searched for, and of video list files
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".ts")
+LIST_EXTENSIONS = (".txt", ".list", ".csv")
 
 NAMINGS = ("ucf", "xd", "sht")
 _CROP_SUFFIX = re.compile(r"^(.*)__(\d+)$")  # UCF / XD / csv: name__k

@@ -74,7 +74,8 @@ def config_overrides(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Diagnose, print the report, optionally write JSON; 0 when healthy, 1 when problems were found."""
     from adplg.config import build_config
-    from adplg.data.doctor import diagnose, diagnose_extraction, format_report, is_extraction_folder
+    from adplg.data.doctor import diagnose, diagnose_extraction, format_report
+    from adplg.data.extraction import is_extraction_folder
 
     if args.max_shown < 1:
         raise AdplgError(f"doctor: --max_shown must be >= 1, got {args.max_shown}")

@@ -1,4 +1,5 @@
-"""``adplg extract``: I3D / CLIP snippet features from raw videos (see ``adplg.features.extract``)."""
+"""``adplg extract``: I3D / CLIP snippet features from raw videos (see ``adplg.features.extract``; the output folder's
+format: ``adplg.data.extraction``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from adplg.conventions import BACKBONES, NAMINGS
+from adplg.conventions import BACKBONES, CLIP_FRAME_MODES, CROP_COUNTS, LIST_EXTENSIONS, NAMINGS
 from adplg.errors import AdplgError
 
 __all__ = ["add_parser", "add_engine_args", "engine_from_args", "run", "parse_shard", "EXAMPLES_EXTRACT"]
@@ -88,12 +89,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Cut videos into 16-frame snippets and write one [T, D] float32 feature file per crop view.",
         epilog=EXAMPLES_EXTRACT, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="video files, folders (searched recursively) or list files (.txt/.list/.csv, one path a line)")
+                   help="video files, folders (searched recursively) or list files "
+                        f"({'/'.join(LIST_EXTENSIONS)}, one path a line)")
     p.add_argument("--backbone", required=True, choices=tuple(BACKBONES))
     p.add_argument("--weights", required=True, type=Path,
                    help="i3d: pytorch-i3d rgb_imagenet.pt; clip: OpenAI CLIP ViT-B-16.pt")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--crops", type=int, choices=(1, 5, 10), default=None,
+    p.add_argument("--crops", type=int, choices=CROP_COUNTS, default=None,
                    help="crop views per snippet (default 10 for i3d, 1 for clip)")
     p.add_argument("--naming", choices=NAMINGS, default="ucf",
                    help="crop file names: ucf <name>.npy, <name>__k.npy; xd <name>__k.npy; sht <name>_k.npy "
@@ -102,7 +104,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
     p.add_argument("--batch-snippets", dest="batch_snippets", type=int, default=8,
                    help="snippets per forward pass (default 8)")
-    p.add_argument("--clip-frame", dest="clip_frame", choices=("middle", "mean"), default="middle",
+    p.add_argument("--clip-frame", dest="clip_frame", choices=CLIP_FRAME_MODES, default="middle",
                    help="clip: encode the middle frame of each snippet, or average all 16 (default middle)")
     add_engine_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -114,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the extraction; 0 when every video succeeded, 1 when some failed, 2 when all failed (nothing was
     extracted: the inputs are wrong). Each failure is printed to stderr, naming the video and why."""
     from adplg.conventions import DEFAULT_CROPS
-    from adplg.features.extract import build_extractor, check_extract_folder, extract_many
+    from adplg.data.extraction import check_extract_folder
+    from adplg.features.extract import extract_many
+    from adplg.features.extractors import build_extractor
 
     shard = parse_shard(args.shard)
     engine = engine_from_args(args)

@@ -98,8 +98,8 @@ def _check_score_outputs(args: argparse.Namespace) -> None:
 def _check_calibrate_outputs(args: argparse.Namespace) -> None:
     """Before loading or scoring anything: the rules file (``--out``, else beside the first checkpoint) can be
     written, and ``--features-dir`` is a folder an extraction may write into."""
+    from adplg.data.extraction import check_extract_folder
     from adplg.inference.alerts import rules_path_for
-    from adplg.features.extract import check_extract_folder
     from adplg.io import check_output_file
 
     if args.out:

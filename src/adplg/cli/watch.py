@@ -15,7 +15,7 @@ import sys
 import threading
 
 from adplg.cli.common import add_alert_rule_args
-from adplg.conventions import BACKBONES
+from adplg.conventions import BACKBONES, CROP_COUNTS
 
 EXAMPLES = """examples:
   # an RTSP camera: events as JSON lines on stdout, timeline CSV, a JPEG per alert, alerts POSTed to a webhook
@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--weights", help="backbone weights (pytorch-i3d rgb_imagenet.pt or CLIP ViT-B-16.pt)")
     p.add_argument("--backbone", choices=tuple(BACKBONES),
                    help="backbone (default: from the checkpoint's feature size, 1024 i3d, 512 clip)")
-    p.add_argument("--crops", type=int, default=1, choices=(1, 5, 10),
+    p.add_argument("--crops", type=int, default=1, choices=CROP_COUNTS,
                    help="crop views per snippet (default 1: live speed; the scores average the crops)")
     p.add_argument("--realtime", action="store_true",
                    help="play a file at its own frame rate (default: as fast as the scorer takes it)")

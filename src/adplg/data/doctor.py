@@ -9,17 +9,16 @@ the very checks ``build_test_set`` runs before training or testing (a GT file's 
 or the annotations against the list and the feature lengths). ``format_report`` renders the ``DoctorReport`` as
 text, ``DoctorReport.to_dict`` as JSON-ready data.
 
-``diagnose_extraction(folder)`` checks a folder written by ``adplg extract`` instead (recognised by its
-``manifest.json``, see ``is_extraction_folder``): the manifest and every ``meta/<video>.json`` record can be read;
-every recorded crop file passes the same ``check_feature_file`` checks as above as a ``[T, D]`` float array with
-``D`` = the manifest's ``feature_dim``, and ``T`` = the record's ``snippets``; crops of a video agree
-(``check_video_crops``, count = the manifest's ``crops``); crop files without a meta record (half-extracted videos);
-``features.list`` present and up to date (a warning).
+``diagnose_extraction(folder)`` checks a folder written by ``adplg extract`` instead (its format:
+:mod:`adplg.data.extraction`, recognised by ``is_extraction_folder`` there): the manifest and every
+``meta/<video>.json`` record can be read (as that module reads them); every recorded crop file passes the same
+``check_feature_file`` checks as above as a ``[T, D]`` float array with ``D`` = the manifest's ``feature_dim``, and
+``T`` = the record's ``snippets``; crops of a video agree (``check_video_crops``, count = the manifest's ``crops``);
+crop files without a meta record (half-extracted videos); ``features.list`` present and up to date (a warning).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,13 +30,23 @@ from tqdm import tqdm
 from adplg.config import Config, DataConfig
 from adplg.conventions import split_crop_suffix
 from adplg.data.datasets import snippet_layout
+from adplg.data.extraction import (
+    META_DIR,
+    feature_list_path,
+    manifest_path,
+    meta_path,
+    read_manifest,
+    read_video_record,
+    record_crop_files,
+    video_record_paths,
+)
 from adplg.data.features import FEATURE_PROBLEM_KINDS, check_feature_file, check_video_crops
 from adplg.data.gt_checks import ERROR, GT_PROBLEM_KINDS, GT_WARNING_KINDS, WARNING, GTVideo, Problem, check_test_gt
 from adplg.data.lists import CropItem, group_videos, read_list
 from adplg.errors import AdplgError, DataValidationError
 
 __all__ = ["Problem", "SplitReport", "DoctorReport", "PROBLEM_KINDS", "diagnose", "diagnose_extraction",
-           "is_extraction_folder", "format_report"]
+           "format_report"]
 
 SPLITS = ("train", "test")
 SHORT_OUTLIER_DIVISOR = 20  # a video is an outlier when T < median(T) / 20
@@ -377,35 +386,18 @@ def _check_ground_truth(data: DataConfig, videos: list[_Video], items: list[Crop
 
 
 # --------------------------------------------------------------------------------------------- extraction folders
-def is_extraction_folder(folder: str | Path) -> bool:
-    """A folder written by ``adplg extract``: it holds ``manifest.json`` (or, with the manifest lost, a ``meta``
-    folder and a ``features.list``)."""
-    folder = Path(folder)
-    return folder.is_dir() and ((folder / "manifest.json").is_file()
-                                or ((folder / "meta").is_dir() and (folder / "features.list").is_file()))
-
-
-def _read_json(path: Path, kind: str, what: str, report: SplitReport) -> dict | None:
-    """A JSON object from ``path``, or None after recording why it cannot be read."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        report.add(kind, f"{path}: cannot read the {what} as JSON: {type(exc).__name__}: {exc}")
-        return None
-    if not isinstance(data, dict):
-        report.add(kind, f"{path}: {what}: expected a JSON object, got {type(data).__name__}")
-        return None
-    return data
-
-
 def _read_manifest(folder: Path, report: SplitReport) -> dict:
-    path = folder / "manifest.json"
-    if not path.is_file():
+    """The folder's manifest (``{}`` after recording why there is none usable); keys of the wrong type are
+    reported and dropped."""
+    path = manifest_path(folder)
+    try:
+        manifest = read_manifest(folder)
+    except AdplgError as exc:
+        report.add("manifest", str(exc))
+        return {}
+    if manifest is None:
         report.add("manifest", f"{path}: not found (expected the manifest `adplg extract` writes first; the "
                                f"feature dimension and crop count are then taken from the meta records)")
-        return {}
-    manifest = _read_json(path, "manifest", "extraction manifest", report)
-    if manifest is None:
         return {}
     report.list_ok = True
     for key, kind in (("feature_dim", int), ("crops", int), ("naming", str)):
@@ -416,16 +408,14 @@ def _read_manifest(folder: Path, report: SplitReport) -> dict:
     return manifest
 
 
-def _meta_crop_files(path: Path, record: dict, report: SplitReport) -> list[str] | None:
-    """The crop file names of a meta record, or None after recording what is wrong with it."""
-    files, snippets = record.get("crop_files"), record.get("snippets")
-    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
-        report.add("meta", f"{path}: crop_files: expected a non-empty list of file names, got {files!r}")
+def _record_crop_files(folder: Path, video: str, report: SplitReport) -> tuple[dict, list[str]] | None:
+    """``(record, its crop file names)`` of ``meta/<video>.json``, or None after recording what is wrong with it."""
+    try:
+        record = read_video_record(folder, video)
+        return record, record_crop_files(meta_path(folder, video), record)
+    except AdplgError as exc:
+        report.add("meta", str(exc))
         return None
-    if not isinstance(snippets, int):
-        report.add("meta", f"{path}: snippets: expected an integer (T), got {snippets!r}")
-        return None
-    return files
 
 
 def _orphan_crops(folder: Path, known: set[str], naming: str, report: SplitReport) -> None:
@@ -436,7 +426,7 @@ def _orphan_crops(folder: Path, known: set[str], naming: str, report: SplitRepor
             by_video.setdefault(_video_of(path, naming), []).append(path.name)
     for video, names in by_video.items():
         report.add("orphan", f"{folder / names[0]}: video {video!r} has {len(names)} crop file(s) but no meta "
-                             f"record {folder / 'meta' / (video + '.json')} (expected one per finished video: a "
+                             f"record {meta_path(folder, video)} (expected one per finished video: a "
                              f"half-extracted video; re-run `adplg extract` with the same --out to finish it, or "
                              f"delete its files)")
 
@@ -444,7 +434,7 @@ def _orphan_crops(folder: Path, known: set[str], naming: str, report: SplitRepor
 def _check_feature_list(folder: Path, finished: set[Path], naming: str, report: SplitReport) -> None:
     """``features.list`` lists exactly the crop files of the finished videos (a warning: it is rewritten at the end
     of every ``adplg extract`` run)."""
-    path = folder / "features.list"
+    path = feature_list_path(folder)
     if not path.is_file():
         report.add("feature_list", f"{path}: not found (expected one line per crop file of a finished video; "
                                    f"re-run `adplg extract` with the same --out to rewrite it)")
@@ -467,7 +457,7 @@ def diagnose_extraction(folder: str | Path, progress: bool = True) -> DoctorRepo
     """Check a folder written by ``adplg extract`` (see the module docstring) and return one report."""
     folder = Path(folder)
     start = time.perf_counter()
-    report = SplitReport(split=EXTRACTION, list_file=str(folder / "manifest.json"), feature_root=str(folder))
+    report = SplitReport(split=EXTRACTION, list_file=str(manifest_path(folder)), feature_root=str(folder))
     manifest = _read_manifest(folder, report)
     naming = manifest.get("naming", "ucf")
     feature_dim = manifest.get("feature_dim")
@@ -475,13 +465,13 @@ def diagnose_extraction(folder: str | Path, progress: bool = True) -> DoctorRepo
     items: list[CropItem] = []
     snippets: dict[str, int] = {}
     known: set[str] = set()
-    meta_files = sorted((folder / "meta").glob("*.json"))
+    meta_files = video_record_paths(folder)
     for meta in meta_files:
-        record = _read_json(meta, "meta", "meta record", report)
-        files = _meta_crop_files(meta, record, report) if record is not None else None
-        if files is None:  # its crop files are not orphans: the record is reported instead
+        found = _record_crop_files(folder, meta.stem, report)
+        if found is None:  # its crop files are not orphans: the record is reported instead
             known.update(p.name for p in folder.glob("*.npy") if _video_of(p, naming) == meta.stem)
             continue
+        record, files = found
         known.update(files)
         snippets[meta.stem] = record["snippets"]
         shape = record.get("feature_shape")
@@ -496,14 +486,14 @@ def diagnose_extraction(folder: str | Path, progress: bool = True) -> DoctorRepo
     for item, length in zip(items, lengths, strict=True):
         if length is not None and length != snippets[item.video]:
             report.add("meta_mismatch", f"{item.path}: T disagrees with its meta record "
-                                        f"{folder / 'meta' / (item.video + '.json')}: expected snippets = "
+                                        f"{meta_path(folder, item.video)}: expected snippets = "
                                         f"{snippets[item.video]}, got T = {length}")
     _length_statistics(_video_lengths(videos, lengths), lengths, report)
     _orphan_crops(folder, known, naming, report)
-    if meta_files or (folder / "features.list").is_file():
+    if meta_files or feature_list_path(folder).is_file():
         _check_feature_list(folder, {Path(it.path) for it in items}, naming, report)
     if not meta_files:
-        report.notes.append(f"no finished video: {folder / 'meta'} holds no meta record")
+        report.notes.append(f"no finished video: {folder / META_DIR} holds no meta record")
     name = f"{manifest.get('backbone', 'unknown backbone')}, {report.expected_crops or '?'} crop(s), naming {naming}"
     return DoctorReport(config_name=name, list_dir=str(folder), feature_dim=feature_dim or 0, splits=[report],
                         seconds=time.perf_counter() - start, kind=EXTRACTION)

@@ -35,12 +35,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from adplg.conventions import SNIPPET_FRAMES
+from adplg.conventions import CROP_COUNTS, SNIPPET_FRAMES
 from adplg.errors import AdplgError
 
 __all__ = [
     "VideoInfo",
+    "open_video",
     "probe_video",
+    "frame_time_s",
     "SnippetReader",
     "SnippetTimes",
     "TIME_SOURCES",
@@ -50,14 +52,12 @@ __all__ = [
     "resize_short_side",
     "crop_view",
     "crop_views",
-    "CROP_COUNTS",
     "CROP_ORDER",
 ]
 
 log = logging.getLogger(__name__)
 
 TIME_SOURCES = ("pts", "frame index")
-CROP_COUNTS = (1, 5, 10)
 CROP_ORDER = (
     "0 centre, 1 top-left, 2 top-right, 3 bottom-left, 4 bottom-right, 5..9 horizontal flips of 0..4"
 )
@@ -94,8 +94,10 @@ class SnippetTimes:
 
 
 # ---------------------------------------------------------------------------------------------------------- decoding
-def _open(path: Path):
-    """Open ``path`` with PyAV and return ``(container, first video stream)``; clear errors for every failure."""
+def open_video(path: Path):
+    """Open the video file ``path`` with PyAV: ``(container, its first video stream)``; the caller closes the
+    container. Raises ``AdplgError`` naming the file when it is missing, a folder, not readable by PyAV/FFmpeg, or
+    has no video stream."""
     import av  # optional dependency (adplg[video]); imported here so the rest of adplg works without it
 
     path = Path(path)
@@ -127,7 +129,7 @@ def _stream_info(path: Path, stream, container=None) -> VideoInfo:
 
 def probe_video(path: Path) -> VideoInfo:
     """Frame rate, container frame count, frame size and duration of the first video stream, without decoding."""
-    container, stream = _open(path)
+    container, stream = open_video(path)
     try:
         return _stream_info(path, stream, container)
     finally:
@@ -174,9 +176,9 @@ class SnippetReader:
 
     def __init__(self, path: Path, snippet_frames: int = SNIPPET_FRAMES, decode_threads: int = 0):
         if snippet_frames < 1:
-            raise AdplgError(f"snippet_frames: expected >= 1, got {snippet_frames}")
+            raise AdplgError(f"expected >= 1, got {snippet_frames}", parameter="snippet_frames")
         if isinstance(decode_threads, bool) or not isinstance(decode_threads, int) or decode_threads < 0:
-            raise AdplgError(f"decode_threads: expected an integer >= 0, got {decode_threads!r}")
+            raise AdplgError(f"expected an integer >= 0, got {decode_threads!r}", parameter="decode_threads")
         self.path = Path(path)
         self.snippet_frames = int(snippet_frames)
         self.decode_threads = decode_threads
@@ -186,7 +188,7 @@ class SnippetReader:
         self._last_duration_s: float | None = None  # the last decoded frame's duration, when the container gives it
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        container, stream = _open(self.path)
+        container, stream = open_video(self.path)
         if self.decode_threads:
             stream.codec_context.thread_count = self.decode_threads
         stream.thread_type = "NONE" if self.decode_threads == 1 else "AUTO"
@@ -199,7 +201,7 @@ class SnippetReader:
         try:
             for frame in self._decode(container, stream):
                 buffer.append(frame.to_ndarray(format="rgb24"))
-                self._times.append(_frame_time_s(frame, time_base, start))
+                self._times.append(frame_time_s(frame, time_base, start))
                 self._last_duration_s = _frame_duration_s(frame, time_base)
                 self.frames_decoded += 1
                 if len(buffer) == self.snippet_frames:
@@ -253,9 +255,10 @@ class SnippetReader:
                             duration_source=duration_source)
 
 
-def _frame_time_s(frame, time_base: Fraction | None, start: int | None) -> float | None:
-    """Presentation time of a decoded frame in seconds from the stream's start (``start`` in ``time_base`` units),
-    or None when it has no timestamp."""
+def frame_time_s(frame, time_base: Fraction | None, start: int | None) -> float | None:
+    """Presentation time in seconds of a decoded PyAV ``frame``, counted from the stream's start: ``(frame.pts -
+    start) * time_base`` (``start``: the stream's ``start_time`` in ``time_base`` units, None read as 0), else
+    ``frame.time`` minus the start; None when the frame has no timestamp."""
     if frame.pts is not None and time_base:
         return float((frame.pts - (start or 0)) * time_base)
     seconds = frame.time  # pts in the frame's own time base; None without a pts
@@ -330,5 +333,5 @@ def crop_view(x: torch.Tensor, size: int, view: int) -> torch.Tensor:
 def crop_views(x: torch.Tensor, size: int, crops: int) -> torch.Tensor:
     """The first ``crops`` views (1, 5 or 10) of ``x`` ``[N, C, H, W]`` -> ``[crops, N, C, size, size]``."""
     if crops not in CROP_COUNTS:
-        raise AdplgError(f"crops: expected one of {', '.join(map(str, CROP_COUNTS))}, got {crops}")
+        raise AdplgError(f"expected one of {', '.join(map(str, CROP_COUNTS))}, got {crops}", parameter="crops")
     return torch.stack([crop_view(x, size, v) for v in range(crops)])

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from adplg.config import Config
-from adplg.conventions import DEFAULT_CROPS, backbone_for_dim
 from adplg.data.datasets import snippet_layout
 from adplg.errors import AdplgError
 from adplg.inference.alerts import AlertRules, calibrate, check_calibration, rules_path_for
@@ -185,22 +184,10 @@ class Scorer:
                         video: PathLike = "a video input"):
         """The feature extractor for this model's video inputs (its backbone's feature size, its test crops), on
         ``device`` (default: the model's). ``video`` names the input in the error when ``weights`` is missing."""
-        from adplg.features.extract import build_extractor
+        from adplg.features.extractors import extractor_for_model
 
-        dim = self.config.data.feature_dim
-        if weights is None:
-            raise AdplgError(f"{video}: a video input needs the backbone weights (weights=/--weights "
-                             f"rgb_imagenet.pt for I3D, ViT-B-16.pt for CLIP)")
-        backbone = backbone or backbone_for_dim(dim)
-        if backbone is None:
-            raise AdplgError(f"the model expects {dim}-d features, which no backbone gives (i3d 1024, clip 512); "
-                             f"name one with backbone=/--backbone to force it")
-        crops = self.config.data.test_crops or DEFAULT_CROPS[backbone]  # no crop count: the backbone's default
-        extractor = build_extractor(backbone, Path(weights), crops=crops, device=device or self.device)
-        if extractor.feature_dim != dim:
-            raise AdplgError(f"{weights}: the {backbone} backbone gives {extractor.feature_dim}-d features, but the "
-                             f"model expects {dim}-d")
-        return extractor
+        return extractor_for_model(self.config.data.feature_dim, weights, backbone=backbone,
+                                   crops=self.config.data.test_crops, device=device or self.device, video=video)
 
     def extract(self, videos: Sequence[PathLike], out_dir: PathLike, *, weights: PathLike | None,
                 backbone: str | None = None, naming: str = "ucf", progress: bool = False) -> Path:

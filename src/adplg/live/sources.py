@@ -109,7 +109,7 @@ class AVSource(FrameSource):
     def frames(self) -> Iterator[Frame]:
         import av
 
-        from adplg.features.video import _frame_time_s
+        from adplg.features.video import frame_time_s
 
         self._interrupted = False
         kwargs: dict = {"options": self.options} if self.options else {}
@@ -133,7 +133,7 @@ class AVSource(FrameSource):
             for index, frame in enumerate(container.decode(stream)):
                 if self._interrupted:
                     return
-                t = _frame_time_s(frame, time_base, start)
+                t = frame_time_s(frame, time_base, start)
                 if t is None:
                     t = index / self.fps if self.fps > 0 else float(index) / 30.0
                 if first is None and self.live:

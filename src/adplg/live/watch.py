@@ -59,7 +59,7 @@ from typing import IO
 
 import numpy as np
 
-from adplg.conventions import SNIPPET_FRAMES, backbone_for_dim
+from adplg.conventions import SNIPPET_FRAMES
 from adplg.errors import AdplgError
 from adplg.live.sources import END, Frame, FrameReader, FrameSource, open_source
 
@@ -268,24 +268,6 @@ def _load_scorer(scorer_or_checkpoint, device: str):
     return load(scorer_or_checkpoint, device=device)
 
 
-def _build_extractor(scorer, weights, backbone: str | None, crops: int):
-    from adplg.features.extract import build_extractor
-
-    dim = scorer.config.data.feature_dim
-    if weights is None:
-        raise AdplgError("watch: the backbone weights are needed (--weights rgb_imagenet.pt for I3D, ViT-B-16.pt for "
-                         "CLIP)")
-    backbone = backbone or backbone_for_dim(dim)
-    if backbone is None:
-        raise AdplgError(f"the model expects {dim}-d features, which no backbone gives (i3d 1024, clip 512); "
-                         f"name one with --backbone to force it")
-    extractor = build_extractor(backbone, Path(weights), crops=crops, device=scorer.device, batch_snippets=8)
-    if extractor.feature_dim != dim:
-        raise AdplgError(f"{weights}: the {backbone} backbone gives {extractor.feature_dim}-d features, but the model "
-                         f"expects {dim}-d")
-    return extractor
-
-
 # ------------------------------------------------------------------------------------------------------ the loop
 def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: str | Path | None = None,
           backbone: str | None = None, crops: int = 1, realtime: bool = False, window: int = 256,
@@ -316,7 +298,11 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
     try:
         scorer = _load_scorer(scorer_or_checkpoint, device)
         rules = rules or scorer.rules
-        extractor = extractor or _build_extractor(scorer, weights, backbone, crops)
+        if extractor is None:
+            from adplg.features.extractors import extractor_for_model
+
+            extractor = extractor_for_model(scorer.config.data.feature_dim, weights, backbone=backbone, crops=crops,
+                                            device=scorer.device, video=src.name)
         online = OnlineScorer(scorer.model, window=window, delay=delay, device=scorer.device,
                               precision=precision or scorer.config.eval.precision,
                               smooth_window=scorer.config.eval.smooth_window)

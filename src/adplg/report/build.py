@@ -233,7 +233,7 @@ def _safe_name(name: str, taken: set[str]) -> str:
 
 def _index_videos(videos_dir: Path | None) -> dict[str, Path]:
     """``{name without extension: path}`` of every video file under ``videos_dir`` (the first in path order wins)."""
-    from adplg.features.extract import VIDEO_EXTENSIONS
+    from adplg.conventions import VIDEO_EXTENSIONS
 
     if videos_dir is None:
         return {}
@@ -261,11 +261,11 @@ def feature_files(video: ScoredVideo) -> list[Path]:
 
 def _recorded_source(video: ScoredVideo) -> Path | None:
     """The source video named by the extraction record beside the video's features, when that file exists."""
-    from adplg.inference.score import extraction_record
+    from adplg.data.extraction import read_video_record
 
     for feature in feature_files(video)[:1]:
         try:
-            record = extraction_record(feature, video.name) or {}
+            record = read_video_record(feature.parent, video.name) or {}
         except AdplgError:
             return None
         source = record.get("source")
@@ -287,9 +287,9 @@ def write_thumbnails(source: Path, times_s: list[float], paths: list[Path], widt
     PyAV errors propagate (the caller turns them into a note on the page)."""
     from PIL import Image
 
-    from adplg.features.video import _frame_time_s, _open
+    from adplg.features.video import frame_time_s, open_video
 
-    container, stream = _open(source)
+    container, stream = open_video(source)
     try:
         codec = stream.codec_context.name
         time_base, start = stream.time_base, stream.start_time or 0
@@ -297,7 +297,7 @@ def write_thumbnails(source: Path, times_s: list[float], paths: list[Path], widt
             container.seek(int(start + t / time_base), stream=stream, backward=True)
             shown = None
             for frame in container.decode(stream):
-                frame_s = _frame_time_s(frame, time_base, start)
+                frame_s = frame_time_s(frame, time_base, start)
                 if shown is not None and frame_s is not None and frame_s > t + 1e-6:
                     break  # the previous frame is the one on screen at t
                 shown = frame
