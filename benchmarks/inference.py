@@ -70,7 +70,8 @@ def score_row(tmp: Path, device: torch.device, crops: int) -> dict:
     from adplg.data.features import FeatureStore
     from adplg.data.lists import CropItem
     from adplg.inference.alerts import AlertRules
-    from adplg.inference.score import Timeline, score_features, write_timeline
+    from adplg.inference.scorer import score_features
+    from adplg.inference.timeline import Timeline, write_timeline
     from adplg.models.snippet_branch import SnippetBranch
 
     rng = np.random.default_rng(0)
@@ -80,7 +81,8 @@ def score_row(tmp: Path, device: torch.device, crops: int) -> dict:
     start = time.perf_counter()
     scores = score_features(net, store, device, batch_snippets=16384)["long"]
     scored = time.perf_counter() - start
-    write_timeline(tmp / "timeline", Timeline("long", scores, 30.0, "--fps", []), AlertRules())
+    timeline = Timeline(name="long", snippet_scores=scores, fps=30.0, fps_source="--fps")
+    write_timeline(tmp / "timeline", timeline, AlertRules())
     row = {"row": "score", "crops": crops, "T": LONGEST_UCF_TEST, "score_s": scored,
            "score_and_write_s": time.perf_counter() - start}
     print(json.dumps(row), flush=True)

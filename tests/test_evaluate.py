@@ -64,7 +64,7 @@ def test_evaluate_averages_crops_and_expands_to_frames(xd_cfg):
 
 
 def test_length_batches_group_equal_lengths_within_budget():
-    from adplg.evaluation.evaluate import length_batches
+    from adplg.models.apply import length_batches
 
     batches = length_batches([5, 7, 5, 5, 7], [2, 2, 2, 2, 2], batch_snippets=20)
     assert sorted(map(sorted, batches)) == [[0, 2], [1], [3], [4]]
@@ -90,3 +90,23 @@ def test_batched_scoring_equals_one_video_at_a_time(tmp_path):
     bf16 = predict_snippet_scores(net, test, precision="bf16")
     for a, b in zip(bf16, single):
         np.testing.assert_allclose(a, b, atol=3e-2)
+
+
+def test_evaluation_and_the_one_video_runner_agree_past_max_len():
+    """Evaluation's batched path and the one-video runner (``adplg score``, ``Scorer.score_array``, the online
+    scorer) share the chunk and window code: a video longer than ``max_len`` is scored in the same overlapping
+    windows, crops averaged, then smoothed; the model's training mode is restored afterwards."""
+    from adplg.models.apply import batched_snippet_scores, video_snippet_scores
+    from adplg.models.build import build_snippet_branch
+
+    cfg = build_config("demo-cpu-small", overrides=["model.max_len=8", "data.feature_dim=16"])
+    torch.manual_seed(0)
+    net = build_snippet_branch(cfg)
+    rng = np.random.default_rng(0)
+    videos = [rng.normal(size=(crops, length, 16)).astype(np.float32) for crops, length in ((2, 20), (3, 20), (2, 5))]
+    batched = batched_snippet_scores(net, videos.__getitem__, [v.shape[1] for v in videos], [len(v) for v in videos],
+                                     smooth_window=3)
+    for crops, got in zip(videos, batched, strict=True):
+        assert got.shape == (crops.shape[1],)
+        np.testing.assert_allclose(got, video_snippet_scores(net, crops, smooth_window=3), atol=1e-6)
+    assert net.training

@@ -198,7 +198,7 @@ def test_bad_calibration_numbers_are_refused(trained, tmp_path, capsys, flags, n
 
 def test_the_library_refuses_bad_frame_rates_too(trained):
     import adplg
-    from adplg.inference.score import score_inputs
+    from adplg.inference.scorer import score_inputs
 
     ckpt, data = trained
     scorer = adplg.load(ckpt, device="cpu")

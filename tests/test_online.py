@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from adplg.config import build_config
-from adplg.evaluation.evaluate import forward_in_chunks
+from adplg.models.apply import forward_in_chunks
 from adplg.inference.alerts import AlertRules, alert_segments
 from adplg.live.online import OnlineAlerts, OnlineScorer, default_delay
 from adplg.models.build import build_snippet_branch

@@ -22,7 +22,7 @@ from adplg.cli.main import main
 from adplg.data.gt import SnippetLayout
 from adplg.errors import AdplgError
 from adplg.inference.alerts import AlertRules, alert_segments, false_alarm_rate
-from adplg.inference.score import Timeline, write_timeline
+from adplg.inference.timeline import Timeline, write_timeline
 from adplg.report import build_report, downsample_curve, false_alert_timelines, read_verdicts
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -170,7 +170,7 @@ def _synthetic_scores(folder: Path, videos: int, snippets: int, fps: float, rule
     rng = np.random.default_rng(seed)
     summaries = []
     for k in range(videos):
-        timeline = Timeline(f"video{k:04d}", rng.beta(2, 5, snippets), fps, "--fps", [])
+        timeline = Timeline(name=f"video{k:04d}", snippet_scores=rng.beta(2, 5, snippets), fps=fps, fps_source="--fps")
         summaries.append(write_timeline(folder, timeline, rules, plot=False))
     (folder / "summary.json").write_text(json.dumps({"checkpoint": [], "alert_rules": rules.to_dict(),
                                                      "alert_rules_source": "given", "videos": summaries}))
@@ -201,7 +201,8 @@ def test_a_ten_hour_timeline_makes_a_small_page(tmp_path):
     peak = int(rng.integers(snippets // 3, snippets // 2))
     scores[peak] = 0.99  # one 16-frame snippet (0.53 s) in 10 hours
     folder = tmp_path / "scores"
-    write_timeline(folder, Timeline("long", scores, fps, "--fps", []), AlertRules(0.9), plot=False)
+    timeline = Timeline(name="long", snippet_scores=scores, fps=fps, fps_source="--fps")
+    write_timeline(folder, timeline, AlertRules(0.9), plot=False)
     summary = build_report(folder, tmp_path / "report", thumbnails=False)
     page = tmp_path / "report" / "videos" / "long.html"
     data = _page_data(page)
@@ -317,7 +318,8 @@ def test_calibrate_counts_false_alerts_as_normal_footage(scored, tmp_path, capsy
 
 
 def test_frame_level_span_timeline_keeps_the_clock():
-    span = Timeline("x", np.array([0.1, 0.9, 0.3]), 25.0, "--fps", [], SnippetLayout("uniform", frames_per_snippet=1))
+    span = Timeline(name="x", snippet_scores=np.array([0.1, 0.9, 0.3]), fps=25.0, fps_source="--fps",
+                    layout=SnippetLayout("uniform", frames_per_snippet=1))
     assert span.frame_scores.tolist() == [0.1, 0.9, 0.3] and span.duration_s == pytest.approx(3 / 25)
 
 
@@ -411,7 +413,7 @@ def test_float32_scores_are_not_alerted_above_their_maximum():
 def test_names_are_escaped_and_annotations_drawn(tmp_path):
     name = "Lobby <cam 1> & \"back\""
     folder = tmp_path / "scores"
-    timeline = Timeline(name, np.array([0.1, 0.9, 0.8, 0.1]), 25.0, "--fps", [])
+    timeline = Timeline(name=name, snippet_scores=np.array([0.1, 0.9, 0.8, 0.1]), fps=25.0, fps_source="--fps")
     (folder / "summary.json").parent.mkdir(parents=True)
     summaries = [write_timeline(folder, timeline, AlertRules(0.5), plot=False)]
     (folder / "summary.json").write_text(json.dumps({"checkpoint": [], "alert_rules": AlertRules(0.5).to_dict(),

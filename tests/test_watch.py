@@ -22,6 +22,7 @@ from media import write_video
 from PIL import Image
 
 import adplg
+import adplg.live.watch
 from adplg.cli.main import main
 from adplg.conventions import SNIPPET_FRAMES
 from adplg.errors import AdplgError
@@ -35,18 +36,22 @@ def clip_run(tmp_path_factory):
     """A 512-d (CLIP-sized) demo-cpu-small model saved as our checkpoint, and tiny random CLIP weights. The model
     is randomly initialised (seeded), not trained: ``adplg.train`` takes over a minute on a busy 2-core CPU, and
     what is tested here is that online scoring reproduces the offline scores of the same model, not its accuracy."""
+    root = tmp_path_factory.mktemp("watch")
+    weights = write_random_clip(root / "ViT-B-16.pt", seed=1, width=32, layers=1)
+    return SimpleNamespace(checkpoint=_random_checkpoint(root / "ckpt")), weights
+
+
+def _random_checkpoint(folder: Path, *overrides: str) -> Path:
+    """The seeded random 512-d demo-cpu-small model of ``clip_run``, saved with the config ``overrides``."""
     from adplg.checkpoints.format import save_checkpoint
     from adplg.config import build_config
     from adplg.models.build import build_snippet_branch, build_video_branch
 
-    root = tmp_path_factory.mktemp("watch")
     cfg = build_config("demo-cpu-small", overrides=["data.feature_dim=512", "data.train_crops=1",
-                                                    "data.test_crops=1"])
+                                                    "data.test_crops=1", *overrides])
     torch.manual_seed(0)
-    checkpoint = save_checkpoint(root / "ckpt", net_v=build_video_branch(cfg), net_s=build_snippet_branch(cfg),
-                                 step=0, config=cfg.to_dict())
-    weights = write_random_clip(root / "ViT-B-16.pt", seed=1, width=32, layers=1)
-    return SimpleNamespace(checkpoint=checkpoint), weights
+    return save_checkpoint(folder, net_v=build_video_branch(cfg), net_s=build_snippet_branch(cfg), step=0,
+                           config=cfg.to_dict())
 
 
 def _offline(run, weights, video: Path, out: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -395,3 +400,39 @@ def test_encode_every_runs_the_backbone_on_every_kth_snippet_and_holds_its_featu
     assert not np.allclose(skipping, every, atol=1e-4)  # the held features do change the scores
     with pytest.raises(AdplgError, match=r"encode_every \(--encode-every\) an integer >= 1, got 0"):
         watch(video, scorer, extractor=full, encode_every=0)
+
+
+def test_watch_builds_the_timeline_of_score_under_the_spread_layout(clip_run, tmp_path, monkeypatch, caplog):
+    """The R1 presets lay snippets out with ``data.layout.kind=spread`` (spread over the video's whole frame count).
+    ``adplg watch`` on a file builds, once the file has ended, the same per-frame timeline as ``adplg score``: every
+    decoded frame (the partial last snippet's too), the same frame scores and times. A stream stopped before its
+    end has no known frame count: its timeline maps each snippet to its own 16 frames, with a warning."""
+    _, weights = clip_run
+    checkpoint = _random_checkpoint(tmp_path / "r1-ckpt", "data.layout.kind=spread")
+    frames = 6 * SNIPPET_FRAMES + 5
+    video = write_video(tmp_path / "cam.mp4", frames, width=64, height=48, fps=25, seed=3)
+    assert main(["score", str(video), "--checkpoint", str(checkpoint), "--weights", str(weights), "--out",
+                 str(tmp_path / "offline"), "--no-plot", "--quiet"]) == 0
+    record = json.loads((tmp_path / "offline" / "cam.json").read_text())
+    assert record["frames"] == frames and record["snippets"] == 6  # spread: the video's frames, not 6 x 16
+
+    reports = []
+    real_watch = adplg.live.watch.watch
+    monkeypatch.setattr(adplg.live.watch, "watch", lambda *a, **k: reports.append(real_watch(*a, **k)) or reports[-1])
+    assert main(["watch", str(video), "--checkpoint", str(checkpoint), "--weights", str(weights), "--delay", "6",
+                 "--device", "cpu"]) == 0
+    (report,) = reports
+    timeline = report.timeline
+    assert timeline.layout.kind == "spread" and len(timeline.frame_scores) == frames
+    np.testing.assert_allclose(timeline.frame_scores, record["score"], atol=1e-6)  # the JSON rounds to 6 decimals
+    np.testing.assert_allclose(timeline.times_s, record["time_s"], atol=1e-4)  # ... and times to 4
+    np.testing.assert_array_equal(report.frame_scores, timeline.frame_scores)
+    assert not np.allclose(timeline.frame_scores[:96], np.repeat(report.snippet_scores, SNIPPET_FRAMES), atol=1e-3)
+
+    stop = threading.Event()
+    threading.Timer(1.5, stop.set).start()
+    endless = real_watch(EndlessCamera(), checkpoint, weights=weights, device="cpu", stop=stop, queue_frames=8)
+    assert endless.stopped_by == "stop requested" and endless.snippets >= 1
+    assert endless.timeline.layout.kind == "uniform"
+    assert len(endless.timeline.frame_scores) == endless.snippets * SNIPPET_FRAMES
+    assert "the timeline maps each snippet to its own 16 frames" in caplog.text

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from adplg.evaluation.run import TestResult, test_checkpoints
 from adplg.inference.alerts import AlertRules
-from adplg.inference.score import Timeline
-from adplg.inference.scorer import Inputs, Scorer, load
+from adplg.inference.inputs import Inputs
+from adplg.inference.scorer import Scorer, load
+from adplg.inference.timeline import Timeline
 from adplg.live.watch import WatchReport, watch
 from adplg.training.run import TrainResult, train
 

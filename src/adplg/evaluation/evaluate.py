@@ -12,68 +12,22 @@ from torch import nn
 from adplg.data.datasets import TestSet
 from adplg.errors import AdplgError
 from adplg.evaluation.metrics import frame_metrics, per_class_ap, require_two_classes
-from adplg.precision import autocast
+from adplg.models.apply import DEFAULT_BATCH_SNIPPETS, batched_snippet_scores
 
 
-def length_batches(lengths: list[int], crops: list[int], batch_snippets: int) -> list[list[int]]:
-    """Group video indices of equal length into batches of at most ``batch_snippets`` crop-snippets (at least one
-    video each). Equal lengths need no padding, so batching changes nothing in the result."""
-    by_length: dict[int, list[int]] = {}
-    for v, T in enumerate(lengths):
-        by_length.setdefault(T, []).append(v)
-    batches = []
-    for T, videos in sorted(by_length.items()):
-        batch: list[int] = []
-        for v in videos:
-            if batch and (sum(crops[u] for u in batch) + crops[v]) * T > batch_snippets:
-                batches.append(batch)
-                batch = []
-            batch.append(v)
-        batches.append(batch)
-    return batches
-
-
-def forward_in_chunks(net_s: nn.Module, x: torch.Tensor, batch_snippets: int) -> torch.Tensor:
-    """``net_s`` over ``x [N, T, D]`` in row chunks of at most ``batch_snippets`` snippets (at least one row), so a
-    long video's crops never exceed the memory bound. Returns float32 scores ``[N, T]``."""
-    rows = max(1, batch_snippets // max(1, x.shape[1]))
-    return torch.cat([net_s(chunk).float() for chunk in x.split(rows)])
-
-
-@torch.no_grad()
 def predict_snippet_scores(net_s: nn.Module, test: TestSet, device: torch.device | str = "cpu",
                            progress: bool = False, precision: str = "fp32",
-                           batch_snippets: int = 65536) -> list[np.ndarray]:
-    """Per video, the crop-averaged snippet scores [T_v] (net_s in eval mode, full length, no resampling).
+                           batch_snippets: int = DEFAULT_BATCH_SNIPPETS, smooth_window: int = 0) -> list[np.ndarray]:
+    """Per video, the crop-averaged snippet scores [T_v] (net_s in eval mode, no resampling), smoothed
+    over ``smooth_window`` snippets (0 = off).
 
     All crops of a video, and videos of equal length, go through one forward of at most ``batch_snippets``
-    crop-snippets (a long video's crops are split when they exceed it); scores stay on the device until the end."""
-    from tqdm import tqdm
-
-    was_training = net_s.training
-    net_s.eval()
+    crop-snippets (:func:`~adplg.models.apply.batched_snippet_scores`: a long video's crops are split when they
+    exceed it, a video longer than the model's ``max_len`` is scored in overlapping windows)."""
     lengths = [int(test.store.lengths[idx[0]]) for idx in test.crop_index]
     crops = [len(idx) for idx in test.crop_index]
-    batches = length_batches(lengths, crops, batch_snippets)
-    on_device: dict[int, torch.Tensor] = {}
-    with autocast(device, precision):
-        for batch in tqdm(batches, desc="scoring", disable=not progress, leave=False):
-            x = torch.from_numpy(np.concatenate([test.crops(v) for v in batch])).to(device)  # [sum C, T, D]
-            scores = forward_in_chunks(net_s, x, batch_snippets)  # [sum C, T]
-            for v, part in zip(batch, scores.split([crops[v] for v in batch])):
-                on_device[v] = part.mean(dim=0)  # [T]
-    net_s.train(was_training)
-    return [on_device[v].cpu().numpy() for v in range(len(lengths))]
-
-
-def smooth_scores(scores: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving average of snippet scores [T] over ``window`` snippets (edges use the available ones)."""
-    if window <= 1 or len(scores) < 2:
-        return scores
-    kernel = np.ones(window)
-    total = np.convolve(scores, kernel, mode="same")
-    count = np.convolve(np.ones_like(scores), kernel, mode="same")
-    return total / count
+    return batched_snippet_scores(net_s, test.crops, lengths, crops, batch_snippets=batch_snippets,
+                                  smooth_window=smooth_window, device=device, precision=precision, progress=progress)
 
 
 def frame_scores(test: TestSet, snippet_scores: list[np.ndarray]) -> np.ndarray:
@@ -91,15 +45,14 @@ def frame_scores(test: TestSet, snippet_scores: list[np.ndarray]) -> np.ndarray:
 
 
 def evaluate(net_s: nn.Module, test: TestSet, device: torch.device | str = "cpu", far_threshold: float = 0.5,
-             progress: bool = False, precision: str = "fp32", batch_snippets: int = 65536,
+             progress: bool = False, precision: str = "fp32", batch_snippets: int = DEFAULT_BATCH_SNIPPETS,
              smooth_window: int = 0) -> tuple[dict[str, float], list[np.ndarray]]:
     """Frame metrics (auc, ap, pr_auc, auc_abnormal, far; per-class PR-AUC for XD) and per-video snippet scores.
 
     A GT with a single class is refused (``AdplgError``) before anything is scored."""
     require_two_classes(test.gt.labels, "test set ground truth")
     snippet_scores = predict_snippet_scores(net_s, test, device, progress=progress, precision=precision,
-                                            batch_snippets=batch_snippets)
-    snippet_scores = [smooth_scores(s, smooth_window) for s in snippet_scores]
+                                            batch_snippets=batch_snippets, smooth_window=smooth_window)
     return score_metrics(test, snippet_scores, far_threshold), snippet_scores
 
 

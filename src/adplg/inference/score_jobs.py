@@ -18,7 +18,7 @@ A run is three steps, like extraction (:mod:`adplg.features.extract`):
 3. :func:`finish_scoring`: ``summary.json`` from every scored video (skipped ones read back from their
    ``<name>.json``), in the plan's order, whichever engine ran and whatever order the records came in.
 
-The per-video outputs are those of ``adplg score`` (:func:`~adplg.inference.score.write_timeline`) plus the
+The per-video outputs are those of ``adplg score`` (:func:`~adplg.inference.timeline.write_timeline`) plus the
 fingerprint; ``adplg score`` without ``--engine`` scores every input in one pass and does not skip scored videos (the
 costly part, extracting video features into ``<out>/features``, resumes either way).
 """
@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adplg.errors import AdplgError
-from adplg.inference.alerts import AlertRules
 from adplg.features.extract import (
     FeatureExtractor,
     build_extractor,
@@ -44,8 +43,10 @@ from adplg.features.extract import (
     is_finished,
     plan_extraction,
 )
-from adplg.inference.score import TIMELINE_SUMMARY_KEYS, annotated_spans, check_fps, feature_items, write_timeline
-from adplg.inference.scorer import Scorer, _as_paths, is_video_input, split_inputs
+from adplg.inference.alerts import AlertRules
+from adplg.inference.inputs import as_paths, feature_items, is_video_input, split_inputs
+from adplg.inference.scorer import Scorer
+from adplg.inference.timeline import TIMELINE_SUMMARY_KEYS, annotated_spans, check_fps, write_timeline
 from adplg.io import check_output_dir
 
 __all__ = ["ModelSpec", "ScoreSettings", "ScorePlan", "ScoreReport", "plan_scoring", "score_unit", "finish_scoring",
@@ -300,8 +301,9 @@ def score_many(scorer: Scorer, inputs, out_dir: Path, *, model: ModelSpec | None
     scorer's. ``annotations``: a UCF/XD annotation file or ``{video: [(start_frame, end_frame), ...]}``, shaded in
     the plots. ``engine``: None runs here; a :class:`~adplg.engines.RayEngine` runs on a Ray cluster,
     where each worker loads ``model`` (required then) and the backbone once."""
-    from adplg.data.gt import read_annotations
     from tqdm import tqdm
+
+    from adplg.data.gt import read_annotations
 
     if engine is not None and model is None:
         raise AdplgError("score_many: a Ray engine needs model=ModelSpec(...) (how its workers load the checkpoint)")
@@ -309,7 +311,7 @@ def score_many(scorer: Scorer, inputs, out_dir: Path, *, model: ModelSpec | None
     source = rules_source or (scorer.rules_source if rules is scorer.rules else "given")
     intervals = (read_annotations(annotations, annotation_format)
                  if isinstance(annotations, (str, Path)) else annotations)
-    paths = _as_paths(inputs)
+    paths = as_paths(inputs)
     extractor = None
     if engine is None and any(is_video_input(p) for p in paths):  # built here for the local work, on the model's device
         extractor = scorer.video_extractor(weights, backbone, video=next(p for p in paths if is_video_input(p)))

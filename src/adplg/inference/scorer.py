@@ -22,85 +22,84 @@ import torch
 
 from adplg.config import Config
 from adplg.data.datasets import snippet_layout
+from adplg.data.extraction import read_video_record
+from adplg.data.features import FeatureStore
+from adplg.data.gt import SnippetLayout
 from adplg.errors import AdplgError
 from adplg.inference.alerts import AlertRules, calibrate, check_calibration, rules_path_for
-from adplg.inference.score import Timeline, annotated_spans, check_fps, forward_long, score_inputs
+from adplg.inference.inputs import Inputs, PathLike, feature_items, record_clock, split_inputs
+from adplg.inference.timeline import ASSUMED_FPS, Timeline, annotated_spans, build_timeline, check_fps
 from adplg.io import atomic_write_text, file_sha256
+from adplg.models.apply import DEFAULT_BATCH_SNIPPETS, video_snippet_scores
 
 log = logging.getLogger(__name__)
 
-PathLike = str | Path
-Inputs = PathLike | Sequence[PathLike]
+
+def score_features(net_s: torch.nn.Module, store: FeatureStore, device: torch.device | str = "cpu",
+                   precision: str = "fp32", batch_snippets: int = DEFAULT_BATCH_SNIPPETS,
+                   smooth_window: int = 0) -> dict[str, np.ndarray]:
+    """Per video of ``store``, the crop-averaged snippet scores ``[T]`` of
+    :func:`~adplg.models.apply.video_snippet_scores` (``net_s`` in eval mode), smoothed over ``smooth_window``
+    snippets as evaluation does (``eval.smooth_window``; 0 = off). A video longer than the model's ``max_len`` is
+    scored in overlapping windows."""
+    by_video: dict[str, list[int]] = {}
+    for i, item in enumerate(store.items):
+        by_video.setdefault(item.video, []).append(i)
+    max_len = getattr(net_s, "max_len", None)
+    out = {}
+    for video, idxs in by_video.items():
+        crops = np.stack([store[i] for i in idxs])  # [C, T, D]
+        if max_len and crops.shape[1] > max_len:
+            log.info("%s: %d snippets, more than the model's max_len %d: scored in windows of %d snippets "
+                     "overlapping by %d, averaged", video, crops.shape[1], max_len, max_len, max_len // 4)
+        out[video] = video_snippet_scores(net_s, crops, batch_snippets=batch_snippets, smooth_window=smooth_window,
+                                          device=device, precision=precision)
+    return out
 
 
-def _as_paths(inputs: Inputs) -> list[Path]:
-    if isinstance(inputs, (str, Path)):
-        return [Path(inputs)]
-    paths = [Path(p) for p in inputs]
-    if not paths:
-        raise AdplgError("no inputs given (expected .npy feature files, folders of them, or videos)")
-    return paths
-
-
-def _has_videos(folder: Path) -> bool:
-    from adplg.features.extract import VIDEO_EXTENSIONS
-
-    return any(p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file() for p in folder.rglob("*"))
-
-
-def is_video_input(path: Path) -> bool:
-    """A video file, or a folder holding videos and no ``.npy`` features (a folder of videos); missing paths are
-    classified by their suffix. A folder with neither is no video input (:meth:`Scorer.score` refuses it)."""
-    from adplg.features.extract import VIDEO_EXTENSIONS
-
-    if path.is_dir():
-        return not any(path.rglob("*.npy")) and _has_videos(path)
-    if not path.exists():
-        return path.suffix.lower() in VIDEO_EXTENSIONS
-    return path.suffix != ".npy"
-
-
-def _check_inputs_exist(paths: list[Path]) -> None:
-    from adplg.features.extract import VIDEO_EXTENSIONS
-
-    for path in paths:
-        if path.is_dir() and not any(path.rglob("*.npy")) and not _has_videos(path):
-            raise AdplgError(f"no .npy features or videos found in {path} (expected <video>[__k].npy feature files "
-                             f"or video files: {', '.join(VIDEO_EXTENSIONS)})")
-        if path.exists():
-            continue
-        if path.suffix.lower() in VIDEO_EXTENSIONS:
-            raise AdplgError(f"video not found: {path}")
-        if path.suffix == ".npy":
-            raise AdplgError(f"feature file not found: {path}")
-        raise AdplgError(f"input not found: {path} (expected a video, a .npy feature file or a folder of either)")
-
-
-def split_inputs(inputs: Inputs, naming: str | None = None) -> tuple[list[Path], list[Path], str]:
-    """``(videos, feature inputs, naming)`` of what ``score`` was given, after checking every input exists: video
-    files and folders of videos, then ``.npy`` files and folders of them; ``naming`` defaults to the extraction
-    manifest's, else ucf."""
-    paths = _as_paths(inputs)
-    _check_inputs_exist(paths)
-    videos = [p for p in paths if is_video_input(p)]
-    features = [p for p in paths if p not in videos]
-    return videos, features, naming or manifest_naming(features) or "ucf"
-
-
-def manifest_naming(inputs: list[Path]) -> str | None:
-    """The crop naming recorded by ``adplg extract`` in the (first) input folder's manifest.json, if any."""
-    for path in inputs:
-        manifest = (path if path.is_dir() else path.parent) / "manifest.json"
-        if manifest.is_file():
-            try:
-                data = json.loads(manifest.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                data = None
-            if not isinstance(data, dict):
-                raise AdplgError(f"extraction manifest {manifest}: expected a JSON object (as written by adplg "
-                                 f"extract)")
-            return data.get("naming")
-    return None
+def score_inputs(net_s: torch.nn.Module, inputs: list[Path], feature_dim: int, naming: str = "ucf",
+                 fps: float | None = None, device: torch.device | str = "cpu", precision: str = "fp32",
+                 batch_snippets: int = DEFAULT_BATCH_SNIPPETS, expected_crops: int | None = None,
+                 progress: bool = False, layout: SnippetLayout | None = None, smooth_window: int = 0,
+                 allow_incomplete: bool = False) -> list[Timeline]:
+    """Validate and score every video of the feature ``inputs``; one :class:`Timeline` per video, its frames laid
+    out by ``layout`` (the config's ``data.layout``; :func:`~adplg.inference.timeline.build_timeline`). A crop count
+    other than ``expected_crops`` (the checkpoint's test crops) is scored but warned about. ``fps``: None or a
+    finite rate > 0, used where no extraction record gives one. Half-extracted videos of an ``adplg extract`` folder
+    are refused unless ``allow_incomplete`` (see :mod:`adplg.inference.inputs`)."""
+    check_fps(fps)
+    layout = layout or SnippetLayout()
+    items = feature_items(inputs, naming, allow_incomplete)
+    store = FeatureStore.load(items, feature_dim=feature_dim, mmap=True, progress=progress,
+                              context="features to score")  # memory-mapped: one video in memory at a time
+    scores = score_features(net_s, store, device, precision, batch_snippets, smooth_window)
+    timelines = []
+    for video, snippet_scores in scores.items():
+        files = [str(it.path) for it in items if it.video == video]
+        crops = sum(it.video == video for it in items)
+        if expected_crops is not None and crops != expected_crops:
+            log.warning("%s: %d crop(s) found, but the model was evaluated on %d; scores average the %d found",
+                        video, crops, expected_crops, crops)
+        record = read_video_record(Path(files[0]).parent, video)
+        recorded, start, end = record_clock(record, len(snippet_scores), f"extraction record of {video}")
+        if recorded is not None:
+            rate, source = recorded, "extraction record"
+        elif fps is not None:
+            rate, source = float(fps), "--fps"
+        else:
+            rate, source = ASSUMED_FPS, "assumed (no extraction record; pass --fps)"
+            log.warning("%s: frame rate unknown, assuming %.0f fps (pass --fps)", video, ASSUMED_FPS)
+        video_frames = None
+        if layout.kind == "spread":
+            video_frames = (record or {}).get("frames_decoded") or (record or {}).get("container_frames")
+            if not video_frames:
+                raise AdplgError(f"{video}: the config's 'spread' snippet layout needs the video's frame count, "
+                                 f"expected an extraction record meta/{video}.json with frames_decoded, got none")
+        timelines.append(build_timeline(video, snippet_scores, layout=layout, fps=rate, fps_source=source,
+                                        video_frames=video_frames, snippet_start_s=start, snippet_end_s=end,
+                                        clock_snippet_frames=(record or {}).get("snippet_frames"),
+                                        features=list(dict.fromkeys(files))))
+    return timelines
 
 
 class Scorer:
@@ -132,14 +131,12 @@ class Scorer:
                 f"{c.data.test_crops or 'any'} crop(s), layout {c.data.layout.kind}, device {self.device})")
 
     # ------------------------------------------------------------------------------------------------ scoring
-    @torch.no_grad()
     def score_array(self, features: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Snippet scores ``[T]`` of one video's features ``[T, D]`` or ``[crops, T, D]`` (crops averaged). A video
-        longer than the model's ``max_len`` snippets is scored in overlapping windows of ``max_len`` (overlap
-        ``max_len // 4``), the overlapping scores averaged."""
-        from adplg.evaluation.evaluate import smooth_scores
-        from adplg.precision import autocast
-
+        """Snippet scores ``[T]`` of one video's features ``[T, D]`` or ``[crops, T, D]`` (crops averaged), as
+        :func:`~adplg.models.apply.video_snippet_scores` gives them under this model's evaluation settings
+        (``eval.batch_snippets``, ``eval.precision``, ``eval.smooth_window``). A video longer than the model's
+        ``max_len`` snippets is scored in overlapping windows of ``max_len`` (overlap ``max_len // 4``), the
+        overlapping scores averaged."""
         x = torch.as_tensor(np.asarray(features, dtype=np.float32))
         if x.ndim == 2:
             x = x[None]
@@ -147,14 +144,13 @@ class Scorer:
         if x.ndim != 3 or x.shape[-1] != dim or x.shape[1] < 1:
             raise AdplgError(f"features: expected [T, {dim}] or [crops, T, {dim}], got {list(x.shape)}")
         e = self.config.eval
-        with autocast(self.device, e.precision):
-            scores = forward_long(self.model, x.to(self.device), e.batch_snippets).mean(dim=0)
-        return smooth_scores(scores.cpu().numpy(), e.smooth_window)
+        return video_snippet_scores(self.model, x, batch_snippets=e.batch_snippets, smooth_window=e.smooth_window,
+                                    device=self.device, precision=e.precision)
 
     def score(self, inputs: Inputs, *, fps: float | None = None, naming: str | None = None,
               weights: PathLike | None = None, backbone: str | None = None, features_dir: PathLike | None = None,
               progress: bool = False, allow_incomplete: bool = False) -> list[Timeline]:
-        """Score feature files, folders of them, or videos; one :class:`~adplg.inference.score.Timeline` per video.
+        """Score feature files, folders of them, or videos; one :class:`~adplg.inference.timeline.Timeline` per video.
 
         ``inputs``: ``.npy`` files (``[T, D]`` per crop, or ``[T, crops, D]``), folders of them (searched
         recursively), or video files / folders of videos. Videos need the backbone ``weights`` (``backbone`` defaults
@@ -221,7 +217,7 @@ class Scorer:
 
     def write_summary(self, out_dir: PathLike, videos: list[dict], rules: AlertRules, rules_source: str) -> dict:
         """``<out_dir>/summary.json``: the checkpoints, the alert rules and where they came from, and the videos'
-        summaries (as :func:`~adplg.inference.score.write_timeline` returns them); returns it."""
+        summaries (as :func:`~adplg.inference.timeline.write_timeline` returns them); returns it."""
         summary = {"checkpoint": [str(c) for c in self.checkpoints], "alert_rules": rules.to_dict(),
                    "alert_rules_source": rules_source, "videos": videos}
         atomic_write_text(Path(out_dir) / "summary.json", json.dumps(summary, indent=2))

@@ -1,9 +1,10 @@
 """Online scoring: snippet scores and alerts while a video stream is still arriving (``adplg watch``).
 
 :class:`OnlineScorer` keeps a ring buffer of the last ``window`` snippets' features and runs the snippet branch over
-it each time a snippet arrives. Snippet ``i`` is *emitted* (its score becomes final) once snippet ``i + delay`` has
-arrived, scored with the buffer that ends at ``i + delay``; :meth:`OnlineScorer.flush` emits the rest at the end of
-the stream, scored with the buffer that ends at the last snippet.
+it each time a snippet arrives (:func:`~adplg.models.apply.video_snippet_scores`, as offline scoring does). Snippet
+``i`` is *emitted* (its score becomes final) once snippet ``i + delay`` has arrived, scored with the buffer that ends
+at ``i + delay``; :meth:`OnlineScorer.flush` emits the rest at the end of the stream, scored with the buffer that
+ends at the last snippet.
 
 How close this is to the offline score (the whole video in one forward pass):
 
@@ -37,7 +38,7 @@ from torch import nn
 
 from adplg.errors import AdplgError
 from adplg.inference.alerts import AlertRules, Segment, check_number, hysteresis_mask
-from adplg.precision import autocast
+from adplg.models.apply import video_snippet_scores
 
 __all__ = ["AlertEvent", "OnlineAlerts", "OnlineScorer", "default_delay", "model_windows"]
 
@@ -151,12 +152,11 @@ class OnlineScorer:
         end = newest % self.window + self.window + 1
         return self._buffer[:, end - length:end], newest - length + 1
 
-    @torch.no_grad()
     def _scores(self) -> tuple[np.ndarray, int]:
+        """Scores ``[L]`` (float64) of the buffered snippets, crops averaged, and the stream index of the first."""
         view, first = self._view()
-        with autocast(self.device, self.precision):
-            scores = self.model(view).float().mean(dim=0)  # [L]
-        return scores.cpu().numpy().astype(np.float64), first
+        scores = video_snippet_scores(self.model, view, device=self.device, precision=self.precision)  # [L]
+        return scores.astype(np.float64), first
 
     def _emit(self, upto: int) -> list[tuple[int, float]]:
         """Emit snippets ``self._next .. upto`` (inclusive) from one forward pass over the current buffer."""

@@ -8,6 +8,15 @@ through the very extractor of ``adplg extract`` (same preprocessing, same crops)
 final snippet score over its 16 frames and feeds them to :class:`~adplg.live.online.OnlineAlerts`. Latency
 (announced at start-up): ``delay x 16 / fps`` seconds plus the compute time of one snippet.
 
+Timeline: when the watch ends, :attr:`WatchReport.timeline` lays the final snippet scores on the frames with
+:func:`~adplg.inference.timeline.build_timeline` under the checkpoint's snippet layout (``data.layout``), as
+``adplg score`` does for the same video. A ``spread`` layout (the R1 presets) spreads the snippets over the video's
+whole frame count, which a stream only knows once it has ended: while it plays, the alerts, the events and their
+frame numbers map each snippet to its own 16 frames (a warning says so at start-up), and at the end the timeline
+follows the spread layout over the frames read when the stream ended by itself with no frame dropped (a file: the
+same frame scores and times as ``adplg score``). A stream stopped, interrupted, failed or with dropped frames has no
+known frame count: its timeline keeps the 16-frame mapping, with a warning.
+
 Memory is bounded: at most ``queue_frames`` frames in the reader's queue, the snippet being filled, up to
 ``batch_snippets`` (8) complete snippets awaiting the backbone (when the backbone is slower than the source it
 encodes up to 8 snippets per forward pass), the first frame of each of the last ``delay + 4`` snippets (snapshots),
@@ -60,14 +69,14 @@ from typing import IO
 import numpy as np
 
 from adplg.conventions import SNIPPET_FRAMES
+from adplg.data.gt import SnippetLayout
 from adplg.errors import AdplgError
+from adplg.inference.timeline import ASSUMED_FPS, Timeline, build_timeline
 from adplg.live.sources import END, Frame, FrameReader, FrameSource, open_source
 
 __all__ = ["watch", "WatchReport", "WebhookPoster"]
 
 log = logging.getLogger(__name__)
-
-ASSUMED_FPS = 30.0
 
 
 @dataclass
@@ -75,7 +84,8 @@ class WatchReport:
     """What one :func:`watch` did. ``snippet_scores`` / ``snippet_times`` ((start_s, end_s) presentation times):
     every final score in order, kept for the whole run (a few dozen bytes per snippet: about 5 MB a day at 30 fps);
     ``latencies_s``: the first 10 000 delays from a snippet's last frame arrival to its final score. ``stopped_by``:
-    "end of stream", "stop requested", "interrupt" or "error"."""
+    "end of stream", "stop requested", "interrupt" or "error". ``timeline``: the per-frame timeline built when the
+    watch ended (see the module docstring; None when no frame arrived)."""
 
     source: str
     fps: float = 0.0
@@ -97,10 +107,14 @@ class WatchReport:
     latencies_s: list[float] = field(default_factory=list)
     snapshots: list[str] = field(default_factory=list)
     webhook: dict = field(default_factory=dict)
+    timeline: Timeline | None = None
 
     @property
     def frame_scores(self) -> np.ndarray:
-        """Every scored frame's score (each snippet score repeated over its 16 frames): what the alerts saw."""
+        """Every frame's score: the timeline's (its layout's mapping) once the watch has ended, else each snippet
+        score repeated over its 16 frames (what the alerts see while the stream plays)."""
+        if self.timeline is not None:
+            return self.timeline.frame_scores
         return np.repeat(np.asarray(self.snippet_scores, np.float64), SNIPPET_FRAMES)
 
     def latency_percentiles(self) -> dict:
@@ -111,7 +125,7 @@ class WatchReport:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        for key in ("snippet_scores", "snippet_times", "latencies_s"):
+        for key in ("snippet_scores", "snippet_times", "latencies_s", "timeline"):
             out.pop(key)
         return {**out, "latency_percentiles_s": self.latency_percentiles()}
 
@@ -283,6 +297,7 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
     (stdout) or an open text file. ``announce``: where status lines go (default: the log). ``on_event``: called
     with every event record. ``extractor``: an already built feature extractor (else built from ``weights``).
     ``encode_every``: run the backbone on every ``k``-th snippet only (see the module docstring)."""
+    from adplg.data.datasets import snippet_layout
     from adplg.live.online import OnlineAlerts, OnlineScorer
 
     if isinstance(encode_every, bool) or not isinstance(encode_every, int) or encode_every < 1:
@@ -311,7 +326,8 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
         raise
     report.delay = online.delay
     report.encode_every = int(encode_every)
-    state = _Loop(src, reader, extractor, online, rules, outputs, report, say, on_event, OnlineAlerts)
+    state = _Loop(src, reader, extractor, online, rules, outputs, report, say, on_event, OnlineAlerts,
+                  layout=snippet_layout(scorer.config.data))
     state.precision = online.precision  # the backbone runs under the same autocast as the scorer (fp32: none)
     started = time.monotonic()
     reader.start()
@@ -336,10 +352,12 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
 class _Loop:
     """The state of one watch: the snippet being filled, snippets awaiting their final score, the alerts."""
 
-    def __init__(self, src, reader, extractor, online, rules, outputs, report, say, on_event, alerts_cls):
+    def __init__(self, src, reader, extractor, online, rules, outputs, report, say, on_event, alerts_cls, *,
+                 layout: SnippetLayout):
         self.src, self.reader, self.extractor, self.online = src, reader, extractor, online
         self.rules, self.outputs, self.report, self.say, self.on_event = rules, outputs, report, say, on_event
         self.alerts_cls = alerts_cls
+        self.layout = layout  # the checkpoint's snippet -> frame layout, for the final timeline
         self.alerts = None
         self.fps = 0.0
         self.frames: list[Frame] = []  # the snippet being filled
@@ -388,6 +406,11 @@ class _Loop:
         if self.encode_every > 1:
             self.say(f"frame skipping: the backbone encodes every {self.encode_every}th snippet; the others reuse "
                      "the last encoded snippet's features")
+        if self.layout.kind == "spread":
+            log.warning("%s: the checkpoint's snippet layout is 'spread' (snippets spread over the video's whole frame "
+                        "count, unknown while the stream plays): live alerts and events map each snippet to its own "
+                        "%d frames; the final timeline follows the spread layout if the stream ends by itself",
+                        self.src.name, SNIPPET_FRAMES)
 
     def _frame(self, frame: Frame) -> None:
         if self.alerts is None:
@@ -482,10 +505,31 @@ class _Loop:
             self.on_event(record)
 
     def finish(self) -> None:
-        """Encode what is complete, flush the scorer, close the alerts (the partial last snippet is dropped)."""
+        """Encode what is complete, flush the scorer, close the alerts (the partial last snippet is dropped), and
+        build the report's timeline."""
         if self.alerts is None:
             return
         self._encode()
         self._final(self.online.flush())
         for event in self.alerts.close():
             self._event(event)
+        self.report.timeline = self._timeline()
+
+    def _timeline(self) -> Timeline:
+        """The final scores on the frames under the checkpoint's layout (see the module docstring)."""
+        layout, video_frames = self.layout, None
+        if layout.kind == "spread":
+            why = ("the stream did not end by itself" if self.report.stopped_by != "end of stream" else
+                   f"{self.reader.dropped} frame(s) were dropped" if self.reader.dropped else
+                   "no snippet was scored" if not self.report.snippet_scores else None)
+            if why is None:
+                video_frames = self.reader.frames  # every frame read, the partial last snippet's too
+            else:
+                log.warning("%s: the 'spread' snippet layout needs the video's whole frame count, unknown here (%s): "
+                            "the timeline maps each snippet to its own %d frames", self.src.name, why, SNIPPET_FRAMES)
+                layout = SnippetLayout(kind="uniform", frames_per_snippet=SNIPPET_FRAMES)
+        times = np.asarray(self.report.snippet_times, np.float64).reshape(-1, 2)  # [T, 2]: (start_s, end_s)
+        return build_timeline(self.src.name, np.asarray(self.report.snippet_scores, np.float64), layout=layout,
+                              fps=self.fps, fps_source=self.report.fps_source, video_frames=video_frames,
+                              snippet_start_s=times[:, 0], snippet_end_s=times[:, 1],
+                              clock_snippet_frames=SNIPPET_FRAMES)

@@ -383,7 +383,7 @@ def _thumbnails(video: ScoredVideo, source: Path | None, stem: Path, enabled: bo
 def _write_video_page(path: Path, template: Template, video: ScoredVideo, source: Path | None, thumbs: list,
                       notes: list[str], intervals: dict | None, max_points: int, neighbours: str) -> dict:
     """Write one video's page at ``path``; returns the data embedded in it (curve, alerts, annotations)."""
-    from adplg.inference.score import annotated_spans
+    from adplg.inference.timeline import annotated_spans
 
     t, s = downsample_curve(video.times_s, video.scores, max_points)
     gt = annotated_spans(intervals, video.name, video.fps) if intervals is not None else None

@@ -130,12 +130,12 @@ def _features_of(verdict: Verdict, verdicts: Verdicts) -> list[Path]:
 def false_alert_timelines(scorer, verdicts: Verdicts, *, fps: float | None = None, naming: str | None = None,
                           allow_incomplete: bool = False) -> list:
     """The footage of every false alert of ``verdicts``, scored by ``scorer``: one
-    :class:`~adplg.inference.score.Timeline` per alert holding the frame scores inside ``[start_s, end_s)`` (one
+    :class:`~adplg.inference.timeline.Timeline` per alert holding the frame scores inside ``[start_s, end_s)`` (one
     frame per "snippet", at the video's frame rate), named ``"<video> <start>-<end> s (false alert)"``, ready to join
     the normal footage of :meth:`~adplg.inference.scorer.Scorer.calibrate`. An :class:`AdplgError` when a video's
     features are missing or an alert lies outside its video."""
     from adplg.data.gt import SnippetLayout
-    from adplg.inference.score import Timeline
+    from adplg.inference.timeline import Timeline
 
     false_alerts = verdicts.false_alerts
     if not false_alerts:
@@ -158,9 +158,10 @@ def false_alert_timelines(scorer, verdicts: Verdicts, *, fps: float | None = Non
             raise AdplgError(f"verdicts file {verdicts.path}: the false alert of {verdict.video} at "
                              f"{verdict.start_s:.2f}-{verdict.end_s:.2f} s lies outside the video (0-"
                              f"{timeline.duration_s:.2f} s); expected verdicts on this video's own alerts")
-        spans.append(Timeline(f"{verdict.video} {verdict.start_s:.2f}-{verdict.end_s:.2f} s (false alert)",
-                              timeline.frame_scores[inside], timeline.fps, timeline.fps_source, timeline.features,
-                              SnippetLayout("uniform", frames_per_snippet=1)))
+        spans.append(Timeline(name=f"{verdict.video} {verdict.start_s:.2f}-{verdict.end_s:.2f} s (false alert)",
+                              snippet_scores=timeline.frame_scores[inside], fps=timeline.fps,
+                              fps_source=timeline.fps_source, features=timeline.features,
+                              layout=SnippetLayout("uniform", frames_per_snippet=1)))
     return spans
 
 

@@ -1,0 +1,189 @@
+"""One video's score timeline: snippet scores laid out on its frames, with frame times, alerts and the CSV, JSON and
+PNG outputs of ``adplg score``.
+
+Snippet scores become frame scores by the config's snippet layout (``data.layout``, exactly as ``adplg test``
+evaluates): ``uniform`` repeats a snippet's score over its ``frames_per_snippet`` frames; ``spread`` interpolates over
+the video's frame count. :func:`build_timeline` is the one builder, used by ``adplg score`` (feature files) and
+``adplg watch`` (a stream, once it has ended).
+
+Times: when the snippets' presentation times from the container are known (``snippet_start_s`` /
+``snippet_end_s``: the extraction record of ``adplg extract``, or the frames ``adplg watch`` read), the frame times of
+a ``uniform`` layout come from them (a variable-frame-rate video or one with undecodable frames keeps its real
+clock); otherwise frame ``i`` is at ``i / fps``, with the recorded or given rate, else :data:`ASSUMED_FPS`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from adplg.data.gt import SnippetLayout, annotation_key
+from adplg.errors import AdplgError
+from adplg.inference.alerts import AlertRules, Segment, alert_mask, alert_segments, check_number
+
+ASSUMED_FPS = 30.0  # the frame rate of a video that declares none and was given none
+
+
+def check_fps(fps: float | None) -> None:
+    """A caller's frame rate (``fps=`` / ``--fps``): None, or a finite number > 0."""
+    if fps is not None:
+        check_number("score", "fps", fps, low=0, low_open=True)
+
+
+@dataclass(kw_only=True)
+class Timeline:
+    """One video's scores: ``snippet_scores [T]``, and per frame ``frame_scores [F]`` at ``times_s [F]`` seconds.
+
+    ``layout`` maps snippets to frames (``F = T * frames_per_snippet`` for ``uniform``; ``video_frames`` for
+    ``spread``). ``snippet_start_s`` / ``snippet_end_s`` ``[T]`` are the snippets' presentation times from the
+    container when they are known (else None, and frame ``i`` is at ``i / fps``). ``features``: the feature files
+    scored (none for a stream). Build one with :func:`build_timeline`."""
+
+    name: str
+    snippet_scores: np.ndarray
+    fps: float
+    fps_source: str
+    features: list[str] = field(default_factory=list)
+    layout: SnippetLayout = field(default_factory=SnippetLayout)
+    video_frames: int | None = None
+    snippet_start_s: np.ndarray | None = None
+    snippet_end_s: np.ndarray | None = None
+
+    @property
+    def snippet_frames(self) -> int:
+        return self.layout.frames_per_snippet
+
+    @property
+    def frame_scores(self) -> np.ndarray:
+        return self.layout.expand(self.snippet_scores, self.video_frames)
+
+    @property
+    def times_s(self) -> np.ndarray:
+        """Start time of every frame of ``frame_scores``: within snippet ``t``, frames are spaced evenly from its
+        start to its end time (the container's clock), else ``i / fps``."""
+        if self.snippet_start_s is not None and self.layout.kind == "uniform":
+            k = self.snippet_frames
+            start, end = np.asarray(self.snippet_start_s, np.float64), np.asarray(self.snippet_end_s, np.float64)
+            return (start[:, None] + (end - start)[:, None] * (np.arange(k) / k)[None, :]).reshape(-1)
+        return np.arange(len(self.frame_scores)) / self.fps
+
+    @property
+    def time_source(self) -> str:
+        if self.snippet_start_s is not None and self.layout.kind == "uniform":
+            return "container presentation times"
+        return f"frame index / fps ({self.fps_source})"
+
+    @property
+    def duration_s(self) -> float:
+        """From the first frame's start to the last frame's end."""
+        if self.snippet_end_s is not None and self.layout.kind == "uniform" and len(self.snippet_end_s):
+            return float(self.snippet_end_s[-1])
+        return len(self.frame_scores) / self.fps
+
+    def alerts(self, rules: AlertRules) -> tuple[np.ndarray, list[Segment]]:
+        """``(alerted [F] bool, segments)`` under ``rules``; segment times are on this timeline's clock."""
+        frames = self.frame_scores
+        alerted = alert_mask(frames, self.fps, rules)
+        edges = np.append(self.times_s, self.duration_s)  # [F + 1]: each frame's start, then the end of the last
+        segments = [replace(g, start_s=float(edges[g.start_frame]), end_s=float(edges[g.end_frame]))
+                    for g in alert_segments(frames, self.fps, rules)]
+        return alerted, segments
+
+    def save(self, out_dir: Path, rules: AlertRules, gt_spans_s: list[tuple[float, float]] | None = None,
+             plot: bool = True) -> dict:
+        """Write ``<name>.csv``, ``<name>.json`` and ``<name>.png`` into ``out_dir`` (see :func:`write_timeline`)."""
+        return write_timeline(out_dir, self, rules, gt_spans_s, plot)
+
+
+def build_timeline(name: str, snippet_scores: np.ndarray | Sequence[float], *, layout: SnippetLayout, fps: float,
+                   fps_source: str, video_frames: int | None = None, snippet_start_s: np.ndarray | None = None,
+                   snippet_end_s: np.ndarray | None = None, clock_snippet_frames: int | None = None,
+                   features: Sequence[str] = ()) -> Timeline:
+    """The :class:`Timeline` of video ``name``'s ``snippet_scores [T]`` under ``layout`` (see the module docstring).
+
+    ``fps`` (> 0) and ``fps_source`` (where it came from, e.g. ``"extraction record"``) give frame ``i`` its time
+    ``i / fps``. ``spread`` needs ``video_frames``, the video's frame count. ``snippet_start_s`` / ``snippet_end_s``
+    ``[T]``: the snippets' presentation times, used by a ``uniform`` layout whose ``frames_per_snippet`` equals
+    ``clock_snippet_frames`` (the frames per snippet of the extraction that timed them; None: the layout's);
+    snippets of another length are not the layout's, and their frames fall back to ``i / fps``."""
+    scores = np.asarray(snippet_scores)
+    if scores.ndim != 1:
+        raise AdplgError(f"{name}: expected snippet scores of shape [T], got {list(scores.shape)}")
+    if not (isinstance(fps, numbers.Real) and not isinstance(fps, bool) and math.isfinite(fps) and fps > 0):
+        raise AdplgError(f"{name}: expected a frame rate fps > 0, a finite number, got {fps!r}")
+    if layout.kind == "spread" and not video_frames:
+        raise AdplgError(f"{name}: the 'spread' snippet layout needs the video's frame count (video_frames), got "
+                         f"{video_frames!r}")
+    if (snippet_start_s is None) != (snippet_end_s is None):
+        raise AdplgError(f"{name}: expected both snippet start and end times or neither, got only "
+                         f"{'start' if snippet_end_s is None else 'end'} times")
+    if snippet_start_s is not None:
+        snippet_start_s = np.asarray(snippet_start_s, np.float64)
+        snippet_end_s = np.asarray(snippet_end_s, np.float64)
+        if snippet_start_s.shape != scores.shape or snippet_end_s.shape != scores.shape:
+            raise AdplgError(f"{name}: expected {len(scores)} snippet start and end times, got "
+                             f"{snippet_start_s.size} and {snippet_end_s.size}")
+        clock_snippet_frames = layout.frames_per_snippet if clock_snippet_frames is None else clock_snippet_frames
+        if layout.kind == "uniform" and layout.frames_per_snippet != clock_snippet_frames:
+            snippet_start_s = snippet_end_s = None  # the clock's snippets are not the layout's: use the frame rate
+    return Timeline(name=name, snippet_scores=scores, fps=float(fps), fps_source=fps_source, features=list(features),
+                    layout=layout, video_frames=None if video_frames is None else int(video_frames),
+                    snippet_start_s=snippet_start_s, snippet_end_s=snippet_end_s)
+
+
+# ------------------------------------------------------------------------------------------------------ outputs
+def annotated_spans(annotations: dict[str, list[tuple[int, int]]] | None, name: str,
+                    fps: float) -> list[tuple[float, float]] | None:
+    """The annotated ``[start, end)`` frame intervals of ``name`` in seconds (None without annotations)."""
+    if annotations is None:
+        return None
+    return [(s / fps, e / fps) for s, e in annotations.get(annotation_key(name), [])]
+
+
+# the keys of a video's summary (what write_timeline returns; its <name>.json starts with them)
+TIMELINE_SUMMARY_KEYS = ("video", "fps", "fps_source", "snippets", "frames", "duration_s", "time_source", "max_score",
+                         "alert_seconds", "segments")
+
+
+def write_timeline(out_dir: Path, timeline: Timeline, rules: AlertRules,
+                   gt_spans_s: list[tuple[float, float]] | None = None, plot: bool = True,
+                   extra: dict | None = None) -> dict:
+    """``<name>.csv`` (frame, time_s, score, alert), ``<name>.json`` (the same arrays, segments, rules, and the
+    ``extra`` keys) and ``<name>.png``; returns the video's summary (``TIMELINE_SUMMARY_KEYS``)."""
+    from adplg.evaluation.plots import plot_timeline
+    from adplg.io import atomic_write_text
+
+    out_dir = Path(out_dir)
+    frames, times = timeline.frame_scores, timeline.times_s
+    alerted, segments = timeline.alerts(rules)
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["frame", "time_s", "score", "alert"])
+    writer.writerows((i, f"{t:.4f}", f"{s:.6f}", int(a)) for i, (t, s, a) in enumerate(zip(times, frames, alerted,
+                                                                                            strict=True)))
+    atomic_write_text(out_dir / f"{timeline.name}.csv", buffer.getvalue())
+
+    summary = {"video": timeline.name, "fps": timeline.fps, "fps_source": timeline.fps_source,
+               "snippets": len(timeline.snippet_scores), "frames": len(frames),
+               "duration_s": timeline.duration_s, "time_source": timeline.time_source,
+               "max_score": float(frames.max(initial=0.0)),
+               "alert_seconds": float(sum(g.duration_s for g in segments)),
+               "segments": [g.to_dict() for g in segments]}
+    payload = {**summary, "snippet_frames": timeline.snippet_frames, "features": timeline.features,
+               "alert_rules": rules.to_dict(), "time_s": np.round(times, 4).tolist(),
+               "score": np.round(frames.astype(np.float64), 6).tolist(), "alert": alerted.astype(int).tolist(),
+               **(extra or {})}
+    atomic_write_text(out_dir / f"{timeline.name}.json", json.dumps(payload))
+    if plot:
+        plot_timeline(out_dir / f"{timeline.name}.png", timeline.name, times, frames,
+                      [(s.start_s, s.end_s) for s in segments], rules.on_threshold, rules.off_threshold, gt_spans_s)
+    return summary
