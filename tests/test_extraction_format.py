@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from adplg.cli.main import main
-from adplg.data.doctor import diagnose_extraction
 from adplg.data.extraction import (
     FEATURE_KEYS,
     check_extract_folder,
@@ -24,6 +23,7 @@ from adplg.data.extraction import (
     write_manifest,
     write_video_record,
 )
+from adplg.doctor.checks import diagnose_extraction
 from adplg.errors import AdplgError
 
 MANIFEST = {"backbone": "i3d", "weights_sha256": "0" * 64, "feature_dim": 8, "crops": 1, "naming": "ucf"}

@@ -13,11 +13,11 @@ import torch
 from adplg.cli.main import main
 from adplg.config import build_config
 from adplg.data.datasets import build_test_set
-from adplg.data.doctor import diagnose
 from adplg.data.gt import SnippetLayout
 from adplg.data.gt_checks import GTVideo, check_test_gt
 from adplg.data.lists import group_videos, read_list
 from adplg.data.synthetic import generate_synthetic_ucf
+from adplg.doctor.checks import diagnose
 from adplg.errors import AdplgError, DataValidationError
 from adplg.evaluation.evaluate import evaluate
 from adplg.evaluation.metrics import frame_metrics

@@ -1,6 +1,6 @@
 """``adplg doctor [DATA]``: validate a feature folder against its lists and annotations and print one report. A
 folder written by ``adplg extract`` (it holds ``manifest.json``) is checked against its manifest and meta records
-instead (``adplg.data.doctor.diagnose_extraction``); the preset, lists and overrides do not apply there.
+instead (``adplg.doctor.checks.diagnose_extraction``); the preset, lists and overrides do not apply there.
 
 Exit status 0 when no errors were found (warnings allowed unless ``--strict``), 1 otherwise; user errors (unknown
 preset, bad override...) raise ``AdplgError``, which ``adplg``'s main turns into a message and status 2.
@@ -74,8 +74,9 @@ def config_overrides(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Diagnose, print the report, optionally write JSON; 0 when healthy, 1 when problems were found."""
     from adplg.config import build_config
-    from adplg.data.doctor import diagnose, diagnose_extraction, format_report
     from adplg.data.extraction import is_extraction_folder
+    from adplg.doctor.checks import diagnose, diagnose_extraction
+    from adplg.doctor.report import format_report
 
     if args.max_shown < 1:
         raise AdplgError(f"doctor: --max_shown must be >= 1, got {args.max_shown}")

@@ -4,10 +4,11 @@
 but never stops at the first problem: it opens every crop file memory-mapped with the same per-file checks as
 ``FeatureStore.load`` (``check_feature_file``: missing, truncated, unreadable, wrong ndim / dtype / feature dimension,
 NaN/Inf), checks the crops of every video (``check_video_crops``: crop count, equal T), the snippet counts (T == 0,
-T > ``model.max_len``, unusually short videos), and for the test split the frame-level GT with ``gt_checks.check_test_gt``,
+T > ``model.max_len``, unusually short videos), and for the test split the frame-level GT with
+``gt_checks.check_test_gt``,
 the very checks ``build_test_set`` runs before training or testing (a GT file's length against the snippet layout,
-or the annotations against the list and the feature lengths). ``format_report`` renders the ``DoctorReport`` as
-text, ``DoctorReport.to_dict`` as JSON-ready data.
+or the annotations against the list and the feature lengths). The report and its rendering are in
+:mod:`adplg.doctor.report`.
 
 ``diagnose_extraction(folder)`` checks a folder written by ``adplg extract`` instead (its format:
 :mod:`adplg.data.extraction`, recognised by ``is_extraction_folder`` there): the manifest and every
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,116 +41,16 @@ from adplg.data.extraction import (
     record_crop_files,
     video_record_paths,
 )
-from adplg.data.features import FEATURE_PROBLEM_KINDS, check_feature_file, check_video_crops
-from adplg.data.gt_checks import ERROR, GT_PROBLEM_KINDS, GT_WARNING_KINDS, WARNING, GTVideo, Problem, check_test_gt
+from adplg.data.features import check_feature_file, check_video_crops
+from adplg.data.gt_checks import WARNING, GTVideo, check_test_gt
 from adplg.data.lists import CropItem, group_videos, read_list
+from adplg.doctor.report import EXTRACTION, STAT_ROWS_PER_FILE, UNREADABLE_KINDS, DoctorReport, SplitReport
 from adplg.errors import AdplgError, DataValidationError
 
-__all__ = ["Problem", "SplitReport", "DoctorReport", "PROBLEM_KINDS", "diagnose", "diagnose_extraction",
-           "format_report"]
+__all__ = ["diagnose", "diagnose_extraction"]
 
 SPLITS = ("train", "test")
 SHORT_OUTLIER_DIVISOR = 20  # a video is an outlier when T < median(T) / 20
-STAT_ROWS_PER_FILE = 8  # rows sampled evenly from every valid file for the feature value mean/std
-
-PROBLEM_KINDS: dict[str, str] = {
-    "list": "list file missing or malformed",
-    "label": "crops without a usable video label",
-    "batch_size": "too few crops for train.batch_size",
-    **FEATURE_PROBLEM_KINDS,
-    "too_long": "T longer than model.max_len",
-    "short_outlier": "unusually short videos",
-    **GT_PROBLEM_KINDS,  # the test split's GT: gt_checks.check_test_gt, shared with build_test_set
-    "manifest": "manifest.json missing, unreadable or incomplete",
-    "meta": "meta record unreadable or malformed",
-    "meta_mismatch": "crop files disagree with their meta record",
-    "orphan": "crop files without a meta record (half-extracted videos)",
-    "feature_list": "features.list missing or out of date",
-}
-WARNING_KINDS = frozenset({"short_outlier", "feature_list"}) | GT_WARNING_KINDS
-EXTRACTION = "extraction"  # the split name (and DoctorReport.kind) of an `adplg extract` folder check
-UNREADABLE_KINDS = frozenset({"unreadable", "truncated", "layout", "ndim"})
-
-
-# ------------------------------------------------------------------------------------------------------ the report
-@dataclass
-class SplitReport:
-    """Counts, statistics and problems of one split."""
-
-    split: str
-    list_file: str | None = None
-    feature_root: str | None = None
-    list_ok: bool = False
-    crops: int = 0
-    videos: int = 0
-    abnormal_videos: int = 0
-    normal_videos: int = 0
-    expected_crops: int | None = None
-    files: int = 0
-    files_found: int = 0
-    files_missing: int = 0
-    files_unreadable: int = 0
-    files_nonfinite: int = 0
-    nonfinite_values: int = 0
-    length_min: int | None = None
-    length_median: float | None = None
-    length_max: int | None = None
-    total_snippets: int = 0
-    value_mean: float | None = None
-    value_std: float | None = None
-    value_sample_size: int = 0
-    gt_source: str | None = None
-    gt_frames: int | None = None
-    rules: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-
-    def add(self, kind: str, message: str, severity: str | None = None) -> None:
-        """Record a problem; the severity defaults to the kind's (warning kinds are ``WARNING_KINDS``)."""
-        if severity is None:
-            severity = WARNING if kind in WARNING_KINDS else ERROR
-        self.problems.append(Problem(kind, message, severity))
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == ERROR]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == WARNING]
-
-
-@dataclass
-class DoctorReport:
-    """The whole diagnosis: what was checked and one ``SplitReport`` per split."""
-
-    config_name: str
-    list_dir: str
-    feature_dim: int
-    splits: list[SplitReport]
-    seconds: float = 0.0
-    kind: str = "dataset"  # or EXTRACTION: a folder written by `adplg extract`
-
-    @property
-    def num_errors(self) -> int:
-        return sum(len(s.errors) for s in self.splits)
-
-    @property
-    def num_warnings(self) -> int:
-        return sum(len(s.warnings) for s in self.splits)
-
-    @property
-    def healthy(self) -> bool:
-        """True when no split has an error (warnings allowed)."""
-        return self.num_errors == 0
-
-    def to_dict(self) -> dict:
-        """JSON-ready: every field, plus ``healthy``, ``errors`` and ``warnings`` counts."""
-        out = asdict(self)
-        out.update(healthy=self.healthy, errors=self.num_errors, warnings=self.num_warnings)
-        for split, raw in zip(self.splits, out["splits"], strict=True):
-            raw.update(errors=len(split.errors), warnings=len(split.warnings))
-        return out
 
 
 # -------------------------------------------------------------------------------------------------------- diagnose
@@ -342,15 +243,14 @@ def _length_statistics(video_lengths: dict[str, int], lengths: list[int | None],
 
 def _check_lengths(cfg: Config, split: str, videos: list[_Video], items: list[CropItem],
                    video_lengths: dict[str, int], report: SplitReport) -> None:
-    """T > model.max_len (an error at test time, where crops are scored at full length; a warning for training,
-    which pools every crop to data.num_segments), and T < median / SHORT_OUTLIER_DIVISOR (a warning)."""
+    """T > model.max_len (a warning: testing and scoring run such a video in overlapping windows of max_len
+    snippets, training pools every crop to data.num_segments), and T < median / SHORT_OUTLIER_DIVISOR (a warning)."""
     if not video_lengths:
         return
     max_len = cfg.model.max_len
     median = float(np.median(list(video_lengths.values())))
     short = median / SHORT_OUTLIER_DIVISOR
-    long_severity = ERROR if split == "test" else WARNING
-    report.rules.append(f"T > model.max_len = {max_len} is {'an error' if split == 'test' else 'a warning'}; "
+    report.rules.append(f"T > model.max_len = {max_len} is a warning (scored in overlapping windows of {max_len}); "
                         f"T < median / {SHORT_OUTLIER_DIVISOR} = {median:g} / {SHORT_OUTLIER_DIVISOR} = {short:.1f} "
                         f"is an outlier (warning); T per video = T of its first readable crop")
     for video in videos:
@@ -359,8 +259,8 @@ def _check_lengths(cfg: Config, split: str, videos: list[_Video], items: list[Cr
         if length is None or length == 0:
             continue  # unreadable, or already reported as "no snippets"
         if length > max_len:
-            report.add("too_long", f"{where}: T longer than model.max_len: expected T <= {max_len}, got {length}",
-                       long_severity)
+            report.add("too_long", f"{where}: T longer than model.max_len: expected T <= {max_len}, got {length} "
+                                   f"(scored in overlapping windows of {max_len} snippets)", WARNING)
         if length < short:
             report.add("short_outlier", f"{where}: unusually short: expected T >= {short:.1f} (median {median:g} / "
                                         f"{SHORT_OUTLIER_DIVISOR}), got {length}")
@@ -504,83 +404,3 @@ def _video_of(path: Path, naming: str) -> str:
     return split_crop_suffix(path.stem, naming)[0]
 
 
-# ---------------------------------------------------------------------------------------------------- formatting
-def format_report(report: DoctorReport, max_shown: int = 10) -> str:
-    """A readable plain-text report: one section per split (counts, statistics, rules, problems grouped by kind with
-    the first ``max_shown`` of each kind), then a one-line verdict."""
-    if report.kind == EXTRACTION:
-        lines = [f"adplg doctor: extraction folder {report.list_dir} ({report.config_name}), feature_dim "
-                 f"{report.feature_dim}; checked in {report.seconds:.1f} s"]
-    else:
-        lines = [f"adplg doctor: config {report.config_name!r}, list dir {report.list_dir}, "
-                 f"feature_dim {report.feature_dim}; checked in {report.seconds:.1f} s"]
-    for split in report.splits:
-        lines += [""] + _format_split(split, max_shown)
-    lines += ["", _verdict(report)]
-    return "\n".join(lines)
-
-
-def _format_split(split: SplitReport, max_shown: int) -> list[str]:
-    if split.split == EXTRACTION:
-        lines = [f"== extraction folder {split.feature_root}: manifest {split.list_file} "
-                 f"({'read' if split.list_ok else 'NOT read'})"]
-    else:
-        lines = [f"== {split.split} split: list {split.list_file} ({'read' if split.list_ok else 'NOT read'}), "
-                 f"features under {split.feature_root or '(paths as listed)'}"]
-    if split.list_ok:
-        lines += _format_counts(split)
-    lines += [f"  rule: {rule}" for rule in split.rules]
-    lines += [f"  note: {note}" for note in split.notes]
-    lines += _format_problems(split, max_shown)
-    return lines
-
-
-def _format_counts(split: SplitReport) -> list[str]:
-    crops = f"; expected {split.expected_crops} crop(s) per video" if split.expected_crops else ""
-    if split.split == EXTRACTION:
-        listed = f"  meta records: {split.crops} crop files of {split.videos} finished videos{crops}"
-    else:
-        listed = (f"  list: {split.crops} crop entries in {split.videos} videos ({split.abnormal_videos} abnormal, "
-                  f"{split.normal_videos} normal){crops}")
-    lines = [
-        listed,
-        f"  files: {split.files} distinct, {split.files_found} found, {split.files_missing} missing, "
-        f"{split.files_unreadable} unreadable/truncated/wrong shape, {split.files_nonfinite} with NaN/Inf "
-        f"({split.nonfinite_values} values)",
-    ]
-    if split.length_min is not None:
-        lines.append(f"  T per video: min {split.length_min}, median {split.length_median:g}, max {split.length_max}; "
-                     f"{split.total_snippets} snippets in all readable crops")
-    if split.value_mean is not None:
-        lines.append(f"  feature values (sample of {split.value_sample_size} from {STAT_ROWS_PER_FILE} rows per valid "
-                     f"file): mean {split.value_mean:.4g}, std {split.value_std:.4g}")
-    if split.gt_source:
-        frames = f", {split.gt_frames} frames" if split.gt_frames is not None else ""
-        lines.append(f"  ground truth: {split.gt_source}{frames}")
-    return lines
-
-
-def _format_problems(split: SplitReport, max_shown: int) -> list[str]:
-    if not split.problems:
-        return ["  problems: none"]
-    lines = [f"  problems: {len(split.errors)} error(s), {len(split.warnings)} warning(s)"]
-    by_kind: dict[tuple[str, str], list[Problem]] = {}
-    for problem in split.problems:
-        by_kind.setdefault((problem.severity, problem.kind), []).append(problem)
-    order = sorted(by_kind, key=lambda sk: (sk[0] != ERROR, list(PROBLEM_KINDS).index(sk[1])
-                                            if sk[1] in PROBLEM_KINDS else len(PROBLEM_KINDS)))
-    for severity, kind in order:
-        group = by_kind[(severity, kind)]
-        lines.append(f"    [{severity}] {PROBLEM_KINDS.get(kind, kind)}: {len(group)}")
-        lines += [f"      - {p.message}" for p in group[:max_shown]]
-        if len(group) > max_shown:
-            lines.append(f"      ... and {len(group) - max_shown} more")
-    return lines
-
-
-def _verdict(report: DoctorReport) -> str:
-    names = "extraction folder" if report.kind == EXTRACTION else ", ".join(s.split for s in report.splits)
-    warnings = f" and {report.num_warnings} warning(s)" if report.num_warnings else ""
-    if report.healthy:
-        return f"verdict: HEALTHY ({names}): no errors{warnings}"
-    return f"verdict: PROBLEMS FOUND ({names}): {report.num_errors} error(s){warnings}"
