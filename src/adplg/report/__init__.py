@@ -11,7 +11,8 @@ when it is clicked; ``alerts.csv`` has one row per alert of every video. See :mo
 :mod:`adplg.report.verdicts`.
 """
 
-from adplg.report.build import ReportSummary, build_report, downsample_curve, read_scores
+from adplg.report.build import ReportSummary, build_report, downsample_curve
+from adplg.report.scores import read_scores
 from adplg.report.verdicts import Verdict, Verdicts, false_alert_timelines, read_verdicts
 
 __all__ = ["ReportSummary", "Verdict", "Verdicts", "build_report", "downsample_curve", "false_alert_timelines",
