@@ -128,8 +128,8 @@ def r1_runs(seeds: list[int], windows: list[int], overrides: list[str], out: Pat
 
 def checkpoint_runs(checkpoint: str, preset: str | None, windows: list[int], overrides: list[str],
                     delays: list[str], encode_every: list[int]) -> list[dict]:
-    from adplg.data.datasets import build_test_set
     from adplg.checkpoints.load import load_scorer
+    from adplg.data.datasets import build_test_set
 
     cfg, model = load_scorer([checkpoint], preset, None, overrides)
     test = build_test_set(cfg, progress=False)

@@ -8,11 +8,11 @@ from adplg.inference.alerts import (
     AlertRules,
     alert_mask,
     alert_segments,
-    calibrate,
-    false_alarm_rate,
     hysteresis_mask,
+    resolve_rules,
     rules_path_for,
 )
+from adplg.inference.calibration import calibrate, false_alarm_rate
 
 
 def test_hysteresis_starts_at_on_and_ends_below_off():
@@ -28,15 +28,15 @@ def test_merge_gap_and_minimum_duration_in_seconds():
     s[10:20] = 0.9  # 1.0 s
     s[23:30] = 0.9  # gap 0.3 s, then 0.7 s
     s[60:62] = 0.9  # 0.2 s, isolated
-    plain = alert_segments(s, fps, AlertRules(0.5))
+    plain = alert_segments(s, fps, AlertRules(on_threshold=0.5))
     assert [(g.start_frame, g.end_frame) for g in plain] == [(10, 20), (23, 30), (60, 62)]
-    merged = alert_segments(s, fps, AlertRules(0.5, merge_gap_s=0.3))
+    merged = alert_segments(s, fps, AlertRules(on_threshold=0.5, merge_gap_s=0.3))
     assert [(g.start_frame, g.end_frame) for g in merged] == [(10, 30), (60, 62)]
     assert merged[0].start_s == pytest.approx(1.0) and merged[0].end_s == pytest.approx(3.0)
-    kept = alert_segments(s, fps, AlertRules(0.5, merge_gap_s=0.3, min_duration_s=0.5))
+    kept = alert_segments(s, fps, AlertRules(on_threshold=0.5, merge_gap_s=0.3, min_duration_s=0.5))
     assert [(g.start_frame, g.end_frame) for g in kept] == [(10, 30)]
     assert kept[0].peak_score == pytest.approx(0.9) and 0 < kept[0].mean_score < 0.9  # the merged gap counts
-    assert not alert_segments(s, fps, AlertRules(0.5, min_duration_s=1.5))
+    assert not alert_segments(s, fps, AlertRules(on_threshold=0.5, min_duration_s=1.5))
 
 
 def _normal_videos(rng, count):
@@ -91,6 +91,16 @@ def test_little_footage_without_false_alarms_has_an_honest_interval():
     assert low < 0.05 and high > 0.9  # one false alarm in 3 units says little
 
 
+def test_calibration_with_hysteresis_above_the_low_scores():
+    """The bisection probes thresholds below the hysteresis: their off threshold is 0 (scores are >= 0), not an
+    invalid negative one."""
+    videos = [(np.linspace(0, 1, 50), 10.0)]
+    rules = calibrate(videos, 0.9, hysteresis=0.3)
+    assert rules.off_threshold == max(rules.on_threshold - 0.3, 0.0)
+    assert false_alarm_rate(videos, rules) <= 0.9
+    assert calibrate(videos, 0.0, hysteresis=2.0).off_threshold == 0.0
+
+
 def test_calibration_errors_and_zero_target():
     with pytest.raises(AdplgError, match="no normal videos"):
         calibrate([], 0.01)
@@ -101,7 +111,8 @@ def test_calibration_errors_and_zero_target():
 
 
 def test_rules_file_round_trip_and_errors(tmp_path):
-    rules = AlertRules(0.7, 0.6, 2.0, 1.5, {"target_far": 0.01})
+    rules = AlertRules(on_threshold=0.7, off_threshold=0.6, min_duration_s=2.0, merge_gap_s=1.5,
+                       calibration={"target_far": 0.01})
     path = rules.save(tmp_path / "last.alerts.yaml")
     assert AlertRules.load(path) == rules
     assert "not part of any exported graph" in path.read_text()
@@ -109,7 +120,7 @@ def test_rules_file_round_trip_and_errors(tmp_path):
     with pytest.raises(AdplgError, match="unknown keys.*threshhold"):
         AlertRules.load(tmp_path / "bad.yaml")
     with pytest.raises(AdplgError, match="off_threshold <= on_threshold"):
-        AlertRules(0.5, 0.6)
+        AlertRules(on_threshold=0.5, off_threshold=0.6)
     with pytest.raises(AdplgError, match="not found"):
         AlertRules.load(tmp_path / "missing.yaml")
     checkpoints = tmp_path / "checkpoints"
@@ -120,3 +131,51 @@ def test_rules_file_round_trip_and_errors(tmp_path):
 def test_alert_mask_rejects_bad_fps():
     with pytest.raises(AdplgError, match="fps > 0"):
         alert_mask(np.zeros(3), 0, AlertRules())
+
+
+# ------------------------------------------------------------------------------------------------ which rules apply
+def test_resolve_rules_precedence(tmp_path):
+    """Lowest first: the model's rules, a rules file (replaces them whole), then each value given (replaces that
+    value; the calibration record is kept). The source names the file and the values given, by their labels."""
+    model = AlertRules(on_threshold=0.7, off_threshold=0.6, min_duration_s=2.0, merge_gap_s=1.0,
+                       calibration={"target_far": 0.01})
+    assert resolve_rules(model, "ckpt.alerts.yaml") == (model, "ckpt.alerts.yaml")
+    rules, source = resolve_rules(model, "ckpt.alerts.yaml", on_threshold=0.3)
+    assert (rules.on_threshold, rules.off_threshold, rules.min_duration_s, rules.merge_gap_s) == (0.3, 0.3, 2.0, 1.0)
+    assert rules.calibration == {"target_far": 0.01} and source == "ckpt.alerts.yaml with on_threshold 0.3"
+    rules, _ = resolve_rules(model, "ckpt", min_duration_s=0.5)  # the thresholds stay the model's, hysteresis too
+    assert (rules.on_threshold, rules.off_threshold, rules.min_duration_s) == (0.7, 0.6, 0.5)
+
+    camera = AlertRules(on_threshold=0.9, off_threshold=0.8, merge_gap_s=3.0).save(tmp_path / "cam.alerts.yaml")
+    rules, source = resolve_rules(model, "ckpt", alerts_file=camera)
+    assert rules == AlertRules.load(camera) and source == str(camera)  # the file wins over the model, whole
+    rules, source = resolve_rules(model, "ckpt", alerts_file=camera, off_threshold=0.5, merge_gap_s=0.0,
+                                  labels={"off_threshold": "--off-threshold"})
+    assert (rules.on_threshold, rules.off_threshold, rules.min_duration_s, rules.merge_gap_s) == (0.9, 0.5, 0.0, 0.0)
+    assert source == f"{camera} with --off-threshold 0.5, merge_gap_s 0"
+    with pytest.raises(AdplgError, match="off_threshold <= on_threshold") as caught:
+        resolve_rules(model, "ckpt", off_threshold=0.8)
+    assert caught.value.parameter == "off_threshold"
+    with pytest.raises(AdplgError, match="^on_threshold: alert rules: expected on_threshold >= 0") as caught:
+        resolve_rules(model, "ckpt", on_threshold=float("nan"))
+    with pytest.raises(AdplgError, match="not found"):
+        resolve_rules(model, "ckpt", alerts_file=tmp_path / "missing.yaml")
+
+
+def test_errors_name_parameters_and_a_rules_file_its_keys(tmp_path):
+    """Library errors name the parameter (the command line swaps in its flag); a bad value in a rules file is about
+    the file's key, not a parameter."""
+    with pytest.raises(AdplgError) as caught:
+        AlertRules(on_threshold=0.5, min_duration_s=-1)
+    assert caught.value.parameter == "min_duration_s" and "--" not in str(caught.value)
+    assert str(caught.value) == ("min_duration_s: alert rules: expected min_duration_s >= 0, a finite number, "
+                                 "got -1")
+    with pytest.raises(AdplgError) as caught:
+        calibrate([(np.zeros(10), 30.0)], 1.5)
+    assert caught.value.parameter == "target_far" and "(the target false-alarm rate)" in str(caught.value)
+    path = tmp_path / "bad.alerts.yaml"
+    path.write_text("on_threshold: 2\n")
+    with pytest.raises(AdplgError) as caught:
+        AlertRules.load(path)
+    assert caught.value.parameter is None
+    assert str(caught.value) == f"alert rules file {path}: expected on_threshold >= 0 and <= 1, a finite number, got 2"

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from adplg.checkpoints.format import save_checkpoint
+from adplg.checkpoints.load import load_snippet_branch
 from adplg.cli.export import add_parser
 from adplg.config import build_config
-from adplg.errors import AdplgError
 from adplg.deploy import export as ex
-from adplg.checkpoints.load import load_snippet_branch
+from adplg.errors import AdplgError
 from adplg.models.build import build_snippet_branch, build_video_branch
 
 TINY = ["data.feature_dim=12", "data.test_crops=2", "model.model_dim=32", "model.local_out_dim=8",

@@ -6,19 +6,21 @@ import pytest
 import torch
 
 from adplg.config import build_config
-from adplg.models.apply import forward_in_chunks
 from adplg.inference.alerts import AlertRules, alert_segments
-from adplg.live.online import OnlineAlerts, OnlineScorer, default_delay
+from adplg.inference.online_alerts import OnlineAlerts
+from adplg.live.online import OnlineScorer, default_delay
+from adplg.models.apply import forward_in_chunks
 from adplg.models.build import build_snippet_branch
 
 FPS = 30.0
 RULES = [
-    AlertRules(0.5),
-    AlertRules(0.6, 0.4),
-    AlertRules(0.5, 0.3, min_duration_s=0.2),
-    AlertRules(0.5, 0.5, merge_gap_s=0.1),
-    AlertRules(0.7, 0.35, min_duration_s=0.3, merge_gap_s=0.2),
-    AlertRules(0.5, 0.45, min_duration_s=4 / FPS, merge_gap_s=3 / FPS),  # products land exactly on frame counts
+    AlertRules(on_threshold=0.5),
+    AlertRules(on_threshold=0.6, off_threshold=0.4),
+    AlertRules(on_threshold=0.5, off_threshold=0.3, min_duration_s=0.2),
+    AlertRules(on_threshold=0.5, off_threshold=0.5, merge_gap_s=0.1),
+    AlertRules(on_threshold=0.7, off_threshold=0.35, min_duration_s=0.3, merge_gap_s=0.2),
+    # products land exactly on frame counts
+    AlertRules(on_threshold=0.5, off_threshold=0.45, min_duration_s=4 / FPS, merge_gap_s=3 / FPS),
 ]
 
 
@@ -85,7 +87,7 @@ def test_online_alerts_replay_matches_alert_segments(rules):
 
 
 def test_online_alerts_edge_cases():
-    rules = AlertRules(0.5, 0.4, min_duration_s=3 / FPS, merge_gap_s=2 / FPS)
+    rules = AlertRules(on_threshold=0.5, off_threshold=0.4, min_duration_s=3 / FPS, merge_gap_s=2 / FPS)
     for scores in ([], [0.5], [0.5] * 3, [0.45] * 5, [0.5, 0.45, 0.39, 0.5, 0.5], [0.5, 0.3, 0.3, 0.5, 0.3, 0.3, 0.3],
                    [0.45, 0.5, 0.45, 0.45, 0.3, 0.3, 0.3, 0.6]):
         scores = np.asarray(scores, dtype=np.float64)
@@ -96,7 +98,7 @@ def test_online_alerts_edge_cases():
 
 
 def test_online_alerts_timing_of_events():
-    rules = AlertRules(0.5, min_duration_s=5 / FPS, merge_gap_s=3 / FPS)
+    rules = AlertRules(on_threshold=0.5, min_duration_s=5 / FPS, merge_gap_s=3 / FPS)
     online = OnlineAlerts(rules, FPS)
     assert online.push(np.ones(4)) == []  # 4 frames < 5: not yet certain
     started = online.push(np.ones(1))

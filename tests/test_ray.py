@@ -244,10 +244,10 @@ def test_score_jobs_skip_scored_videos_and_redo_changed_ones(checkpoint, tmp_pat
 
     from adplg.inference.alerts import AlertRules
 
-    assert score_many(scorer, folder, jobs, fps=25, plot=False, rules=AlertRules(0.3)).done == names
+    assert score_many(scorer, folder, jobs, fps=25, plot=False, rules=AlertRules(on_threshold=0.3)).done == names
     changed = sorted(folder.glob("*.npy"))[0]
     np.save(changed, np.load(changed))  # rewritten (same values): its video is scored again, only it
-    redo = score_many(scorer, folder, jobs, fps=25, plot=False, rules=AlertRules(0.3))
+    redo = score_many(scorer, folder, jobs, fps=25, plot=False, rules=AlertRules(on_threshold=0.3))
     assert len(redo.done) == 1 and changed.stem.startswith(redo.done[0]) and len(redo.skipped) == len(names) - 1
 
 

@@ -21,7 +21,8 @@ from PIL import Image
 from adplg.cli.main import main
 from adplg.data.gt import SnippetLayout
 from adplg.errors import AdplgError
-from adplg.inference.alerts import AlertRules, alert_segments, false_alarm_rate
+from adplg.inference.alerts import AlertRules, alert_segments
+from adplg.inference.calibration import false_alarm_rate
 from adplg.inference.timeline import Timeline, write_timeline
 from adplg.report import build_report, downsample_curve, false_alert_timelines, read_verdicts
 
@@ -76,7 +77,8 @@ def scored(tmp_path_factory, tiny_checkpoint):
     levels = np.unique(np.concatenate(curves))
     # thresholds halfway between distinct stored scores (scores are rounded to 6 decimals in the JSON)
     for threshold in (levels[:-1] + levels[1:]) / 2:
-        starts = [g.start_frame for c in curves for g in alert_segments(c, FPS, AlertRules(float(threshold)))]
+        rules = AlertRules(on_threshold=float(threshold))
+        starts = [g.start_frame for c in curves for g in alert_segments(c, FPS, rules)]
         if any(s > 0 for s in starts):
             break
     else:
@@ -178,7 +180,7 @@ def _synthetic_scores(folder: Path, videos: int, snippets: int, fps: float, rule
 
 
 def test_a_thousand_videos_make_a_small_index(tmp_path):
-    rules = AlertRules(0.6, 0.5, 0.5, 0.0)
+    rules = AlertRules(on_threshold=0.6, off_threshold=0.5, min_duration_s=0.5, merge_gap_s=0.0)
     summaries = _synthetic_scores(tmp_path / "scores", 1000, 12, 25.0, rules)
     out = tmp_path / "report"
     summary = build_report(tmp_path / "scores", out, thumbnails=False)
@@ -202,7 +204,7 @@ def test_a_ten_hour_timeline_makes_a_small_page(tmp_path):
     scores[peak] = 0.99  # one 16-frame snippet (0.53 s) in 10 hours
     folder = tmp_path / "scores"
     timeline = Timeline(name="long", snippet_scores=scores, fps=fps, fps_source="--fps")
-    write_timeline(folder, timeline, AlertRules(0.9), plot=False)
+    write_timeline(folder, timeline, AlertRules(on_threshold=0.9), plot=False)
     summary = build_report(folder, tmp_path / "report", thumbnails=False)
     page = tmp_path / "report" / "videos" / "long.html"
     data = _page_data(page)
@@ -224,7 +226,7 @@ def test_bad_inputs_are_named(tmp_path, capsys):
     assert "no adplg score outputs" in capsys.readouterr().err and not (tmp_path / "r").exists()
 
     folder = tmp_path / "scores"
-    _synthetic_scores(folder, 2, 4, 25.0, AlertRules(0.5))
+    _synthetic_scores(folder, 2, 4, 25.0, AlertRules(on_threshold=0.5))
     broken = folder / "video0001.json"
     broken.write_text('{"video": "video0001", "fps": 25, "score": [0.1,')
     assert main(["report", str(folder), "--out", str(tmp_path / "r")]) == 2
@@ -241,7 +243,7 @@ def test_bad_inputs_are_named(tmp_path, capsys):
     assert main(["report", str(folder), "--out", str(tmp_path / "r")]) == 2
     assert "video0001.json" in capsys.readouterr().err
 
-    _synthetic_scores(folder, 2, 4, 25.0, AlertRules(0.5))
+    _synthetic_scores(folder, 2, 4, 25.0, AlertRules(on_threshold=0.5))
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     assert main(["report", str(folder), "--out", str(blocker)]) == 2
@@ -275,20 +277,26 @@ def test_bad_verdict_files_are_named(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ verdicts in calibrate
-def test_calibrate_counts_false_alerts_as_normal_footage(scored, tmp_path, capsys):
-    import adplg
-
-    scores, _, checkpoint, _ = scored
+def _verdict_on_an_alert(scores: Path, path: Path, *kinds: str) -> tuple[dict, dict, Path]:
+    """A verdicts file at ``path`` with one verdict of each of ``kinds`` (false_alert / true_alert) on the first
+    alert of the scored videos: (the video's record, the alert, path)."""
     record = json.loads((scores / "cam1.json").read_text())
     if not record["segments"]:
         record = next(r for r in (json.loads(p.read_text()) for p in sorted(scores.glob("cam*.json")))
                       if r["segments"])
     alert = record["segments"][0]
-    verdicts = tmp_path / "verdicts.json"
-    verdicts.write_text(json.dumps({"format": "adplg-verdicts", "version": 1, "scores_dir": str(scores),
-                                    "verdicts": [{"video": record["video"], "start_s": alert["start_s"],
-                                                  "end_s": alert["end_s"], "verdict": "false_alert",
-                                                  "features": record["features"]}]}))
+    path.write_text(json.dumps({"format": "adplg-verdicts", "version": 1, "scores_dir": str(scores),
+                                "verdicts": [{"video": record["video"], "start_s": alert["start_s"],
+                                              "end_s": alert["end_s"], "verdict": kind,
+                                              "features": record["features"]} for kind in kinds]}))
+    return record, alert, path
+
+
+def test_calibrate_counts_false_alerts_as_normal_footage(scored, tmp_path, capsys):
+    import adplg
+
+    scores, _, checkpoint, _ = scored
+    record, alert, verdicts = _verdict_on_an_alert(scores, tmp_path / "verdicts.json", "false_alert")
     scorer = adplg.load(checkpoint)
     spans = false_alert_timelines(scorer, read_verdicts(verdicts))
     times, frame_scores = np.array(record["time_s"]), np.array(record["score"])
@@ -315,6 +323,40 @@ def test_calibrate_counts_false_alerts_as_normal_footage(scored, tmp_path, capsy
     assert main(["calibrate", str(normal), "--checkpoint", str(checkpoint), "--target-far", "0.05",
                  "--verdicts", str(bad), "--out", str(rules_file), "--quiet"]) == 2
     assert "outside the video" in capsys.readouterr().err
+
+
+def test_library_calibration_with_verdicts_equals_the_cli(scored, tmp_path, capsys):
+    """``adplg.calibrate(..., verdicts=)`` gives the rules of ``adplg calibrate --verdicts``: the same thresholds,
+    statistics and recorded verdicts; read verdicts and already scored timelines give them too, and verdicts with
+    no false alert add nothing but their record."""
+    import adplg
+
+    scores, _, checkpoint, _ = scored
+    verdicts = _verdict_on_an_alert(scores, tmp_path / "verdicts.json", "false_alert", "true_alert")[2]
+    normal, target = scores / "features", 0.05
+    by_cli, by_library = tmp_path / "cli.alerts.yaml", tmp_path / "library.alerts.yaml"
+    assert main(["calibrate", str(normal), "--checkpoint", str(checkpoint), "--target-far", str(target),
+                 "--verdicts", str(verdicts), "--out", str(by_cli), "--quiet"]) == 0
+    assert "1 false alert(s)" in capsys.readouterr().out
+    rules = adplg.calibrate(checkpoint, normal, target, verdicts=verdicts, save_to=by_library)
+    assert AlertRules.load(by_library) == AlertRules.load(by_cli) == rules
+    used = rules.calibration["verdicts"]
+    assert used["file"] == str(verdicts) and used["false_alerts"] == 1 and used["true_alerts_not_used"] == 1
+    assert used["false_alert_seconds"] > 0
+
+    scorer = adplg.load(checkpoint)
+    timelines = scorer.score(normal)
+    assert scorer.calibrate(timelines, target, verdicts=read_verdicts(verdicts), save_to=False) == rules
+    assert scorer.rules == rules and scorer.rules_source == "calibrated in memory"
+    true_only = _verdict_on_an_alert(scores, tmp_path / "true.json", "true_alert")[2]
+    plain = scorer.calibrate(timelines, target, save_to=False)
+    reviewed = scorer.calibrate(timelines, target, verdicts=true_only, save_to=False)
+    assert reviewed.calibration.pop("verdicts") == {"file": str(true_only), "false_alerts": 0,
+                                                    "true_alerts_not_used": 1, "false_alert_seconds": 0.0}
+    assert reviewed == plain
+    assert main(["calibrate", str(normal), "--checkpoint", str(checkpoint), "--target-far", str(target),
+                 "--verdicts", str(true_only), "--out", str(by_cli), "--quiet"]) == 0
+    assert f"note: {true_only} marks no false alert" in capsys.readouterr().out
 
 
 def test_frame_level_span_timeline_keeps_the_clock():
@@ -402,7 +444,7 @@ def test_report_in_a_headless_browser(scored, tmp_path):
 def test_float32_scores_are_not_alerted_above_their_maximum():
     # false-alert spans often push calibration above every normal score: the threshold just above the highest
     # float32 score must not round back onto it (NumPy compares float32 arrays with a Python float in float32)
-    from adplg.inference.alerts import calibrate
+    from adplg.inference.calibration import calibrate
 
     scores = np.array([0.1, 0.2336973101, 0.1], dtype=np.float32)
     rules = calibrate([(scores, 25.0)], target_far=0.0)
@@ -415,8 +457,9 @@ def test_names_are_escaped_and_annotations_drawn(tmp_path):
     folder = tmp_path / "scores"
     timeline = Timeline(name=name, snippet_scores=np.array([0.1, 0.9, 0.8, 0.1]), fps=25.0, fps_source="--fps")
     (folder / "summary.json").parent.mkdir(parents=True)
-    summaries = [write_timeline(folder, timeline, AlertRules(0.5), plot=False)]
-    (folder / "summary.json").write_text(json.dumps({"checkpoint": [], "alert_rules": AlertRules(0.5).to_dict(),
+    summaries = [write_timeline(folder, timeline, AlertRules(on_threshold=0.5), plot=False)]
+    (folder / "summary.json").write_text(json.dumps({"checkpoint": [],
+                                                     "alert_rules": AlertRules(on_threshold=0.5).to_dict(),
                                                      "videos": summaries}))
     out = tmp_path / "report"
     build_report(folder, out, thumbnails=False, annotations={name: [(25, 50)]})  # frames 25-50 at 25 fps

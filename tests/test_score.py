@@ -170,13 +170,14 @@ def test_rule_flags_are_named_in_the_rules_source():
     changed them, instead of naming the rules file alone."""
     from types import SimpleNamespace
 
-    from adplg.cli.score import resolve_rules
+    from adplg.cli.common import rules_from_args
+    from adplg.cli.main import build_parser
     from adplg.inference.alerts import AlertRules
 
-    scorer = SimpleNamespace(rules=AlertRules(0.7, 0.6, 2.0, 1.0), rules_source="ckpt.alerts.yaml")
-    args = SimpleNamespace(alerts=None, threshold=0.3, off_threshold=None, min_duration=None, merge_gap=None)
-    rules, source = resolve_rules(args, scorer)
+    rules = AlertRules(on_threshold=0.7, off_threshold=0.6, min_duration_s=2.0, merge_gap_s=1.0)
+    scorer = SimpleNamespace(rules=rules, rules_source="ckpt.alerts.yaml")
+    command = ["score", "features.npy", "--checkpoint", "ckpt.safetensors"]
+    rules, source = rules_from_args(build_parser().parse_args([*command, "--threshold", "0.3"]), scorer)
     assert (rules.on_threshold, rules.off_threshold, rules.min_duration_s) == (0.3, 0.3, 2.0)
     assert source == "ckpt.alerts.yaml with --threshold 0.3"
-    args.threshold = None
-    assert resolve_rules(args, scorer)[1] == "ckpt.alerts.yaml"
+    assert rules_from_args(build_parser().parse_args(command), scorer)[1] == "ckpt.alerts.yaml"

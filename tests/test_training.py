@@ -105,8 +105,8 @@ def test_ema_and_uniform_average_are_exclusive(data, tmp_path):
 
 
 def test_snippet_members_learn_side_by_side_and_score_as_their_mean(data, tmp_path):
-    from adplg.evaluation.evaluate import predict_snippet_scores
     from adplg.checkpoints.load import load_scorer
+    from adplg.evaluation.evaluate import predict_snippet_scores
     from adplg.models.ensemble import SnippetEnsemble
 
     cfg = cfg_for(data, tmp_path, num_iters=10)

@@ -55,7 +55,7 @@ def test_video_to_alerts(backbone, dim, tmp_path, tiny_checkpoint):
     assert np.array_equal(record["score"], scores)  # features reused (resume), same scores
     above = np.array(record["score"]) >= threshold
     runs = [(s["start_frame"], s["end_frame"]) for s in record["segments"]]
-    expected = [(g.start_frame, g.end_frame) for g in alert_segments(scores, FPS, AlertRules(threshold))]
+    expected = [(g.start_frame, g.end_frame) for g in alert_segments(scores, FPS, AlertRules(on_threshold=threshold))]
     assert runs == expected and runs
     covered = np.zeros(80, dtype=bool)
     for start, end in runs:

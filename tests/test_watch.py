@@ -292,6 +292,35 @@ def test_sigterm_stops_cleanly_with_final_outputs(clip_run, tmp_path):
     assert records[-1]["end_frame"] == len(rows) * SNIPPET_FRAMES
 
 
+def test_watch_and_score_resolve_alert_rules_the_same_way(clip_run, tmp_path, capsys):
+    """The same ``--alerts`` file and rule flags give ``adplg watch`` and ``adplg score`` the same rules and the same
+    source text (both announce ``alert rules: ...``); a bad rule value is named by its flag in both."""
+    run, weights = clip_run
+    video = write_video(tmp_path / "cam.mp4", 2 * SNIPPET_FRAMES, width=64, height=48, fps=25, seed=4)
+    camera = AlertRules(on_threshold=0.9, off_threshold=0.7, merge_gap_s=2.0).save(tmp_path / "cam.alerts.yaml")
+    model = ["--checkpoint", str(run.checkpoint), "--weights", str(weights)]
+    rule_flags = ["--alerts", str(camera), "--threshold", "0.8", "--min-duration", "0.5"]
+
+    def announced(text: str) -> str:
+        return next(line for line in text.splitlines() if line.startswith("alert rules: "))
+
+    assert main(["score", str(video), *model, *rule_flags, "--out", str(tmp_path / "s"), "--no-plot",
+                 "--quiet"]) == 0
+    by_score = announced(capsys.readouterr().out)
+    assert main(["watch", str(video), *model, *rule_flags, "--device", "cpu"]) == 0
+    assert announced(capsys.readouterr().err) == by_score
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    source = f"{camera} with --threshold 0.8, --min-duration 0.5"
+    assert by_score.startswith(f"alert rules: {source} (on 0.8000, off 0.8000, min 0.5 s, merge gap 2 s)")
+    assert summary["alert_rules_source"] == source
+    for command in (["score", str(video), *model, "--out", str(tmp_path / "s2")], ["watch", str(video), *model]):
+        assert main([*command, "--threshold", "0.5", "--off-threshold", "0.6"]) == 2
+        err = capsys.readouterr().err
+        assert "adplg: error: --off-threshold: alert rules: expected off_threshold <= on_threshold" in err
+        assert main([*command, "--threshold", "nan"]) == 2
+        assert "adplg: error: --threshold: alert rules: expected on_threshold >= 0" in capsys.readouterr().err
+
+
 def test_corrupt_or_missing_file_is_a_clear_error(clip_run, tmp_path, capsys):
     run, weights = clip_run
     bad = tmp_path / "bad.mp4"
@@ -398,7 +427,7 @@ def test_encode_every_runs_the_backbone_on_every_kth_snippet_and_holds_its_featu
     np.testing.assert_allclose(skipping, scorer.score_array(held), atol=1e-5)
     np.testing.assert_allclose(every, scorer.score_array(np.stack(full.features, axis=1)), atol=1e-5)
     assert not np.allclose(skipping, every, atol=1e-4)  # the held features do change the scores
-    with pytest.raises(AdplgError, match=r"encode_every \(--encode-every\) an integer >= 1, got 0"):
+    with pytest.raises(AdplgError, match=r"^encode_every: watch: expected an integer >= 1, got 0$"):
         watch(video, scorer, extractor=full, encode_every=0)
 
 

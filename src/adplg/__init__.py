@@ -34,11 +34,24 @@ _API = {"load": "adplg.api", "Scorer": "adplg.api", "Timeline": "adplg.api", "Al
         "test": "adplg.api", "TestResult": "adplg.api", "watch": "adplg.api", "WatchReport": "adplg.api",
         "build_config": "adplg.config", "Config": "adplg.config"}
 
-__all__ = [*_API, "__version__"]
+__all__ = ["load", "Scorer", "Timeline", "AlertRules", "calibrate", "extract", "train", "TrainResult", "test",
+           "TestResult", "watch", "WatchReport", "build_config", "Config", "__version__"]
 
 if TYPE_CHECKING:
-    from adplg.api import (AlertRules, Scorer, TestResult, Timeline, TrainResult, WatchReport, calibrate, extract,
-                           load, test, train, watch)
+    from adplg.api import (
+        AlertRules,
+        Scorer,
+        TestResult,
+        Timeline,
+        TrainResult,
+        WatchReport,
+        calibrate,
+        extract,
+        load,
+        test,
+        train,
+        watch,
+    )
     from adplg.config import Config, build_config
 
 

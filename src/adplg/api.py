@@ -14,6 +14,8 @@ Train, then score (a notebook user's few lines)::
     scorer.save(timelines, "scores/cam1")               # CSV / JSON / PNG per video and summary.json
 
     rules = adplg.calibrate(scorer, "features/cam1-normal", target_far=0.01)   # saved beside the checkpoint
+    rules = adplg.calibrate(scorer, "features/cam1-normal", 0.01, verdicts="verdicts.json")  # + reviewed footage
+    rules, source = scorer.rules_with(alerts_file="cam1.alerts.yaml", on_threshold=0.3)  # as `score --threshold`
     report = adplg.extract("videos/", "features/", backbone="i3d", weights="rgb_imagenet.pt")
     result = adplg.test("runs/ucf-i3d-seed42-.../checkpoints/last.safetensors", overrides=["data.list_dir=list"])
 """
@@ -28,6 +30,7 @@ from adplg.inference.alerts import AlertRules
 from adplg.inference.inputs import Inputs
 from adplg.inference.scorer import Scorer, load
 from adplg.inference.timeline import Timeline
+from adplg.inference.verdicts import Verdicts
 from adplg.live.watch import WatchReport, watch
 from adplg.training.run import TrainResult, train
 
@@ -37,14 +40,15 @@ __all__ = ["load", "Scorer", "Timeline", "AlertRules", "calibrate", "extract", "
 
 def calibrate(scorer: Scorer | str | Path, normal_inputs: Inputs, target_far: float, *, hysteresis: float = 0.0,
               min_duration_s: float = 0.0, merge_gap_s: float = 0.0, save_to: str | Path | bool = True,
-              **score_options) -> AlertRules:
+              verdicts: str | Path | Verdicts | None = None, **score_options) -> AlertRules:
     """Alert rules for a model from normal footage it was not trained on: the lowest threshold whose false-alarm
     rate (share of normal frames inside an alert) is at most ``target_far``. ``scorer``: a :class:`Scorer` or a
-    checkpoint path. Saved beside the checkpoint by default (``save_to``), where scoring picks them up; see
-    :meth:`Scorer.calibrate` for the options."""
+    checkpoint path. ``verdicts``: a ``verdicts.json`` from an ``adplg report`` (or the read verdicts), whose false
+    alerts' footage counts as extra normal footage. Saved beside the checkpoint by default (``save_to``), where
+    scoring picks them up; see :meth:`Scorer.calibrate` for the options."""
     scorer = scorer if isinstance(scorer, Scorer) else load(scorer)
     return scorer.calibrate(normal_inputs, target_far, hysteresis=hysteresis, min_duration_s=min_duration_s,
-                            merge_gap_s=merge_gap_s, save_to=save_to, **score_options)
+                            merge_gap_s=merge_gap_s, save_to=save_to, verdicts=verdicts, **score_options)
 
 
 def extract(videos: Inputs, out_dir: str | Path, *, backbone: str, weights: str | Path, crops: int | None = None,

@@ -63,13 +63,32 @@ def add_config_args(p: argparse.ArgumentParser, preset_default: str | None) -> N
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="dotted config overrides")
 
 
+# the flags that override single alert rules (score, watch): library parameter (their dest) -> flag and help
+ALERT_RULE_FLAGS = {
+    "on_threshold": ("--threshold", "alert start threshold (overrides the rules)"),
+    "off_threshold": ("--off-threshold", "alert end threshold (hysteresis; default = --threshold)"),
+    "min_duration_s": ("--min-duration", "drop alerts shorter than this many seconds"),
+    "merge_gap_s": ("--merge-gap", "merge alerts separated by at most this many seconds"),
+}
+
+
 def add_alert_rule_args(p: argparse.ArgumentParser, alerts_help: str) -> None:
-    """``--alerts`` and the flags that override its rules (``score`` and ``watch``)."""
+    """``--alerts`` and the flags that override its rules (``score`` and ``watch``); each flag's dest is the
+    parameter of :func:`adplg.inference.alerts.resolve_rules` it sets, so errors about it name the flag."""
     p.add_argument("--alerts", help=alerts_help)
-    p.add_argument("--threshold", type=float, help="alert start threshold (overrides the rules)")
-    p.add_argument("--off-threshold", type=float, help="alert end threshold (hysteresis; default = --threshold)")
-    p.add_argument("--min-duration", type=float, help="drop alerts shorter than this many seconds")
-    p.add_argument("--merge-gap", type=float, help="merge alerts separated by at most this many seconds")
+    for parameter, (flag, text) in ALERT_RULE_FLAGS.items():
+        p.add_argument(flag, dest=parameter, type=float, metavar=flag[2:].replace("-", "_").upper(), help=text)
+
+
+def rules_from_args(args: argparse.Namespace, scorer):
+    """``(rules, source)`` for ``score`` and ``watch``: :func:`adplg.inference.alerts.resolve_rules` over the
+    scorer's rules, ``--alerts`` and the flags of :func:`add_alert_rule_args`; the source text names the flags
+    (``"ckpt.alerts.yaml with --threshold 0.3"``)."""
+    from adplg.inference.alerts import resolve_rules
+
+    overrides = {parameter: getattr(args, parameter) for parameter in ALERT_RULE_FLAGS}
+    return resolve_rules(scorer.rules, scorer.rules_source, alerts_file=args.alerts,
+                         labels={parameter: flag for parameter, (flag, _) in ALERT_RULE_FLAGS.items()}, **overrides)
 
 
 def config_overrides(args: argparse.Namespace) -> list[str]:

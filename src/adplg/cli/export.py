@@ -62,6 +62,7 @@ def _output_path(out: str | None, checkpoint: Path, fmt: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Validate the arguments and the output path, load the scoring branch, export it to a temporary name, check it
     (unless ``--no-check``) and only then rename it over ``--out``; print where everything went."""
+    from adplg.checkpoints.load import load_snippet_branch
     from adplg.deploy.export import (
         check_export_target,
         check_format,
@@ -70,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
         require_onnx_packages,
         sidecar_path,
     )
-    from adplg.checkpoints.load import load_snippet_branch
 
     fmt = check_format(args.format)
     atol = check_tolerance(args.atol, "atol")

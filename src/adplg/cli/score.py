@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adplg.cli.common import add_alert_rule_args, split_model_files
+from adplg.cli.common import add_alert_rule_args, rules_from_args, split_model_files
 from adplg.conventions import BACKBONES, NAMINGS
 
 EXAMPLES_SCORE = """examples:
@@ -69,24 +69,6 @@ def _score_options(args: argparse.Namespace) -> dict:
             "progress": not args.quiet, "allow_incomplete": args.allow_incomplete}
 
 
-def resolve_rules(args: argparse.Namespace, scorer):
-    """``--alerts``, else the scorer's rules (saved beside the checkpoint, else a fixed 0.5); then the flags."""
-    from adplg.inference.alerts import AlertRules
-
-    if args.alerts:
-        rules, source = AlertRules.load(Path(args.alerts)), args.alerts
-    else:
-        rules, source = scorer.rules, scorer.rules_source
-    on = rules.on_threshold if args.threshold is None else args.threshold
-    off = args.off_threshold if args.off_threshold is not None else (
-        on if args.threshold is not None else rules.off_threshold)
-    rules = AlertRules(on, off, rules.min_duration_s if args.min_duration is None else args.min_duration,
-                       rules.merge_gap_s if args.merge_gap is None else args.merge_gap, rules.calibration)
-    given = {name: getattr(args, name) for name in ("threshold", "off_threshold", "min_duration", "merge_gap")}
-    flags = [f"--{name.replace('_', '-')} {value:g}" for name, value in given.items() if value is not None]
-    return rules, f"{source} with {', '.join(flags)}" if flags else source
-
-
 def _check_score_outputs(args: argparse.Namespace) -> None:
     """Before loading or scoring anything: ``score --out`` (and its ``features`` folder) is a writable folder."""
     from adplg.io import check_output_dir
@@ -131,7 +113,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if engine is not None:
         return _score_jobs(args, engine)
     scorer = _scorer(args)
-    rules, source = resolve_rules(args, scorer)
+    rules, source = rules_from_args(args, scorer)
     scorer.check_rules(rules)
     out = Path(args.out)
     timelines = scorer.score(args.inputs, features_dir=out / "features", **_score_options(args))
@@ -153,7 +135,7 @@ def _score_jobs(args: argparse.Namespace, engine) -> int:
     model = ModelSpec(tuple(str(Path(f).resolve()) for f in files), args.preset,
                       str(Path(args.config).resolve()) if args.config else None, tuple([*args.overrides, *overrides]))
     scorer = model.load(device="cpu")  # here for the settings and the rules; every worker loads its own
-    rules, source = resolve_rules(args, scorer)
+    rules, source = rules_from_args(args, scorer)
     scorer.check_rules(rules)
     out = Path(args.out)
     report = score_many(scorer, args.inputs, out, model=model, rules=rules, rules_source=source, fps=args.fps,
@@ -171,42 +153,19 @@ def _score_jobs(args: argparse.Namespace, engine) -> int:
     return 2 if not report.done and not report.skipped else 1
 
 
-def _calibrate_with_verdicts(args: argparse.Namespace, scorer, verdicts):
-    """Calibrate on the normal inputs plus the footage of the false alerts of ``verdicts`` (``--verdicts``, see
-    :mod:`adplg.report.verdicts`); the rules record the verdicts used."""
-    from adplg.inference.alerts import check_calibration, rules_path_for
-    from adplg.report.verdicts import false_alert_timelines, verdict_record
-
-    check_calibration(args.target_far, args.hysteresis, args.min_duration, args.merge_gap)
-    options = _score_options(args)
-    normal = scorer.score(args.inputs, features_dir=args.features_dir, **options)
-    spans = false_alert_timelines(scorer, verdicts, fps=args.fps, naming=args.naming,
-                                  allow_incomplete=args.allow_incomplete)
-    if not spans:
-        print(f"note: {args.verdicts} marks no false alert; calibrating on the normal footage alone")
-    rules = scorer.calibrate(normal + spans, args.target_far, hysteresis=args.hysteresis,
-                             min_duration_s=args.min_duration, merge_gap_s=args.merge_gap, save_to=False)
-    rules.calibration["verdicts"] = verdict_record(verdicts, spans)
-    path = Path(args.out) if args.out else rules_path_for(scorer.checkpoints[0])
-    rules.save(path)
-    scorer.rules_source = str(path)
-    return rules
-
-
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from adplg.report.verdicts import read_verdicts
+    from adplg.inference.verdicts import read_verdicts
 
     _check_calibrate_outputs(args)
-    verdicts = read_verdicts(args.verdicts) if args.verdicts else None  # a bad file is reported before any scoring
+    verdicts = read_verdicts(args.verdicts) if args.verdicts else None  # a bad file is reported before any loading
     scorer = _scorer(args)
-    if verdicts is not None:
-        rules = _calibrate_with_verdicts(args, scorer, verdicts)
-    else:
-        rules = scorer.calibrate(args.inputs, args.target_far, hysteresis=args.hysteresis,
-                                 min_duration_s=args.min_duration, merge_gap_s=args.merge_gap,
-                                 save_to=args.out or True, features_dir=args.features_dir, **_score_options(args))
+    rules = scorer.calibrate(args.inputs, args.target_far, hysteresis=args.hysteresis,
+                             min_duration_s=args.min_duration, merge_gap_s=args.merge_gap, save_to=args.out or True,
+                             verdicts=verdicts, features_dir=args.features_dir, **_score_options(args))
     c = rules.calibration
     low, high = c["far_95_prediction_interval"]
+    if verdicts is not None and not c["verdicts"]["false_alerts"]:
+        print(f"note: {args.verdicts} marks no false alert; calibrated on the normal footage alone")
     print(f"on threshold {rules.on_threshold:.4f}, off {rules.off_threshold:.4f}: false-alarm rate "
           f"{c['achieved_far']:.4%} (target {args.target_far:.4%}; 95% prediction interval {low:.4%}-{high:.4%}), "
           f"{c['alerts_per_hour']:.2f} alerts/hour on {c['hours']:.2f} h of {c['videos']} normal video(s)")

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 
-from adplg.cli.common import add_alert_rule_args
+from adplg.cli.common import add_alert_rule_args, rules_from_args
 from adplg.conventions import BACKBONES, CROP_COUNTS
 
 EXAMPLES = """examples:
@@ -68,22 +68,22 @@ def add_parser(sub) -> None:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from adplg.cli.score import resolve_rules
     from adplg.inference.alerts import check_number
     from adplg.inference.scorer import load
+    from adplg.io import atomic_write_text, check_output_dir, check_output_file
     from adplg.live.sources import open_source
     from adplg.live.watch import watch
-    from adplg.io import atomic_write_text, check_output_dir, check_output_file
 
-    # every number and output is checked before the model loads or the source is opened
-    check_number("watch", "--window", args.window, low=1)
+    # every number and output is checked before the model loads or the source is opened; the numbers by watch()'s
+    # parameter names, which adplg.cli.main.error_message turns into their flags (the alert rules: rules_from_args)
+    check_number("watch", "window", args.window, low=1)
     if args.delay is not None:
-        check_number("watch", "--delay", args.delay, low=0)
-    check_number("watch", "--queue-frames", args.queue_frames, low=1)
-    check_number("watch", "--encode-every", args.encode_every, low=1)
-    check_number("watch", "--max-retries", args.max_retries, low=0)
-    check_number("watch", "--stall-timeout", args.stall_timeout, low=0, low_open=True)
-    check_number("watch", "--backoff", args.backoff, low=0)  # the alert rule flags: AlertRules, in resolve_rules
+        check_number("watch", "delay", args.delay, low=0)
+    check_number("watch", "queue_frames", args.queue_frames, low=1)
+    check_number("watch", "encode_every", args.encode_every, low=1)
+    check_number("watch", "max_retries", args.max_retries, low=0)
+    check_number("watch", "stall_timeout", args.stall_timeout, low=0, low_open=True)
+    check_number("watch", "backoff_s", args.backoff, low=0)
     for path, what in ((args.report, "--report file"), (args.csv, "--csv file"), (args.events, "--events file")):
         if path and path != "-":
             check_output_file(path, what)
@@ -95,7 +95,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     src = open_source(args.source, stall_timeout=args.stall_timeout)  # a missing file: an error before loading
     scorer = load(args.checkpoint, device=args.device)
-    rules, source = resolve_rules(args, scorer)
+    rules, source = rules_from_args(args, scorer)
     scorer.check_rules(rules)
     stop = threading.Event()
     previous = {}

@@ -42,10 +42,10 @@ def test_checkpoints(model_files: Sequence[str | Path], *, preset: str | None = 
     Writes ``results.json``, ``scores.npz`` and (``plot``) ``scores.png`` into ``out_dir`` (default
     :func:`default_output`), checked to be a writable folder before any compute. Several files score their mean (an
     ensemble)."""
+    from adplg.checkpoints.load import load_scorer
     from adplg.data.datasets import build_test_set
     from adplg.evaluation.evaluate import evaluate, write_results
     from adplg.evaluation.plots import plot_test_examples
-    from adplg.checkpoints.load import load_scorer
     from adplg.io import check_output_dir
     from adplg.runtime import resolve_device
 

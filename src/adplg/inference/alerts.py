@@ -1,23 +1,24 @@
-"""Turning a score timeline into alert segments, and calibrating the alert rules on normal footage.
+"""Turning a score timeline into alert segments under alert rules, and which rules apply.
 
 The rules are plain post-processing of the scores, kept in a small YAML file beside the model (never inside an
-exported graph), so they can be re-calibrated per camera without touching the network:
+exported graph), so they can be re-calibrated per camera without touching the network
+(:mod:`adplg.inference.calibration`):
 
 1. hysteresis: an alert starts where the score reaches ``on_threshold`` and lasts while it stays at or above
    ``off_threshold`` (``off <= on``; equal thresholds mean no hysteresis);
 2. merge gap: two alerts separated by at most ``merge_gap_s`` seconds become one;
 3. minimum duration: alerts shorter than ``min_duration_s`` seconds are dropped.
 
-Each step can only shrink the alerted frames when the thresholds rise, so the false-alarm rate (the fraction of
-normal frames inside an alert) is non-increasing in ``on_threshold`` and calibration is a bisection over the score
-values of the normal videos.
+Which rules apply (:func:`resolve_rules`): an alert rules file when one is named, else the model's own (saved beside
+its checkpoint, else a fixed 0.5 threshold); then any single rule given explicitly overrides its value.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,45 +26,43 @@ import numpy as np
 from adplg.errors import AdplgError
 
 ALERTS_SUFFIX = ".alerts.yaml"
-MIN_UNIT_S = 10.0  # shortest independent unit of footage for the binomial interval (seconds)
-LITTLE_FOOTAGE_S = 30 * 60.0  # below this much normal footage (seconds) calibration records a footage_note
-FEW_VIDEOS = 30  # ... or below this many normal videos
-
 
 # scores are probabilities in [0, 1]; calibration's "no alerts at all" threshold is the float just above the highest
 # normal score, which is 1 ulp above 1 when that score is exactly 1
 SCORE_MAX = float(np.nextafter(1.0, 2.0))
 
-# the command-line flag of each rule, named beside the key in errors
-FLAGS = {"on_threshold": "--threshold", "off_threshold": "--off-threshold", "min_duration_s": "--min-duration",
-         "merge_gap_s": "--merge-gap", "target_far": "--target-far, the target false-alarm rate",
-         "hysteresis": "--hysteresis", "fps": "--fps"}
+# what a number is, said beside its name in errors where the name alone does not say it
+DESCRIPTIONS = {"target_far": "the target false-alarm rate"}
 
 
 def check_number(where: str, name: str, value, *, low: float | None = None, low_open: bool = False,
                  high: float | None = None, high_open: bool = False) -> float:
-    """``value`` as a float when it is a finite real number within the bounds, else an :class:`AdplgError` naming
-    ``name`` (and its flag), the expected range and the value (``nan``, ``inf`` and strings are refused)."""
-    flag = f" ({FLAGS[name]})" if name in FLAGS else ""
+    """``value`` as a float when it is a finite real number within the bounds, else an :class:`AdplgError` about
+    the parameter ``name`` (the command line names its flag instead) saying ``where`` it was checked, the expected
+    range and the value (``nan``, ``inf`` and strings are refused)."""
     bounds = []
     if low is not None:
         bounds.append(f"{'>' if low_open else '>='} {low:g}")
     if high is not None:
         bounds.append(f"{'<' if high_open else '<='} {high:g}")
-    expected = f"{name} {' and '.join(bounds)}{flag}, a finite number" if bounds else f"a finite {name}{flag}"
+    described = f" ({DESCRIPTIONS[name]})" if name in DESCRIPTIONS else ""
+    expected = (f"{name} {' and '.join(bounds)}{described}, a finite number" if bounds
+                else f"a finite {name}{described}")
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:
         ok = value < high if high_open else value <= high
     if not ok:
-        raise AdplgError(f"{where}: expected {expected}, got {value!r}")
+        raise AdplgError(f"{where}: expected {expected}, got {value!r}", parameter=name)
     return float(value)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class AlertRules:
-    """Alert post-processing. Times are in seconds; ``calibration`` records how the thresholds were chosen."""
+    """Alert post-processing. Times are in seconds; ``calibration`` records how the thresholds were chosen.
+    ``off_threshold`` defaults to ``on_threshold`` (no hysteresis). A bad value is an :class:`AdplgError` about its
+    field (``on_threshold`` ...)."""
 
     on_threshold: float = 0.5
     off_threshold: float | None = None
@@ -79,14 +78,15 @@ class AlertRules:
         self.min_duration_s = check_number("alert rules", "min_duration_s", self.min_duration_s, low=0)
         self.merge_gap_s = check_number("alert rules", "merge_gap_s", self.merge_gap_s, low=0)
         if self.off_threshold > self.on_threshold:
-            raise AdplgError(f"alert rules: expected off_threshold <= on_threshold (--off-threshold <= "
-                             f"--threshold), got off {self.off_threshold} > on {self.on_threshold}")
+            raise AdplgError(f"alert rules: expected off_threshold <= on_threshold, got off {self.off_threshold} > "
+                             f"on {self.on_threshold}", parameter="off_threshold")
         if not isinstance(self.calibration, dict):
             raise AdplgError(f"alert rules: expected calibration to be a mapping, got a "
                              f"{type(self.calibration).__name__}")
 
     def with_thresholds(self, on: float, off: float) -> AlertRules:
-        return AlertRules(on, off, self.min_duration_s, self.merge_gap_s, dict(self.calibration))
+        """These rules with other thresholds (a copy of the calibration record)."""
+        return replace(self, on_threshold=on, off_threshold=off, calibration=dict(self.calibration))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,8 +127,8 @@ class AlertRules:
             raise AdplgError(f"alert rules file {path}: unknown keys {unknown} (expected some of {sorted(known)})")
         try:
             return cls(**data)
-        except AdplgError as exc:
-            raise AdplgError(f"alert rules file {path}: {str(exc).removeprefix('alert rules: ')}") from None
+        except AdplgError as exc:  # a key of the file, not a parameter: the detail names it
+            raise AdplgError(f"alert rules file {path}: {exc.detail.removeprefix('alert rules: ')}") from None
 
 
 def rules_path_for(checkpoint: Path) -> Path:
@@ -139,7 +139,7 @@ def rules_path_for(checkpoint: Path) -> Path:
     return weights.with_name(weights.stem + ALERTS_SUFFIX)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Segment:
     """One alert: frames ``[start_frame, end_frame)`` and the same span in seconds."""
 
@@ -197,145 +197,42 @@ def alert_segments(frame_scores: np.ndarray, fps: float, rules: AlertRules) -> l
     out = []
     for start, end in _runs(alert_mask(frame_scores, fps, rules)):
         part = frame_scores[start:end]
-        out.append(Segment(int(start), int(end), start / fps, end / fps, float(part.max()), float(part.mean())))
+        out.append(Segment(start_frame=int(start), end_frame=int(end), start_s=start / fps, end_s=end / fps,
+                           peak_score=float(part.max()), mean_score=float(part.mean())))
     return out
 
 
-def false_alarm_rate(videos: list[tuple[np.ndarray, float]], rules: AlertRules) -> float:
-    """Fraction of the frames of normal videos ``[(frame_scores [N], fps), ...]`` that lie inside an alert."""
-    alerted = sum(int(alert_mask(scores, fps, rules).sum()) for scores, fps in videos)
-    total = sum(len(scores) for scores, _ in videos)
-    return alerted / max(total, 1)
+# the overrides of resolve_rules, in the order the source text names them
+RULE_OVERRIDES = ("on_threshold", "off_threshold", "min_duration_s", "merge_gap_s")
 
 
-def _bootstrap_interval(videos, rules: AlertRules, rounds: int, seed: int) -> tuple[float, float]:
-    """Resampling part of the interval: the spread of the calibration estimate comes from resampling its videos with
-    replacement; a new sample of the same size has the same spread and is independent of it, hence
-    ``rate +- 1.96 * sqrt(2) * std``. It says 0%-0% whenever no video has a false alarm."""
-    alerted = np.array([alert_mask(s, fps, rules).sum() for s, fps in videos], dtype=np.float64)
-    frames = np.array([len(s) for s, _ in videos], dtype=np.float64)
-    picks = np.random.default_rng(seed).integers(0, len(videos), size=(rounds, len(videos)))
-    spread = float(np.std(alerted[picks].sum(axis=1) / np.maximum(frames[picks].sum(axis=1), 1)))
-    rate = alerted.sum() / max(frames.sum(), 1)
-    half = 1.96 * np.sqrt(2.0) * spread
-    return float(max(rate - half, 0.0)), float(min(rate + half, 1.0))
+def resolve_rules(base: AlertRules, base_source: str, *, alerts_file: str | Path | None = None,
+                  on_threshold: float | None = None, off_threshold: float | None = None,
+                  min_duration_s: float | None = None, merge_gap_s: float | None = None,
+                  labels: Mapping[str, str] | None = None) -> tuple[AlertRules, str]:
+    """The alert rules that apply, and where they came from (the text ``adplg score`` records as
+    ``alert_rules_source``).
 
+    Precedence, lowest first: ``base`` (a model's rules, :attr:`Scorer.rules <adplg.inference.scorer.Scorer.rules>`,
+    described by ``base_source``); the rules file ``alerts_file``, which replaces them whole; then each rule given
+    here, which replaces that one value (the calibration record is kept). ``off_threshold`` defaults to the given
+    ``on_threshold`` when only that is given (no hysteresis), else to the rules' own.
 
-def interval_unit_s(videos, rules: AlertRules) -> float:
-    """Length in seconds of one effectively independent unit of footage: the longest of :data:`MIN_UNIT_S`, the
-    rules' minimum duration and the mean length of the alerts the rules raise on ``videos`` (false alarms come in
-    runs of correlated snippets, so a frame is far from an independent trial)."""
-    durations = [g.duration_s for s, fps in videos for g in alert_segments(s, fps, rules)]
-    return float(max(MIN_UNIT_S, rules.min_duration_s, np.mean(durations) if durations else 0.0))
-
-
-def effective_units(videos, unit_s: float) -> float:
-    """How many independent units ``videos`` hold: each video's duration over ``unit_s``, at least 1 per video."""
-    return float(sum(max(len(s) / fps / unit_s, 1.0) for s, fps in videos))
-
-
-def binomial_interval(rate: float, n: float, level: float = 0.95) -> tuple[float, float]:
-    """Clopper-Pearson interval of a proportion observed as ``rate`` in ``n`` (possibly fractional) independent
-    units: ``k = rate * n``; with ``k = 0`` the upper bound is ``1 - (0.025) ** (1 / n)``, about ``3.7 / n``."""
-    from scipy.special import betaincinv
-
-    n = max(float(n), 1.0)
-    k = min(max(float(rate), 0.0), 1.0) * n
-    tail = (1.0 - level) / 2.0
-    low = 0.0 if k <= 0 else float(betaincinv(k, n - k + 1.0, tail))
-    high = 1.0 if k >= n else float(betaincinv(k + 1.0, n - k, 1.0 - tail))
-    return low, high
-
-
-def _far_prediction_interval(videos, rules: AlertRules, rounds: int, seed: int,
-                             units: float | None = None) -> tuple[float, float]:
-    """A 95% interval of the false-alarm rate on new normal footage of the same amount and kind as ``videos``: the
-    union of the video-resampling interval (:func:`_bootstrap_interval`) and the binomial interval
-    (:func:`binomial_interval`) of the rate over :func:`effective_units` units of :func:`interval_unit_s` seconds.
-    The binomial part keeps little footage honest: no false alarm in ``n`` units bounds the rate by about
-    ``3.7 / n``, not by 0."""
-    boot_low, boot_high = _bootstrap_interval(videos, rules, rounds, seed)
-    rate = false_alarm_rate(videos, rules)
-    if units is None:
-        units = effective_units(videos, interval_unit_s(videos, rules))
-    bin_low, bin_high = binomial_interval(rate, units)
-    return min(boot_low, bin_low), max(boot_high, bin_high)
-
-
-def footage_note(videos, unit_s: float, units: float) -> str | None:
-    """Why the interval is wide when the footage is little (under :data:`LITTLE_FOOTAGE_S` seconds or
-    :data:`FEW_VIDEOS` videos), else None."""
-    seconds = sum(len(s) / fps for s, fps in videos)
-    if seconds >= LITTLE_FOOTAGE_S and len(videos) >= FEW_VIDEOS:
-        return None
-    zero_high = binomial_interval(0.0, units)[1]
-    return (f"little footage: {seconds / 60:.1f} min in {len(videos)} normal video(s) is only {units:.1f} independent "
-            f"{unit_s:g} s units (false alarms come in runs and cluster in a few videos), so the 95% interval is "
-            f"wide: even with no false alarm its upper bound is {zero_high:.2%} (about 3.7 / units). Calibrate on "
-            f"{LITTLE_FOOTAGE_S / 60:g}+ min from {FEW_VIDEOS}+ normal videos the model was not trained on to "
-            f"narrow it")
-
-
-def check_calibration(target_far: float, hysteresis: float = 0.0, min_duration_s: float = 0.0,
-                      merge_gap_s: float = 0.0) -> None:
-    """The arguments of :func:`calibrate`: ``0 <= target_far < 1`` and non-negative ``hysteresis``, minimum
-    duration and merge gap, all finite; an :class:`AdplgError` naming the first bad one (cheap: call it before
-    scoring the normal footage)."""
-    check_number("calibrate", "target_far", target_far, low=0, high=1, high_open=True)
-    check_number("calibrate", "hysteresis", hysteresis, low=0)
-    check_number("calibrate", "min_duration_s", min_duration_s, low=0)
-    check_number("calibrate", "merge_gap_s", merge_gap_s, low=0)
-
-
-def calibrate(videos: list[tuple[np.ndarray, float]], target_far: float, hysteresis: float = 0.0,
-              min_duration_s: float = 0.0, merge_gap_s: float = 0.0, bootstrap_rounds: int = 1000,
-              seed: int = 0) -> AlertRules:
-    """The lowest ``on_threshold`` (with ``off = on - hysteresis``) whose false-alarm rate on the normal
-    ``videos [(frame_scores [N], fps), ...]`` is at most ``target_far``.
-
-    ``calibration`` records the achieved rate, alerts per hour, the amount of footage used, and the rate's
-    tolerance ``far_95_prediction_interval`` for new normal footage of the same amount and kind. That interval is
-    the union (lowest low, highest high) of
-
-    * resampling the videos with replacement (``rate +- 1.96 * sqrt(2) * std``), which captures false alarms that
-      cluster in a few videos but says 0%-0% when no video has one; and
-    * a Clopper-Pearson 95% binomial interval that treats the footage as ``n`` independent units
-      (``interval_units``): each video's duration over ``interval_unit_s`` = max(10 s, ``min_duration_s``, the
-      mean alert length), at least one unit per video. With no false alarm its upper bound is
-      ``1 - 0.025 ** (1 / n)`` (about ``3.7 / n``, like the rule of three), so little footage gives a wide interval.
-
-    Under 30 minutes of footage or under 30 videos, ``footage_note`` says why the interval is wide."""
-    check_calibration(target_far, hysteresis, min_duration_s, merge_gap_s)
-    if not videos:
-        raise AdplgError("calibrate: no normal videos given")
-    base = AlertRules(1.0, 1.0 - hysteresis, min_duration_s, merge_gap_s)
-    candidates = np.unique(np.concatenate([np.asarray(s, dtype=np.float64) for s, _ in videos]))
-    candidates = np.append(candidates, np.nextafter(candidates[-1], np.inf))  # above every score: no alerts
-
-    def far(i: int) -> float:
-        on = float(candidates[i])
-        return false_alarm_rate(videos, base.with_thresholds(on, on - hysteresis))
-
-    lo, hi = 0, len(candidates) - 1  # far(hi) == 0 <= target; find the first index with far <= target
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if far(mid) <= target_far:
-            hi = mid
-        else:
-            lo = mid + 1
-    on = float(candidates[lo])
-    rules = base.with_thresholds(on, on - hysteresis)
-    achieved = false_alarm_rate(videos, rules)
-    unit_s = interval_unit_s(videos, rules)
-    units = effective_units(videos, unit_s)
-    low, high = _far_prediction_interval(videos, rules, bootstrap_rounds, seed, units)
-    seconds = sum(len(s) / fps for s, fps in videos)
-    alerts = sum(len(alert_segments(s, fps, rules)) for s, fps in videos)
-    rules.calibration = {"target_far": target_far, "achieved_far": achieved, "far_95_prediction_interval": [low, high],
-                         "alerts_per_hour": alerts / max(seconds / 3600.0, 1e-12), "videos": len(videos),
-                         "frames": int(sum(len(s) for s, _ in videos)), "hours": seconds / 3600.0,
-                         "hysteresis": hysteresis, "interval_unit_s": unit_s, "interval_units": units}
-    note = footage_note(videos, unit_s, units)
-    if note:
-        rules.calibration["footage_note"] = note
-    return rules
+    The source is ``base_source`` (or the file's path) followed by ``" with <label> <value>, ..."`` for the rules
+    given; ``labels`` maps a parameter to the label to write (the command line passes its flags, as in
+    ``"ckpt.alerts.yaml with --threshold 0.3"``), else the parameter's name. A bad value is an
+    :class:`AdplgError` about its parameter."""
+    if alerts_file is not None:
+        base, base_source = AlertRules.load(Path(alerts_file)), str(alerts_file)
+    given = {"on_threshold": on_threshold, "off_threshold": off_threshold, "min_duration_s": min_duration_s,
+             "merge_gap_s": merge_gap_s}
+    on = base.on_threshold if on_threshold is None else on_threshold
+    off = off_threshold if off_threshold is not None else (on if on_threshold is not None else base.off_threshold)
+    rules = AlertRules(on_threshold=on, off_threshold=off,
+                       min_duration_s=base.min_duration_s if min_duration_s is None else min_duration_s,
+                       merge_gap_s=base.merge_gap_s if merge_gap_s is None else merge_gap_s,
+                       calibration=dict(base.calibration))
+    labels = labels or {}
+    changed = [f"{labels.get(name, name)} {value:g}" for name in RULE_OVERRIDES
+               if (value := given[name]) is not None]
+    return rules, f"{base_source} with {', '.join(changed)}" if changed else base_source

@@ -6,6 +6,8 @@ this module; a notebook, a live-camera service or a cluster job use the same cal
     timelines = scorer.score("features/cam1")                      # extracted features (or a video, with weights=)
     scorer.save(timelines, "scores/cam1")                          # CSV / JSON / PNG per video + summary.json
     rules = scorer.calibrate("features/cam1-normal", target_far=0.01)
+    rules = scorer.calibrate("features/cam1-normal", 0.01, verdicts="verdicts.json")   # + reviewed false alerts
+    rules, source = scorer.rules_with(on_threshold=0.3)            # the saved rules with one value changed
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from adplg.data.extraction import read_video_record
 from adplg.data.features import FeatureStore
 from adplg.data.gt import SnippetLayout
 from adplg.errors import AdplgError
-from adplg.inference.alerts import AlertRules, calibrate, check_calibration, rules_path_for
+from adplg.inference.alerts import AlertRules, resolve_rules, rules_path_for
+from adplg.inference.calibration import calibrate, check_calibration
 from adplg.inference.inputs import Inputs, PathLike, feature_items, record_clock, split_inputs
 from adplg.inference.timeline import ASSUMED_FPS, Timeline, annotated_spans, build_timeline, check_fps
+from adplg.inference.verdicts import Verdicts, false_alert_timelines, read_verdicts, verdict_record
 from adplg.io import atomic_write_text, file_sha256
 from adplg.models.apply import DEFAULT_BATCH_SNIPPETS, video_snippet_scores
 
@@ -223,6 +227,15 @@ class Scorer:
         atomic_write_text(Path(out_dir) / "summary.json", json.dumps(summary, indent=2))
         return summary
 
+    def rules_with(self, *, alerts_file: PathLike | None = None, on_threshold: float | None = None,
+                   off_threshold: float | None = None, min_duration_s: float | None = None,
+                   merge_gap_s: float | None = None) -> tuple[AlertRules, str]:
+        """The alert rules to use and where they came from (for :meth:`save`'s ``rules_source``): :attr:`rules`, or
+        the rules file ``alerts_file``, with each value given here replacing its own (see
+        :func:`adplg.inference.alerts.resolve_rules`, which ``adplg score`` and ``adplg watch`` use too)."""
+        return resolve_rules(self.rules, self.rules_source, alerts_file=alerts_file, on_threshold=on_threshold,
+                             off_threshold=off_threshold, min_duration_s=min_duration_s, merge_gap_s=merge_gap_s)
+
     def check_rules(self, rules: AlertRules) -> None:
         """Warn when ``rules`` were calibrated on another model."""
         recorded = rules.calibration.get("checkpoint_sha256")
@@ -241,23 +254,37 @@ class Scorer:
     # ------------------------------------------------------------------------------------------------ calibration
     def calibrate(self, normal_inputs: Inputs | Sequence[Timeline], target_far: float, *, hysteresis: float = 0.0,
                   min_duration_s: float = 0.0, merge_gap_s: float = 0.0, save_to: PathLike | None | bool = True,
-                  **score_options) -> AlertRules:
+                  verdicts: PathLike | Verdicts | None = None, **score_options) -> AlertRules:
         """Alert rules whose false-alarm rate on normal footage is at most ``target_far`` (see
-        :func:`adplg.inference.alerts.calibrate`). ``normal_inputs``: anything :meth:`score` takes (footage the
-        model was not trained on), or timelines already scored. ``save_to``: a YAML path, ``True`` for
-        ``<checkpoint>.alerts.yaml`` beside the (first) checkpoint (then :meth:`score` picks them up), ``False``
-        or None to keep them in memory. The result becomes :attr:`rules`."""
+        :func:`adplg.inference.calibration.calibrate`). ``normal_inputs``: anything :meth:`score` takes (footage the
+        model was not trained on), or timelines already scored; ``score_options`` go to :meth:`score`.
+
+        ``verdicts``: reviewers' verdicts on earlier alerts (a ``verdicts.json`` downloaded from an ``adplg report``,
+        or :func:`~adplg.inference.verdicts.read_verdicts`' result): the footage of every false alert is scored by
+        this model and counts as extra normal footage (see :mod:`adplg.inference.verdicts`); the rules record the
+        verdicts used under ``calibration["verdicts"]``.
+
+        ``save_to``: a YAML path, ``True`` for ``<checkpoint>.alerts.yaml`` beside the (first) checkpoint (then
+        :meth:`score` picks them up), ``False`` or None to keep them in memory. The result becomes :attr:`rules`."""
         from adplg.checkpoints.format import checkpoint_file
 
         check_calibration(target_far, hysteresis, min_duration_s, merge_gap_s)  # before the (long) scoring
+        if verdicts is not None and not isinstance(verdicts, Verdicts):
+            verdicts = read_verdicts(verdicts)  # a bad file is reported before the scoring too
         if isinstance(normal_inputs, (list, tuple)) and normal_inputs and isinstance(normal_inputs[0], Timeline):
             timelines = list(normal_inputs)
         else:
             timelines = self.score(normal_inputs, **score_options)
-        rules = calibrate([(t.frame_scores, t.fps) for t in timelines], target_far, hysteresis, min_duration_s,
+        spans = [] if verdicts is None else false_alert_timelines(
+            self, verdicts, fps=score_options.get("fps"), naming=score_options.get("naming"),
+            allow_incomplete=score_options.get("allow_incomplete", False))
+        footage = [*timelines, *spans]
+        rules = calibrate([(t.frame_scores, t.fps) for t in footage], target_far, hysteresis, min_duration_s,
                           merge_gap_s)
         rules.calibration.update({"checkpoint": [str(checkpoint_file(c)) for c in self.checkpoints],
-                                  "checkpoint_sha256": self.sha256, "normal_videos": [t.name for t in timelines]})
+                                  "checkpoint_sha256": self.sha256, "normal_videos": [t.name for t in footage]})
+        if verdicts is not None:
+            rules.calibration["verdicts"] = verdict_record(verdicts, spans)
         if save_to:
             path = rules_path_for(self.checkpoints[0]) if save_to is True else Path(save_to)
             rules.save(path)

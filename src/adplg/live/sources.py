@@ -165,11 +165,11 @@ class FrameReader:
     def __init__(self, source: FrameSource, queue_frames: int = 256, realtime: bool = False, max_retries: int = 5,
                  stall_timeout: float = 10.0, backoff_s: float = 0.5, backoff_max_s: float = 30.0):
         if queue_frames < 1:
-            raise AdplgError(f"--queue-frames: expected >= 1, got {queue_frames}")
+            raise AdplgError(f"expected >= 1 frame, got {queue_frames}", parameter="queue_frames")
         if max_retries < 0:
-            raise AdplgError(f"--max-retries: expected >= 0, got {max_retries}")
+            raise AdplgError(f"expected >= 0, got {max_retries}", parameter="max_retries")
         if not stall_timeout > 0:
-            raise AdplgError(f"--stall-timeout: expected seconds > 0, got {stall_timeout}")
+            raise AdplgError(f"expected seconds > 0, got {stall_timeout}", parameter="stall_timeout")
         self.source = source
         self.realtime = bool(realtime)
         self.drop_when_full = bool(source.live or realtime)
@@ -310,7 +310,7 @@ class FrameReader:
                 if failures > self.max_retries:
                     self.error = AdplgError(
                         f"source {self.source.name}: could not connect after {failures} attempt(s) in a row "
-                        f"(--max-retries {self.max_retries}); last error: {last_error}")
+                        f"(max_retries {self.max_retries}); last error: {last_error}")
                     return
                 wait = min(self.backoff_s * 2 ** max(failures - 1, 0), self.backoff_max_s)
                 self.backoffs.append(wait)

@@ -5,7 +5,7 @@ queue (a live source drops the oldest queued frame when the scorer falls behind;
 the frames into consecutive 16-frame snippets, featurises each complete snippet with the checkpoint's backbone
 through the very extractor of ``adplg extract`` (same preprocessing, same crops), scores it with
 :class:`~adplg.live.online.OnlineScorer` (a snippet's score is final ``delay`` snippets later), repeats each
-final snippet score over its 16 frames and feeds them to :class:`~adplg.live.online.OnlineAlerts`. Latency
+final snippet score over its 16 frames and feeds them to :class:`~adplg.inference.online_alerts.OnlineAlerts`. Latency
 (announced at start-up): ``delay x 16 / fps`` seconds plus the compute time of one snippet.
 
 Timeline: when the watch ends, :attr:`WatchReport.timeline` lays the final snippet scores on the frames with
@@ -32,7 +32,8 @@ sees one feature vector per snippet (the timeline, the look-ahead delay and the 
 backbone's cost falls by ``k``. Its cost in frame AUC is measured by ``benchmarks/online_auc.py --encode-every k``
 (docs/benchmarks.md).
 
-Outputs, all written as they happen (so a crash loses nothing already reported):
+Outputs (:class:`~adplg.live.outputs.WatchOutputs`), all written as they happen (so a crash loses nothing already
+reported):
 
 * events: one JSON object per line (``kind`` started/updated/ended, ``start_s`` / ``end_s`` on the stream clock of
   frames scored / fps, the presentation times ``start_pts_s`` / ``end_pts_s`` when known, ``peak_score``,
@@ -50,16 +51,10 @@ that cannot be (re)connected raises :class:`~adplg.errors.AdplgError` naming it,
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
-import json
 import logging
-import queue
-import sys
 import threading
 import time
-import urllib.request
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -72,9 +67,10 @@ from adplg.conventions import SNIPPET_FRAMES
 from adplg.data.gt import SnippetLayout
 from adplg.errors import AdplgError
 from adplg.inference.timeline import ASSUMED_FPS, Timeline, build_timeline
+from adplg.live.outputs import WatchOutputs
 from adplg.live.sources import END, Frame, FrameReader, FrameSource, open_source
 
-__all__ = ["watch", "WatchReport", "WebhookPoster"]
+__all__ = ["watch", "WatchReport"]
 
 log = logging.getLogger(__name__)
 
@@ -130,139 +126,6 @@ class WatchReport:
         return {**out, "latency_percentiles_s": self.latency_percentiles()}
 
 
-# ------------------------------------------------------------------------------------------------------ webhook
-class WebhookPoster:
-    """POSTs JSON events to ``url`` from a daemon thread. ``post(event)`` never blocks: an event that does not fit
-    the bounded queue is dropped (counted). Each event is tried ``retries + 1`` times with a doubling backoff."""
-
-    def __init__(self, url: str, queue_size: int = 100, retries: int = 3, backoff_s: float = 0.5,
-                 timeout_s: float = 5.0):
-        if not url.lower().startswith(("http://", "https://")):
-            raise AdplgError(f"--webhook: expected an http:// or https:// URL, got {url!r}")
-        self.url, self.retries, self.backoff_s, self.timeout_s = url, int(retries), float(backoff_s), timeout_s
-        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self.sent = self.failed = self.dropped = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="adplg-webhook", daemon=True)
-        self._thread.start()
-
-    def post(self, event: dict) -> None:
-        try:
-            self.queue.put_nowait(event)
-        except queue.Full:
-            self.dropped += 1
-
-    def _send(self, event: dict) -> bool:
-        data = json.dumps(event).encode()
-        for attempt in range(self.retries + 1):
-            try:
-                request = urllib.request.Request(self.url, data=data, method="POST",
-                                                 headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    if 200 <= response.status < 300:
-                        return True
-            except Exception as exc:  # noqa: BLE001 - any failure of the endpoint: retry, then count it
-                log.debug("webhook %s: attempt %d failed: %s", self.url, attempt + 1, exc)
-            if attempt < self.retries and self._stop.wait(self.backoff_s * 2 ** attempt):
-                return False
-        return False
-
-    def _run(self) -> None:
-        while True:
-            event = self.queue.get()
-            if event is None:
-                return
-            if self._send(event):
-                self.sent += 1
-            else:
-                self.failed += 1
-
-    def close(self, timeout_s: float = 10.0) -> dict:
-        """Send what is queued (for at most ``timeout_s`` seconds), then stop; returns the counters."""
-        deadline = time.monotonic() + timeout_s
-        while not self.queue.empty() and time.monotonic() < deadline and self._thread.is_alive():
-            time.sleep(0.05)
-        self._stop.set()
-        try:
-            self.queue.put_nowait(None)
-        except queue.Full:
-            pass
-        self._thread.join(max(0.0, deadline - time.monotonic()) + 0.5)
-        return {"url": self.url, "sent": self.sent, "failed": self.failed, "dropped": self.dropped,
-                "unsent": self.queue.qsize()}
-
-
-# ------------------------------------------------------------------------------------------------------ outputs
-class _Outputs:
-    """Events JSONL, timeline CSV, snapshots and webhook; each optional."""
-
-    def __init__(self, events: str | Path | IO | None, csv_path: str | Path | None, snapshots: str | Path | None,
-                 webhook: str | None, source: str):
-        from adplg.io import check_output_dir, check_output_file
-
-        self.source = source
-        if isinstance(events, (str, Path)) and str(events) != "-":
-            check_output_file(events, "--events file")
-        if csv_path is not None:
-            check_output_file(csv_path, "--csv file")
-        if snapshots is not None:
-            check_output_dir(snapshots, "--snapshots folder")
-        self.webhook = WebhookPoster(webhook) if webhook else None
-        self._own_events = isinstance(events, (str, Path)) and str(events) != "-"
-        if events is None:
-            self.events = None
-        elif str(events) == "-" and not hasattr(events, "write"):
-            self.events = sys.stdout
-        elif hasattr(events, "write"):
-            self.events = events
-        else:
-            self.events = open(events, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self.csv_file = self.csv = None
-        if csv_path is not None:
-            path = Path(csv_path)
-            new = not path.exists() or path.stat().st_size == 0
-            self.csv_file = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
-            self.csv = csv.writer(self.csv_file)
-            if new:
-                self.csv.writerow(["snippet", "start_s", "end_s", "score"])
-                self.csv_file.flush()
-        self.snapshots = Path(snapshots) if snapshots is not None else None
-        if self.snapshots is not None:
-            self.snapshots.mkdir(parents=True, exist_ok=True)
-
-    def row(self, index: int, start_s: float, end_s: float, score: float) -> None:
-        if self.csv is not None:
-            self.csv.writerow([index, f"{start_s:.6f}", f"{end_s:.6f}", f"{score:.6f}"])
-            self.csv_file.flush()
-
-    def snapshot(self, image: np.ndarray, number: int, start_s: float) -> str | None:
-        if self.snapshots is None or image is None:
-            return None
-        from PIL import Image
-
-        from adplg.io import atomic_write_bytes
-
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="JPEG", quality=90)
-        path = self.snapshots / f"alert-{number:04d}-{start_s:09.2f}s.jpg"
-        atomic_write_bytes(path, buffer.getvalue())
-        return str(path)
-
-    def event(self, record: dict) -> None:
-        if self.events is not None:
-            self.events.write(json.dumps(record) + "\n")
-            self.events.flush()
-        if self.webhook is not None:
-            self.webhook.post(record)
-
-    def close(self) -> dict:
-        if self._own_events and self.events is not None:
-            self.events.close()
-        if self.csv_file is not None:
-            self.csv_file.close()
-        return self.webhook.close() if self.webhook is not None else {}
-
-
 # ------------------------------------------------------------------------------------------------------ helpers
 def _fit(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``image`` resized (bilinear) to ``shape`` ``(H, W, 3)``."""
@@ -298,17 +161,18 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
     with every event record. ``extractor``: an already built feature extractor (else built from ``weights``).
     ``encode_every``: run the backbone on every ``k``-th snippet only (see the module docstring)."""
     from adplg.data.datasets import snippet_layout
-    from adplg.live.online import OnlineAlerts, OnlineScorer
+    from adplg.inference.online_alerts import OnlineAlerts
+    from adplg.live.online import OnlineScorer
 
     if isinstance(encode_every, bool) or not isinstance(encode_every, int) or encode_every < 1:
-        raise AdplgError(f"watch: expected encode_every (--encode-every) an integer >= 1, got {encode_every!r}")
+        raise AdplgError(f"watch: expected an integer >= 1, got {encode_every!r}", parameter="encode_every")
 
     say = announce or log.info
     stop = stop or threading.Event()
     src = source if isinstance(source, FrameSource) else open_source(str(source), stall_timeout=stall_timeout)
     reader = FrameReader(src, queue_frames=queue_frames, realtime=realtime, max_retries=max_retries,
                          stall_timeout=stall_timeout, backoff_s=backoff_s, backoff_max_s=backoff_max_s)
-    outputs = _Outputs(events, csv_path, snapshots, webhook, src.name)  # checked before any loading
+    outputs = WatchOutputs(events, csv_path, snapshots, webhook, src.name)  # checked before any loading
     report = WatchReport(source=src.name)
     try:
         scorer = _load_scorer(scorer_or_checkpoint, device)

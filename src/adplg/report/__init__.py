@@ -7,13 +7,13 @@
 The site needs no server and no network (it works from ``file://``): ``index.html`` lists every video, sortable by
 peak score, alert count and alerted time, with the checkpoint and alert rules; ``videos/<name>.html`` shows the score
 curve, thresholds, alerts, annotated anomalies and, when the source video is found, a player that seeks to an alert
-when it is clicked; ``alerts.csv`` has one row per alert of every video. See :mod:`adplg.report.build` and
-:mod:`adplg.report.verdicts`.
+when it is clicked; ``alerts.csv`` has one row per alert of every video. See :mod:`adplg.report.build`; the verdicts
+the site downloads are read by :mod:`adplg.inference.verdicts` (calibration uses them).
 """
 
+from adplg.inference.verdicts import Verdict, Verdicts, false_alert_timelines, read_verdicts
 from adplg.report.build import ReportSummary, build_report, downsample_curve
 from adplg.report.scores import read_scores
-from adplg.report.verdicts import Verdict, Verdicts, false_alert_timelines, read_verdicts
 
 __all__ = ["ReportSummary", "Verdict", "Verdicts", "build_report", "downsample_curve", "false_alert_timelines",
            "read_scores", "read_verdicts"]

@@ -1,5 +1,5 @@
-"""Reviewers' verdicts on alerts, as the report's "Download verdicts" button writes them, and their use in
-calibration.
+"""Reviewers' verdicts on alerts, as the review site's "Download verdicts" button (:mod:`adplg.report`) writes them,
+and their use in calibration.
 
 The file (``format: "adplg-verdicts"``, ``version: 1``)::
 
@@ -8,8 +8,9 @@ The file (``format: "adplg-verdicts"``, ``version: 1``)::
      "verdicts": [{"video": "cam1", "start_s": 12.3, "end_s": 20.1, "verdict": "true_alert" | "false_alert",
                    "peak_score": 0.91, "features": ["/abs/scores/features/cam1.npy"], "decided_at": "..."}]}
 
-Calibration (``adplg calibrate --verdicts FILE``) counts the footage of every *false* alert as extra normal footage:
-a reviewer has seen it and found nothing abnormal. Its features are scored again with the model being calibrated (so
+Calibration (:meth:`Scorer.calibrate(..., verdicts=) <adplg.inference.scorer.Scorer.calibrate>`, ``adplg calibrate
+--verdicts FILE``) counts the footage of every *false* alert as extra normal footage: a reviewer has seen it and found
+nothing abnormal. Its features are scored again with the model being calibrated (so
 verdicts made on another checkpoint's alerts still apply), the frames inside ``[start_s, end_s)`` are cut out, and
 each span joins the normal videos as one more short "video". True alerts are not used: calibration reads normal
 footage only. Because these spans are the footage the model found most alarming, they pull the threshold up more
@@ -37,7 +38,7 @@ VERSION = 1
 VERDICTS = ("true_alert", "false_alert")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Verdict:
     """A reviewer's verdict on the alert ``[start_s, end_s)`` of ``video``, whose ``features`` files it was scored
     from."""
@@ -53,7 +54,7 @@ class Verdict:
         return self.verdict == "false_alert"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Verdicts:
     """A verdicts file: where it is, the scores and checkpoint the report was made from, and its ``items``."""
 
@@ -103,9 +104,11 @@ def read_verdicts(path: str | Path) -> Verdicts:
         features = entry.get("features") or []
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
             raise AdplgError(f"{at} ({video}): expected \"features\" to be a list of file paths, got {features!r}")
-        items.append(Verdict(video, float(start), float(end), verdict, tuple(features)))
+        items.append(Verdict(video=video, start_s=float(start), end_s=float(end), verdict=verdict,
+                             features=tuple(features)))
     sha = data.get("checkpoint_sha256")
-    return Verdicts(path, data.get("scores_dir"), sha if isinstance(sha, str) else None, items)
+    return Verdicts(path=path, scores_dir=data.get("scores_dir"),
+                    checkpoint_sha256=sha if isinstance(sha, str) else None, items=items)
 
 
 def _features_of(verdict: Verdict, verdicts: Verdicts) -> list[Path]:
