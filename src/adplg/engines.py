@@ -1,18 +1,25 @@
-"""Where per-video work runs: in this process (the default), or on a Ray cluster (``--engine ray``, ``pip install
-adplg[ray]``).
+"""Where per-video work runs: in this process (:class:`LocalEngine`, the default), or on a Ray cluster
+(:class:`RayEngine`; ``--engine ray`` on the command line; ``pip install adplg[ray]``). Both satisfy :class:`Engine`.
 
-Both engines run the same unit of work, one video -> a small record dict (JSON-serialisable: video name, status,
-error, snippets, settings fingerprint...), defined by the caller (:func:`adplg.features.extract.extract_video`, the
-scoring work of :mod:`adplg.inference.score_jobs`). The work writes its own outputs atomically, so frames and features
-never travel through Ray's object store: only the item (a video path) goes to a worker and only the record comes back.
+Every engine runs the same unit of work, one item (a small JSON-serialisable dict: a video path, or one video's
+feature files) -> a small record dict (video name, status, error, snippets, settings fingerprint...), both defined by
+the caller (:func:`adplg.features.extract.extract_video`, :func:`adplg.inference.jobs.score_unit`). The caller also
+passes the *setup*, ``setup(device) -> work``: called once per process that runs work, it loads what the work needs
+(a backbone, a checkpoint) on ``device`` and returns ``work(item) -> record``. The work writes its own outputs
+atomically, so frames and features never travel between processes: only the item goes to a worker and only the
+record comes back. A caller's run is three steps, the same on every engine: plan (skip what is done), map, finish.
 
-Ray executor (:class:`RayEngine`): ``ray.data.from_items(items)`` (one block per video, so idle workers take the next
+Local executor (:class:`LocalEngine`): the setup runs once in this process (an in-process setup may reuse what the
+caller has loaded already: :attr:`Engine.in_process`), then the items are worked in order, a tqdm bar counting them.
+
+Ray executor (:class:`RayEngine`): ``ray.data.from_items(items)`` (one block per item, so idle workers take the next
 video) ``.map_batches(_RayWorker, compute=ActorPoolStrategy(size=workers), batch_size=1, num_cpus=..., num_gpus=...)``.
 Each actor (:class:`_RayWorker`) builds its work function once (the backbone and checkpoint load in ``__init__``),
 with ``torch.set_num_threads`` = its CPUs; with GPUs, its device is ``cuda`` (Ray sets ``CUDA_VISIBLE_DEVICES`` to
 the GPUs it was given). Records stream back to the driver as videos finish, so a driver killed part-way leaves every
-finished video's outputs complete, and a re-run skips them (that is the caller's plan step, the same for both
-engines).
+finished video's outputs complete, and a re-run skips them (that is the caller's plan step, the same for every
+engine). Ray Data restarts an actor whose process died and tries its item again; a small counter actor
+(:class:`_Attempts`) bounds the tries of one item to ``TASK_RETRIES + 1``, after which the item gives no record.
 
 Cluster connection (:func:`ray_session`): inside a ``ray.init`` the caller already made (a notebook, the tests), that
 cluster is used. Otherwise ``address=None`` lets Ray choose (``RAY_ADDRESS``, else a cluster started with ``ray start``
@@ -30,27 +37,88 @@ import math
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from adplg.errors import AdplgError
 
-__all__ = ["ENGINES", "CONNECT_TIMEOUT_S", "RayEngine", "check_ray_options", "check_reachable", "import_ray",
-           "ray_session", "worker_died"]
+__all__ = ["ENGINES", "CONNECT_TIMEOUT_S", "TASK_RETRIES", "Engine", "LocalEngine", "RayEngine", "WorkSetup",
+           "check_ray_options", "check_reachable", "import_ray", "ray_session", "worker_died"]
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
 CONNECT_TIMEOUT_S = 5.0
 TASK_RETRIES = 2  # tries again of an item whose worker process died on it
-RAY_MISSING = "--engine ray needs `pip install adplg[ray]` (Ray Data, ray[data] >= 2.50)"
+RAY_MISSING = ("the Ray engine (RayEngine, --engine ray) needs `pip install adplg[ray]` (Ray Data, "
+               "ray[data] >= 2.50, < 2.61)")
 
-# setup(device) -> work(item) -> record: called once in each worker, it loads what the work needs (a backbone, a
-# checkpoint) on ``device`` ("cpu" or "cuda") and returns the function that handles one item
+# setup(device) -> work(item) -> record: called once in each process that runs work, it loads what the work needs (a
+# backbone, a checkpoint) on ``device`` ("cpu", "cuda", "cuda:N") and returns the function that handles one item
 WorkSetup = Callable[[str], Callable[[dict], dict]]
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Where the per-item work of a run happens (see the module docstring)."""
+
+    #: whether the work runs in this process: its setup may then use objects loaded here (need not be picklable)
+    in_process: ClassVar[bool]
+
+    @property
+    def device(self) -> str:
+        """The torch device the setup is given ("cpu", "cuda", "cuda:N")."""
+        ...
+
+    def describe(self) -> str:
+        """Where the work runs, in words, for a report line ("this process (cpu)", "ray (2 worker(s) x 1 CPU(s))")."""
+        ...
+
+    def map(self, items: Sequence[dict], setup: WorkSetup, progress: bool = False,
+            desc: str = "videos") -> Iterator[dict]:
+        """The records of ``work(item)`` for the items (``work = setup(device)``, built once per process); an item
+        whose process died on it too often gives no record. ``progress``: a bar counting the items."""
+        ...
+
+
+def _item_label(item: dict) -> str:
+    """The item's video (a name or a path) as the bars show it."""
+    return Path(str(item.get("video", ""))).name
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalEngine:
+    """Run units of work in this process, in order, on ``device`` (the setup's argument; a setup that reuses a model
+    loaded here keeps that model's device)."""
+
+    in_process: ClassVar[bool] = True
+    device: str = "cpu"
+
+    def describe(self) -> str:
+        return f"this process ({self.device})"
+
+    def map(self, items: Sequence[dict], setup: WorkSetup, progress: bool = False,
+            desc: str = "videos") -> Iterator[dict]:
+        """Records of ``work(item)`` for every item, in the items' order, as each finishes; ``setup(self.device)``
+        builds ``work`` once, before the first item (not at all for no items). ``progress``: a tqdm bar counting
+        the items, the current one in the postfix. An exception of the work propagates (work functions record a
+        bad input in their record instead)."""
+        if not items:
+            return
+        from tqdm import tqdm
+
+        work = setup(self.device)
+        with tqdm(total=len(items), desc=desc, unit="video", disable=not progress, dynamic_ncols=True) as bar:
+            for item in items:
+                bar.set_postfix_str(_item_label(item), refresh=True)
+                record = work(item)
+                bar.update(1)
+                yield record
 
 
 def import_ray():
@@ -64,21 +132,23 @@ def import_ray():
 
 
 def check_ray_options(workers, gpus_per_worker, cpus_per_worker) -> None:
-    """``--workers`` an integer >= 1, ``--gpus-per-worker`` a finite number >= 0, ``--cpus-per-worker`` > 0."""
+    """``workers`` an integer >= 1, ``gpus_per_worker`` a finite number >= 0, ``cpus_per_worker`` a finite
+    number > 0; else an :class:`AdplgError` naming the parameter."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise AdplgError(f"--workers: expected an integer >= 1, got {workers!r}")
-    for flag, value, low_ok in (("--gpus-per-worker", gpus_per_worker, True),
-                                ("--cpus-per-worker", cpus_per_worker, False)):
+        raise AdplgError(f"expected an integer >= 1, got {workers!r}", parameter="workers")
+    for name, value, low_ok in (("gpus_per_worker", gpus_per_worker, True),
+                                ("cpus_per_worker", cpus_per_worker, False)):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if not ok or value < 0 or (value == 0 and not low_ok):
-            raise AdplgError(f"{flag}: expected a number {'>= 0' if low_ok else '> 0'}, got {value!r}")
+            raise AdplgError(f"expected a number {'>= 0' if low_ok else '> 0'}, got {value!r}", parameter=name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RayEngine:
     """Run units of work on a Ray cluster: ``workers`` actors with ``cpus_per_worker`` CPUs and ``gpus_per_worker``
     GPUs each (fractions share a GPU), on the cluster at ``address`` (see the module docstring)."""
 
+    in_process: ClassVar[bool] = False
     address: str | None = None
     workers: int = 1
     gpus_per_worker: float = 0.0
@@ -96,7 +166,7 @@ class RayEngine:
         gpus = f", {self.gpus_per_worker:g} GPU(s)" if self.gpus_per_worker else ""
         return f"ray ({self.workers} worker(s) x {self.cpus_per_worker:g} CPU(s){gpus})"
 
-    def map(self, items: list[dict], setup: WorkSetup, progress: bool = False,
+    def map(self, items: Sequence[dict], setup: WorkSetup, progress: bool = False,
             desc: str = "videos") -> Iterator[dict]:
         """Records of ``work(item)`` for every item, in the order they finish; ``setup`` (picklable: a module-level
         function or a ``functools.partial`` of one) builds ``work`` once per worker. Connects first (see
@@ -116,34 +186,59 @@ class RayEngine:
             saved = context.enable_progress_bars, context.max_errored_blocks
             context.enable_progress_bars = False  # our bar below counts videos; Ray's counts blocks
             context.max_errored_blocks = -1  # one block per item: an item that kills its worker does not stop the rest
+            attempts = ray.remote(num_cpus=0)(_Attempts).remote()
             try:
-                dataset = ray.data.from_items([json.dumps(item) for item in items], override_num_blocks=len(items))
+                rows = [{"index": index, "item": json.dumps(item)} for index, item in enumerate(items)]
+                dataset = ray.data.from_items(rows, override_num_blocks=len(items))
+                # Ray Data's actors restart when their process dies and retry its task without limit (its
+                # defaults); the attempts counter is what gives up on an item, within the current named arguments
                 dataset = dataset.map_batches(
-                    _RayWorker, fn_constructor_args=(setup, self.device, self.cpus_per_worker),
+                    _RayWorker, fn_constructor_args=(setup, self.device, self.cpus_per_worker, attempts),
                     compute=ActorPoolStrategy(size=min(self.workers, len(items))), batch_size=1,
-                    batch_format="numpy", num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker or None,
-                    max_restarts=-1, max_task_retries=TASK_RETRIES)
+                    batch_format="numpy", num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker or None)
                 with tqdm(total=len(items), desc=desc, unit="video", disable=not progress, dynamic_ncols=True) as bar:
                     for row in dataset.iter_rows():
-                        record = json.loads(row["record"])
-                        bar.set_postfix_str(str(record.get("video", "")), refresh=False)
                         bar.update(1)
+                        if not row["record"]:  # given up: its worker died on it TASK_RETRIES + 1 times
+                            continue
+                        record = json.loads(row["record"])
+                        bar.set_postfix_str(_item_label(record), refresh=False)
                         yield record
             finally:
                 context.enable_progress_bars, context.max_errored_blocks = saved
+                ray.kill(attempts)
+
+
+class _Attempts:
+    """A Ray actor (one per :meth:`RayEngine.map` call): how many times each item (by its index) has been started."""
+
+    def __init__(self):
+        self.started: dict[int, int] = {}
+
+    def start(self, index: int) -> int:
+        """Count one more start of item ``index``; its number of starts so far."""
+        self.started[index] = self.started.get(index, 0) + 1
+        return self.started[index]
 
 
 class _RayWorker:
-    """The callable-class actor of ``map_batches``: builds the work once, then handles one item per call."""
+    """The callable-class actor of ``map_batches``: builds the work once, then handles one item per call (an empty
+    record for an item started more than ``TASK_RETRIES + 1`` times: the earlier starts killed their process)."""
 
-    def __init__(self, setup: WorkSetup, device: str, cpus: float):
+    def __init__(self, setup: WorkSetup, device: str, cpus: float, attempts):
         import torch
 
         torch.set_num_threads(max(1, int(cpus)))  # the actor's CPUs, not the node's
         self.work = setup(device)
+        self.attempts = attempts
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        records = [json.dumps(self.work(json.loads(item))) for item in batch["item"]]
+        import ray
+
+        records = []
+        for index, item in zip(batch["index"], batch["item"], strict=True):
+            starts = ray.get(self.attempts.start.remote(int(index)))
+            records.append(json.dumps(self.work(json.loads(item))) if starts <= TASK_RETRIES + 1 else "")
         return {"record": np.array(records, dtype=object)}
 
 
@@ -185,8 +280,8 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     target = _host_port(address)
     if target is None:
         if address.strip() not in ("auto", "local"):
-            raise AdplgError(f"--address: expected host:port (the head node's GCS port, 6379 by default), "
-                             f"ray://host:port, auto or local, got {address!r}")
+            raise AdplgError(f"expected host:port (the head node's GCS port, 6379 by default), ray://host:port, "
+                             f"auto or local, got {address!r}", parameter="address")
         return
     start = time.perf_counter()
     try:
@@ -202,10 +297,10 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
                 pass
         reason = "the port accepts connections but does not answer as a gRPC server such as Ray's GCS"
     raise AdplgError(
-        f"--address {address}: no Ray cluster reachable ({reason}, after {time.perf_counter() - start:.1f} s; "
+        f"no Ray cluster reachable at {address} ({reason}, after {time.perf_counter() - start:.1f} s; "
         "expected the head node started with `ray start --head`): check that the head is running (`ray status` on "
         "it), the host name and port (the GCS port, 6379 unless `ray start --port` set another; not the dashboard's "
-        "8265), and that no firewall blocks it") from None
+        "8265), and that no firewall blocks it", parameter="address") from None
 
 
 @contextmanager
@@ -215,7 +310,7 @@ def ray_session(address: str | None = None):
     ray = import_ray()
     if ray.is_initialized():
         if address:
-            log.info("ray is already initialised in this process; --address %s is not used", address)
+            log.info("ray is already initialised in this process; address %s is not used", address)
         yield
         return
     if address:
@@ -224,9 +319,13 @@ def ray_session(address: str | None = None):
         ray.init(address=address or None, include_dashboard=False, logging_level=logging.WARNING,
                  configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        where = f"--address {address}" if address else "ray (no --address)"
-        raise AdplgError(f"{where}: could not connect to a Ray cluster ({type(exc).__name__}: {exc}); start one "
-                         "with `ray start --head` and pass its host:port") from None
+        cause = f"{type(exc).__name__}: {exc}"
+        if address:
+            raise AdplgError(f"could not connect to the Ray cluster at {address} ({cause}); expected the head node "
+                             "started with `ray start --head`", parameter="address") from None
+        raise AdplgError(f"ray: could not connect to a Ray cluster ({cause}; no address given: RAY_ADDRESS, else a "
+                         "cluster started on this machine, else a new local one); start one with `ray start --head` "
+                         "and pass its host:port as the address") from None
     try:
         yield
     finally:

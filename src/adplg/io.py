@@ -5,6 +5,7 @@ output-path checks every command runs before it computes anything (:func:`check_
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -80,6 +81,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
     atomic_write_bytes(path, text.encode())
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary files beside ``path`` (``.<name>.<random>.tmp``) that :func:`atomic_write_bytes` calls
+    killed before their rename left behind. Only for a file that no other process is writing (a resumed job about to
+    write it again)."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------------------------ output checks

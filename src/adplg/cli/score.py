@@ -18,7 +18,8 @@ EXAMPLES_SCORE = """examples:
   # UCF-Crime test features with the official annotations shaded in the plots, the authors' checkpoint
   adplg score /data/UCF-10Crop/Arson --checkpoint ucf_model_s_best.pkl --preset ucf-i3d --fps 30 \\
       --annotations Temporal_Anomaly_Annotation.txt
-  # thousands of videos on a Ray cluster: one job per video (extract, score, write); a re-run skips scored videos
+  # thousands of videos on a Ray cluster: one job per video (extract, score, write); a re-run (local runs too)
+  # skips the videos scored already
   adplg score /nfs/videos --checkpoint /nfs/ucf.safetensors --weights /nfs/rgb_imagenet.pt --out /nfs/scores \\
       --engine ray --address head-node:6379 --workers 8 --gpus-per-worker 1
 """
@@ -102,39 +103,37 @@ def _print_scores(rules, source: str, videos: list[dict], out: Path) -> None:
         more = f" (+{len(s['segments']) - 5})" if len(s["segments"]) > 5 else ""
         print(f"{s['video']}: {s['duration_s']:.1f} s, max score {s['max_score']:.3f}, "
               f"{len(s['segments'])} alert(s){': ' + spans + more if spans else ''}")
-    print(f"timelines, plots and summary.json in {out}")
+    if videos:
+        print(f"timelines, plots and summary.json in {out}")
+
+
+def _model_spec(args: argparse.Namespace):
+    """The checkpoint as workers in other processes load it: absolute paths (their working folders differ; on a
+    cluster the files must be on a shared filesystem)."""
+    from adplg.inference.jobs import ModelSpec
+
+    files, overrides = split_model_files(args.checkpoint)
+    return ModelSpec(checkpoints=tuple(str(Path(f).resolve()) for f in files), preset=args.preset,
+                     config=str(Path(args.config).resolve()) if args.config else None,
+                     overrides=tuple([*args.overrides, *overrides]))
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from adplg.cli.extract import engine_from_args
-
-    _check_score_outputs(args)
-    engine = engine_from_args(args)
-    if engine is not None:
-        return _score_jobs(args, engine)
-    scorer = _scorer(args)
-    rules, source = rules_from_args(args, scorer)
-    scorer.check_rules(rules)
-    out = Path(args.out)
-    timelines = scorer.score(args.inputs, features_dir=out / "features", **_score_options(args))
-    summary = scorer.save(timelines, out, rules, rules_source=source, annotations=args.annotations,
-                          annotation_format=args.annotation_format, plot=not args.no_plot)
-    _print_scores(rules, source, summary["videos"], out)
-    return 0
-
-
-def _score_jobs(args: argparse.Namespace, engine) -> int:
-    """``adplg score --engine ray``: one job per video (:mod:`adplg.inference.score_jobs`). 0 when every video was
-    scored, 1 when some failed, 2 when all failed; each failure is printed to stderr."""
+    """``adplg score``: one job per video (:mod:`adplg.inference.jobs`), in this process or on Ray (``--engine``);
+    videos scored already with the same settings are skipped, so a killed run resumes. 0 when every video was
+    scored (or skipped), 1 when some failed, 2 when all failed; each failure is printed to stderr."""
     import sys
 
-    from adplg.inference.score_jobs import ModelSpec, score_many
+    from adplg.cli.extract import engine_from_args
+    from adplg.inference.jobs import score_many
 
-    files, overrides = split_model_files(args.checkpoint)
-    # absolute paths: the workers' working folders differ (on a cluster the files must be on a shared filesystem)
-    model = ModelSpec(tuple(str(Path(f).resolve()) for f in files), args.preset,
-                      str(Path(args.config).resolve()) if args.config else None, tuple([*args.overrides, *overrides]))
-    scorer = model.load(device="cpu")  # here for the settings and the rules; every worker loads its own
+    _check_score_outputs(args)
+    engine = engine_from_args(args)  # None: this process, on the scorer loaded here
+    if engine is None:
+        scorer, model = _scorer(args), None
+    else:
+        model = _model_spec(args)
+        scorer = model.load(device="cpu")  # here for the settings and the rules; every worker loads its own
     rules, source = rules_from_args(args, scorer)
     scorer.check_rules(rules)
     out = Path(args.out)
@@ -145,7 +144,7 @@ def _score_jobs(args: argparse.Namespace, engine) -> int:
                         progress=not args.quiet)
     _print_scores(rules, source, report.summary["videos"] if report.summary else [], out)
     print(f"scored {len(report.done)} video(s), skipped {len(report.skipped)} scored already, {len(report.failed)} "
-          f"failed on {engine.describe()} in {report.wall_seconds:.1f} s")
+          f"failed on {report.engine} in {report.wall_seconds:.1f} s")
     for video, reason in report.failed:
         print(f"adplg: error: {video}: {reason}", file=sys.stderr)
     if report.ok:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import glob
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -55,10 +54,12 @@ from adplg.data.extraction import (
 from adplg.errors import AdplgError
 from adplg.features.extractors import FeatureExtractor, build_extractor
 from adplg.features.video import SnippetReader, frame_count_mismatch, probe_video
+from adplg.io import remove_stale_temporaries
 
 __all__ = [
     "ExtractReport",
     "ExtractPlan",
+    "ExtractionProgress",
     "collect_videos",
     "extract_many",
     "extract_video",
@@ -207,21 +208,13 @@ def _timing_record(video: Path, reader: SnippetReader, snippets: int) -> dict:
     return record
 
 
-def _remove_stale_temporaries(targets: list[Path]) -> None:
-    """Remove the temporary files that a killed earlier run left while writing ``targets``
-    (:func:`adplg.io.atomic_write_bytes` writes ``.<name>.<random>.tmp`` beside the target). Only called for a video
-    about to be extracted again, so no other run is writing these."""
-    for target in targets:
-        for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-            stale.unlink(missing_ok=True)
-
-
 def _extract_one(video: Path, extractor: FeatureExtractor, out_dir: Path, crop_files: list[str],
                  fingerprint: str, progress: Callable[[int], None] | None = None) -> int:
     """Extract, write the crop files, then the meta record (last: it marks the video as done). Returns T.
     ``progress(n)`` is called as batches of ``n`` snippets are encoded."""
     start = time.perf_counter()
-    _remove_stale_temporaries([*(out_dir / name for name in crop_files), meta_path(out_dir, video.stem)])
+    for target in [*(out_dir / name for name in crop_files), meta_path(out_dir, video.stem)]:
+        remove_stale_temporaries(target)  # left by a killed earlier run of this video
     features, reader = extractor.encode_video(video, progress)
     info, frames_decoded = reader.info, reader.frames_decoded
     for k, name in enumerate(crop_files):
@@ -325,28 +318,50 @@ def finish_extraction(plan: ExtractPlan, records: Iterable[dict]) -> ExtractRepo
     return report
 
 
-def _extract_locally(plan: ExtractPlan, extractor: FeatureExtractor, progress: bool) -> list[dict]:
-    """The local engine: :func:`extract_video` on each video of the plan in turn. ``progress``: a tqdm bar counting
-    snippets (total estimated from each video's container frame count, corrected as every video finishes; rate and
-    ETA in snippets), with the current video in the postfix."""
-    estimates = [_estimated_snippets(video) for video in plan.todo] if progress else [0] * len(plan.todo)
-    bar = tqdm(total=sum(estimates), desc="extracting", unit="snippet", disable=not progress, dynamic_ncols=True)
-    records = []
-    for number, (video, estimate) in enumerate(zip(plan.todo, estimates), start=1):
-        bar.set_postfix_str(f"{video.name} ({number}/{len(plan.todo)} videos)", refresh=True)
+class ExtractionProgress:
+    """A tqdm bar counting the snippets of ``videos`` while :meth:`extract` extracts them in this process: the total
+    estimated from each video's container frame count and corrected as each video finishes (rate and ETA in
+    snippets), the current video in the postfix. ``enabled=False``: no probing and no bar. ``leave``: keep the
+    finished bar on screen."""
+
+    def __init__(self, videos: Sequence[Path], enabled: bool = True, leave: bool = True):
+        self.enabled, self.count, self.started = enabled, len(videos), 0
+        self.estimates = {Path(v): _estimated_snippets(Path(v)) for v in videos} if enabled else {}
+        self.bar = tqdm(total=sum(self.estimates.values()), desc="extracting", unit="snippet", disable=not enabled,
+                        dynamic_ncols=True, leave=leave)
+
+    def extract(self, video: Path, extractor: FeatureExtractor, out_dir: Path, naming: str, fingerprint: str) -> dict:
+        """:func:`extract_video`, the bar following its snippets."""
+        self.started += 1
+        self.bar.set_postfix_str(f"{video.name} ({self.started}/{self.count} videos)", refresh=True)
         encoded = 0
 
         def advance(n: int) -> None:
             nonlocal encoded
             encoded += n
-            bar.update(n)
+            self.bar.update(n)
 
-        records.append(extract_video(video, extractor, plan.out_dir, plan.naming, plan.fingerprint, advance))
-        if progress and encoded != estimate:  # the container's count was off (or the video failed): fix the total
-            bar.total = max(bar.n, bar.total - estimate + encoded)
-            bar.refresh()
-    bar.close()
-    return records
+        record = extract_video(video, extractor, out_dir, naming, fingerprint, advance)
+        estimate = self.estimates.get(Path(video), 0)
+        if self.enabled and encoded != estimate:  # the container's count was off (or the video failed): fix the total
+            self.bar.total = max(self.bar.n, self.bar.total - estimate + encoded)
+            self.bar.refresh()
+        return record
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self) -> ExtractionProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _local_extraction_work(bar: ExtractionProgress, extractor: FeatureExtractor, plan: ExtractPlan,
+                           device: str) -> Callable[[dict], dict]:
+    """The setup of an in-process engine: the extractor the caller built (it keeps its device), the bar counting."""
+    return lambda item: bar.extract(Path(item["video"]), extractor, plan.out_dir, plan.naming, plan.fingerprint)
 
 
 def _extraction_work(build_args: dict, out_dir: str, naming: str, fingerprint: str,
@@ -363,13 +378,19 @@ def extract_many(inputs: Sequence[Path] | Path, extractor: FeatureExtractor, out
 
     Finished videos (meta record with this run's settings fingerprint, and all crop files present) are skipped; a
     failing video is recorded in the report's ``failed`` and the others continue. ``features.list`` is rewritten at
-    the end. ``engine``: None runs here, on ``extractor``; a :class:`adplg.engines.RayEngine` runs on a Ray
-    cluster, each worker rebuilding the extractor from ``extractor.build_args()`` on its own device (``extractor``
-    itself then only supplies the settings). ``progress``: a tqdm bar (snippets here; videos on Ray).
+    the end. ``engine``: None (a :class:`adplg.engines.LocalEngine`) runs here, on ``extractor``; a
+    :class:`adplg.engines.RayEngine` runs on a Ray cluster, each worker rebuilding the extractor from
+    ``extractor.build_args()`` on its own device (``extractor`` itself then only supplies the settings).
+    ``progress``: a tqdm bar (snippets here; videos on Ray).
     """
+    from adplg.engines import LocalEngine
+
     plan = plan_extraction(inputs, extractor, out_dir, naming, shard)
-    if engine is None:
-        records = _extract_locally(plan, extractor, progress)
+    engine = engine if engine is not None else LocalEngine(device=str(extractor.device))
+    if engine.in_process:  # the extractor built here does the work; the bar counts snippets
+        with ExtractionProgress(plan.todo, progress) as bar:
+            setup = functools.partial(_local_extraction_work, bar, extractor, plan)
+            records = list(engine.map([{"video": str(v)} for v in plan.todo], setup))
     else:
         setup = functools.partial(_extraction_work, extractor.build_args(), str(Path(out_dir).resolve()), naming,
                                   plan.fingerprint)

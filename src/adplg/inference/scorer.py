@@ -166,14 +166,16 @@ class Scorer:
         check_fps(fps)
         videos, features, naming = split_inputs(inputs, naming)
         if not videos:
-            return self._score_features(features, naming, fps, progress, allow_incomplete)
+            return self.score_feature_files(features, naming, fps, progress, allow_incomplete)
         with tempfile.TemporaryDirectory(prefix="adplg-features-") as tmp:
             folder = Path(features_dir) if features_dir is not None else Path(tmp)
             self.extract(videos, folder, weights=weights, backbone=backbone, naming=naming, progress=progress)
-            return self._score_features([*features, folder], naming, fps, progress, allow_incomplete)
+            return self.score_feature_files([*features, folder], naming, fps, progress, allow_incomplete)
 
-    def _score_features(self, features: list[Path], naming: str, fps: float | None,
-                        progress: bool, allow_incomplete: bool = False) -> list[Timeline]:
+    def score_feature_files(self, features: list[Path], naming: str, fps: float | None,
+                            progress: bool, allow_incomplete: bool = False) -> list[Timeline]:
+        """One :class:`Timeline` per video of the ``.npy`` feature ``features`` (files or folders; no videos), with
+        this model's crops, layout, precision and smoothing (what :meth:`score` does once videos are extracted)."""
         c = self.config
         return score_inputs(self.model, features, c.data.feature_dim, naming=naming, fps=fps, device=self.device,
                             precision=c.eval.precision, batch_snippets=c.eval.batch_snippets,

@@ -1,26 +1,30 @@
-"""Scoring as per-video jobs: what ``adplg score --engine ray`` runs, resumable and the same on every engine.
+"""Scoring as per-video jobs: what ``adplg score`` runs, resumable and the same on every engine (this process, or a
+Ray cluster: :mod:`adplg.engines`).
 
 A run is three steps, like extraction (:mod:`adplg.features.extract`):
 
-1. :func:`plan_scoring` (on the driver): the inputs are checked as ``adplg score`` checks them (every path exists,
-   feature folders hold no half-extracted video, no video name twice); each video becomes a unit (a video file, or
-   the crop files of one video's features) with a *score fingerprint*, the sha256 of everything its outputs depend
-   on: the checkpoint's sha256, the model, layout and evaluation settings, the alert rules, naming, ``fps``, plotting,
-   the video's annotated intervals, and the input (each feature file's and extraction record's path, size and
-   modification time; for a video file, its path, size and modification time and the extraction settings
-   fingerprint). A unit whose ``<name>.json`` holds that fingerprint and whose ``<name>.csv`` (and ``<name>.png``
-   when plotting) exist is skipped. Video inputs get their features in ``<out>/features`` (its manifest is checked
-   or written here).
-2. the work, :func:`score_unit` (in this process, or in a Ray worker that loads the checkpoint and the backbone once):
-   a video file is extracted first unless its features are finished (:func:`~adplg.features.extract.extract_video`),
-   then scored, and its ``<name>.csv``, ``<name>.json`` (with ``score_fingerprint``) and ``<name>.png`` are written
-   atomically; a failing video gives a failed record and the others go on.
+1. :func:`plan_scoring` (on the driver): the inputs are checked as :meth:`~adplg.inference.scorer.Scorer.score` checks
+   them (every path exists, feature folders hold no half-extracted video, no video name twice); each video becomes a
+   unit (a video file, or the crop files of one video's features) with a *score fingerprint*, the sha256 of
+   everything its outputs depend on: the checkpoint's sha256, the model, layout and evaluation settings, the alert
+   rules, naming, ``fps``, plotting, the video's annotated intervals, and the input (each feature file's and
+   extraction record's path, size and modification time; for a video file, its path, size and modification time and
+   the extraction settings fingerprint). A unit whose ``<name>.json`` holds that fingerprint and whose ``<name>.csv``
+   (and ``<name>.png`` when plotting) exist is skipped. Video inputs get their features in ``<out>/features`` (its
+   manifest is checked or written here).
+2. the work, :func:`score_unit`, mapped by the engine over the units to do: in this process on the scorer (and
+   extractor) already loaded, or in Ray workers that each load the checkpoint (:class:`ModelSpec`) and the backbone
+   once. A video file is extracted first unless its features are finished
+   (:func:`~adplg.features.extract.extract_video`), then scored, and its ``<name>.csv``, ``<name>.json`` (with
+   ``score_fingerprint``) and ``<name>.png`` are written atomically; a failing video gives a failed record and the
+   others go on.
 3. :func:`finish_scoring`: ``summary.json`` from every scored video (skipped ones read back from their
-   ``<name>.json``), in the plan's order, whichever engine ran and whatever order the records came in.
+   ``<name>.json``), in the plan's order, whichever engine ran and whatever order the records came in; with video
+   inputs, ``<out>/features/features.list``.
 
-The per-video outputs are those of ``adplg score`` (:func:`~adplg.inference.timeline.write_timeline`) plus the
-fingerprint; ``adplg score`` without ``--engine`` scores every input in one pass and does not skip scored videos (the
-costly part, extracting video features into ``<out>/features``, resumes either way).
+The per-video outputs are those of :meth:`Scorer.save <adplg.inference.scorer.Scorer.save>`
+(:func:`~adplg.inference.timeline.write_timeline`) plus the fingerprint, so a run killed part-way resumes: the re-run
+skips the videos finished before the kill and writes the files an uninterrupted run would have written.
 """
 
 from __future__ import annotations
@@ -34,20 +38,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adplg.data.extraction import is_finished, meta_path, write_feature_list
+from adplg.engines import Engine, LocalEngine, worker_died
 from adplg.errors import AdplgError
-from adplg.features.extract import (
-    FeatureExtractor,
-    build_extractor,
-    collect_videos,
-    extract_video,
-    is_finished,
-    plan_extraction,
-)
+from adplg.features.extract import ExtractionProgress, collect_videos, plan_extraction
+from adplg.features.extractors import FeatureExtractor, build_extractor
 from adplg.inference.alerts import AlertRules
-from adplg.inference.inputs import as_paths, feature_items, is_video_input, split_inputs
+from adplg.inference.inputs import feature_items, split_inputs
 from adplg.inference.scorer import Scorer
 from adplg.inference.timeline import TIMELINE_SUMMARY_KEYS, annotated_spans, check_fps, write_timeline
-from adplg.io import check_output_dir
+from adplg.io import check_output_dir, remove_stale_temporaries
 
 __all__ = ["ModelSpec", "ScoreSettings", "ScorePlan", "ScoreReport", "plan_scoring", "score_unit", "finish_scoring",
            "score_many"]
@@ -55,9 +55,9 @@ __all__ = ["ModelSpec", "ScoreSettings", "ScorePlan", "ScoreReport", "plan_scori
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelSpec:
-    """What :func:`adplg.load` takes, so that a worker can load the model itself."""
+    """What :func:`adplg.load` takes, so that a worker in another process can load the model itself."""
 
     checkpoints: tuple[str, ...]
     preset: str | None = None
@@ -71,7 +71,7 @@ class ModelSpec:
                     device=device)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ScoreSettings:
     """Everything the work of one unit needs besides the model (small and picklable: it travels to the workers)."""
 
@@ -86,7 +86,7 @@ class ScoreSettings:
     extraction_fingerprint: str | None  # of <out>/features, when there are video inputs
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ScorePlan:
     """What a run will do (:func:`plan_scoring`): ``units`` (every video in output order: ``{"video": name, "kind":
     "video" | "features", "paths": [...], "score_fingerprint": ...}``), of which ``todo`` are to be scored and
@@ -100,16 +100,18 @@ class ScorePlan:
     started: float = field(default_factory=time.perf_counter)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ScoreReport:
     """What one :func:`score_many` call did. ``failed`` holds ``(video or feature path, reason)``; ``summary`` is
-    what ``summary.json`` holds (None when no video was scored)."""
+    what ``summary.json`` holds (None when no video was scored); ``engine`` where the work ran
+    (:meth:`Engine.describe <adplg.engines.Engine.describe>`)."""
 
     out_dir: Path
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     summary: dict | None = None
+    engine: str = ""
     wall_seconds: float = 0.0
 
     @property
@@ -163,7 +165,7 @@ def plan_scoring(scorer: Scorer, inputs, out_dir: Path, rules: AlertRules, *, fp
     extraction settings of video inputs."""
     check_fps(fps)
     video_inputs, feature_inputs, naming = split_inputs(inputs, naming)
-    out_dir = check_output_dir(out_dir, "score --out folder")
+    out_dir = check_output_dir(out_dir, "scores folder (out_dir)")
     features_dir = out_dir / "features"
 
     feature_units: dict[str, list[str]] = {}
@@ -183,13 +185,14 @@ def plan_scoring(scorer: Scorer, inputs, out_dir: Path, rules: AlertRules, *, fp
         raise AdplgError(f"video name(s) {clashes} given both as feature files and as videos; expected each video "
                          "once (score them in separate runs)")
 
-    settings = ScoreSettings(str(out_dir.resolve()), str(features_dir.resolve()), naming, fps, allow_incomplete, rules,
-                             plot, annotations, fingerprint)
+    settings = ScoreSettings(out_dir=str(out_dir.resolve()), features_dir=str(features_dir.resolve()), naming=naming,
+                             fps=fps, allow_incomplete=allow_incomplete, rules=rules, plot=plot,
+                             annotations=annotations, extraction_fingerprint=fingerprint)
     plan = ScorePlan(settings=settings, extractor_args=extractor_args)
     run_state = _run_state(scorer, settings)
     for name, files in feature_units.items():
         states = [_file_state(Path(f)) for f in files]
-        meta = Path(files[0]).parent / "meta" / f"{name}.json"  # its extraction record: fps and snippet times
+        meta = meta_path(Path(files[0]).parent, name)  # its extraction record: fps and snippet times
         inputs_state = {"features": states, "record": _file_state(meta) if meta.is_file() else None}
         plan.units.append({"video": name, "kind": "features", "paths": [s[0] for s in states],
                            "score_fingerprint": _score_fingerprint(run_state, settings, name, inputs_state)})
@@ -207,30 +210,36 @@ def plan_scoring(scorer: Scorer, inputs, out_dir: Path, rules: AlertRules, *, fp
 
 
 # ------------------------------------------------------------------------------------------------------------- work
-def _video_features(unit: dict, extractor: FeatureExtractor, settings: ScoreSettings) -> list[Path]:
-    """The crop files of a video unit in ``<out>/features``, extracted first unless finished."""
+def _video_features(unit: dict, extractor: FeatureExtractor, settings: ScoreSettings, progress: bool) -> list[Path]:
+    """The crop files of a video unit in ``<out>/features``, extracted first unless finished (``progress``: a bar
+    counting the video's snippets meanwhile)."""
     from adplg.conventions import crop_file_names
 
     name, folder = unit["video"], Path(settings.features_dir)
     crop_files = crop_file_names(name, extractor.crops, settings.naming)
     if not is_finished(folder, name, crop_files, settings.extraction_fingerprint):
-        record = extract_video(Path(unit["paths"][0]), extractor, folder, settings.naming,
-                               settings.extraction_fingerprint)
+        video = Path(unit["paths"][0])
+        with ExtractionProgress([video], enabled=progress, leave=False) as bar:
+            record = bar.extract(video, extractor, folder, settings.naming, settings.extraction_fingerprint)
         if record["status"] != "done":
             raise AdplgError(f"feature extraction failed: {record['error']}")
     return [folder / f for f in crop_files]
 
 
-def score_unit(unit: dict, scorer: Scorer, extractor: FeatureExtractor | None, settings: ScoreSettings) -> dict:
-    """Step 2, the unit of work of every engine: score one video (extracting its features first for a video file)
-    and write its outputs. Never raises for a bad input; returns ``{"video", "path", "status": "done" | "failed",
-    "error", "summary" (the video's summary, None when failed), "score_fingerprint", "seconds"}``."""
+def score_unit(unit: dict, scorer: Scorer, extractor: FeatureExtractor | None, settings: ScoreSettings, *,
+               progress: bool = False) -> dict:
+    """Step 2, the unit of work of every engine: score one video (extracting its features first for a video file,
+    ``progress`` showing a bar of its snippets) and write its outputs. Never raises for a bad input; returns
+    ``{"video", "path", "status": "done" | "failed", "error", "summary" (the video's summary, None when failed),
+    "score_fingerprint", "seconds"}``."""
     start = time.perf_counter()
     summary, error = None, None
+    for suffix in (".csv", ".json", ".png"):  # left by a run killed while writing this video's outputs
+        remove_stale_temporaries(Path(settings.out_dir) / f"{unit['video']}{suffix}")
     try:
-        paths = (_video_features(unit, extractor, settings) if unit["kind"] == "video"
+        paths = (_video_features(unit, extractor, settings, progress) if unit["kind"] == "video"
                  else [Path(p) for p in unit["paths"]])
-        (timeline,) = scorer._score_features(paths, settings.naming, settings.fps, False, settings.allow_incomplete)
+        (timeline,) = scorer.score_feature_files(paths, settings.naming, settings.fps, False, settings.allow_incomplete)
         summary = write_timeline(Path(settings.out_dir), timeline, settings.rules,
                                  annotated_spans(settings.annotations, timeline.name, timeline.fps), settings.plot,
                                  extra={"score_fingerprint": unit["score_fingerprint"]})
@@ -246,13 +255,20 @@ def score_unit(unit: dict, scorer: Scorer, extractor: FeatureExtractor | None, s
 
 def _scoring_work(model: ModelSpec, extractor_args: dict | None, settings: ScoreSettings,
                   device: str) -> Callable[[dict], dict]:
-    """The setup of a Ray worker: load the model (and the backbone, for video inputs) once on ``device``."""
+    """The setup of a worker in another process: load the model (and the backbone, for video inputs) once on
+    ``device``."""
     scorer = model.load(device)
     extractor = None
     if extractor_args is not None:
         extractor = build_extractor(device=device, **extractor_args)
         extractor.decode_threads = 1  # FFmpeg's decoder threads next to PyTorch's pool in one actor can deadlock
     return functools.partial(score_unit, scorer=scorer, extractor=extractor, settings=settings)
+
+
+def _loaded_scoring_work(scorer: Scorer, extractor: FeatureExtractor | None, settings: ScoreSettings, progress: bool,
+                         device: str) -> Callable[[dict], dict]:
+    """The setup of an in-process engine: the scorer and extractor the caller loaded (they keep their device)."""
+    return functools.partial(score_unit, scorer=scorer, extractor=extractor, settings=settings, progress=progress)
 
 
 # ------------------------------------------------------------------------------------------------------------ finish
@@ -262,10 +278,9 @@ def _saved_summary(out_dir: Path, name: str) -> dict:
 
 
 def finish_scoring(plan: ScorePlan, records: Iterable[dict], scorer: Scorer, rules_source: str) -> ScoreReport:
-    """Step 3: the report and ``summary.json`` (videos in the plan's order; not written when none was scored). A
-    unit to do without a record failed: its Ray worker died on it."""
-    from adplg.engines import worker_died
-
+    """Step 3: the report and ``summary.json`` (videos in the plan's order; not written when none was scored), and
+    ``features.list`` of ``<out>/features`` with video inputs. A unit to do without a record failed: its Ray worker
+    died on it."""
     out_dir = Path(plan.settings.out_dir)
     by_name = {record["video"]: record for record in records}
     report = ScoreReport(out_dir=out_dir, skipped=list(plan.skipped))
@@ -285,6 +300,8 @@ def finish_scoring(plan: ScorePlan, records: Iterable[dict], scorer: Scorer, rul
             report.failed.append((record["path"], record["error"]))
     if videos:
         report.summary = scorer.write_summary(out_dir, videos, plan.settings.rules, rules_source)
+    if any(unit["kind"] == "video" for unit in plan.units):
+        write_feature_list(Path(plan.settings.features_dir))
     report.wall_seconds = time.perf_counter() - plan.started
     return report
 
@@ -292,35 +309,37 @@ def finish_scoring(plan: ScorePlan, records: Iterable[dict], scorer: Scorer, rul
 def score_many(scorer: Scorer, inputs, out_dir: Path, *, model: ModelSpec | None = None,
                rules: AlertRules | None = None, rules_source: str | None = None, fps: float | None = None,
                naming: str | None = None, weights=None, backbone: str | None = None, allow_incomplete: bool = False,
-               annotations=None, annotation_format: str = "ucf", plot: bool = True, engine=None,
+               annotations=None, annotation_format: str = "ucf", plot: bool = True, engine: Engine | None = None,
                progress: bool = False) -> ScoreReport:
     """Score every video of ``inputs`` (feature files or folders, video files or folders) into ``out_dir`` as
     per-video jobs (see the module docstring), skipping videos scored already with the same fingerprint.
 
-    ``scorer``: the model on this machine (settings, rules, and the local engine's work). ``rules`` default to the
-    scorer's. ``annotations``: a UCF/XD annotation file or ``{video: [(start_frame, end_frame), ...]}``, shaded in
-    the plots. ``engine``: None runs here; a :class:`~adplg.engines.RayEngine` runs on a Ray cluster,
-    where each worker loads ``model`` (required then) and the backbone once."""
-    from tqdm import tqdm
-
+    ``scorer``: the model on this machine (settings, rules, and the work of an in-process engine). ``rules`` default
+    to the scorer's. ``annotations``: a UCF/XD annotation file or ``{video: [(start_frame, end_frame), ...]}``,
+    shaded in the plots. ``engine``: None is a :class:`~adplg.engines.LocalEngine` on the scorer's device, which
+    scores on ``scorer`` itself (``model`` unused); an engine that runs elsewhere
+    (:class:`~adplg.engines.RayEngine`) loads ``model`` (required then) and the backbone once in each worker.
+    ``progress``: bars counting the videos (and, here, each extracted video's snippets)."""
     from adplg.data.gt import read_annotations
 
-    if engine is not None and model is None:
-        raise AdplgError("score_many: a Ray engine needs model=ModelSpec(...) (how its workers load the checkpoint)")
+    engine = engine if engine is not None else LocalEngine(device=str(scorer.device))
+    if not engine.in_process and model is None:
+        raise AdplgError(f"expected a ModelSpec, from which the workers of {engine.describe()} load the checkpoint, "
+                         "got None", parameter="model")
     rules = rules or scorer.rules
     source = rules_source or (scorer.rules_source if rules is scorer.rules else "given")
     intervals = (read_annotations(annotations, annotation_format)
                  if isinstance(annotations, (str, Path)) else annotations)
-    paths = as_paths(inputs)
+    videos = split_inputs(inputs, naming)[0]
     extractor = None
-    if engine is None and any(is_video_input(p) for p in paths):  # built here for the local work, on the model's device
-        extractor = scorer.video_extractor(weights, backbone, video=next(p for p in paths if is_video_input(p)))
-    plan = plan_scoring(scorer, paths, out_dir, rules, fps=fps, naming=naming, weights=weights, backbone=backbone,
+    if engine.in_process and videos:  # the work runs here: the backbone on the model's device, loaded once
+        extractor = scorer.video_extractor(weights, backbone, video=videos[0])
+    plan = plan_scoring(scorer, inputs, out_dir, rules, fps=fps, naming=naming, weights=weights, backbone=backbone,
                         allow_incomplete=allow_incomplete, annotations=intervals, plot=plot, extractor=extractor)
-    if engine is None:
-        with tqdm(plan.todo, desc="scoring", unit="video", disable=not progress, dynamic_ncols=True) as bar:
-            records = [score_unit(unit, scorer, extractor, plan.settings) for unit in bar]
+    if engine.in_process:
+        setup = functools.partial(_loaded_scoring_work, scorer, extractor, plan.settings, progress)
     else:
         setup = functools.partial(_scoring_work, model, plan.extractor_args, plan.settings)
-        records = list(engine.map(plan.todo, setup, progress, "scoring"))
-    return finish_scoring(plan, records, scorer, source)
+    report = finish_scoring(plan, engine.map(plan.todo, setup, progress, "scoring"), scorer, source)
+    report.engine = engine.describe()
+    return report
