@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import logging
+import os
 import queue
 import sys
 import threading
@@ -22,7 +23,7 @@ import numpy as np
 
 from adplg.errors import AdplgError
 
-__all__ = ["WatchOutputs", "WebhookPoster", "check_webhook_url"]
+__all__ = ["WatchOutputs", "WebhookPoster", "check_webhook_url", "check_csv_header", "CSV_HEADER"]
 
 log = logging.getLogger(__name__)
 
@@ -94,28 +95,59 @@ class WebhookPoster:
                 "unsent": self.queue.qsize()}
 
 
+CSV_HEADER = ("snippet", "start_s", "end_s", "score")  # the columns of the timeline CSV of adplg watch
+
+
+def check_csv_header(csv_path: str | Path) -> None:
+    """An existing, non-empty timeline CSV must have :data:`CSV_HEADER` (rows are appended under it); else an
+    :class:`AdplgError` about ``csv_path`` naming the file and both headers. A missing or empty file is fine."""
+    path = Path(csv_path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise AdplgError(f"{path}: cannot read its header to append to it ({type(exc).__name__}: {exc}); expected "
+                         f"{','.join(CSV_HEADER)}", parameter="csv_path") from None
+    if tuple(header) != CSV_HEADER:
+        raise AdplgError(f"{path}: its header is {','.join(header)!r}, but this timeline's is "
+                         f"{','.join(CSV_HEADER)!r}: rows would be appended under another header (name a new file "
+                         f"or move this one)", parameter="csv_path")
+
+
 class WatchOutputs:
     """Where :func:`~adplg.live.watch.watch` writes as it goes, each optional (the parameters of ``watch``):
     ``events`` (JSON lines: a path, appended; ``"-"`` for stdout; or an open text file), ``csv_path`` (the timeline
     CSV, appended), ``snapshots`` (a folder for a JPEG per alert) and ``webhook`` (an http(s) URL every event is
-    POSTed to, by a :class:`WebhookPoster`). Every path is checked when constructed, before any loading; an
-    :class:`~adplg.errors.AdplgError` names the bad one. :meth:`close` finishes them."""
+    POSTed to, by a :class:`WebhookPoster`). :meth:`check` checks every path without creating anything (call it
+    before any loading; the constructor checks again); an :class:`~adplg.errors.AdplgError` names the bad one.
+    :meth:`close` finishes them."""
 
-    def __init__(self, events: str | Path | IO | None, csv_path: str | Path | None, snapshots: str | Path | None,
-                 webhook: str | None, source: str):
+    @staticmethod
+    def check(events: str | Path | IO | None, csv_path: str | Path | None, snapshots: str | Path | None,
+              webhook: str | None) -> None:
+        """Check the outputs' paths, the CSV's header (:func:`check_csv_header`) and the webhook URL; creates
+        nothing."""
         from adplg.io import check_output_dir, check_output_file
 
-        self.source = source
         if isinstance(events, (str, Path)) and str(events) != "-":
             check_output_file(events, "events file")
         if csv_path is not None:
             check_output_file(csv_path, "timeline CSV file (csv_path)")
+            check_csv_header(csv_path)
         if snapshots is not None:
             check_output_dir(snapshots, "snapshots folder")
         if webhook:
             check_webhook_url(webhook, "webhook")
+
+    def __init__(self, events: str | Path | IO | None, csv_path: str | Path | None, snapshots: str | Path | None,
+                 webhook: str | None, source: str):
+        self.check(events, csv_path, snapshots, webhook)
+        self.source = source
         self.webhook = WebhookPoster(webhook) if webhook else None
         self._own_events = isinstance(events, (str, Path)) and str(events) != "-"
+        self.events_lost = False  # the events stream's reader went away (broken pipe)
         if events is None:
             self.events = None
         elif str(events) == "-" and not hasattr(events, "write"):
@@ -131,7 +163,7 @@ class WatchOutputs:
             self.csv_file = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
             self.csv = csv.writer(self.csv_file)
             if new:
-                self.csv.writerow(["snippet", "start_s", "end_s", "score"])
+                self.csv.writerow(CSV_HEADER)
                 self.csv_file.flush()
         self.snapshots = Path(snapshots) if snapshots is not None else None
         if self.snapshots is not None:
@@ -159,18 +191,42 @@ class WatchOutputs:
         return str(path)
 
     def event(self, record: dict) -> None:
-        """One event record: a JSON line, and a webhook POST."""
+        """One event record: a JSON line, and a webhook POST. A reader that closed the events stream (``--events -
+        | head -1``) ends the JSON lines quietly; everything else goes on."""
         if self.events is not None:
-            self.events.write(json.dumps(record) + "\n")
-            self.events.flush()
+            try:
+                self.events.write(json.dumps(record) + "\n")
+                self.events.flush()
+            except BrokenPipeError:
+                self._events_closed()
         if self.webhook is not None:
             self.webhook.post(record)
+
+    def _events_closed(self) -> None:
+        """The reader of the events stream went away: stop writing JSON lines. For stdout, its descriptor is pointed
+        at ``os.devnull`` so that nothing still buffered fails again when the interpreter exits."""
+        stream, self.events = self.events, None
+        self.events_lost = True
+        try:
+            if stream in (sys.stdout, sys.__stdout__):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
+            elif self._own_events:
+                stream.close()
+        except (OSError, ValueError):
+            pass
+        log.warning("%s: the reader of the events stream closed it (broken pipe): no more JSON lines; the CSV, "
+                    "snapshots and webhook go on", self.source)
 
     def close(self) -> dict:
         """Close the files and send what the webhook has queued; returns the webhook's counters (``{}`` without
         one)."""
         if self._own_events and self.events is not None:
-            self.events.close()
+            try:
+                self.events.close()
+            except BrokenPipeError:
+                self.events_lost = True
         if self.csv_file is not None:
             self.csv_file.close()
         return self.webhook.close() if self.webhook is not None else {}

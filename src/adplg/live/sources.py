@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from adplg.errors import AdplgError
+from adplg.inference.timeline import ASSUMED_FPS
 
 __all__ = ["Frame", "FrameSource", "AVSource", "FrameReader", "open_source", "END", "is_url"]
 
@@ -56,13 +57,15 @@ def is_url(spec: str) -> bool:
     return bool(_URL.match(str(spec)))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Frame:
     """One decoded frame: ``image`` RGB uint8 ``[H, W, 3]``, ``time_s`` its presentation time (seconds from the
-    stream's start), ``arrival`` the ``time.monotonic()`` when the reader received it."""
+    stream's start), ``timed`` False when the stream gave it no timestamp (``time_s`` is then frame index / fps),
+    ``arrival`` the ``time.monotonic()`` when the reader received it."""
 
     image: np.ndarray
     time_s: float
+    timed: bool = True
     arrival: float = field(default_factory=time.monotonic)
 
 
@@ -134,11 +137,12 @@ class AVSource(FrameSource):
                 if self._interrupted:
                     return
                 t = frame_time_s(frame, time_base, start)
-                if t is None:
-                    t = index / self.fps if self.fps > 0 else float(index) / 30.0
+                timed = t is not None
+                if not timed:
+                    t = index / (self.fps if self.fps > 0 else ASSUMED_FPS)
                 if first is None and self.live:
                     first = t  # a live stream's clock starts anywhere: count from this connection's first frame
-                yield Frame(frame.to_ndarray(format="rgb24"), t - (first or 0.0))
+                yield Frame(image=frame.to_ndarray(format="rgb24"), time_s=t - (first or 0.0), timed=timed)
         finally:
             container.close()
 
