@@ -140,19 +140,52 @@ def _decode(video: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
-def test_reconnects_with_backoff_and_the_snippets_continue(clip_run, tmp_path):
+def test_reconnects_with_backoff_and_the_outage_stays_a_gap(clip_run, tmp_path):
+    """The connection drops after 3 whole snippets, one reconnect attempt is refused, the next goes on: the snippets
+    before the outage are scored at once (the scorer is flushed) and the open alert ends there; the snippets after it
+    are the same frames as in the whole video, on a clock that keeps the outage as a gap; stream-down / stream-up
+    events say so."""
     run, weights = clip_run
     video = write_video(tmp_path / "cam.mp4", 6 * SNIPPET_FRAMES, fps=25, seed=5)
     images = _decode(video)
     scorer = adplg.load(run.checkpoint, device="cpu")
     whole = watch(video, scorer, weights=weights, delay=6)
-    camera = FlakyCamera(images, drop_after=40)
-    report = watch(camera, scorer, weights=weights, delay=6, backoff_s=0.05, max_retries=3)
-    assert camera.connects == 3 and report.reconnects == 2
-    assert report.stopped_by == "end of stream" and report.frames == 96
-    np.testing.assert_allclose(report.snippet_scores, whole.snippet_scores, atol=1e-5)  # the same frames, in order
-    starts = [s for s, _ in report.snippet_times]
-    np.testing.assert_allclose(starts, np.arange(6) * SNIPPET_FRAMES / 25, atol=1e-6)  # the clock continues
+    camera = FlakyCamera(images, drop_after=48)
+    report = watch(camera, scorer, weights=weights, delay=6, backoff_s=0.05, max_retries=3,
+                   rules=AlertRules(on_threshold=0.0))
+    assert camera.connects == 3 and report.reconnect_attempts == 2 and report.reconnections == 1
+    assert report.stopped_by == "end of stream" and report.frames == 96 and report.snippets == 6
+    # after the outage: the same frames, scored at the end with the same buffer as the whole video
+    np.testing.assert_allclose(report.snippet_scores[3:], whole.snippet_scores[3:], atol=1e-5)
+    starts = np.array([s for s, _ in report.snippet_times])
+    np.testing.assert_allclose(starts[:3], np.arange(3) * SNIPPET_FRAMES / 25, atol=1e-6)
+    np.testing.assert_allclose(np.diff(starts[3:]), SNIPPET_FRAMES / 25, atol=1e-6)
+    assert report.snippet_times[2][1] == pytest.approx(48 / 25)  # the last snippet before ends with its frames
+    events = [e for e in report.events if e["kind"] != "updated"]
+    kinds = [e["kind"] for e in events]
+    assert kinds == ["started", "ended", "stream-down", "stream-up", "started", "ended"], kinds
+    down, up = events[2], events[3]
+    assert down["at_s"] == pytest.approx(48 / 25) and "connection reset by peer" in down["reason"]
+    assert up["attempts"] == 2 and up["down_s"] >= 0.05 + 0.1  # two backoffs: 0.05 s, then 0.1 s
+    assert up["at_s"] == pytest.approx(starts[3]) and up["at_s"] - down["at_s"] == pytest.approx(up["down_s"],
+                                                                                                 abs=0.05)
+    assert events[1]["end_s"] == pytest.approx(48 / 25)  # the alert ended at the outage
+    (outage,) = report.outages
+    assert outage["start_s"] == down["at_s"] and outage["end_s"] == up["at_s"] and outage["attempts"] == 2
+
+
+def test_no_snippet_spans_an_outage(clip_run):
+    """A drop in the middle of a snippet: its frames before the outage are not scored; the next snippet starts with
+    the first frame after the outage."""
+    run, weights = clip_run
+    images = [np.full((48, 64, 3), 16 * (i % 8), np.uint8) for i in range(6 * SNIPPET_FRAMES)]
+    report = watch(FlakyCamera(images, drop_after=40), run.checkpoint, weights=weights, device="cpu",
+                   backoff_s=0.05)
+    assert report.frames == 96 and report.snippets == 5  # 2 before, 3 after (frames 32-39 and 88-95 unscored)
+    (outage,) = report.outages
+    for start, end in report.snippet_times:
+        assert end - start == pytest.approx(SNIPPET_FRAMES / 25, abs=1e-6)
+        assert end <= outage["start_s"] + 1e-9 or start >= outage["end_s"] - 1e-9
 
 
 def test_unreachable_url_fails_after_the_retries_naming_it(clip_run, capsys):
@@ -334,9 +367,11 @@ class StallingCamera(FrameSource):
 
 def test_a_stalled_stream_is_reconnected_by_the_watchdog(clip_run):
     run, weights = clip_run
-    camera = StallingCamera(5 * SNIPPET_FRAMES + 1, stall_at=40, pause=1.0)
+    camera = StallingCamera(5 * SNIPPET_FRAMES + 1, stall_at=48, pause=1.0)
     report = watch(camera, run.checkpoint, weights=weights, device="cpu", stall_timeout=0.3, backoff_s=0.01)
-    assert report.stalls == 1 and report.reconnects == 1 and camera.connects == 2
+    assert report.stalls == 1 and camera.connects == 2
+    assert report.reconnect_attempts == 1 and report.reconnections == 1
+    assert report.outages[0]["reason"] == "the stream stalled" and report.outages[0]["down_s"] >= 0.3
     assert report.frames == 5 * SNIPPET_FRAMES and report.snippets == 5  # the frame sent after the stall is lost
 
 

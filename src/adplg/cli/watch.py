@@ -2,8 +2,10 @@
 :func:`adplg.live.watch.watch`.
 
 Ctrl-C and SIGTERM stop cleanly: the scorer is flushed, open alerts are closed (an ``ended`` event), the outputs are
-finished, and the exit status is 0. A source that cannot be (re)connected after ``--max-retries`` attempts exits 2
-with an error naming it.
+finished, and the exit status is 0; while the model and backbone still load, they exit at once with a message and
+nothing written. A source that cannot be (re)connected after ``--max-retries`` attempts exits 2 with an error naming
+it. The final line counts frames, snippets, drops, alerts, outages (reconnections and attempts apart), the webhook's
+deliveries and the measured score latency.
 """
 
 from __future__ import annotations
@@ -149,6 +151,16 @@ def final_line(report) -> str:
     lat = report.latency_percentiles()
     lat_text = (f", measured score latency (a snippet's last frame received -> its score final) p50 "
                 f"{lat['p50']:.2f} s p95 {lat['p95']:.2f} s max {lat['max']:.2f} s" if lat else "")
+    down_s = sum(o["down_s"] or 0.0 for o in report.outages)
+    outages = (f", {len(report.outages)} outage(s) ({down_s:.1f} s down), {report.reconnections} reconnection(s) "
+               f"in {report.reconnect_attempts} attempt(s)" if report.outages or report.reconnect_attempts else "")
+    hook = report.webhook
+    webhook = ""
+    if hook:
+        lost = hook.get("failed", 0) + hook.get("dropped", 0) + hook.get("unsent", 0)
+        webhook = (f", webhook: {hook.get('sent', 0)} sent, {hook.get('failed', 0)} failed, "
+                   f"{hook.get('dropped', 0)} dropped, {hook.get('unsent', 0)} unsent"
+                   + (" (EVENTS LOST)" if lost else ""))
     return (f"stopped ({report.stopped_by}): {report.frames} frames, {report.snippets} snippets scored, "
-            f"{report.dropped_frames} dropped, {report.reconnects} reconnect(s), "
-            f"{sum(e['kind'] == 'started' for e in report.events)} alert(s){lat_text}")
+            f"{report.dropped_frames} dropped, {sum(e['kind'] == 'started' for e in report.events)} alert(s)"
+            f"{outages}{webhook}{lat_text}")

@@ -77,7 +77,7 @@ from adplg.data.gt import SnippetLayout
 from adplg.errors import AdplgError
 from adplg.inference.timeline import ASSUMED_FPS, Timeline, build_timeline
 from adplg.live.outputs import WatchOutputs
-from adplg.live.sources import END, Frame, FrameReader, FrameSource, open_source
+from adplg.live.sources import END, Frame, FrameReader, FrameSource, StreamDown, StreamUp, open_source
 
 __all__ = ["watch", "WatchReport", "check_delay"]
 
@@ -105,8 +105,10 @@ class WatchReport:
     frames: int = 0
     snippets: int = 0
     dropped_frames: int = 0
-    reconnects: int = 0
+    reconnect_attempts: int = 0
+    reconnections: int = 0
     stalls: int = 0
+    outages: list[dict] = field(default_factory=list)
     resolution_changes: int = 0
     seconds: float = 0.0
     stopped_by: str = ""
@@ -235,7 +237,8 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
             report.webhook = outputs.close()
             report.seconds = time.monotonic() - started
             report.frames, report.dropped_frames = reader.frames, reader.dropped
-            report.reconnects, report.stalls = reader.reconnects, reader.stalls
+            report.reconnect_attempts, report.reconnections = reader.reconnect_attempts, reader.reconnections
+            report.stalls, report.outages = reader.stalls, [dict(o) for o in reader.outages]
     if reader.error is not None and report.stopped_by == "error":
         raise reader.error
     return report
@@ -266,6 +269,7 @@ class _Loop:
         self.encode_every = report.encode_every
         self.held: np.ndarray | None = None  # the last encoded snippet's features [crops, D] (frame skipping)
         self.encode_seconds, self.encoded, self.encode_said = 0.0, 0, False
+        self.after_outage = False  # the next frame starts a snippet after an outage
 
     # ---- frames -> snippets
     def run(self, stop: threading.Event) -> None:
@@ -277,6 +281,12 @@ class _Loop:
             if item is END:
                 self.report.stopped_by = "error" if self.reader.error is not None else "end of stream"
                 return
+            if isinstance(item, StreamDown):
+                self._stream_down(item)
+                continue
+            if isinstance(item, StreamUp):
+                self._stream_up(item)
+                continue
             self._frame(item)
             if self.ready and (len(self.ready) >= self.extractor.batch_snippets or self.reader.queue.empty()):
                 self._encode()
@@ -291,11 +301,9 @@ class _Loop:
         self.alerts = self.alerts_cls(self.rules, fps)
         latency = self.online.delay * SNIPPET_FRAMES / fps
         self.report.latency_s = latency
-        self.report.clock = ("presentation times" if first.timed else
-                             f"frame index / {fps:g} fps (the stream has no presentation times)")
         queue_s = self.reader.queue.maxsize / fps
         h, w = first.image.shape[:2]
-        self.say(f"watching {self.src.name}: {w}x{h} at {fps:g} fps ({how}); times: {self.report.clock}; scores "
+        self.say(f"watching {self.src.name}: {w}x{h} at {fps:g} fps ({how}); scores "
                  f"are final {self.online.delay} snippets x {SNIPPET_FRAMES} frames / {fps:g} fps = {latency:.2f} s "
                  f"after the frames arrive, plus the backbone's encode time (measured below) and, when the scorer "
                  f"falls behind, the wait in the frame queue (up to {self.reader.queue.maxsize} frames = "
@@ -321,12 +329,19 @@ class _Loop:
         if self.frames and shape != self.frames[0].image.shape:  # mid-snippet: fit it to the snippet's size
             frame.image = _fit(frame.image, self.frames[0].image.shape)
         self.frames.append(frame)
+        if len(self.frames) == 1 and self.after_outage:
+            self.after_outage = False  # the snippet before the outage keeps its own end
         if len(self.frames) == SNIPPET_FRAMES:
+            if not self.report.clock:  # said once, from the first snippet (a stream's first frame may lack one)
+                timed = any(f.timed for f in self.frames)
+                self.report.clock = ("presentation times" if timed else
+                                     f"frame index / {self.fps:g} fps (the stream has no presentation times)")
+                self.say(f"times: {self.report.clock} (events, alert rules, CSV)")
             snippet = np.stack([f.image for f in self.frames])
             end_s = frame.time_s + (1.0 / self.fps)  # replaced by the next frame's start when it arrives
             self.ready.append((snippet, self.frames[0].time_s, end_s, frame.arrival, self.frames[0].image))
             self.frames = []
-        elif len(self.frames) == 1:  # a snippet ends where the next frame starts
+        elif len(self.frames) == 1 and not self.after_outage:  # a snippet ends where the next frame starts
             if self.ready:
                 snip, start, _, arrival, first = self.ready[-1]
                 self.ready[-1] = (snip, start, frame.time_s, arrival, first)
@@ -401,6 +416,32 @@ class _Loop:
             if path is not None:
                 record["snapshot"] = path
                 self.report.snapshots.append(path)
+        self._publish(record)
+
+    # ---- outages
+    def _stream_down(self, down: StreamDown) -> None:
+        """The stream went down: the partial snippet is dropped (no snippet spans an outage), every snippet before
+        it is scored now (the scorer is flushed), open alerts end, and a ``stream-down`` event goes out."""
+        if self.frames:
+            log.info("%s: %d frame(s) of a partial snippet before the outage are not scored", self.src.name,
+                     len(self.frames))
+            self.frames = []
+        self.after_outage = True
+        if self.alerts is not None:
+            self._encode()
+            self._final(self.online.flush())
+            for event in self.alerts.cut():
+                self._event(event)
+        self._publish({"kind": "stream-down", "source": self.src.name, "at_s": down.at_s, "reason": down.reason,
+                       "wall_time": _wall_time()})
+
+    def _stream_up(self, up: StreamUp) -> None:
+        """The stream is back: a ``stream-up`` event with the outage's length (wall clock) and the attempts."""
+        self._publish({"kind": "stream-up", "source": self.src.name, "at_s": up.at_s, "down_s": round(up.down_s, 6),
+                       "attempts": up.attempts, "wall_time": _wall_time()})
+
+    def _publish(self, record: dict) -> None:
+        """One event record to the report, the outputs (JSON lines, webhook) and ``on_event``."""
         self.report.events.append(record)
         self.outputs.event(record)
         if self.on_event is not None:
