@@ -1,14 +1,20 @@
 """Issues 25 and 26, the live path: one clock (presentation times) for everything a live timeline says, a closed
-stdout, refused settings and a SIGTERM while the model loads. Outages over a real restarted RTSP server:
+stdout, refused settings, a SIGTERM while the model loads, and the webhook's signature and failures. Outages over a real restarted RTSP server:
 ``tests/test_watch_outages.py``."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
+import http.server
 import json
+import logging
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -141,3 +147,60 @@ def test_a_delay_beyond_the_window_and_a_csv_of_another_header_are_refused(clip_
     assert main(_watch_cmd(run, weights, video, "--csv", str(same))) == 0
     rows = _read_csv(same)
     assert len(rows) == 4 and [r["snippet"] for r in rows] == ["0", "1", "0", "1"]  # the same header: appended
+
+
+class _SignedHook(http.server.BaseHTTPRequestHandler):
+    received: list[tuple[bytes, str]] = []
+
+    def do_POST(self):  # noqa: N802 - the http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _SignedHook.received.append((body, self.headers.get("X-Adplg-Signature", "")))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_webhook_posts_are_signed_with_the_secret_which_is_never_shown(clip_run, tmp_path, monkeypatch, capsys,
+                                                                       caplog):
+    run, weights = clip_run
+    video = write_video(tmp_path / "cam.mp4", 2 * SNIPPET_FRAMES, fps=RATE, seed=10)
+    server = http.server.HTTPServer(("127.0.0.1", 0), _SignedHook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    secret = "correct horse battery staple"
+    monkeypatch.setenv("CAM_HOOK_SECRET", secret)
+    report_file = tmp_path / "report.json"
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        with caplog.at_level(logging.DEBUG, logger="adplg"):
+            assert main(_watch_cmd(run, weights, video, "--threshold", "0", "--webhook", url, "--webhook-secret-env",
+                                   "CAM_HOOK_SECRET", "--report", str(report_file))) == 0
+    finally:
+        server.shutdown()
+    err = capsys.readouterr().err
+    sent = len(_SignedHook.received)
+    assert sent >= 2 and sent == json.loads(report_file.read_text())["webhook"]["sent"]
+    for body, signature in _SignedHook.received:
+        assert signature == "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    assert f"webhook: {sent} sent, 0 failed, 0 dropped, 0 unsent" in err and "EVENTS LOST" not in err
+    assert secret not in err and secret not in caplog.text and secret not in report_file.read_text()
+    monkeypatch.delenv("CAM_HOOK_SECRET")
+    assert main(_watch_cmd(run, weights, video, "--webhook", url, "--webhook-secret-env", "CAM_HOOK_SECRET")) == 2
+    assert ("adplg: error: --webhook-secret-env: the environment variable CAM_HOOK_SECRET is not set"
+            in capsys.readouterr().err)
+
+
+def test_a_dead_webhook_is_said_on_stderr_and_in_the_final_line(clip_run, tmp_path, capsys, caplog):
+    run, weights = clip_run
+    video = write_video(tmp_path / "cam.mp4", 2 * SNIPPET_FRAMES, fps=RATE, seed=11)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with caplog.at_level(logging.WARNING, logger="adplg"):
+        assert main(_watch_cmd(run, weights, video, "--threshold", "0", "--webhook",
+                               f"http://127.0.0.1:{port}/hook")) == 0
+    warnings = [r.getMessage() for r in caplog.records if "webhook" in r.getMessage()]
+    assert len(warnings) == 1 and "was not delivered after 4 attempt(s)" in warnings[0], warnings  # rate-limited
+    final = capsys.readouterr().err.strip().splitlines()[-1]
+    assert final.startswith("stopped (end of stream)") and "webhook: 0 sent" in final and "EVENTS LOST" in final

@@ -57,6 +57,12 @@ def add_parser(sub) -> None:
                         "file must have that header)")
     p.add_argument("--snapshots", help="folder for a JPEG of the first frame of every alert")
     p.add_argument("--webhook", help="POST every event as JSON to this URL (background thread, retried)")
+    secret = p.add_mutually_exclusive_group()
+    secret.add_argument("--webhook-secret-env", dest="webhook_secret_env", metavar="VAR",
+                        help="sign every webhook POST: header X-Adplg-Signature: sha256=<HMAC-SHA256 of the body> "
+                             "under the secret in this environment variable")
+    secret.add_argument("--webhook-secret-file", dest="webhook_secret_file", metavar="FILE",
+                        help="the same, the secret read from the first line of this file")
     p.add_argument("--queue-frames", type=int, default=256,
                    help="frames buffered between the reader and the scorer; when full, the oldest are dropped "
                         "(live sources) (default 256)")
@@ -81,7 +87,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from adplg.inference.alerts import check_number
     from adplg.inference.scorer import load
     from adplg.io import atomic_write_text, check_output_dir, check_output_file
-    from adplg.live.outputs import WatchOutputs
+    from adplg.errors import AdplgError
+    from adplg.live.outputs import WatchOutputs, read_webhook_secret
     from adplg.live.sources import open_source
     from adplg.live.watch import check_delay, watch
 
@@ -102,6 +109,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if args.snapshots:
         check_output_dir(args.snapshots, "--snapshots folder")
     WatchOutputs.check(args.events, args.csv_path, args.snapshots, args.webhook)  # the CSV's header, the URL
+    secret = read_webhook_secret(args.webhook_secret_env, args.webhook_secret_file)
+    if secret is not None and not args.webhook:
+        raise AdplgError("a webhook secret signs webhook POSTs: expected webhook too, got none",
+                         parameter="webhook")
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -134,7 +145,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
             return 0
         report = watch(src, scorer, extractor=extractor, realtime=args.realtime, window=args.window,
                        delay=args.delay, rules=rules, events=args.events, csv_path=args.csv_path,
-                       snapshots=args.snapshots, webhook=args.webhook, queue_frames=args.queue_frames,
+                       snapshots=args.snapshots, webhook=args.webhook, webhook_secret=secret,
+                       queue_frames=args.queue_frames,
                        device=args.device, max_retries=args.max_retries, stall_timeout=args.stall_timeout,
                        backoff_s=args.backoff, encode_every=args.encode_every, stop=stop, announce=say)
     finally:

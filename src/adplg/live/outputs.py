@@ -7,6 +7,8 @@ holds.
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import io
 import json
 import logging
@@ -23,7 +25,8 @@ import numpy as np
 
 from adplg.errors import AdplgError
 
-__all__ = ["WatchOutputs", "WebhookPoster", "check_webhook_url", "check_csv_header", "CSV_HEADER"]
+__all__ = ["WatchOutputs", "WebhookPoster", "check_webhook_url", "check_csv_header", "read_webhook_secret",
+           "CSV_HEADER", "SIGNATURE_HEADER"]
 
 log = logging.getLogger(__name__)
 
@@ -35,50 +38,118 @@ def check_webhook_url(url: str, parameter: str) -> str:
     return url
 
 
+SIGNATURE_HEADER = "X-Adplg-Signature"  # "sha256=<hex HMAC-SHA256 of the body>" when a webhook secret is set
+
+
+def read_webhook_secret(env: str | None = None, file: str | Path | None = None) -> bytes | None:
+    """The webhook secret from the environment variable ``env`` or the file ``file`` (its first line; at most one
+    of them), None when neither is given. An unset or empty variable, or a missing or empty file, is an
+    :class:`AdplgError` naming it (never the secret)."""
+    if env and file:
+        raise AdplgError(f"expected the webhook secret from an environment variable or a file, got both ({env} and "
+                         f"{file})", parameter="webhook_secret_env")
+    if env:
+        value = os.environ.get(env, "")
+        if not value:
+            raise AdplgError(f"the environment variable {env} is {'empty' if env in os.environ else 'not set'}; "
+                             f"expected the webhook secret in it", parameter="webhook_secret_env")
+        return value.encode()
+    if file:
+        path = Path(file)
+        try:
+            lines = path.read_bytes().splitlines()
+        except OSError as exc:
+            raise AdplgError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__}); expected a file holding "
+                             f"the webhook secret", parameter="webhook_secret_file") from None
+        if not lines or not lines[0].strip():
+            raise AdplgError(f"{path}: expected the webhook secret on its first line, got an empty line",
+                             parameter="webhook_secret_file")
+        return lines[0].strip()
+    return None
+
+
 class WebhookPoster:
     """POSTs JSON events to ``url`` from a daemon thread. ``post(event)`` never blocks: an event that does not fit
-    the bounded queue is dropped (counted). Each event is tried ``retries + 1`` times with a doubling backoff."""
+    the bounded queue is dropped (counted). Each event is tried ``retries + 1`` times with a doubling backoff.
+
+    With a ``secret`` every POST carries ``X-Adplg-Signature: sha256=<hex>``, the HMAC-SHA256 of its body under
+    the secret (the receiver recomputes it to know the event is ours); the secret is never logged or reported.
+    Failures are said on the log (a warning): the first undelivered or dropped event at once, then a count at most
+    every ``warn_every_s`` seconds; :meth:`close` returns the counters."""
 
     def __init__(self, url: str, queue_size: int = 100, retries: int = 3, backoff_s: float = 0.5,
-                 timeout_s: float = 5.0):
+                 timeout_s: float = 5.0, secret: bytes | str | None = None, warn_every_s: float = 60.0):
         check_webhook_url(url, "url")
         self.url, self.retries, self.backoff_s, self.timeout_s = url, int(retries), float(backoff_s), timeout_s
+        self._secret = secret.encode() if isinstance(secret, str) else secret
+        self.warn_every_s = float(warn_every_s)
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.sent = self.failed = self.dropped = 0
+        self._warned_at: float | None = None  # time.monotonic() of the last warning
+        self._warned_lost = 0  # failed + dropped when last warned
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="adplg-webhook", daemon=True)
         self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"WebhookPoster({self.url!r}, signed={self._secret is not None})"
 
     def post(self, event: dict) -> None:
         try:
             self.queue.put_nowait(event)
         except queue.Full:
             self.dropped += 1
+            self._warn("an event was dropped: the webhook's queue is full (the endpoint is too slow)")
 
-    def _send(self, event: dict) -> bool:
+    def _warn(self, what: str) -> None:
+        """Say a failure: the first at once, then the counts at most every ``warn_every_s`` seconds."""
+        with self._lock:
+            now = time.monotonic()
+            lost = self.failed + self.dropped
+            if self._warned_at is None:
+                log.warning("webhook %s: %s; further failures are counted (every %g s here, and in the final line)",
+                            self.url, what, self.warn_every_s)
+            elif now - self._warned_at >= self.warn_every_s and lost > self._warned_lost:
+                log.warning("webhook %s: %d event(s) not delivered so far (%d failed, %d dropped); last: %s",
+                            self.url, lost, self.failed, self.dropped, what)
+            else:
+                return
+            self._warned_at, self._warned_lost = now, lost
+
+    def _send(self, event: dict) -> str | None:
+        """POST one event (with retries); None when delivered, else the last error."""
         data = json.dumps(event).encode()
+        headers = {"Content-Type": "application/json"}
+        if self._secret is not None:
+            headers[SIGNATURE_HEADER] = "sha256=" + hmac.new(self._secret, data, hashlib.sha256).hexdigest()
+        error = "not tried"
         for attempt in range(self.retries + 1):
             try:
-                request = urllib.request.Request(self.url, data=data, method="POST",
-                                                 headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(self.url, data=data, method="POST", headers=headers)
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     if 200 <= response.status < 300:
-                        return True
+                        return None
+                    error = f"HTTP {response.status}"
             except Exception as exc:  # noqa: BLE001 - any failure of the endpoint: retry, then count it
-                log.debug("webhook %s: attempt %d failed: %s", self.url, attempt + 1, exc)
+                error = f"{type(exc).__name__}: {exc}"
+                log.debug("webhook %s: attempt %d failed: %s", self.url, attempt + 1, error)
             if attempt < self.retries and self._stop.wait(self.backoff_s * 2 ** attempt):
-                return False
-        return False
+                return error
+        return error
 
     def _run(self) -> None:
         while True:
             event = self.queue.get()
             if event is None:
                 return
-            if self._send(event):
+            error = self._send(event)
+            if error is None:
                 self.sent += 1
             else:
                 self.failed += 1
+                self._warn(f"a {event.get('kind', 'event')} event was not delivered after {self.retries + 1} "
+                           f"attempt(s) ({error})")
 
     def close(self, timeout_s: float = 10.0) -> dict:
         """Send what is queued (for at most ``timeout_s`` seconds), then stop; returns the counters."""
@@ -92,7 +163,7 @@ class WebhookPoster:
             pass
         self._thread.join(max(0.0, deadline - time.monotonic()) + 0.5)
         return {"url": self.url, "sent": self.sent, "failed": self.failed, "dropped": self.dropped,
-                "unsent": self.queue.qsize()}
+                "unsent": self.queue.qsize(), "signed": self._secret is not None}
 
 
 CSV_HEADER = ("snippet", "start_s", "end_s", "score")  # the columns of the timeline CSV of adplg watch
@@ -120,7 +191,7 @@ class WatchOutputs:
     """Where :func:`~adplg.live.watch.watch` writes as it goes, each optional (the parameters of ``watch``):
     ``events`` (JSON lines: a path, appended; ``"-"`` for stdout; or an open text file), ``csv_path`` (the timeline
     CSV, appended), ``snapshots`` (a folder for a JPEG per alert) and ``webhook`` (an http(s) URL every event is
-    POSTed to, by a :class:`WebhookPoster`). :meth:`check` checks every path without creating anything (call it
+    POSTed to, by a :class:`WebhookPoster`, signed with ``webhook_secret`` when given). :meth:`check` checks every path without creating anything (call it
     before any loading; the constructor checks again); an :class:`~adplg.errors.AdplgError` names the bad one.
     :meth:`close` finishes them."""
 
@@ -142,10 +213,10 @@ class WatchOutputs:
             check_webhook_url(webhook, "webhook")
 
     def __init__(self, events: str | Path | IO | None, csv_path: str | Path | None, snapshots: str | Path | None,
-                 webhook: str | None, source: str):
+                 webhook: str | None, source: str, webhook_secret: bytes | str | None = None):
         self.check(events, csv_path, snapshots, webhook)
         self.source = source
-        self.webhook = WebhookPoster(webhook) if webhook else None
+        self.webhook = WebhookPoster(webhook, secret=webhook_secret) if webhook else None
         self._own_events = isinstance(events, (str, Path)) and str(events) != "-"
         self.events_lost = False  # the events stream's reader went away (broken pipe)
         if events is None:

@@ -179,6 +179,7 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
           backbone: str | None = None, crops: int = 1, realtime: bool = False, window: int = 256,
           delay: int | None = None, rules=None, events: str | Path | IO | None = None,
           csv_path: str | Path | None = None, snapshots: str | Path | None = None, webhook: str | None = None,
+          webhook_secret: bytes | str | None = None,
           queue_frames: int = 256, device: str = "auto", max_retries: int = 5, stall_timeout: float = 10.0,
           backoff_s: float = 0.5, backoff_max_s: float = 30.0, precision: str | None = None,
           encode_every: int = 1, stop: threading.Event | None = None, announce: Callable[[str], None] | None = None,
@@ -188,7 +189,8 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
     :class:`~adplg.inference.alerts.AlertRules` (default: the scorer's). ``events``: a path (appended), ``"-"``
     (stdout) or an open text file. ``announce``: where status lines go (default: the log). ``on_event``: called
     with every event record. ``extractor``: an already built feature extractor (else built from ``weights``).
-    ``encode_every``: run the backbone on every ``k``-th snippet only (see the module docstring)."""
+    ``encode_every``: run the backbone on every ``k``-th snippet only (see the module docstring).
+    ``webhook_secret``: signs every webhook POST (see :class:`~adplg.live.outputs.WebhookPoster`)."""
     from adplg.data.datasets import snippet_layout
     from adplg.inference.online_alerts import OnlineAlerts
     from adplg.live.online import OnlineScorer
@@ -217,7 +219,7 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
     if delay is None and online.delay < online.requested_delay:
         say(f"the model's default delay of {online.requested_delay} snippets exceeds window {window} - 1: using "
             f"delay {online.delay} (scores are made before all of their local context has arrived)")
-    outputs = WatchOutputs(events, csv_path, snapshots, webhook, src.name)
+    outputs = WatchOutputs(events, csv_path, snapshots, webhook, src.name, webhook_secret=webhook_secret)
     report.delay = online.delay
     report.encode_every = int(encode_every)
     state = _Loop(src, reader, extractor, online, rules, outputs, report, say, on_event, OnlineAlerts,
