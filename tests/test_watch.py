@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from media import write_video
 from PIL import Image
-from watch_models import clip_run, random_checkpoint  # noqa: F401 - clip_run is a fixture
+from watch_models import random_checkpoint
 
 import adplg
 import adplg.live.watch
@@ -27,6 +27,8 @@ from adplg.errors import AdplgError
 from adplg.inference.alerts import AlertRules, alert_segments
 from adplg.live.sources import Frame, FrameSource
 from adplg.live.watch import watch
+
+pytest_plugins = ["watch_models"]  # the clip_run fixture
 
 
 def _offline(run, weights, video: Path, out: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +221,7 @@ class ChangingCamera(FrameSource):
 class _Hook(http.server.BaseHTTPRequestHandler):
     received: list[dict] = []
 
-    def do_POST(self):  # noqa: N802 - the http.server API
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _Hook.received.append(json.loads(body))
         self.send_response(204)

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from media import write_timed_video
-from watch_models import clip_run  # noqa: F401 - a fixture
 
 from adplg.inference.alerts import AlertRules
 from adplg.live.watch import watch
+
+pytest_plugins = ["watch_models"]  # the clip_run fixture
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER = Path(__file__).with_name("rtsp_server.py")
@@ -37,7 +38,7 @@ def _gst_rtsp_server() -> None:
              "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
              "assert Gst.ElementFactory.find('qtdemux') and Gst.ElementFactory.find('rtph264pay')")
     ok = os.path.exists(SYSTEM_PYTHON) and subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True,
-                                                           timeout=60).returncode == 0
+                                                           timeout=60, check=False).returncode == 0
     if not ok:
         why = f"gst-rtsp-server for {SYSTEM_PYTHON} is missing (Debian: apt-get install {PACKAGES})"
         if os.environ.get("CI"):

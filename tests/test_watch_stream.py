@@ -1,6 +1,6 @@
 """Issues 25 and 26, the live path: one clock (presentation times) for everything a live timeline says, a closed
-stdout, refused settings, a SIGTERM while the model loads, and the webhook's signature and failures. Outages over a real restarted RTSP server:
-``tests/test_watch_outages.py``."""
+stdout, refused settings, a SIGTERM while the model loads, and the webhook's signature and failures. Outages over a
+real restarted RTSP server: ``tests/test_watch_outages.py``."""
 
 from __future__ import annotations
 
@@ -17,14 +17,16 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 from media import write_timed_video, write_video
-from watch_models import clip_run  # noqa: F401 - a fixture
 
 from adplg.cli.main import main
 from adplg.conventions import SNIPPET_FRAMES
+
+pytest_plugins = ["watch_models"]  # the clip_run fixture
 
 RATE = 25  # the nominal rate the clips declare
 # 6 snippets: the first 3 at 40 ms a frame, the last 3 at 120 ms a frame (a camera lowering its rate at night)
@@ -150,9 +152,9 @@ def test_a_delay_beyond_the_window_and_a_csv_of_another_header_are_refused(clip_
 
 
 class _SignedHook(http.server.BaseHTTPRequestHandler):
-    received: list[tuple[bytes, str]] = []
+    received: ClassVar[list[tuple[bytes, str]]] = []
 
-    def do_POST(self):  # noqa: N802 - the http.server API
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _SignedHook.received.append((body, self.headers.get("X-Adplg-Signature", "")))
         self.send_response(204)

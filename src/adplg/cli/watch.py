@@ -83,11 +83,11 @@ class _StoppedWhileLoading(BaseException):
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    from adplg.errors import AdplgError
     from adplg.features.extractors import extractor_for_model
     from adplg.inference.alerts import check_number
     from adplg.inference.scorer import load
     from adplg.io import atomic_write_text, check_output_dir, check_output_file
-    from adplg.errors import AdplgError
     from adplg.live.outputs import WatchOutputs, read_webhook_secret
     from adplg.live.sources import open_source
     from adplg.live.watch import check_delay, watch

@@ -25,8 +25,8 @@ import numpy as np
 
 from adplg.errors import AdplgError
 
-__all__ = ["WatchOutputs", "WebhookPoster", "check_webhook_url", "check_csv_header", "read_webhook_secret",
-           "CSV_HEADER", "SIGNATURE_HEADER"]
+__all__ = ["CSV_HEADER", "SIGNATURE_HEADER", "WatchOutputs", "WebhookPoster", "check_csv_header", "check_webhook_url",
+           "read_webhook_secret"]
 
 log = logging.getLogger(__name__)
 
@@ -191,9 +191,9 @@ class WatchOutputs:
     """Where :func:`~adplg.live.watch.watch` writes as it goes, each optional (the parameters of ``watch``):
     ``events`` (JSON lines: a path, appended; ``"-"`` for stdout; or an open text file), ``csv_path`` (the timeline
     CSV, appended), ``snapshots`` (a folder for a JPEG per alert) and ``webhook`` (an http(s) URL every event is
-    POSTed to, by a :class:`WebhookPoster`, signed with ``webhook_secret`` when given). :meth:`check` checks every path without creating anything (call it
-    before any loading; the constructor checks again); an :class:`~adplg.errors.AdplgError` names the bad one.
-    :meth:`close` finishes them."""
+    POSTed to, by a :class:`WebhookPoster`, signed with ``webhook_secret`` when given). :meth:`check` checks every
+    path without creating anything (call it before any loading; the constructor checks again); an
+    :class:`~adplg.errors.AdplgError` names the bad one. :meth:`close` finishes them."""
 
     @staticmethod
     def check(events: str | Path | IO | None, csv_path: str | Path | None, snapshots: str | Path | None,

@@ -54,8 +54,7 @@ import numpy as np
 from adplg.errors import AdplgError
 from adplg.inference.timeline import ASSUMED_FPS
 
-__all__ = ["Frame", "FrameSource", "AVSource", "FrameReader", "open_source", "END", "is_url", "StreamDown",
-           "StreamUp"]
+__all__ = ["END", "AVSource", "Frame", "FrameReader", "FrameSource", "StreamDown", "StreamUp", "is_url", "open_source"]
 
 log = logging.getLogger(__name__)
 

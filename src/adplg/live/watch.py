@@ -79,7 +79,7 @@ from adplg.inference.timeline import ASSUMED_FPS, Timeline, build_timeline
 from adplg.live.outputs import WatchOutputs
 from adplg.live.sources import END, Frame, FrameReader, FrameSource, StreamDown, StreamUp, open_source
 
-__all__ = ["watch", "WatchReport", "check_delay"]
+__all__ = ["WatchReport", "check_delay", "watch"]
 
 log = logging.getLogger(__name__)
 
