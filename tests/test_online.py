@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from adplg.config import build_config
+from adplg.errors import AdplgError
 from adplg.inference.alerts import AlertRules, alert_segments
 from adplg.inference.online_alerts import OnlineAlerts
 from adplg.live.online import OnlineScorer, default_delay
@@ -110,6 +111,29 @@ def test_online_alerts_timing_of_events():
     assert online.close() == []
     with pytest.raises(Exception):
         online.push(np.ones(1))
+
+
+def test_online_alerts_on_presentation_times():
+    """With frame times the minimum duration and the merge gap are measured on them (a variable frame rate, a gap in
+    the stream), and so are the events' times; ``cut()`` ends the open alert and nothing merges across it."""
+    rules = AlertRules(on_threshold=0.5, min_duration_s=0.95, merge_gap_s=1.0)
+    by_index = OnlineAlerts(rules, FPS)
+    assert by_index.push(np.ones(10)) == [] and by_index.close() == []  # 10 frames / 30 fps = 0.33 s < 0.95 s
+    timed = OnlineAlerts(rules, FPS)
+    events = timed.push(np.ones(10), times_s=np.arange(10) * 0.1, end_s=1.0)  # the same 10 frames last 1 s
+    assert [e.kind for e in events] == ["started"] and events[0].end_s == pytest.approx(1.0)
+    # 2 frames below the threshold spanning 3 s (an outage-sized gap): longer than the merge gap
+    assert [e.kind for e in timed.push(np.zeros(2), times_s=[1.0, 2.5], end_s=4.0)] == ["ended"]
+    events = timed.push(np.ones(10), times_s=4.0 + np.arange(10) * 0.1, end_s=5.0)
+    assert [(e.kind, e.start_s, e.start_frame) for e in events] == [("started", 4.0, 12)]
+    assert [e.kind for e in timed.cut()] == ["ended"]
+    events = timed.push(np.ones(10), times_s=5.2 + np.arange(10) * 0.1, end_s=6.2)  # within 1 s, but after a cut
+    assert [(e.kind, e.start_s) for e in events] == [("started", pytest.approx(5.2))]
+    assert [(g.start_s, g.end_s) for g in timed.segments()] == [(0.0, 1.0), (4.0, 5.0)]
+    with pytest.raises(AdplgError, match="as in the first push"):
+        timed.push(np.ones(1))
+    with pytest.raises(AdplgError, match="both times_s and end_s"):
+        timed.push(np.ones(1), times_s=[7.0])
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import av
 import numpy as np
 import pytest
-import torch
-from backbone_weights import write_random_clip
 from media import write_video
 from PIL import Image
+from watch_models import random_checkpoint
 
 import adplg
 import adplg.live.watch
@@ -30,28 +28,7 @@ from adplg.inference.alerts import AlertRules, alert_segments
 from adplg.live.sources import Frame, FrameSource
 from adplg.live.watch import watch
 
-
-@pytest.fixture(scope="module")
-def clip_run(tmp_path_factory):
-    """A 512-d (CLIP-sized) demo-cpu-small model saved as our checkpoint, and tiny random CLIP weights. The model
-    is randomly initialised (seeded), not trained: ``adplg.train`` takes over a minute on a busy 2-core CPU, and
-    what is tested here is that online scoring reproduces the offline scores of the same model, not its accuracy."""
-    root = tmp_path_factory.mktemp("watch")
-    weights = write_random_clip(root / "ViT-B-16.pt", seed=1, width=32, layers=1)
-    return SimpleNamespace(checkpoint=_random_checkpoint(root / "ckpt")), weights
-
-
-def _random_checkpoint(folder: Path, *overrides: str) -> Path:
-    """The seeded random 512-d demo-cpu-small model of ``clip_run``, saved with the config ``overrides``."""
-    from adplg.checkpoints.format import save_checkpoint
-    from adplg.config import build_config
-    from adplg.models.build import build_snippet_branch, build_video_branch
-
-    cfg = build_config("demo-cpu-small", overrides=["data.feature_dim=512", "data.train_crops=1",
-                                                    "data.test_crops=1", *overrides])
-    torch.manual_seed(0)
-    return save_checkpoint(folder, net_v=build_video_branch(cfg), net_s=build_snippet_branch(cfg), step=0,
-                           config=cfg.to_dict())
+pytest_plugins = ["watch_models"]  # the clip_run fixture
 
 
 def _offline(run, weights, video: Path, out: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +79,7 @@ def test_watch_a_file_in_real_time_matches_score(clip_run, tmp_path, capsys):
     for r, s in zip(ended, expected, strict=True):
         assert r["start_s"] == pytest.approx(s.start_s) and r["end_s"] == pytest.approx(s.end_s)
         assert r["peak_score"] == pytest.approx(s.peak_score, abs=1e-6)
-        assert r["start_pts_s"] == pytest.approx(s.start_s, abs=1e-3)  # a clean file: pts = frame / fps
+        assert "start_pts_s" not in r  # one clock: start_s / end_s are the presentation times
     started = [r for r in records if r["kind"] == "started"]
     assert len(started) == len(expected)
     for r in started:
@@ -156,7 +133,7 @@ class FlakyCamera(FrameSource):
                 raise ConnectionError("connection reset by peer")
             i = self.position
             self.position += 1
-            yield Frame(self.images[i], (i - first) / self.fps)
+            yield Frame(image=self.images[i], time_s=(i - first) / self.fps)
         self.live = False
 
 
@@ -165,19 +142,52 @@ def _decode(video: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
-def test_reconnects_with_backoff_and_the_snippets_continue(clip_run, tmp_path):
+def test_reconnects_with_backoff_and_the_outage_stays_a_gap(clip_run, tmp_path):
+    """The connection drops after 3 whole snippets, one reconnect attempt is refused, the next goes on: the snippets
+    before the outage are scored at once (the scorer is flushed) and the open alert ends there; the snippets after it
+    are the same frames as in the whole video, on a clock that keeps the outage as a gap; stream-down / stream-up
+    events say so."""
     run, weights = clip_run
     video = write_video(tmp_path / "cam.mp4", 6 * SNIPPET_FRAMES, fps=25, seed=5)
     images = _decode(video)
     scorer = adplg.load(run.checkpoint, device="cpu")
     whole = watch(video, scorer, weights=weights, delay=6)
-    camera = FlakyCamera(images, drop_after=40)
-    report = watch(camera, scorer, weights=weights, delay=6, backoff_s=0.05, max_retries=3)
-    assert camera.connects == 3 and report.reconnects == 2
-    assert report.stopped_by == "end of stream" and report.frames == 96
-    np.testing.assert_allclose(report.snippet_scores, whole.snippet_scores, atol=1e-5)  # the same frames, in order
-    starts = [s for s, _ in report.snippet_times]
-    np.testing.assert_allclose(starts, np.arange(6) * SNIPPET_FRAMES / 25, atol=1e-6)  # the clock continues
+    camera = FlakyCamera(images, drop_after=48)
+    report = watch(camera, scorer, weights=weights, delay=6, backoff_s=0.05, max_retries=3,
+                   rules=AlertRules(on_threshold=0.0))
+    assert camera.connects == 3 and report.reconnect_attempts == 2 and report.reconnections == 1
+    assert report.stopped_by == "end of stream" and report.frames == 96 and report.snippets == 6
+    # after the outage: the same frames, scored at the end with the same buffer as the whole video
+    np.testing.assert_allclose(report.snippet_scores[3:], whole.snippet_scores[3:], atol=1e-5)
+    starts = np.array([s for s, _ in report.snippet_times])
+    np.testing.assert_allclose(starts[:3], np.arange(3) * SNIPPET_FRAMES / 25, atol=1e-6)
+    np.testing.assert_allclose(np.diff(starts[3:]), SNIPPET_FRAMES / 25, atol=1e-6)
+    assert report.snippet_times[2][1] == pytest.approx(48 / 25)  # the last snippet before ends with its frames
+    events = [e for e in report.events if e["kind"] != "updated"]
+    kinds = [e["kind"] for e in events]
+    assert kinds == ["started", "ended", "stream-down", "stream-up", "started", "ended"], kinds
+    down, up = events[2], events[3]
+    assert down["at_s"] == pytest.approx(48 / 25) and "connection reset by peer" in down["reason"]
+    assert up["attempts"] == 2 and up["down_s"] >= 0.05 + 0.1  # two backoffs: 0.05 s, then 0.1 s
+    assert up["at_s"] == pytest.approx(starts[3]) and up["at_s"] - down["at_s"] == pytest.approx(up["down_s"],
+                                                                                                 abs=0.05)
+    assert events[1]["end_s"] == pytest.approx(48 / 25)  # the alert ended at the outage
+    (outage,) = report.outages
+    assert outage["start_s"] == down["at_s"] and outage["end_s"] == up["at_s"] and outage["attempts"] == 2
+
+
+def test_no_snippet_spans_an_outage(clip_run):
+    """A drop in the middle of a snippet: its frames before the outage are not scored; the next snippet starts with
+    the first frame after the outage."""
+    run, weights = clip_run
+    images = [np.full((48, 64, 3), 16 * (i % 8), np.uint8) for i in range(6 * SNIPPET_FRAMES)]
+    report = watch(FlakyCamera(images, drop_after=40), run.checkpoint, weights=weights, device="cpu",
+                   backoff_s=0.05)
+    assert report.frames == 96 and report.snippets == 5  # 2 before, 3 after (frames 32-39 and 88-95 unscored)
+    (outage,) = report.outages
+    for start, end in report.snippet_times:
+        assert end - start == pytest.approx(SNIPPET_FRAMES / 25, abs=1e-6)
+        assert end <= outage["start_s"] + 1e-9 or start >= outage["end_s"] - 1e-9
 
 
 def test_unreachable_url_fails_after_the_retries_naming_it(clip_run, capsys):
@@ -205,13 +215,13 @@ class ChangingCamera(FrameSource):
         rng = np.random.default_rng(0)
         for i in range(self.count):
             h, w = (48, 64) if i < self.switch_at else (90, 160)
-            yield Frame(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), i / self.fps)
+            yield Frame(image=rng.integers(0, 256, (h, w, 3), dtype=np.uint8), time_s=i / self.fps)
 
 
 class _Hook(http.server.BaseHTTPRequestHandler):
     received: list[dict] = []
 
-    def do_POST(self):  # noqa: N802 - the http.server API
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _Hook.received.append(json.loads(body))
         self.send_response(204)
@@ -248,7 +258,7 @@ class EndlessCamera(FrameSource):
         image = np.zeros((48, 64, 3), np.uint8)
         i = 0
         while True:
-            yield Frame(image, i / self.fps)
+            yield Frame(image=image, time_s=i / self.fps)
             i += 1
             time.sleep(1 / self.fps)
 
@@ -353,15 +363,17 @@ class StallingCamera(FrameSource):
                 time.sleep(self.pause)
             i = self.position
             self.position += 1
-            yield Frame(image, (i - first) / self.fps)
+            yield Frame(image=image, time_s=(i - first) / self.fps)
         self.live = False
 
 
 def test_a_stalled_stream_is_reconnected_by_the_watchdog(clip_run):
     run, weights = clip_run
-    camera = StallingCamera(5 * SNIPPET_FRAMES + 1, stall_at=40, pause=1.0)
+    camera = StallingCamera(5 * SNIPPET_FRAMES + 1, stall_at=48, pause=1.0)
     report = watch(camera, run.checkpoint, weights=weights, device="cpu", stall_timeout=0.3, backoff_s=0.01)
-    assert report.stalls == 1 and report.reconnects == 1 and camera.connects == 2
+    assert report.stalls == 1 and camera.connects == 2
+    assert report.reconnect_attempts == 1 and report.reconnections == 1
+    assert report.outages[0]["reason"] == "the stream stalled" and report.outages[0]["down_s"] >= 0.3
     assert report.frames == 5 * SNIPPET_FRAMES and report.snippets == 5  # the frame sent after the stall is lost
 
 
@@ -373,7 +385,7 @@ def test_a_full_queue_drops_the_oldest_frames_and_counts_them():
 
         def frames(self):
             for i in range(50):
-                yield Frame(np.zeros((4, 4, 3), np.uint8), i / self.fps)
+                yield Frame(image=np.zeros((4, 4, 3), np.uint8), time_s=i / self.fps)
             self.live = False
 
     reader = FrameReader(Burst(), queue_frames=8).start()
@@ -437,7 +449,7 @@ def test_watch_builds_the_timeline_of_score_under_the_spread_layout(clip_run, tm
     decoded frame (the partial last snippet's too), the same frame scores and times. A stream stopped before its
     end has no known frame count: its timeline maps each snippet to its own 16 frames, with a warning."""
     _, weights = clip_run
-    checkpoint = _random_checkpoint(tmp_path / "r1-ckpt", "data.layout.kind=spread")
+    checkpoint = random_checkpoint(tmp_path / "r1-ckpt", "data.layout.kind=spread")
     frames = 6 * SNIPPET_FRAMES + 5
     video = write_video(tmp_path / "cam.mp4", frames, width=64, height=48, fps=25, seed=3)
     assert main(["score", str(video), "--checkpoint", str(checkpoint), "--weights", str(weights), "--out",

@@ -2,8 +2,10 @@
 :func:`adplg.live.watch.watch`.
 
 Ctrl-C and SIGTERM stop cleanly: the scorer is flushed, open alerts are closed (an ``ended`` event), the outputs are
-finished, and the exit status is 0. A source that cannot be (re)connected after ``--max-retries`` attempts exits 2
-with an error naming it.
+finished, and the exit status is 0; while the model and backbone still load, they exit at once with a message and
+nothing written. A source that cannot be (re)connected after ``--max-retries`` attempts exits 2 with an error naming
+it. The final line counts frames, snippets, drops, alerts, outages (reconnections and attempts apart), the webhook's
+deliveries and the measured score latency.
 """
 
 from __future__ import annotations
@@ -50,9 +52,17 @@ def add_parser(sub) -> None:
                         "reuse its features (default 1: every snippet; see docs/benchmarks.md for the AUC cost)")
     add_alert_rule_args(p, "alert rules YAML (default: the rules beside the checkpoint, else threshold 0.5)")
     p.add_argument("--events", help="alert events as JSON lines: a file (appended) or - for stdout")
-    p.add_argument("--csv", help="timeline CSV (snippet, start_s, end_s, score), appended as scores become final")
+    p.add_argument("--csv", dest="csv_path",
+                   help="timeline CSV (snippet, start_s, end_s, score), appended as scores become final (an existing "
+                        "file must have that header)")
     p.add_argument("--snapshots", help="folder for a JPEG of the first frame of every alert")
     p.add_argument("--webhook", help="POST every event as JSON to this URL (background thread, retried)")
+    secret = p.add_mutually_exclusive_group()
+    secret.add_argument("--webhook-secret-env", dest="webhook_secret_env", metavar="VAR",
+                        help="sign every webhook POST: header X-Adplg-Signature: sha256=<HMAC-SHA256 of the body> "
+                             "under the secret in this environment variable")
+    secret.add_argument("--webhook-secret-file", dest="webhook_secret_file", metavar="FILE",
+                        help="the same, the secret read from the first line of this file")
     p.add_argument("--queue-frames", type=int, default=256,
                    help="frames buffered between the reader and the scorer; when full, the oldest are dropped "
                         "(live sources) (default 256)")
@@ -67,58 +77,102 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_watch)
 
 
+class _StoppedWhileLoading(BaseException):
+    """SIGINT / SIGTERM before the watch began (model and backbone loading): unwinds the load (a BaseException, so
+    no ``except Exception`` on the way swallows it)."""
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
+    from adplg.errors import AdplgError
+    from adplg.features.extractors import extractor_for_model
     from adplg.inference.alerts import check_number
     from adplg.inference.scorer import load
     from adplg.io import atomic_write_text, check_output_dir, check_output_file
+    from adplg.live.outputs import WatchOutputs, read_webhook_secret
     from adplg.live.sources import open_source
-    from adplg.live.watch import watch
+    from adplg.live.watch import check_delay, watch
 
     # every number and output is checked before the model loads or the source is opened; the numbers by watch()'s
     # parameter names, which adplg.cli.main.error_message turns into their flags (the alert rules: rules_from_args)
     check_number("watch", "window", args.window, low=1)
     if args.delay is not None:
         check_number("watch", "delay", args.delay, low=0)
+        check_delay(args.delay, args.window)
     check_number("watch", "queue_frames", args.queue_frames, low=1)
     check_number("watch", "encode_every", args.encode_every, low=1)
     check_number("watch", "max_retries", args.max_retries, low=0)
     check_number("watch", "stall_timeout", args.stall_timeout, low=0, low_open=True)
     check_number("watch", "backoff_s", args.backoff, low=0)
-    for path, what in ((args.report, "--report file"), (args.csv, "--csv file"), (args.events, "--events file")):
+    for path, what in ((args.report, "--report file"), (args.csv_path, "--csv file"), (args.events, "--events file")):
         if path and path != "-":
             check_output_file(path, what)
     if args.snapshots:
         check_output_dir(args.snapshots, "--snapshots folder")
+    WatchOutputs.check(args.events, args.csv_path, args.snapshots, args.webhook)  # the CSV's header, the URL
+    secret = read_webhook_secret(args.webhook_secret_env, args.webhook_secret_file)
+    if secret is not None and not args.webhook:
+        raise AdplgError("a webhook secret signs webhook POSTs: expected webhook too, got none",
+                         parameter="webhook")
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     src = open_source(args.source, stall_timeout=args.stall_timeout)  # a missing file: an error before loading
-    scorer = load(args.checkpoint, device=args.device)
-    rules, source = rules_from_args(args, scorer)
-    scorer.check_rules(rules)
     stop = threading.Event()
+    loading = [True]
+
+    def on_signal(signum, _frame) -> None:
+        stop.set()
+        if loading[0]:
+            raise _StoppedWhileLoading(signal.Signals(signum).name)
+
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+            previous[sig] = signal.signal(sig, on_signal)
     try:
-        say(f"alert rules: {source} (on {rules.on_threshold:.4f}, off {rules.off_threshold:.4f}, "
-            f"min {rules.min_duration_s:g} s, merge gap {rules.merge_gap_s:g} s)")
-        report = watch(src, scorer, weights=args.weights, backbone=args.backbone, crops=args.crops,
-                       realtime=args.realtime, window=args.window, delay=args.delay, rules=rules, events=args.events,
-                       csv_path=args.csv, snapshots=args.snapshots, webhook=args.webhook,
-                       queue_frames=args.queue_frames, device=args.device, max_retries=args.max_retries,
-                       stall_timeout=args.stall_timeout, backoff_s=args.backoff,
-                       encode_every=args.encode_every, stop=stop, announce=say)
+        try:
+            scorer = load(args.checkpoint, device=args.device)
+            rules, source = rules_from_args(args, scorer)
+            scorer.check_rules(rules)
+            say(f"alert rules: {source} (on {rules.on_threshold:.4f}, off {rules.off_threshold:.4f}, "
+                f"min {rules.min_duration_s:g} s, merge gap {rules.merge_gap_s:g} s)")
+            extractor = extractor_for_model(scorer.config.data.feature_dim, args.weights, backbone=args.backbone,
+                                            crops=args.crops, device=scorer.device, video=src.name)
+            loading[0] = False  # from here a signal only sets stop: the watch finishes its outputs
+        except _StoppedWhileLoading as exc:
+            say(f"adplg watch: stopped by {exc} while loading the model; nothing was written")
+            return 0
+        report = watch(src, scorer, extractor=extractor, realtime=args.realtime, window=args.window,
+                       delay=args.delay, rules=rules, events=args.events, csv_path=args.csv_path,
+                       snapshots=args.snapshots, webhook=args.webhook, webhook_secret=secret,
+                       queue_frames=args.queue_frames,
+                       device=args.device, max_retries=args.max_retries, stall_timeout=args.stall_timeout,
+                       backoff_s=args.backoff, encode_every=args.encode_every, stop=stop, announce=say)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    lat = report.latency_percentiles()
-    lat_text = f", score latency p50 {lat['p50']:.2f} s p95 {lat['p95']:.2f} s" if lat else ""
-    say(f"stopped ({report.stopped_by}): {report.frames} frames, {report.snippets} snippets scored, "
-        f"{report.dropped_frames} dropped, {report.reconnects} reconnect(s), "
-        f"{sum(e['kind'] == 'started' for e in report.events)} alert(s){lat_text}")
+    say(final_line(report))
     if args.report:
         atomic_write_text(args.report, json.dumps(report.to_dict(), indent=2) + "\n")
     return 0
+
+
+def final_line(report) -> str:
+    """The last status line of ``adplg watch``: counts, outages, measured latency and the webhook's delivery."""
+    lat = report.latency_percentiles()
+    lat_text = (f", measured score latency (a snippet's last frame received -> its score final) p50 "
+                f"{lat['p50']:.2f} s p95 {lat['p95']:.2f} s max {lat['max']:.2f} s" if lat else "")
+    down_s = sum(o["down_s"] or 0.0 for o in report.outages)
+    outages = (f", {len(report.outages)} outage(s) ({down_s:.1f} s down), {report.reconnections} reconnection(s) "
+               f"in {report.reconnect_attempts} attempt(s)" if report.outages or report.reconnect_attempts else "")
+    hook = report.webhook
+    webhook = ""
+    if hook:
+        lost = hook.get("failed", 0) + hook.get("dropped", 0) + hook.get("unsent", 0)
+        webhook = (f", webhook: {hook.get('sent', 0)} sent, {hook.get('failed', 0)} failed, "
+                   f"{hook.get('dropped', 0)} dropped, {hook.get('unsent', 0)} unsent"
+                   + (" (EVENTS LOST)" if lost else ""))
+    return (f"stopped ({report.stopped_by}): {report.frames} frames, {report.snippets} snippets scored, "
+            f"{report.dropped_frames} dropped, {sum(e['kind'] == 'started' for e in report.events)} alert(s)"
+            f"{outages}{webhook}{lat_text}")

@@ -9,8 +9,14 @@ Sources (:func:`open_source`)
     frame rate (paced by its presentation times), like a camera.
 
 Frames: RGB uint8 ``[H, W, 3]`` with their presentation time in seconds from the first frame
-(``(pts - start) * time_base``; ``index / fps`` for a frame without a timestamp). After a reconnect the new
-connection's clock continues where the last one ended (one frame period later), so times never go backwards.
+(``(pts - start) * time_base``; ``index / fps`` for a frame without a timestamp, ``Frame.timed`` False).
+
+Outages: when a live connection that delivered frames ends or fails, the reader queues a :class:`StreamDown` marker
+(never dropped) and, when frames come again, a :class:`StreamUp` marker before the first of them, with the outage's
+length (wall clock, from the last frame received to the next) and the connect attempts it took; it logs "reconnected
+after N s (K attempts)". The new connection's clock is anchored on the wall clock: its first frame is at the last
+frame's time plus the outage's length (at least one frame period later), so the outage stays a gap on the timeline
+and times never go backwards, whatever the restarted stream's own timestamps say (a restarted server starts at 0).
 
 Bounded queue: the reader thread puts frames into a ``queue.Queue`` of ``queue_frames`` frames. For a live source
 (and a file played in real time) a full queue **drops the oldest queued frame** to make room for the newest: the
@@ -23,6 +29,8 @@ Reconnection: a live source that fails to open, fails while decoding, ends, or s
 reopened after a backoff of ``backoff_s * 2**(n-1)`` seconds (at most ``backoff_max_s``), ``n`` the failed connects
 in a row. After ``max_retries`` failed reconnects in a row (``max_retries + 1`` attempts) the reader stops with an
 :class:`~adplg.errors.AdplgError` naming the source. A connection that delivered frames resets the count.
+Counters: ``reconnect_attempts`` (every connect tried after a connection ended or failed) and ``reconnections``
+(connections that delivered frames again after an outage) differ; ``outages`` lists each outage.
 
 Tests need no RTSP server: :class:`FrameSource` is the abstraction (``frames()`` yields :class:`Frame` objects and
 may raise to simulate a dropped connection), and the tests use a file source that raises part-way on its first
@@ -44,8 +52,9 @@ from pathlib import Path
 import numpy as np
 
 from adplg.errors import AdplgError
+from adplg.inference.timeline import ASSUMED_FPS
 
-__all__ = ["Frame", "FrameSource", "AVSource", "FrameReader", "open_source", "END", "is_url"]
+__all__ = ["END", "AVSource", "Frame", "FrameReader", "FrameSource", "StreamDown", "StreamUp", "is_url", "open_source"]
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +65,15 @@ def is_url(spec: str) -> bool:
     return bool(_URL.match(str(spec)))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Frame:
     """One decoded frame: ``image`` RGB uint8 ``[H, W, 3]``, ``time_s`` its presentation time (seconds from the
-    stream's start), ``arrival`` the ``time.monotonic()`` when the reader received it."""
+    stream's start), ``timed`` False when the stream gave it no timestamp (``time_s`` is then frame index / fps),
+    ``arrival`` the ``time.monotonic()`` when the reader received it."""
 
     image: np.ndarray
     time_s: float
+    timed: bool = True
     arrival: float = field(default_factory=time.monotonic)
 
 
@@ -134,13 +145,35 @@ class AVSource(FrameSource):
                 if self._interrupted:
                     return
                 t = frame_time_s(frame, time_base, start)
-                if t is None:
-                    t = index / self.fps if self.fps > 0 else float(index) / 30.0
+                timed = t is not None
+                if not timed:
+                    t = index / (self.fps if self.fps > 0 else ASSUMED_FPS)
                 if first is None and self.live:
                     first = t  # a live stream's clock starts anywhere: count from this connection's first frame
-                yield Frame(frame.to_ndarray(format="rgb24"), t - (first or 0.0))
+                yield Frame(image=frame.to_ndarray(format="rgb24"), time_s=t - (first or 0.0), timed=timed)
         finally:
             container.close()
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamDown:
+    """Reader queue marker: the live connection ended or failed after delivering frames. ``at_s``: the end of the
+    last frame received (the reader's clock), ``reason``: why, ``wall``: the ``time.monotonic()`` of the last frame."""
+
+    at_s: float
+    reason: str
+    wall: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamUp:
+    """Reader queue marker, just before the first frame after an outage: ``at_s`` that frame's time (the reader's
+    clock), ``down_s`` the outage's length in wall-clock seconds (last frame received -> this one), ``attempts`` the
+    connects it took."""
+
+    at_s: float
+    down_s: float
+    attempts: int
 
 
 def open_source(spec: str, stall_timeout: float = 10.0) -> AVSource:
@@ -158,9 +191,11 @@ END = _End()  # the reader's last queue item: the stream ended (or failed: see F
 
 class FrameReader:
     """One thread reading ``source`` into a bounded queue (see the module docstring for the drop policy and the
-    reconnection rules). ``get(timeout)`` returns a :class:`Frame`, :data:`END` once the stream is over (then
-    ``error`` holds the :class:`AdplgError` if it failed), or None on timeout. Counters: ``frames``, ``dropped``,
-    ``reconnects``, ``backoffs`` (the last 100 waits, seconds)."""
+    reconnection rules). ``get(timeout)`` returns a :class:`Frame`, a :class:`StreamDown` / :class:`StreamUp`
+    marker, :data:`END` once the stream is over (then ``error`` holds the :class:`AdplgError` if it failed), or None
+    on timeout. Counters: ``frames``, ``dropped``, ``reconnect_attempts``, ``reconnections``, ``stalls``,
+    ``backoffs`` (the last 100 waits, seconds); ``outages``: one dict per outage (``start_s``, ``end_s``, ``down_s``,
+    ``attempts``, ``reason``; ``end_s`` None while it lasts)."""
 
     def __init__(self, source: FrameSource, queue_frames: int = 256, realtime: bool = False, max_retries: int = 5,
                  stall_timeout: float = 10.0, backoff_s: float = 0.5, backoff_max_s: float = 30.0):
@@ -179,8 +214,10 @@ class FrameReader:
         self.queue: queue.Queue = queue.Queue(maxsize=int(queue_frames))
         self.frames = 0
         self.dropped = 0
-        self.reconnects = 0
+        self.reconnect_attempts = 0
+        self.reconnections = 0
         self.stalls = 0
+        self.outages: list[dict] = []
         self.backoffs: deque[float] = deque(maxlen=100)
         self.error: AdplgError | None = None
         self.connected = threading.Event()
@@ -190,6 +227,9 @@ class FrameReader:
         self._receiving = False
         self._got = False
         self._offset, self._step = 0.0, 1.0 / 30.0
+        self._last_wall, self._last_time = 0.0, 0.0  # time.monotonic() and time of the last frame received
+        self._down: StreamDown | None = None  # the outage in progress
+        self._down_attempts = 0  # connects tried during it
         self._thread = threading.Thread(target=self._run, name=f"adplg-reader {source.name}", daemon=True)
         self._watchdog = threading.Thread(target=self._watch, name="adplg-watchdog", daemon=True)
 
@@ -225,14 +265,27 @@ class FrameReader:
                 except queue.Full:
                     continue
             return
-        while True:
-            try:
-                self.queue.put_nowait(item)
-                return
-            except queue.Full:
-                with _suppress_empty():
-                    self.queue.get_nowait()  # drop the oldest queued frame
-                    self.dropped += 1
+        if not isinstance(item, Frame):  # a marker is never dropped, and never waits
+            self._put_over_oldest_frame(item)
+            return
+        try:
+            self.queue.put_nowait(item)
+        except queue.Full:
+            self._put_over_oldest_frame(item)
+
+    def _put_over_oldest_frame(self, item) -> None:
+        """Queue ``item``, dropping the oldest queued frame when the queue is full (markers stay)."""
+        with self.queue.mutex:
+            items = self.queue.queue
+            if len(items) >= self.queue.maxsize:
+                for k, queued in enumerate(items):
+                    if isinstance(queued, Frame):
+                        del items[k]
+                        self.dropped += 1
+                        break
+            items.append(item)
+            self.queue.unfinished_tasks += 1
+            self.queue.not_empty.notify()
 
     def _watch(self) -> None:
         """Stall watchdog of a live source: no frame for ``stall_timeout`` seconds while connected -> reconnect."""
@@ -248,7 +301,7 @@ class FrameReader:
     def _connection(self) -> bool:
         """Read one connection into the queue; returns whether it delivered frames. The clock offset (where this
         connection's times start in the reader's continuous clock) advances as frames arrive, even when the
-        connection fails part-way."""
+        connection fails part-way; after an outage it is anchored on the wall clock (see the module docstring)."""
         got = False
         first_wall = first_t = last_t = None
         base = self._offset
@@ -260,13 +313,15 @@ class FrameReader:
             for frame in self.source.frames():
                 if self._stop.is_set() or self._stalled.is_set():
                     break
+                now = time.monotonic()
                 if not got:
                     got = self._got = True
                     self.connected.set()
                     if self.source.fps > 0:
                         self._step = 1.0 / self.source.fps
+                    if self._down is not None:
+                        base = self._back_up(frame, now)
                 if self.realtime:
-                    now = time.monotonic()
                     if first_wall is None:
                         first_wall, first_t = now, frame.time_s
                     wait = first_wall + (frame.time_s - first_t) - now
@@ -276,13 +331,35 @@ class FrameReader:
                     self._step = frame.time_s - last_t
                 last_t = frame.time_s
                 frame.time_s += base
-                self._offset = frame.time_s + self._step  # a reconnect continues one frame period later
-                frame.arrival = self._last_frame = time.monotonic()
+                self._offset = frame.time_s + self._step  # the end of this frame: where an outage starts
+                self._last_time = frame.time_s
+                frame.arrival = self._last_frame = self._last_wall = time.monotonic()
                 self.frames += 1
                 self._put(frame)
         finally:
             self._receiving = False
         return got
+
+    def _back_up(self, frame: Frame, now: float) -> float:
+        """The first frame after an outage arrived at ``now``: queue :class:`StreamUp`, log it, close the outage's
+        record; returns the clock offset of the new connection (wall-clock anchored)."""
+        down, self._down = self._down, None
+        down_s = now - down.wall
+        at_s = max(down.at_s, self._last_time + down_s)  # the last frame's time + the outage's length
+        self.reconnections += 1
+        self.outages[-1].update(end_s=at_s, down_s=down_s, attempts=self._down_attempts)
+        log.warning("%s: reconnected after %.1f s (%d attempt(s))", self.source.name, down_s, self._down_attempts)
+        self._put(StreamUp(at_s=at_s, down_s=down_s, attempts=self._down_attempts))
+        return at_s - frame.time_s
+
+    def _went_down(self, reason: str) -> None:
+        """A live connection that delivered frames ended or failed: queue :class:`StreamDown` (once per outage)."""
+        if self._down is None and self._got:
+            self._down = StreamDown(at_s=self._offset, reason=reason, wall=self._last_wall)
+            self._down_attempts = 0
+            self.outages.append({"start_s": self._offset, "end_s": None, "down_s": None, "attempts": 0,
+                                 "reason": reason})
+            self._put(self._down)
 
     def _run(self) -> None:
         failures, last_error = 0, ""
@@ -295,6 +372,7 @@ class FrameReader:
                         return
                     last_error = "the stream stalled" if self._stalled.is_set() else "the stream ended"
                     failures = 0 if got else failures + 1
+                    self._went_down(last_error)
                     log.warning("%s: %s; reconnecting", self.source.name, last_error)
                 except AdplgError as exc:
                     self.error = exc
@@ -306,6 +384,7 @@ class FrameReader:
                                                 f"frames: {last_error}")
                         return
                     failures = 1 if self._got else failures + 1  # a connection that gave frames resets the count
+                    self._went_down(last_error)
                     log.warning("%s: %s", self.source.name, last_error)
                 if failures > self.max_retries:
                     self.error = AdplgError(
@@ -316,7 +395,8 @@ class FrameReader:
                 self.backoffs.append(wait)
                 if self._stop.wait(wait):
                     return
-                self.reconnects += 1
+                self.reconnect_attempts += 1
+                self._down_attempts += 1
         finally:
             self._receiving = False
             self._put(END)

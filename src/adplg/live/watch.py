@@ -5,8 +5,15 @@ queue (a live source drops the oldest queued frame when the scorer falls behind;
 the frames into consecutive 16-frame snippets, featurises each complete snippet with the checkpoint's backbone
 through the very extractor of ``adplg extract`` (same preprocessing, same crops), scores it with
 :class:`~adplg.live.online.OnlineScorer` (a snippet's score is final ``delay`` snippets later), repeats each
-final snippet score over its 16 frames and feeds them to :class:`~adplg.inference.online_alerts.OnlineAlerts`. Latency
-(announced at start-up): ``delay x 16 / fps`` seconds plus the compute time of one snippet.
+final snippet score over its 16 frames and feeds them to :class:`~adplg.inference.online_alerts.OnlineAlerts`.
+
+One clock: every time a live timeline says (the events' ``start_s`` / ``end_s`` / ``duration_s``, the alert rules'
+minimum duration and merge gap, the CSV, the snapshots' names) is the stream's presentation time, as ``adplg score``
+says for the same file; a stream without timestamps uses frame index / fps instead, said once at start-up.
+
+Latency: a score is final ``delay x 16 / fps`` seconds after its snippet's last frame arrived, plus the backbone's
+encode time (measured and announced after the first snippets) and, when the scorer falls behind, the wait in the
+frame queue. The start-up line says what it is made of; the final line reports the measured percentiles.
 
 Timeline: when the watch ends, :attr:`WatchReport.timeline` lays the final snippet scores on the frames with
 :func:`~adplg.inference.timeline.build_timeline` under the checkpoint's snippet layout (``data.layout``), as
@@ -35,10 +42,12 @@ backbone's cost falls by ``k``. Its cost in frame AUC is measured by ``benchmark
 Outputs (:class:`~adplg.live.outputs.WatchOutputs`), all written as they happen (so a crash loses nothing already
 reported):
 
-* events: one JSON object per line (``kind`` started/updated/ended, ``start_s`` / ``end_s`` on the stream clock of
-  frames scored / fps, the presentation times ``start_pts_s`` / ``end_pts_s`` when known, ``peak_score``,
-  ``mean_score``, ``source``, ``snapshot``, ``wall_time``) to stdout (``-``) or appended to a file, flushed per line;
-* the timeline CSV (``snippet,start_s,end_s,score``, presentation times) appended as scores become final;
+* events: one JSON object per line (``kind`` started/updated/ended, ``start_s`` / ``end_s`` / ``duration_s``
+  presentation times, ``start_frame`` / ``end_frame`` counting the frames scored, ``peak_score``, ``mean_score``,
+  ``source``, ``snapshot``, ``wall_time``) to stdout (``-``; a reader that goes away ends them quietly) or appended
+  to a file, flushed per line;
+* the timeline CSV (``snippet,start_s,end_s,score``, presentation times) appended as scores become final (an
+  existing file with another header is refused);
 * a JPEG of the alert's first frame for every ``started`` event in the snapshots folder (the first frame of each of
   the last ``delay + 4`` snippets is kept for this; an alert starting earlier gets the oldest kept frame);
 * a webhook: every event POSTed as JSON from a background thread (bounded queue, retries with backoff); a slow or
@@ -68,14 +77,16 @@ from adplg.data.gt import SnippetLayout
 from adplg.errors import AdplgError
 from adplg.inference.timeline import ASSUMED_FPS, Timeline, build_timeline
 from adplg.live.outputs import WatchOutputs
-from adplg.live.sources import END, Frame, FrameReader, FrameSource, open_source
+from adplg.live.sources import END, Frame, FrameReader, FrameSource, StreamDown, StreamUp, open_source
 
-__all__ = ["watch", "WatchReport"]
+__all__ = ["WatchReport", "check_delay", "watch"]
 
 log = logging.getLogger(__name__)
 
+ENCODE_PROBE = 8  # snippets encoded before the measured encode time is announced
 
-@dataclass
+
+@dataclass(kw_only=True)
 class WatchReport:
     """What one :func:`watch` did. ``snippet_scores`` / ``snippet_times`` ((start_s, end_s) presentation times):
     every final score in order, kept for the whole run (a few dozen bytes per snippet: about 5 MB a day at 30 fps);
@@ -86,14 +97,18 @@ class WatchReport:
     source: str
     fps: float = 0.0
     fps_source: str = ""
+    clock: str = ""
     delay: int = 0
     latency_s: float = 0.0
+    encode_s_per_snippet: float = 0.0
     encode_every: int = 1
     frames: int = 0
     snippets: int = 0
     dropped_frames: int = 0
-    reconnects: int = 0
+    reconnect_attempts: int = 0
+    reconnections: int = 0
     stalls: int = 0
+    outages: list[dict] = field(default_factory=list)
     resolution_changes: int = 0
     seconds: float = 0.0
     stopped_by: str = ""
@@ -127,6 +142,11 @@ class WatchReport:
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
+def _wall_time() -> str:
+    """Now, UTC, ISO 8601 with milliseconds (the ``wall_time`` of an event)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
 def _fit(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``image`` resized (bilinear) to ``shape`` ``(H, W, 3)``."""
     import torch
@@ -145,11 +165,21 @@ def _load_scorer(scorer_or_checkpoint, device: str):
     return load(scorer_or_checkpoint, device=device)
 
 
+def check_delay(delay: int | None, window: int) -> None:
+    """An explicit ``delay`` must leave the snippet in the ``window``-snippet buffer when it is scored
+    (``delay <= window - 1``); else an :class:`AdplgError` about ``delay`` naming both values."""
+    if delay is not None and int(delay) > int(window) - 1:
+        raise AdplgError(f"watch: expected delay <= window - 1 = {int(window) - 1} snippets (a snippet must still be "
+                         f"in the buffer when it is scored), got delay {delay} with window {window}; raise window or "
+                         f"lower delay", parameter="delay")
+
+
 # ------------------------------------------------------------------------------------------------------ the loop
 def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: str | Path | None = None,
           backbone: str | None = None, crops: int = 1, realtime: bool = False, window: int = 256,
           delay: int | None = None, rules=None, events: str | Path | IO | None = None,
           csv_path: str | Path | None = None, snapshots: str | Path | None = None, webhook: str | None = None,
+          webhook_secret: bytes | str | None = None,
           queue_frames: int = 256, device: str = "auto", max_retries: int = 5, stall_timeout: float = 10.0,
           backoff_s: float = 0.5, backoff_max_s: float = 30.0, precision: str | None = None,
           encode_every: int = 1, stop: threading.Event | None = None, announce: Callable[[str], None] | None = None,
@@ -159,7 +189,8 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
     :class:`~adplg.inference.alerts.AlertRules` (default: the scorer's). ``events``: a path (appended), ``"-"``
     (stdout) or an open text file. ``announce``: where status lines go (default: the log). ``on_event``: called
     with every event record. ``extractor``: an already built feature extractor (else built from ``weights``).
-    ``encode_every``: run the backbone on every ``k``-th snippet only (see the module docstring)."""
+    ``encode_every``: run the backbone on every ``k``-th snippet only (see the module docstring).
+    ``webhook_secret``: signs every webhook POST (see :class:`~adplg.live.outputs.WebhookPoster`)."""
     from adplg.data.datasets import snippet_layout
     from adplg.inference.online_alerts import OnlineAlerts
     from adplg.live.online import OnlineScorer
@@ -172,22 +203,23 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
     src = source if isinstance(source, FrameSource) else open_source(str(source), stall_timeout=stall_timeout)
     reader = FrameReader(src, queue_frames=queue_frames, realtime=realtime, max_retries=max_retries,
                          stall_timeout=stall_timeout, backoff_s=backoff_s, backoff_max_s=backoff_max_s)
-    outputs = WatchOutputs(events, csv_path, snapshots, webhook, src.name)  # checked before any loading
+    check_delay(delay, window)
+    WatchOutputs.check(events, csv_path, snapshots, webhook)  # before any loading; nothing is created until loaded
     report = WatchReport(source=src.name)
-    try:
-        scorer = _load_scorer(scorer_or_checkpoint, device)
-        rules = rules or scorer.rules
-        if extractor is None:
-            from adplg.features.extractors import extractor_for_model
+    scorer = _load_scorer(scorer_or_checkpoint, device)
+    rules = rules or scorer.rules
+    if extractor is None:
+        from adplg.features.extractors import extractor_for_model
 
-            extractor = extractor_for_model(scorer.config.data.feature_dim, weights, backbone=backbone, crops=crops,
-                                            device=scorer.device, video=src.name)
-        online = OnlineScorer(scorer.model, window=window, delay=delay, device=scorer.device,
-                              precision=precision or scorer.config.eval.precision,
-                              smooth_window=scorer.config.eval.smooth_window)
-    except BaseException:
-        outputs.close()
-        raise
+        extractor = extractor_for_model(scorer.config.data.feature_dim, weights, backbone=backbone, crops=crops,
+                                        device=scorer.device, video=src.name)
+    online = OnlineScorer(scorer.model, window=window, delay=delay, device=scorer.device,
+                          precision=precision or scorer.config.eval.precision,
+                          smooth_window=scorer.config.eval.smooth_window)
+    if delay is None and online.delay < online.requested_delay:
+        say(f"the model's default delay of {online.requested_delay} snippets exceeds window {window} - 1: using "
+            f"delay {online.delay} (scores are made before all of their local context has arrived)")
+    outputs = WatchOutputs(events, csv_path, snapshots, webhook, src.name, webhook_secret=webhook_secret)
     report.delay = online.delay
     report.encode_every = int(encode_every)
     state = _Loop(src, reader, extractor, online, rules, outputs, report, say, on_event, OnlineAlerts,
@@ -207,7 +239,8 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
             report.webhook = outputs.close()
             report.seconds = time.monotonic() - started
             report.frames, report.dropped_frames = reader.frames, reader.dropped
-            report.reconnects, report.stalls = reader.reconnects, reader.stalls
+            report.reconnect_attempts, report.reconnections = reader.reconnect_attempts, reader.reconnections
+            report.stalls, report.outages = reader.stalls, [dict(o) for o in reader.outages]
     if reader.error is not None and report.stopped_by == "error":
         raise reader.error
     return report
@@ -231,13 +264,14 @@ class _Loop:
         # snippet index -> (start_s, end_s, last frame arrival, first frame); bounded to the last `keep` (+ pending)
         self.pending: OrderedDict[int, tuple[float, float, float]] = OrderedDict()
         self.first_frames: deque[tuple[int, np.ndarray]] = deque(maxlen=keep)
-        self.times: deque[tuple[int, float, float]] = deque(maxlen=4096)
         self.last_end = 0.0
         self.alert_number = 0
         self.shape: tuple[int, ...] | None = None  # the last frame's size as it arrived
         self.precision = "fp32"
         self.encode_every = report.encode_every
         self.held: np.ndarray | None = None  # the last encoded snippet's features [crops, D] (frame skipping)
+        self.encode_seconds, self.encoded, self.encode_said = 0.0, 0, False
+        self.after_outage = False  # the next frame starts a snippet after an outage
 
     # ---- frames -> snippets
     def run(self, stop: threading.Event) -> None:
@@ -249,6 +283,12 @@ class _Loop:
             if item is END:
                 self.report.stopped_by = "error" if self.reader.error is not None else "end of stream"
                 return
+            if isinstance(item, StreamDown):
+                self._stream_down(item)
+                continue
+            if isinstance(item, StreamUp):
+                self._stream_up(item)
+                continue
             self._frame(item)
             if self.ready and (len(self.ready) >= self.extractor.batch_snippets or self.reader.queue.empty()):
                 self._encode()
@@ -263,10 +303,13 @@ class _Loop:
         self.alerts = self.alerts_cls(self.rules, fps)
         latency = self.online.delay * SNIPPET_FRAMES / fps
         self.report.latency_s = latency
+        queue_s = self.reader.queue.maxsize / fps
         h, w = first.image.shape[:2]
-        self.say(f"watching {self.src.name}: {w}x{h} at {fps:g} fps ({how}); scores are final "
-                 f"{self.online.delay} snippets x {SNIPPET_FRAMES} frames / {fps:g} fps = {latency:.2f} s after the "
-                 f"frames arrive (plus compute); alert threshold {self.rules.on_threshold:.4f}")
+        self.say(f"watching {self.src.name}: {w}x{h} at {fps:g} fps ({how}); scores "
+                 f"are final {self.online.delay} snippets x {SNIPPET_FRAMES} frames / {fps:g} fps = {latency:.2f} s "
+                 f"after the frames arrive, plus the backbone's encode time (measured below) and, when the scorer "
+                 f"falls behind, the wait in the frame queue (up to {self.reader.queue.maxsize} frames = "
+                 f"{queue_s:.2f} s); alert threshold {self.rules.on_threshold:.4f}")
         if self.encode_every > 1:
             self.say(f"frame skipping: the backbone encodes every {self.encode_every}th snippet; the others reuse "
                      "the last encoded snippet's features")
@@ -288,12 +331,19 @@ class _Loop:
         if self.frames and shape != self.frames[0].image.shape:  # mid-snippet: fit it to the snippet's size
             frame.image = _fit(frame.image, self.frames[0].image.shape)
         self.frames.append(frame)
+        if len(self.frames) == 1 and self.after_outage:
+            self.after_outage = False  # the snippet before the outage keeps its own end
         if len(self.frames) == SNIPPET_FRAMES:
+            if not self.report.clock:  # said once, from the first snippet (a stream's first frame may lack one)
+                timed = any(f.timed for f in self.frames)
+                self.report.clock = ("presentation times" if timed else
+                                     f"frame index / {self.fps:g} fps (the stream has no presentation times)")
+                self.say(f"times: {self.report.clock} (events, alert rules, CSV)")
             snippet = np.stack([f.image for f in self.frames])
             end_s = frame.time_s + (1.0 / self.fps)  # replaced by the next frame's start when it arrives
             self.ready.append((snippet, self.frames[0].time_s, end_s, frame.arrival, self.frames[0].image))
             self.frames = []
-        elif len(self.frames) == 1:  # a snippet ends where the next frame starts
+        elif len(self.frames) == 1 and not self.after_outage:  # a snippet ends where the next frame starts
             if self.ready:
                 snip, start, _, arrival, first = self.ready[-1]
                 self.ready[-1] = (snip, start, frame.time_s, arrival, first)
@@ -314,8 +364,10 @@ class _Loop:
             fresh = [b[0] for n, b in enumerate(batch) if (self.index + n) % self.encode_every == 0]
             encoded = iter(())
             if fresh:
+                began = time.perf_counter()
                 with torch.inference_mode(), autocast(self.extractor.device, self.precision):
                     encoded = iter(self.extractor.encode_snippets(fresh))  # [B', crops, D]
+                self._measured_encode(time.perf_counter() - began, len(fresh))
             for _, start, end, arrival, first in batch:
                 i = self.index
                 self.index += 1
@@ -326,9 +378,24 @@ class _Loop:
                 self.first_frames.append((i, first))
                 self._final(self.online.push(feat))
 
+    def _measured_encode(self, seconds: float, snippets: int) -> None:
+        """Account the backbone's time; once ``ENCODE_PROBE`` snippets are encoded, say what it adds to latency."""
+        self.encode_seconds += seconds
+        self.encoded += snippets
+        self.report.encode_s_per_snippet = self.encode_seconds / self.encoded
+        if not self.encode_said and self.encoded >= ENCODE_PROBE:
+            self.encode_said = True
+            per = self.report.encode_s_per_snippet * (1.0 / self.encode_every)
+            budget = SNIPPET_FRAMES / self.fps
+            verdict = ("keeping up" if per <= budget else
+                       "slower than the stream: frames will wait in the queue, then be dropped")
+            self.say(f"measured encode time: {self.report.encode_s_per_snippet:.3f} s per encoded snippet "
+                     f"({per:.3f} s per snippet of video; the stream delivers one every {budget:.3f} s): {verdict}")
+
     # ---- final scores -> outputs and alerts
     def _final(self, results: list[tuple[int, float]]) -> None:
         now = time.monotonic()
+        offsets = np.arange(SNIPPET_FRAMES) / SNIPPET_FRAMES  # frames evenly spaced in a snippet, as the timeline
         for i, score in results:
             start, end, arrival = self.pending.pop(i)
             self.report.snippets += 1
@@ -336,25 +403,13 @@ class _Loop:
             self.report.snippet_times.append((start, end))
             if len(self.report.latencies_s) < 10_000:
                 self.report.latencies_s.append(now - arrival)
-            self.times.append((i, start, end))
             self.outputs.row(i, start, end, score)
-            for event in self.alerts.push(np.full(SNIPPET_FRAMES, score, np.float64)):
+            scores = np.full(SNIPPET_FRAMES, score, np.float64)
+            for event in self.alerts.push(scores, times_s=start + (end - start) * offsets, end_s=end):
                 self._event(event)
 
-    def _pts(self, frame: int) -> float | None:
-        """The presentation time of stream frame ``frame`` (interpolated within its snippet), when still known."""
-        snippet, offset = divmod(frame, SNIPPET_FRAMES)
-        for i, start, end in reversed(self.times):
-            if i == snippet:
-                return start + (end - start) * offset / SNIPPET_FRAMES
-            if i == snippet - 1 and offset == 0:
-                return end
-        return None
-
     def _event(self, event) -> None:
-        record = {"source": self.src.name, **event.to_dict(), "start_pts_s": self._pts(event.start_frame),
-                  "end_pts_s": self._pts(event.end_frame),
-                  "wall_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")}
+        record = {"source": self.src.name, **event.to_dict(), "wall_time": _wall_time()}
         if event.kind == "started":
             self.alert_number += 1
             snippet = event.start_frame // SNIPPET_FRAMES
@@ -363,6 +418,32 @@ class _Loop:
             if path is not None:
                 record["snapshot"] = path
                 self.report.snapshots.append(path)
+        self._publish(record)
+
+    # ---- outages
+    def _stream_down(self, down: StreamDown) -> None:
+        """The stream went down: the partial snippet is dropped (no snippet spans an outage), every snippet before
+        it is scored now (the scorer is flushed), open alerts end, and a ``stream-down`` event goes out."""
+        if self.frames:
+            log.info("%s: %d frame(s) of a partial snippet before the outage are not scored", self.src.name,
+                     len(self.frames))
+            self.frames = []
+        self.after_outage = True
+        if self.alerts is not None:
+            self._encode()
+            self._final(self.online.flush())
+            for event in self.alerts.cut():
+                self._event(event)
+        self._publish({"kind": "stream-down", "source": self.src.name, "at_s": down.at_s, "reason": down.reason,
+                       "wall_time": _wall_time()})
+
+    def _stream_up(self, up: StreamUp) -> None:
+        """The stream is back: a ``stream-up`` event with the outage's length (wall clock) and the attempts."""
+        self._publish({"kind": "stream-up", "source": self.src.name, "at_s": up.at_s, "down_s": round(up.down_s, 6),
+                       "attempts": up.attempts, "wall_time": _wall_time()})
+
+    def _publish(self, record: dict) -> None:
+        """One event record to the report, the outputs (JSON lines, webhook) and ``on_event``."""
         self.report.events.append(record)
         self.outputs.event(record)
         if self.on_event is not None:
