@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from adplg.data.lists import CropItem, MissingFilesError, many_missing
+from adplg.data.npy_files import npy_failure_reason, npy_problem, npy_size_problem
 from adplg.errors import AdplgError, DataValidationError
 
 __all__ = [
@@ -136,8 +137,9 @@ class FeatureStore:
     ) -> FeatureStore:
         """Read and validate the feature file of every item.
 
-        Checks, per file (``check_feature_file``, shared with ``adplg doctor``): it exists; it is as long as its
-        ``.npy`` header says (truncation); ``np.load`` can read it (a corrupt file fails here); it is a plain
+        Checks, per file (``check_feature_file``, shared with ``adplg doctor``): it exists; it has a ``.npy``
+        header (not another file, not ``.npz``, not an object array); it is as long as its ``.npy`` header says
+        (truncation); ``np.load`` can read it (a corrupt file fails here); it is a plain
         ``.npy`` array of a float dtype; ``ndim`` is 2 (``[T, D]``), or 3 (``[T, C, D]``) for items with an
         ``array_index`` (which must be ``< C``); ``T >= 1``; the last axis equals ``feature_dim`` (when given; else
         every file must agree with the most common dimension); every value is finite (the count of NaN/Inf is
@@ -244,33 +246,6 @@ class FeatureFileCheck:
         self.problems.append(FileProblem(kind, message))
 
 
-def npy_size_problem(path: Path) -> str | None:
-    """Compare a ``.npy`` file's size with what its header promises, without reading the data.
-
-    Returns a message when the file is shorter than ``header offset + prod(shape) * itemsize`` (a truncated copy or
-    download), None otherwise, and also None when the header itself cannot be parsed (``np.load`` then reports it)."""
-    try:
-        with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-            else:
-                return None
-            data_offset = handle.tell()
-    except Exception:  # noqa: BLE001 - not a readable .npy header: np.load gives the precise error
-        return None
-    if dtype.hasobject:
-        return None
-    expected = data_offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    actual = path.stat().st_size
-    if actual >= expected:
-        return None
-    return (f"{path}: truncated, cannot be read as a .npy array: expected {expected} bytes (header: shape "
-            f"{tuple(shape)}, {dtype}), got {actual}")
-
-
 def count_nonfinite(arr: np.ndarray) -> int:
     """NaN/Inf count of a float array, read in chunks (bounded memory on memory-mapped files)."""
     flat = arr.reshape(-1, order="A")  # a view for C- and Fortran-ordered files
@@ -285,8 +260,9 @@ def check_feature_file(path, file_items: Sequence[CropItem], feature_dim: int | 
                        mmap: bool = True) -> FeatureFileCheck:
     """Open one feature file (memory-mapped with ``mmap=True``) and check it for the crop items that use it.
 
-    Checks in order, stopping at the first failure of the first group: exists; not truncated (its size vs its
-    header); ``np.load`` can read it; a ``.npy`` array, not ``.npz``; the items agree on ``[T, D]`` vs
+    Checks in order, stopping at the first failure of the first group: exists; a readable ``.npy`` header, not
+    ``.npz``, not an object array, and not truncated (its size vs its header; see
+    :func:`adplg.data.npy_files.npy_problem`); ``np.load`` can read it; the items agree on ``[T, D]`` vs
     ``[T, C, D]``; ``ndim`` matches. Then all of: float dtype; ``T >= 1``; last axis == ``feature_dim`` (when
     given); crop indices ``< C``. Only when all of these pass: every value is finite (counted in chunks)."""
     path = Path(path)
@@ -296,17 +272,16 @@ def check_feature_file(path, file_items: Sequence[CropItem], feature_dim: int | 
         check.add("missing", f"{path}: feature file {what} (expected an existing .npy file; "
                              f"video {file_items[0].video!r})")
         return check
-    truncated = npy_size_problem(path)
-    if truncated is not None:
-        check.add("truncated", truncated)
+    problem = npy_problem(path)
+    if problem is not None:
+        check.add(problem.kind, f"{path}: {problem.reason}")
         return check
     try:
         arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - any reader failure is a user-data problem
-        check.add("unreadable", f"{path}: cannot be read as a .npy array (truncated or corrupt?): "
-                                f"{type(exc).__name__}: {exc}")
+        check.add("unreadable", f"{path}: cannot be read as a .npy array: {npy_failure_reason(path, exc)}")
         return check
-    if not isinstance(arr, np.ndarray):  # an .npz archive
+    if not isinstance(arr, np.ndarray):  # an .npz archive the header check did not recognise
         if hasattr(arr, "close"):
             arr.close()
         check.add("unreadable", f"{path}: expected a .npy array, got an .npz archive")

@@ -18,6 +18,7 @@ import numpy as np
 
 from adplg.conventions import SNIPPET_FRAMES
 from adplg.data.lists import line_problems_error, quote, read_text_lines
+from adplg.data.npy_files import npy_failure_reason
 from adplg.errors import AdplgError, DataValidationError
 
 __all__ = [
@@ -308,7 +309,7 @@ def read_gt_array(path) -> np.ndarray:
     except FileNotFoundError:
         raise AdplgError(f"GT file {path}: not found") from None
     except Exception as exc:  # noqa: BLE001 - any reader failure is a user-data problem
-        raise AdplgError(f"GT file {path}: cannot be read as a .npy array ({type(exc).__name__}: {exc})") from None
+        raise AdplgError(f"GT file {path}: cannot be read as a .npy array ({npy_failure_reason(path, exc)})") from None
     if not isinstance(arr, np.ndarray) or arr.ndim != 1:
         shape = getattr(arr, "shape", "an .npz archive")
         raise AdplgError(f"GT file {path}: expected a 1-D array of frame labels, got {shape}")

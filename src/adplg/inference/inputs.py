@@ -23,6 +23,7 @@ import numpy as np
 from adplg.conventions import VIDEO_EXTENSIONS, crop_file_names, split_crop_suffix
 from adplg.data.extraction import read_manifest, read_video_record
 from adplg.data.lists import CropItem
+from adplg.data.npy_files import npy_failure_reason
 from adplg.errors import AdplgError
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def _array_shape(path: Path) -> tuple[int, ...]:
     try:
         return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
     except Exception as exc:  # noqa: BLE001 - any reader failure is a user-data problem
-        raise AdplgError(f"{path}: cannot read the .npy header: {exc}") from None
+        raise AdplgError(f"{path}: cannot read the .npy header: {npy_failure_reason(path, exc)}") from None
 
 
 def incomplete_videos(groups: dict[tuple[Path, str], dict[int, Path]], naming: str = "ucf") -> list[str]:

@@ -2,8 +2,9 @@
 of the VadCLIP feature sets.
 
 The transformer itself is ``transformers.CLIPVisionModelWithProjection``; this module wraps it and loads weights
-either from an OpenAI checkpoint (``ViT-B-16.pt``: a TorchScript archive or a plain state_dict, possibly fp16; the
-``visual.*`` keys are mapped to the Hugging Face layout) or from a local Hugging Face folder.
+either from an OpenAI checkpoint (``ViT-B-16.pt``: a TorchScript archive, whose tensors are read without running its
+code, or a plain state_dict, possibly fp16; the ``visual.*`` keys are mapped to the Hugging Face layout) or from a
+local Hugging Face folder.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +22,7 @@ from transformers import CLIPConfig, CLIPVisionConfig, CLIPVisionModelWithProjec
 from transformers.utils import logging as hf_logging
 
 from adplg.errors import AdplgError
+from adplg.models.backbones.torchscript import read_torchscript_state
 from adplg.models.backbones.weights import (
     backbone_of_state,
     is_torchscript_archive,
@@ -168,15 +169,7 @@ def openai_to_hf_vision(
 
 def _load_openai_file(path: Path) -> CLIPImageEncoder:
     if is_torchscript_archive(path):
-        try:
-            with warnings.catch_warnings():
-                # The released OpenAI checkpoints are TorchScript archives; their deprecation is not the user's concern.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                state = torch.jit.load(str(path), map_location="cpu").state_dict()
-        except Exception as exc:  # a damaged archive can fail in many ways inside the TorchScript reader
-            raise AdplgError(f"{_WHAT} file {path}: cannot be read as a TorchScript archive "
-                             f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
-                             ) from exc
+        state = read_torchscript_state(path, _WHAT)   # never torch.jit.load: it runs the archive's code
     else:
         state = read_torch_file(path, _WHAT, expected=_EXPECTED)
     state = unwrap_state_dict(state, path, _WHAT)
@@ -244,9 +237,10 @@ def _load_hf_folder(folder: Path) -> CLIPImageEncoder:
 
 def load_clip_vision(path: str | Path) -> CLIPImageEncoder:
     """Load a CLIP ViT image tower, in eval mode, on CPU, in float32, from ``path``: either an OpenAI checkpoint
-    file (``ViT-B-16.pt``: TorchScript archive or plain state_dict, fp16 or fp32) or a local Hugging Face folder
-    (``config.json`` with a CLIPVisionConfig or a full CLIPConfig, plus ``model.safetensors`` or
-    ``pytorch_model.bin``; never downloads). Problems raise one :class:`AdplgError` naming the path."""
+    file (``ViT-B-16.pt``: TorchScript archive, read without running its code, or plain state_dict, fp16 or fp32)
+    or a local Hugging Face folder (``config.json`` with a CLIPVisionConfig or a full CLIPConfig, plus
+    ``model.safetensors`` or ``pytorch_model.bin``; never downloads). Problems raise one :class:`AdplgError`
+    naming the path."""
     path = Path(path)
     if path.is_dir():
         encoder = _load_hf_folder(path)
