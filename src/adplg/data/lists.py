@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from adplg.conventions import split_crop_suffix
+from adplg.data.npy_files import npy_failure_reason
 from adplg.errors import AdplgError, DataValidationError
 
 __all__ = [
@@ -438,11 +439,10 @@ def _read_folder(list_file: Path, root, root_key: str | None = None) -> list[Cro
             missing.append((CropItem(path, video, 0, label, video, listed=row["video"]), problems[-1]))
             continue
         try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            shape = tuple(arr.shape)
-            del arr
+            shape = tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
         except Exception as exc:  # noqa: BLE001 - any reader failure is a user-data problem
-            problems.append(f"{path}: cannot read the .npy header of video {video!r} ({where}): {exc}")
+            reason = npy_failure_reason(path, exc)
+            problems.append(f"{path}: cannot read the .npy header of video {video!r} ({where}): {reason}")
             continue
         if len(shape) == 2:
             items.append(CropItem(path=path, video=video, crop=0, label=label, history_key=video))
