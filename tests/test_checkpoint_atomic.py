@@ -1,8 +1,10 @@
 """Issue 14.1, torn checkpoints: the weights file and its sidecar are one verifiable unit; a pair from two different
-saves (a crash between the two writes) is refused with the newest checkpoint that verifies named; orphan temporary
-files are removed; a run that stopped before its first checkpoint can be started again in its folder."""
+saves (a crash between the two writes) is refused with the newest checkpoint that verifies named, and a run whose
+``last`` is torn resumes from ``previous`` (issue 26; tests/test_checkpoint_faults.py kills saves for real); orphan
+temporary files are removed; a run that stopped before its first checkpoint can be started again in its folder."""
 
 import json
+import logging
 import shutil
 
 import pytest
@@ -10,7 +12,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import adplg.checkpoints.format
-from adplg.checkpoints.format import Checkpoint, remove_orphan_temporaries, save_checkpoint, weights_metadata
+from adplg.checkpoints.format import (BrokenCheckpointError, Checkpoint, remove_orphan_temporaries, save_checkpoint,
+                                      weights_metadata)
 from adplg.cli.main import main
 from adplg.config import build_config
 from adplg.data.datasets import build_test_set, build_train_set
@@ -121,8 +124,9 @@ def test_weights_without_their_sidecar_are_refused(tmp_path):
     assert str(tmp_path / "step_2.safetensors") in str(err.value)
 
 
-def test_torn_last_in_a_real_run_cli_refuses_and_resume_uses_the_named_checkpoint(data, tmp_path, monkeypatch,
-                                                                                  capsys):
+def test_torn_last_in_a_real_run_resumes_from_previous_and_a_torn_named_checkpoint_is_refused(data, tmp_path,
+                                                                                              monkeypatch, capsys,
+                                                                                              caplog):
     cfg6, cfg12 = cfg_for(data, tmp_path, num_iters=6), cfg_for(data, tmp_path, num_iters=12)
     train, test = build_train_set(cfg6, progress=False), build_test_set(cfg6, progress=False)
     straight = Trainer(cfg12, train, test, create_run_dir(cfg12, tmp_path / "straight"))
@@ -140,22 +144,30 @@ def test_torn_last_in_a_real_run_cli_refuses_and_resume_uses_the_named_checkpoin
         resumed.fit()
     monkeypatch.undo()
 
-    with pytest.raises(AdplgError) as err:
+    with pytest.raises(BrokenCheckpointError) as err:
         Checkpoint(run)
     msg = str(err.value)
     assert "weights file is step 12" in msg and "sidecar describes step 6" in msg
-    assert f"The newest full checkpoint that verifies is {ckpts / 'keep.safetensors'} (step 6)" in msg
+    # the save kept the pair it replaced as previous until the new one verifies: previous is last at step 6
+    assert f"The newest full checkpoint that verifies is {ckpts / 'previous.safetensors'} (step 6)" in msg
     assert f"{ckpts / 'step_12.safetensors'} (step 12, weights only)" in msg
     capsys.readouterr()
     assert main(["test", "--model_file", str(ckpts / "last.safetensors"), "train.progress=false"]) == 2
     assert "do not belong together" in capsys.readouterr().err
-    assert main(["train", "--resume", str(run)]) == 2
+
+    shutil.copy(ckpts / "last.safetensors", ckpts / "keep.safetensors")  # a torn pair under a name of the user's
+    assert main(["train", "--resume", str(ckpts / "keep.safetensors")]) == 2  # named explicitly: refused, not swapped
     err_text = capsys.readouterr().err
-    assert "torn checkpoint" in err_text and f"adplg train --resume {ckpts / 'keep.safetensors'}" in err_text
+    assert "torn checkpoint" in err_text and f"adplg train --resume {ckpts / 'previous.safetensors'}" in err_text
 
     (ckpts / ".last.safetensors.x1y2z3_a.tmp").write_bytes(b"\0" * 1000)  # a kill during a write
-    assert main(["train", "--resume", str(ckpts / "keep.safetensors"), "train.num_iters=12"]) == 0
+    caplog.set_level(logging.WARNING, logger="adplg")
+    assert main(["train", "--resume", str(run), "train.num_iters=12"]) == 0  # continues from previous, warning
+    warning = caplog.text
+    assert f"{ckpts / 'last.safetensors'} cannot be resumed" in warning and "sidecar describes step 6" in warning
+    assert f"Resuming from {ckpts / 'previous.safetensors'} (step 6)" in warning
     assert not (ckpts / ".last.safetensors.x1y2z3_a.tmp").exists()
+    assert not (ckpts / "previous.safetensors").exists() and not (ckpts / "previous.json").exists()
     final = Checkpoint(run)
     assert final.meta["step"] == 12 and final.verify()
     expected = straight.scoring_net.state_dict()

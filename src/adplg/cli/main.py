@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p, "ucf-i3d")
     p.add_argument("--run_dir", help="run directory (default runs/<preset>-seed<seed>-<time>)")
-    p.add_argument("--resume", help="a run directory or a full checkpoint to continue")
+    p.add_argument("--resume", help="a run directory or a full checkpoint to continue (a run whose checkpoints/last "
+                                    "does not verify, e.g. after a kill during a save, continues from the newest full "
+                                    "checkpoint beside it that does, with a warning)")
     p.add_argument("--no_eval", action="store_true", help="train without a test set")
     p.set_defaults(func=cmd_train)
 

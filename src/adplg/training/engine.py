@@ -19,7 +19,10 @@ import yaml
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
-from adplg.checkpoints.format import Checkpoint, remove_orphan_temporaries, save_checkpoint, verified_checkpoints
+from adplg.checkpoints.format import (LAST, RUN_CONFIG, Checkpoint, remove_orphan_temporaries, restart_command,
+                                      save_checkpoint, verified_checkpoints)
+from adplg.checkpoints.load import load_weights
+from adplg.checkpoints.resume import newest_resumable
 from adplg.config import Config
 from adplg.data.datasets import TestSet, TrainSet
 from adplg.errors import AdplgError
@@ -96,6 +99,9 @@ class Trainer:
         self.feature_std: Tensor | None = None  # [D], for train.feature_noise
         self.step = 0
         self.history: list[dict] = []  # every evaluation: step, test metrics, val score
+        # each logged loss's per-step values since the last log line (0-d tensors on the device); saved in full
+        # checkpoints so that the first log line after a resume averages the same steps as an uninterrupted run
+        self.running_losses: dict[str, list[Tensor]] = {}
 
     # ------------------------------------------------------------------ one step
     def next_batch(self) -> tuple[Tensor, Tensor]:
@@ -207,14 +213,16 @@ class Trainer:
         if self.average_s is not None:  # net_s holds the average; the trained weights and its count for --resume
             tensors.update({f"net_s_train.{k}": v.clone() for k, v in self.net_s.state_dict().items()})
             tensors["ema_steps"] = self.average_s.n_averaged
+        tensors.update({f"running.{k}": torch.stack(v) for k, v in self.running_losses.items() if v})
         tensors["rng.torch"] = torch.get_rng_state()
         if torch.cuda.is_available():
             tensors["rng.cuda"] = torch.cuda.get_rng_state()
         return tensors
 
     def save(self, name: str, metrics: dict | None = None, full: bool = True) -> Path:
-        """Write ``checkpoints/<name>.safetensors`` + ``.json`` (one verifiable pair, see adplg.checkpoints.format), after
-        removing the temporary files an earlier killed write left there."""
+        """Write ``checkpoints/<name>.safetensors`` + ``.json`` (one verifiable pair, see adplg.checkpoints.format),
+        after removing the temporary files an earlier killed write left there. ``last`` keeps its previous pair until
+        the new one verifies, so a kill during the save costs at most the steps since that one."""
         path = self.run_dir / "checkpoints" / name
         remove_orphan_temporaries(path.parent)
         return save_checkpoint(
@@ -222,32 +230,35 @@ class Trainer:
             optimizers={"v": self.opt_v, "s": self.opt_s} if full else None,
             scheduler=self.sched_s if full else None, extra_tensors=self._state_tensors() if full else None,
             extra_meta={"data_manifest": self.manifest, "history_keys": self.train_set.keys if full else None,
-                        "evaluations": self.history, "seed": self.cfg.train.seed})
+                        "evaluations": self.history, "seed": self.cfg.train.seed},
+            keep_previous=name == LAST)
 
     def resume(self, ckpt: Checkpoint) -> None:
-        """Continue from a full checkpoint. ``Checkpoint`` already refused a torn pair (naming the newest full
-        checkpoint that verifies); here the weights are also checked against the sidecar's sha256, and the temporary
-        files a killed write left in this run's ``checkpoints/`` are removed."""
+        """Continue from a full checkpoint (``adplg.checkpoints.resume.checkpoint_to_resume`` picks it; ``Checkpoint``
+        already refused a pair that does not verify). Every weight must fit the model built from the checkpoint's
+        config (one clear error otherwise); the temporary files a killed write left in this run's ``checkpoints/``
+        are removed, and ``metrics.jsonl`` records past the checkpoint's step (written before the run stopped, and
+        written again now) are moved aside (:meth:`roll_back_metrics`)."""
         remove_orphan_temporaries(self.run_dir / "checkpoints")
         if "optim_v" not in ckpt.meta:
             full = next((c for c in verified_checkpoints(ckpt.path.parent) if c.full), None)
             hint = f"the newest one that verifies here is {full.path} (step {full.step})" if full else "none here"
             raise AdplgError(f"{ckpt.path} holds weights only; resume needs a full checkpoint (checkpoints/last; "
                              f"{hint})")
-        self.net_v.load_state_dict(ckpt.part("net_v"))
+        load_weights(self.net_v, ckpt.part("net_v"), ckpt.path, "video branch")
         extra = ckpt.part("extra")
         if self.average_s is not None:
             if "ema_steps" not in extra:
                 raise AdplgError(f"{ckpt.path} was trained without train.ema_decay / train.average_from; resume it "
                                  f"without that option")
-            self.average_s.module.load_state_dict(ckpt.part("net_s"))
+            load_weights(self.average_s.module, ckpt.part("net_s"), ckpt.path)
             self.average_s.n_averaged.copy_(extra["ema_steps"])
-            self.net_s.load_state_dict({k[12:]: v for k, v in extra.items() if k.startswith("net_s_train.")})
+            load_weights(self.net_s, {k[12:]: v for k, v in extra.items() if k.startswith("net_s_train.")}, ckpt.path)
         elif "ema_steps" in extra:
             raise AdplgError(f"{ckpt.path} holds a moving average (train.ema_decay / train.average_from > 0); resume "
                              f"it with that option")
         else:
-            self.net_s.load_state_dict(ckpt.part("net_s"))
+            load_weights(self.net_s, ckpt.part("net_s"), ckpt.path)
         if ckpt.meta.get("history_keys") != self.train_set.keys:
             raise AdplgError(f"{ckpt.path}: the training data differs from the checkpoint's (pseudo-label keys differ)")
         self.opt_v.load_state_dict(ckpt.optimizer_state("v"))
@@ -259,8 +270,32 @@ class Trainer:
         torch.set_rng_state(extra["rng.torch"])
         if "rng.cuda" in extra and torch.cuda.is_available():
             torch.cuda.set_rng_state(extra["rng.cuda"])
+        self.running_losses = {k[8:]: list(v.to(self.device).unbind(0)) for k, v in extra.items()
+                               if k.startswith("running.")}
         self.step = int(ckpt.meta["step"])
         self.history = list(ckpt.meta.get("evaluations") or [])
+        self.roll_back_metrics(self.step)
+
+    def roll_back_metrics(self, step: int) -> None:
+        """Keep the records of ``metrics.jsonl`` up to ``step`` (the resumed checkpoint's); move the later ones (and
+        a line cut short by a kill) to ``metrics.rolled-back-<time>.jsonl``, so the file reads as one uninterrupted
+        run once the resumed steps log again."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        kept, later = [], []
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+            try:
+                record = json.loads(line) if line.endswith("\n") else None
+                (kept if isinstance(record, dict) and int(record.get("step", 0)) <= step else later).append(line)
+            except (ValueError, TypeError):
+                later.append(line)
+        if later:
+            aside = self.run_dir / f"metrics.rolled-back-{datetime.now().strftime('%Y%m%d-%H%M%S')}.jsonl"
+            atomic_write_text(aside, "".join(later))
+            atomic_write_text(path, "".join(kept))
+            log.info("%s: moved %d record(s) after step %d (written before the run stopped; the resumed steps log "
+                     "them again) to %s", path, len(later), step, aside.name)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
@@ -272,7 +307,7 @@ class Trainer:
         t = self.cfg.train
         metrics_file = self.run_dir / "metrics.jsonl"
         bar = tqdm(total=t.num_iters, initial=self.step, desc="train", disable=not t.progress, dynamic_ncols=True)
-        running: dict[str, list[Tensor]] = {}
+        running = self.running_losses
         while self.step < t.num_iters:
             self.step += 1
             logs = self.train_step(self.step)
@@ -343,6 +378,23 @@ def holds_checkpoint(run_dir: Path) -> bool:
                                    for f in folder.iterdir())
 
 
+def already_a_run(run_dir: Path) -> str:
+    """Why a new run cannot start in ``run_dir`` (it holds a checkpoint) and the command that works instead: a resume
+    when a full checkpoint there verifies, else a start from step 0 in a new run directory (never a resume that
+    refuses, sending the user back here)."""
+    folder = run_dir / "checkpoints"
+    full = newest_resumable(folder)
+    if full is not None:
+        return (f"run directory {run_dir} already holds a run (its newest full checkpoint that verifies is "
+                f"{full.path}, step {full.meta['step']}); continue it with `adplg train --resume {run_dir}`, or start "
+                f"a new run in another run directory")
+    restart = restart_command(run_dir)
+    return (f"run directory {run_dir} already holds a run, but no full checkpoint in {folder} verifies (a save was "
+            f"interrupted between its two files, or they were damaged), so it cannot be resumed; its files are left as "
+            f"they are. Start it over from step 0 in a new run directory"
+            + (f" with its saved config: `{restart}`" if restart else ""))
+
+
 def create_run_dir(cfg: Config, run_dir: str | Path | None = None) -> Path:
     """A new run directory with the resolved config and the versions; never overwrites a run that has a
     checkpoint. A run directory that holds none (the run stopped before its first checkpoint) is reused from step 0:
@@ -351,16 +403,15 @@ def create_run_dir(cfg: Config, run_dir: str | Path | None = None) -> Path:
     if run_dir is None:
         run_dir = Path(cfg.output_dir) / f"{cfg.name}-seed{cfg.train.seed}-{stamp}"
     run_dir = check_output_dir(run_dir, "run directory")
-    if (run_dir / "config.yaml").exists():
+    if (run_dir / RUN_CONFIG).exists():
         if holds_checkpoint(run_dir):
-            raise AdplgError(f"run directory {run_dir} already holds a run; use --resume {run_dir} or another "
-                             f"--run_dir")
+            raise AdplgError(already_a_run(run_dir))
         log.warning("run directory %s holds a run that stopped before its first checkpoint: reusing it from step 0",
                     run_dir)
         remove_orphan_temporaries(run_dir / "checkpoints")
         if (run_dir / "metrics.jsonl").exists():
             (run_dir / "metrics.jsonl").replace(run_dir / f"metrics.before-{stamp}.jsonl")
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_text(run_dir / RUN_CONFIG, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     atomic_write_text(run_dir / "versions.json", json.dumps(versions(), indent=2))
     return run_dir

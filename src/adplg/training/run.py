@@ -9,7 +9,7 @@ from pathlib import Path
 from adplg.config import Config, build_config
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainResult:
     """A finished run: its directory, the resolved config and the summary (last / val_selected / best_on_test)."""
 
@@ -20,7 +20,9 @@ class TrainResult:
     @property
     def checkpoint(self) -> Path:
         """The last weights (``checkpoints/last.safetensors``): pass it to :func:`adplg.load`."""
-        return self.run_dir / "checkpoints" / "last.safetensors"
+        from adplg.checkpoints.format import LAST
+
+        return self.run_dir / "checkpoints" / f"{LAST}.safetensors"
 
     @property
     def metrics(self) -> dict:
@@ -35,15 +37,17 @@ def train(config: Config | str | None = None, *, overrides: Sequence[str] = (), 
 
     ``config``: a :class:`Config`, a preset name (``"ucf-i3d"``, see ``adplg presets``) or None for the default
     preset; ``overrides`` are dotted ``"section.key=value"`` strings applied on top (``"train.seed=1"``). ``resume``:
-    a run directory (or full checkpoint) to continue bit for bit, with its saved config. ``evaluate=False`` trains
-    without a test set. ``on_start(run_dir)`` is called once the run directory exists."""
-    from adplg.checkpoints.format import Checkpoint
+    a run directory (or full checkpoint) to continue bit for bit, with its saved config; a run whose ``last``
+    checkpoint does not verify (a save was killed) continues from the newest full one that does, with a warning
+    (:func:`adplg.checkpoints.resume.checkpoint_to_resume`). ``evaluate=False`` trains without a test set.
+    ``on_start(run_dir)`` is called once the run directory exists."""
+    from adplg.checkpoints.resume import checkpoint_to_resume
     from adplg.data.datasets import build_test_set, build_train_set, data_manifest
     from adplg.training.engine import Trainer, create_run_dir
 
     ckpt = None
     if resume is not None:
-        ckpt = Checkpoint(resume)
+        ckpt = checkpoint_to_resume(resume)
         cfg = build_config(base=ckpt.meta["config"], overrides=list(overrides))
         directory = ckpt.path.parent.parent
     elif isinstance(config, Config):
@@ -60,4 +64,4 @@ def train(config: Config | str | None = None, *, overrides: Sequence[str] = (), 
         trainer.resume(ckpt)
     if on_start is not None:
         on_start(directory)
-    return TrainResult(directory, cfg, trainer.fit())
+    return TrainResult(run_dir=directory, config=cfg, summary=trainer.fit())
