@@ -175,6 +175,14 @@ def read_json(path: str | Path, where: str, expected: str):
         raise AdplgError(f"{where}: cannot be read ({type(exc).__name__}: {exc})") from None
 
 
+def plain_file_name(name: object) -> bool:
+    """``name`` is a plain file name (e.g. a video's name in adplg's outputs): a non-empty string with no path
+    separator, not ``.`` or ``..``, no NUL. Names read back from files are checked with it, so they stay in their
+    folder."""
+    return (isinstance(name, str) and bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+            and "\0" not in name)
+
+
 # ------------------------------------------------------------------------------------------ output folder owners
 OUTPUT_MARKER = ".adplg-output"  # in a folder adplg created or first filled: the command's name, one line
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from adplg.errors import AdplgError
-from adplg.io import read_json
+from adplg.io import plain_file_name, read_json
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +67,6 @@ class Verdicts:
     @property
     def false_alerts(self) -> list[Verdict]:
         return [v for v in self.items if v.is_false_alert]
-
-
-def plain_file_name(name: object) -> bool:
-    """``name`` is a plain file name (a video's name in adplg's outputs): a non-empty string with no path separator,
-    not ``.`` or ``..``, no NUL. Names read back from files are checked with it, so they stay inside their folder."""
-    return (isinstance(name, str) and bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
-            and "\0" not in name)
 
 
 def _number(value) -> bool:
