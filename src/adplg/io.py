@@ -173,3 +173,60 @@ def read_json(path: str | Path, where: str, expected: str):
                          f"{expected}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise AdplgError(f"{where}: cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def plain_file_name(name: object) -> bool:
+    """``name`` is a plain file name (e.g. a video's name in adplg's outputs): a non-empty string with no path
+    separator, not ``.`` or ``..``, no NUL. Names read back from files are checked with it, so they stay in their
+    folder."""
+    return (isinstance(name, str) and bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+            and "\0" not in name)
+
+
+# ------------------------------------------------------------------------------------------ output folder owners
+OUTPUT_MARKER = ".adplg-output"  # in a folder adplg created or first filled: the command's name, one line
+
+
+def output_owner(folder: str | Path) -> str | None:
+    """The command named by ``<folder>/.adplg-output`` (the adplg command that created or first filled the folder),
+    or None when the folder has no marker (or it cannot be read)."""
+    try:
+        return (Path(folder) / OUTPUT_MARKER).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def check_output_owner(path: str | Path, command: str, writes: tuple[str, ...] = ("*",), *,
+                       what: str = "output folder", overwrite: bool = False) -> Path:
+    """:func:`check_output_dir`, then refuse (nothing is written) a folder adplg's ``command`` did not fill: one
+    whose marker names another command, or one without a marker holding a file this command would write (``writes``:
+    glob patterns of its output names; a file or folder matching one is never overwritten unless the user allows it).
+    An empty folder, a new one and an earlier output folder of the same ``command`` are accepted, so re-runs and
+    resumes keep working. ``overwrite=True`` accepts any folder. Raises :class:`AdplgError` with ``parameter=
+    "overwrite"`` hints; returns ``path`` as a :class:`Path`."""
+    path = check_output_dir(path, what)
+    owner = output_owner(path)
+    if overwrite or owner == command or not path.is_dir():
+        return path
+    if owner is not None:
+        raise AdplgError(f"{what} {path}: its {OUTPUT_MARKER} says `adplg {owner}` wrote it; expected an empty "
+                         f"folder or one an earlier `adplg {command}` filled; refusing to write there (nothing was "
+                         "overwritten): pick another folder, or allow overwriting (the overwrite option)")
+    clashes = sorted({p for pattern in writes for p in path.glob(pattern) if p.name != OUTPUT_MARKER})
+    if clashes:
+        more = f" and {len(clashes) - 1} more" if len(clashes) > 1 else ""
+        raise AdplgError(f"{what} {path}: holds {clashes[0]}{more}, which `adplg {command}` would overwrite, but no "
+                         f"{OUTPUT_MARKER} of an earlier `adplg {command}`, so adplg did not write them; expected an "
+                         "empty folder or one an earlier run filled; refusing to write there (nothing was overwritten):"
+                         " pick another folder, or allow overwriting (the overwrite option)")
+    return path
+
+
+def mark_output_dir(path: str | Path, command: str) -> Path:
+    """Create ``path`` when missing and write its ``.adplg-output`` marker (``command``) when it has none or another
+    command's (after :func:`check_output_owner` accepted it): the folder is now ``command``'s output folder. Call it
+    just before a command first writes into the folder. Returns ``path`` as a :class:`Path`."""
+    path = Path(path)
+    if output_owner(path) != command:
+        atomic_write_text(path / OUTPUT_MARKER, command + "\n")
+    return path

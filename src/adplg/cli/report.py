@@ -17,13 +17,14 @@ EXAMPLES = """examples:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from adplg.io import check_output_dir
+    from adplg.io import check_output_owner
     from adplg.report import build_report
+    from adplg.report.build import REPORT_OUTPUT_NAMES
 
-    check_output_dir(args.out, "report --out folder")
+    check_output_owner(args.out, "report", REPORT_OUTPUT_NAMES, what="report --out folder", overwrite=args.overwrite)
     summary = build_report(args.scores_dir, args.out, videos_dir=args.videos, annotations=args.annotations,
                            annotation_format=args.annotation_format, thumbnails=not args.no_thumbnails,
-                           max_points=args.max_points, title=args.title)
+                           max_points=args.max_points, title=args.title, overwrite=args.overwrite)
     print(f"{summary.videos} video(s), {summary.alerts} alert(s); source video found for {summary.linked_videos}, "
           f"{summary.thumbnails} thumbnail(s) ({summary.seconds:.1f} s)")
     for note in summary.notes[:5]:
@@ -42,6 +43,8 @@ def add_parser(sub) -> None:
     p.add_argument("--videos", help="folder holding the source videos (matched by file name, searched recursively; "
                                     "default: the extraction records beside the features)")
     p.add_argument("--out", default="report", help="output folder (default ./report)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into --out even when it holds files adplg report did not write (refused otherwise)")
     p.add_argument("--annotations", help="anomaly annotations to draw on the curves (UCF or XD format)")
     p.add_argument("--annotation-format", choices=("ucf", "xd"), default="ucf")
     p.add_argument("--no-thumbnails", action="store_true", help="skip decoding a frame at each alert's start")

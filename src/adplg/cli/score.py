@@ -72,9 +72,11 @@ def _score_options(args: argparse.Namespace) -> dict:
 
 def _check_score_outputs(args: argparse.Namespace) -> None:
     """Before loading or scoring anything: ``score --out`` (and its ``features`` folder) is a writable folder."""
-    from adplg.io import check_output_dir
+    from adplg.inference.scorer import SCORE_OUTPUT_NAMES
+    from adplg.io import check_output_dir, check_output_owner
 
-    out = check_output_dir(args.out, "score --out folder")
+    out = check_output_owner(args.out, "score", SCORE_OUTPUT_NAMES, what="score --out folder",
+                             overwrite=args.overwrite)
     check_output_dir(out / "features", "score features folder (for video inputs)")
 
 
@@ -141,7 +143,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                         naming=args.naming, weights=args.weights, backbone=args.backbone,
                         allow_incomplete=args.allow_incomplete, annotations=args.annotations,
                         annotation_format=args.annotation_format, plot=not args.no_plot, engine=engine,
-                        progress=not args.quiet)
+                        progress=not args.quiet, overwrite=args.overwrite)
     _print_scores(rules, source, report.summary["videos"] if report.summary else [], out)
     print(f"scored {len(report.done)} video(s), skipped {len(report.skipped)} scored already, {len(report.failed)} "
           f"failed on {report.engine} in {report.wall_seconds:.1f} s")
@@ -187,6 +189,8 @@ def add_parser(sub) -> None:
                        epilog=EXAMPLES_SCORE, formatter_class=fmt)
     _add_common(p)
     p.add_argument("--out", default="scores", help="output folder (default ./scores)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into --out even when it holds files adplg score did not write (refused otherwise)")
     add_alert_rule_args(p, "alert rules YAML (default: <checkpoint>.alerts.yaml beside the checkpoint)")
     p.add_argument("--annotations", help="anomaly annotations to shade in the plots (UCF or XD format)")
     p.add_argument("--annotation-format", choices=("ucf", "xd"), default="ucf")

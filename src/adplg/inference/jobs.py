@@ -45,9 +45,9 @@ from adplg.features.extract import ExtractionProgress, collect_videos, plan_extr
 from adplg.features.extractors import FeatureExtractor, build_extractor
 from adplg.inference.alerts import AlertRules
 from adplg.inference.inputs import feature_items, split_inputs
-from adplg.inference.scorer import Scorer
+from adplg.inference.scorer import SCORE_OUTPUT_NAMES, Scorer
 from adplg.inference.timeline import TIMELINE_SUMMARY_KEYS, annotated_spans, check_fps, write_timeline
-from adplg.io import check_output_dir, remove_stale_temporaries
+from adplg.io import check_output_owner, mark_output_dir, remove_stale_temporaries
 
 __all__ = ["ModelSpec", "ScoreSettings", "ScorePlan", "ScoreReport", "plan_scoring", "score_unit", "finish_scoring",
            "score_many"]
@@ -159,13 +159,15 @@ def _is_scored(out_dir: Path, name: str, fingerprint: str, plot: bool) -> bool:
 def plan_scoring(scorer: Scorer, inputs, out_dir: Path, rules: AlertRules, *, fps: float | None = None,
                  naming: str | None = None, weights=None, backbone: str | None = None,
                  allow_incomplete: bool = False, annotations: dict | None = None, plot: bool = True,
-                 extractor: FeatureExtractor | None = None) -> ScorePlan:
+                 extractor: FeatureExtractor | None = None, overwrite: bool = False) -> ScorePlan:
     """Step 1 (see the module docstring). Nothing is scored or extracted; ``<out>/features/manifest.json`` is
     written when there are video inputs. ``extractor`` (default: the model's, built on the CPU) supplies the
-    extraction settings of video inputs."""
+    extraction settings of video inputs. ``out_dir`` must be empty, new or an earlier ``adplg score`` output
+    (:func:`~adplg.io.check_output_owner`), unless ``overwrite``."""
     check_fps(fps)
     video_inputs, feature_inputs, naming = split_inputs(inputs, naming)
-    out_dir = check_output_dir(out_dir, "scores folder (out_dir)")
+    out_dir = check_output_owner(out_dir, "score", SCORE_OUTPUT_NAMES, what="scores folder (out_dir)",
+                                 overwrite=overwrite)
     features_dir = out_dir / "features"
 
     feature_units: dict[str, list[str]] = {}
@@ -178,6 +180,7 @@ def plan_scoring(scorer: Scorer, inputs, out_dir: Path, rules: AlertRules, *, fp
     if video_inputs:
         extractor = extractor or scorer.video_extractor(weights, backbone, device="cpu", video=video_inputs[0])
         videos = collect_videos(video_inputs)
+        mark_output_dir(out_dir, "score")
         fingerprint = plan_extraction(videos, extractor, features_dir, naming).fingerprint
         extractor_args = extractor.build_args()
     clashes = sorted(set(feature_units) & {v.stem for v in videos})
@@ -201,6 +204,7 @@ def plan_scoring(scorer: Scorer, inputs, out_dir: Path, rules: AlertRules, *, fp
         plan.units.append({"video": video.stem, "kind": "video", "paths": [str(video.resolve())],
                            "score_fingerprint": _score_fingerprint(run_state, settings, video.stem,
                                                                    inputs_state)})
+    mark_output_dir(out_dir, "score")
     for unit in plan.units:
         if _is_scored(out_dir, unit["video"], unit["score_fingerprint"], plot):
             plan.skipped.append(unit["video"])
@@ -310,7 +314,7 @@ def score_many(scorer: Scorer, inputs, out_dir: Path, *, model: ModelSpec | None
                rules: AlertRules | None = None, rules_source: str | None = None, fps: float | None = None,
                naming: str | None = None, weights=None, backbone: str | None = None, allow_incomplete: bool = False,
                annotations=None, annotation_format: str = "ucf", plot: bool = True, engine: Engine | None = None,
-               progress: bool = False) -> ScoreReport:
+               progress: bool = False, overwrite: bool = False) -> ScoreReport:
     """Score every video of ``inputs`` (feature files or folders, video files or folders) into ``out_dir`` as
     per-video jobs (see the module docstring), skipping videos scored already with the same fingerprint.
 
@@ -319,7 +323,8 @@ def score_many(scorer: Scorer, inputs, out_dir: Path, *, model: ModelSpec | None
     shaded in the plots. ``engine``: None is a :class:`~adplg.engines.LocalEngine` on the scorer's device, which
     scores on ``scorer`` itself (``model`` unused); an engine that runs elsewhere
     (:class:`~adplg.engines.RayEngine`) loads ``model`` (required then) and the backbone once in each worker.
-    ``progress``: bars counting the videos (and, here, each extracted video's snippets)."""
+    ``progress``: bars counting the videos (and, here, each extracted video's snippets). ``overwrite``: write into
+    a folder that holds files ``adplg score`` did not write (refused otherwise, see :func:`plan_scoring`)."""
     from adplg.data.gt import read_annotations
 
     engine = engine if engine is not None else LocalEngine(device=str(scorer.device))
@@ -335,7 +340,8 @@ def score_many(scorer: Scorer, inputs, out_dir: Path, *, model: ModelSpec | None
     if engine.in_process and videos:  # the work runs here: the backbone on the model's device, loaded once
         extractor = scorer.video_extractor(weights, backbone, video=videos[0])
     plan = plan_scoring(scorer, inputs, out_dir, rules, fps=fps, naming=naming, weights=weights, backbone=backbone,
-                        allow_incomplete=allow_incomplete, annotations=intervals, plot=plot, extractor=extractor)
+                        allow_incomplete=allow_incomplete, annotations=intervals, plot=plot, extractor=extractor,
+                        overwrite=overwrite)
     if engine.in_process:
         setup = functools.partial(_loaded_scoring_work, scorer, extractor, plan.settings, progress)
     else:

@@ -33,8 +33,11 @@ from adplg.inference.calibration import calibrate, check_calibration
 from adplg.inference.inputs import Inputs, PathLike, feature_items, record_clock, split_inputs
 from adplg.inference.timeline import ASSUMED_FPS, Timeline, annotated_spans, build_timeline, check_fps
 from adplg.inference.verdicts import Verdicts, false_alert_timelines, read_verdicts, verdict_record
-from adplg.io import atomic_write_text, file_sha256
+from adplg.io import atomic_write_text, check_output_owner, file_sha256, mark_output_dir
 from adplg.models.apply import DEFAULT_BATCH_SNIPPETS, video_snippet_scores
+
+# what `adplg score` writes into its folder (a folder without its marker holding one of them is never written into)
+SCORE_OUTPUT_NAMES = ("*.json", "*.csv", "*.png", "features")
 
 log = logging.getLogger(__name__)
 
@@ -206,17 +209,20 @@ class Scorer:
     # ------------------------------------------------------------------------------------------------ outputs
     def save(self, timelines: Sequence[Timeline], out_dir: PathLike, rules: AlertRules | None = None, *,
              rules_source: str | None = None, annotations: PathLike | dict | None = None,
-             annotation_format: str = "ucf", plot: bool = True) -> dict:
+             annotation_format: str = "ucf", plot: bool = True, overwrite: bool = False) -> dict:
         """Per video ``<name>.csv``, ``<name>.json`` and ``<name>.png`` (annotated anomalies shaded when
         ``annotations`` is a UCF/XD annotation file or ``{video: [(start_frame, end_frame), ...]}``), and
         ``summary.json``; returns the summary. ``rules`` default to :attr:`rules`; ``rules_source`` says where
-        given rules came from (recorded in the summary)."""
+        given rules came from (recorded in the summary). ``out_dir`` must be a folder (or a new path) that is empty
+        or an earlier ``adplg score`` output (:func:`~adplg.io.check_output_owner`), unless ``overwrite``."""
         from adplg.data.gt import read_annotations
 
-        out = Path(out_dir)
+        out = check_output_owner(out_dir, "score", SCORE_OUTPUT_NAMES, what="scores folder (out_dir)",
+                                 overwrite=overwrite)
         rules = rules or self.rules
         intervals = (read_annotations(annotations, annotation_format)
                      if isinstance(annotations, (str, Path)) else annotations)
+        mark_output_dir(out, "score")
         videos = [t.save(out, rules, annotated_spans(intervals, t.name, t.fps), plot=plot) for t in timelines]
         source = rules_source or (self.rules_source if rules is self.rules else "given")
         return self.write_summary(out, videos, rules, source)

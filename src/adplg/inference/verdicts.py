@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from adplg.errors import AdplgError
-from adplg.io import read_json
+from adplg.io import plain_file_name, read_json
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class Verdicts:
     scores_dir: str | None
     checkpoint_sha256: str | None
     items: list[Verdict] = field(default_factory=list)
+    duplicates_dropped: int = 0
 
     @property
     def false_alerts(self) -> list[Verdict]:
@@ -87,14 +88,17 @@ def read_verdicts(path: str | Path) -> Verdicts:
     entries = data.get("verdicts")
     if not isinstance(entries, list):
         raise AdplgError(f"{where}: expected a list \"verdicts\", got {type(entries).__name__}")
-    items = []
+    items: list[Verdict] = []
+    seen: set[tuple[str, float, float, str]] = set()
+    duplicates = 0
     for i, entry in enumerate(entries):
         at = f"{where}, verdict {i}"
         if not isinstance(entry, dict):
             raise AdplgError(f"{at}: expected an object, got {type(entry).__name__}")
         video, start, end, verdict = (entry.get(k) for k in ("video", "start_s", "end_s", "verdict"))
-        if not isinstance(video, str) or not video:
-            raise AdplgError(f"{at}: expected a video name in \"video\", got {video!r}")
+        if not plain_file_name(video):
+            raise AdplgError(f"{at}: expected a video name in \"video\" (a plain file name: no folder separator, "
+                             f"not '..'), got {video!r}")
         if not (_number(start) and _number(end) and 0 <= start < end):
             raise AdplgError(f"{at} ({video}): expected numbers 0 <= start_s < end_s, got start_s {start!r} and "
                              f"end_s {end!r}")
@@ -104,25 +108,62 @@ def read_verdicts(path: str | Path) -> Verdicts:
         features = entry.get("features") or []
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
             raise AdplgError(f"{at} ({video}): expected \"features\" to be a list of file paths, got {features!r}")
-        items.append(Verdict(video=video, start_s=float(start), end_s=float(end), verdict=verdict,
-                             features=tuple(features)))
+        item = Verdict(video=video, start_s=float(start), end_s=float(end), verdict=verdict,
+                       features=tuple(features))
+        if (video, item.start_s, item.end_s, verdict) in seen:
+            duplicates += 1
+        else:
+            seen.add((video, item.start_s, item.end_s, verdict))
+            items.append(item)
+    if duplicates:
+        log.warning("%s: %d duplicate verdict(s) dropped (the same alert counts once); %d verdict(s) kept", where,
+                    duplicates, len(items))
+    scores_dir = data.get("scores_dir")
+    if scores_dir is not None and not isinstance(scores_dir, str):
+        raise AdplgError(f"{where}: expected \"scores_dir\" to be a folder path, got {scores_dir!r}")
+    if scores_dir:  # a relative scores folder is the verdicts file's neighbour, not the current directory's
+        scores_dir = str(path.parent / scores_dir)
     sha = data.get("checkpoint_sha256")
-    return Verdicts(path=path, scores_dir=data.get("scores_dir"),
-                    checkpoint_sha256=sha if isinstance(sha, str) else None, items=items)
+    return Verdicts(path=path, scores_dir=scores_dir, checkpoint_sha256=sha if isinstance(sha, str) else None,
+                    items=items, duplicates_dropped=duplicates)
+
+
+def _recorded_features(verdicts: Verdicts, video: str) -> set[Path]:
+    """The feature files ``<scores_dir>/<video>.json`` (the score output) says the video was scored from."""
+    if not verdicts.scores_dir:
+        return set()
+    record = Path(verdicts.scores_dir) / f"{video}.json"
+    try:
+        data = read_json(record, f"score file {record}", "the file adplg score wrote")
+    except AdplgError:
+        return set()
+    files = data.get("features") if isinstance(data, dict) else None
+    return {Path(f).resolve() for f in files or [] if isinstance(f, str)}
 
 
 def _features_of(verdict: Verdict, verdicts: Verdicts) -> list[Path]:
-    """The feature files of a verdict's video: as recorded, else in ``<scores_dir>/features``."""
+    """The feature files of a verdict's video: as recorded (a relative path against the verdicts file's folder),
+    else in ``<scores_dir>/features``. Each must lie in the scores folder (or, without one, the verdicts file's
+    folder) or be one the video's score file records; any other path is refused, never read."""
+    scores = Path(verdicts.scores_dir).resolve() if verdicts.scores_dir else None
+    allowed_root = scores or verdicts.path.parent.resolve()
+    recorded = _recorded_features(verdicts, verdict.video)
     found = []
     for feature in verdict.features:
-        candidates = [Path(feature)]
-        if verdicts.scores_dir:
-            candidates.append(Path(verdicts.scores_dir) / "features" / Path(feature).name)
+        candidates = [verdicts.path.parent / feature]
+        if scores is not None:
+            candidates.append(scores / "features" / Path(feature).name)
         match = next((c for c in candidates if c.is_file()), None)
         if match is None:
             raise AdplgError(f"verdicts file {verdicts.path}: the features of {verdict.video} are not found at "
                              f"{feature} (expected the feature files the video was scored from, kept by "
                              f"`adplg score` in OUT/features for video inputs)")
+        resolved = match.resolve()
+        if not resolved.is_relative_to(allowed_root) and resolved not in recorded:
+            raise AdplgError(f"verdicts file {verdicts.path}: the features of {verdict.video}, {feature}, lie "
+                             f"outside the scores folder {allowed_root} and are not among the feature files its "
+                             f"{verdict.video}.json records (got {resolved}); refusing to read them: expected the "
+                             "feature files the video was scored from")
         found.append(match)
     if not found:
         raise AdplgError(f"verdicts file {verdicts.path}: the false alert of {verdict.video} at "
@@ -173,4 +214,5 @@ def verdict_record(verdicts: Verdicts, spans: Sequence) -> dict:
     seconds = sum(len(t.frame_scores) / t.fps for t in spans)
     return {"file": str(verdicts.path), "false_alerts": len(verdicts.false_alerts),
             "true_alerts_not_used": len(verdicts.items) - len(verdicts.false_alerts),
-            "false_alert_seconds": round(seconds, 3)}
+            "false_alert_seconds": round(seconds, 3),
+            **({"duplicates_dropped": verdicts.duplicates_dropped} if verdicts.duplicates_dropped else {})}

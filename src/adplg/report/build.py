@@ -46,7 +46,7 @@ from urllib.parse import quote
 import numpy as np
 
 from adplg.errors import AdplgError
-from adplg.io import atomic_write_bytes, atomic_write_text, check_output_dir, file_sha256
+from adplg.io import atomic_write_bytes, atomic_write_text, check_output_owner, file_sha256, mark_output_dir
 from adplg.report.scores import ScoredVideo, load_scored_video, read_scores
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 MAX_POINTS = 2000  # curve points per page: about one per pixel of a wide screen
 THUMB_WIDTH = 160  # pixels
 ASSETS = ("report.css", "report.js")
+# what the report writes into its folder (a folder without its marker holding one of them is never written into)
+REPORT_OUTPUT_NAMES = ("index.html", "index-data.js", "report-meta.js", "videos", "thumbs", "alerts.csv", "assets")
 # codecs Chromium and Firefox decode in a <video> element; others get a note on the page
 BROWSER_CODECS = {"h264", "vp8", "vp9", "av1", "theora"}
 
@@ -312,11 +314,12 @@ def _write_index(out_dir: Path, report: dict, rows: list[dict], alerts: int, not
 
 def build_report(scores_dir: Path, out_dir: Path, *, videos_dir: Path | None = None,
                  annotations: Path | dict | None = None, annotation_format: str = "ucf", thumbnails: bool = True,
-                 max_points: int = MAX_POINTS, title: str | None = None) -> ReportSummary:
+                 max_points: int = MAX_POINTS, title: str | None = None, overwrite: bool = False) -> ReportSummary:
     """Write the review site of the ``adplg score`` outputs in ``scores_dir`` into ``out_dir`` (see the module
     docstring); returns a :class:`ReportSummary`. ``annotations``: a UCF/XD annotation file (or ``{video: [(start
     frame, end frame), ...]}``) whose anomalies are drawn on the curves; ``thumbnails``: decode the frame at each
-    alert's start when the source video is found.
+    alert's start when the source video is found. ``out_dir`` must be empty, new or an earlier report
+    (:func:`~adplg.io.check_output_owner`), unless ``overwrite``.
 
     The folders, ``summary.json``, the annotations and ``max_points`` are checked before anything is written; a bad
     ``<video>.json`` stops the build with an error naming it, before the index and ``alerts.csv`` are replaced."""
@@ -328,7 +331,7 @@ def build_report(scores_dir: Path, out_dir: Path, *, videos_dir: Path | None = N
     if out_dir.resolve() == scores_dir.resolve():
         raise AdplgError(f"report --out {out_dir}: is the scores folder itself; expected another folder (the report's "
                          f"alerts.csv and pages would mix with the score files)")
-    check_output_dir(out_dir, "report --out folder")
+    check_output_owner(out_dir, "report", REPORT_OUTPUT_NAMES, what="report --out folder", overwrite=overwrite)
     sources = _index_videos(videos_dir)
     intervals = (read_annotations(annotations, annotation_format) if isinstance(annotations, (str, Path))
                  else annotations)
@@ -342,6 +345,7 @@ def build_report(scores_dir: Path, out_dir: Path, *, videos_dir: Path | None = N
               "alert_rules": summary.get("alert_rules") or {}, "alert_rules_source": summary.get("alert_rules_source")}
     report["report_id"] = hashlib.sha256(json.dumps([report["scores_dir"], checkpoints, sha]).encode()).hexdigest()[:16]
 
+    mark_output_dir(out_dir, "report")
     taken: set[str] = set()
     safe_names = [_safe_name(f.stem, taken) for f in files]
     template = Template(_asset("video.html"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from adplg.errors import AdplgError
-from adplg.io import read_json
+from adplg.io import plain_file_name, read_json
 
 SCORE_KEYS = {"video": str, "fps": (int, float), "duration_s": (int, float), "time_s": list, "score": list,
               "segments": list, "alert_rules": dict}
@@ -51,6 +51,25 @@ def _type_names(kind) -> str:
     return " or ".join(dict.fromkeys(names[k.__name__] for k in kinds))
 
 
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def _checked_segment(path: Path, i: int, g) -> dict:
+    """Segment ``i`` of score file ``path``: an object with finite numbers ``start_s <= end_s`` (both >= 0),
+    ``peak_score`` in [0, 1] and, when present, ``mean_score`` in [0, 1]; an :class:`AdplgError` otherwise."""
+    if not isinstance(g, dict) or any(not _finite(g.get(k)) for k in SEGMENT_KEYS):
+        raise AdplgError(f"score file {path}: segment {i}: expected an object with finite numbers "
+                         f"{list(SEGMENT_KEYS)}, got {str(g)[:80]!r}")
+    if not 0 <= g["start_s"] <= g["end_s"] or not 0 <= g["peak_score"] <= 1:
+        raise AdplgError(f"score file {path}: segment {i}: expected 0 <= start_s <= end_s and peak_score in [0, 1], "
+                         f"got start_s {g['start_s']!r}, end_s {g['end_s']!r}, peak_score {g['peak_score']!r}")
+    if "mean_score" in g and not (_finite(g["mean_score"]) and 0 <= g["mean_score"] <= 1):
+        raise AdplgError(f"score file {path}: segment {i}: key 'mean_score': expected a number in [0, 1], got "
+                         f"{str(g['mean_score'])[:40]!r}")
+    return g
+
+
 def load_scored_video(path: Path) -> ScoredVideo:
     """Read and check one ``<name>.json`` written by ``adplg score``; an :class:`AdplgError` names the file, the key,
     what was expected and what was found."""
@@ -77,15 +96,14 @@ def load_scored_video(path: Path) -> ScoredVideo:
                          f"{times.size} and {scores.size}")
     if not (np.all(np.isfinite(times)) and np.all(np.isfinite(scores))):
         raise AdplgError(f"score file {path}: expected finite numbers in 'time_s' and 'score', found NaN or Inf")
-    if not data["fps"] > 0 or not np.isfinite(data["duration_s"]) or data["duration_s"] < 0:
-        raise AdplgError(f"score file {path}: expected fps > 0 and duration_s >= 0, got fps {data['fps']!r} and "
-                         f"duration_s {data['duration_s']!r}")
-    segments = []
-    for i, g in enumerate(data["segments"]):
-        if not isinstance(g, dict) or any(not isinstance(g.get(k), (int, float)) for k in SEGMENT_KEYS):
-            raise AdplgError(f"score file {path}: segment {i}: expected an object with numbers {list(SEGMENT_KEYS)}, "
-                             f"got {str(g)[:80]!r}")
-        segments.append(g)
+    if not (np.isfinite(data["fps"]) and data["fps"] > 0 and np.isfinite(data["duration_s"])
+            and data["duration_s"] >= 0):
+        raise AdplgError(f"score file {path}: expected finite fps > 0 and duration_s >= 0, got fps {data['fps']!r} "
+                         f"and duration_s {data['duration_s']!r}")
+    if not plain_file_name(data["video"]):
+        raise AdplgError(f"score file {path}: key 'video': expected a plain file name (no folder separator, not "
+                         f"'..'), got {data['video']!r}")
+    segments = [_checked_segment(path, i, g) for i, g in enumerate(data["segments"])]
     features = [str(f) for f in data.get("features") or [] if isinstance(f, str)]
     return ScoredVideo(data["video"], path, float(data["fps"]), float(data["duration_s"]), times, scores, segments,
                        data["alert_rules"], features)
@@ -107,7 +125,16 @@ def read_scores(scores_dir: Path) -> tuple[dict, list[Path]]:
                                                    for v in videos):
             raise AdplgError(f"score summary {summary_file}: expected an object with a list 'videos' of "
                              f"{{\"video\": name, ...}} (as adplg score writes it)")
-        files = [scores_dir / f"{v['video']}.json" for v in videos]
+        names = [v["video"] for v in videos]
+        bad = [n for n in names if not plain_file_name(n)]
+        if bad:
+            raise AdplgError(f"score summary {summary_file}: video name {bad[0]!r}: expected a plain file name (no "
+                             "folder separator, not '..'), so its score file lies in the scores folder")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise AdplgError(f"score summary {summary_file}: video(s) {repeated[:5]} listed more than once; expected "
+                             "each video once (as adplg score writes it)")
+        files = [scores_dir / f"{name}.json" for name in names]
         missing = [f.name for f in files if not f.is_file()]
         if missing:
             raise AdplgError(f"scores folder {scores_dir}: summary.json lists {len(files)} video(s) but "
