@@ -113,8 +113,8 @@ def parse_label(value: str) -> int:
 
 
 def _parts(path_str: str) -> tuple[str, ...]:
-    """Path components (a leading ``''`` marks an absolute path); Windows separators are accepted too
-    (``G:\\feats\\a.npy``)."""
+    r"""Path components (a leading ``''`` marks an absolute path); Windows separators are accepted too
+    (``G:\feats\a.npy``)."""
     raw = path_str.replace("\\", "/").split("/")
     return tuple(p for i, p in enumerate(raw) if (p and p != ".") or i == 0)
 
@@ -346,6 +346,7 @@ def read_list(list_file, fmt: str, root=None, strip_prefix=None, root_key: str |
     if fmt == "folder":
         return _read_folder(list_file, root, root_key)
     problems: list[tuple[int, str]] = []  # (line number, message): every problem of the file, raised once
+    entries: list[tuple[int, str, str | None]]  # (line number, feature path, label text: None when the line has none)
     if fmt == "csv":
         entries = [(ln, row["path"], row["label"]) for ln, row in _read_csv(list_file, ("path", "label"))]
     else:
@@ -398,6 +399,7 @@ def read_list(list_file, fmt: str, root=None, strip_prefix=None, root_key: str |
                     continue
         else:  # csv
             key = stem
+            assert label_str is not None  # every csv row has its label column (_read_csv checks the columns)
             try:
                 label = parse_label(label_str)
             except ValueError as exc:
