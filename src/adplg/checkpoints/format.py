@@ -236,7 +236,7 @@ class Checkpoint:
     """A loaded checkpoint: ``tensors`` by prefix and the JSON ``meta``. Refuses (``AdplgError``) a weights file and
     sidecar that are not one checkpoint (see the module docstring)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: str | Path):
         given = Path(path)
         path = checkpoint_file(path)
         sidecar = path.with_suffix(".json")
@@ -270,8 +270,10 @@ class Checkpoint:
         return True
 
     def part(self, prefix: str) -> dict[str, torch.Tensor]:
+        """The tensors under ``prefix`` (e.g. ``net_s``) with the ``prefix.`` stripped: a state_dict of that module."""
         n = len(prefix) + 1
         return {k[n:]: v for k, v in self.tensors.items() if k.startswith(prefix + ".")}
 
     def optimizer_state(self, name: str) -> dict:
+        """The state_dict of optimizer ``name`` (saved flattened into the tensors and the sidecar), rebuilt."""
         return _unflatten_optimizer(f"optim_{name}", self.tensors, self.meta[f"optim_{name}"])
