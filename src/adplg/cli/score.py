@@ -106,6 +106,7 @@ def _print_scores(rules, source: str, videos: list[dict], out: Path) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    """``adplg score``: score features or videos, write the scores, alerts and plots. Returns the exit code."""
     from adplg.cli.extract import engine_from_args
 
     _check_score_outputs(args)
@@ -154,6 +155,7 @@ def _score_jobs(args: argparse.Namespace, engine) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``adplg calibrate``: alert rules for a target false-alarm rate on normal inputs, saved as JSON. Returns 0."""
     from adplg.inference.verdicts import read_verdicts
 
     _check_calibrate_outputs(args)

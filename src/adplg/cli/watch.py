@@ -29,6 +29,7 @@ EXAMPLES = """examples:
 
 
 def add_parser(sub) -> None:
+    """Add the ``watch`` subcommand and its options to ``sub`` (the subparsers of ``adplg``)."""
     p = sub.add_parser("watch", help="score a live camera / stream / file as it plays and raise alerts",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="SOURCE",
@@ -68,6 +69,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    """``adplg watch``: score a live source as it plays and report alerts as they happen. Returns the exit code."""
     from adplg.inference.alerts import check_number
     from adplg.inference.scorer import load
     from adplg.io import atomic_write_text, check_output_dir, check_output_file
