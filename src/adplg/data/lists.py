@@ -346,11 +346,10 @@ def read_list(list_file, fmt: str, root=None, strip_prefix=None, root_key: str |
     if fmt == "folder":
         return _read_folder(list_file, root, root_key)
     problems: list[tuple[int, str]] = []  # (line number, message): every problem of the file, raised once
-    entries: list[tuple[int, str, str | None]]  # (line number, feature path, label text: None when the line has none)
+    entries: list[tuple[int, str, str | None]] = []  # (line number, feature path, label text or None: no label)
     if fmt == "csv":
         entries = [(ln, row["path"], row["label"]) for ln, row in _read_csv(list_file, ("path", "label"))]
     else:
-        entries = []
         for lineno, line in read_text_lines(list_file):
             where = f"list file {list_file}, line {lineno}"
             if fmt == "sht":
@@ -399,9 +398,8 @@ def read_list(list_file, fmt: str, root=None, strip_prefix=None, root_key: str |
                     continue
         else:  # csv
             key = stem
-            assert label_str is not None  # every csv row has its label column (_read_csv checks the columns)
             try:
-                label = parse_label(label_str)
+                label = parse_label(label_str or "")  # never None: _read_csv checks every row's columns
             except ValueError as exc:
                 problems.append((lineno, f"{where}: bad label: {exc}"))
                 continue
