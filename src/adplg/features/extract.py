@@ -164,6 +164,7 @@ class ExtractReport:
 
     @property
     def ok(self) -> bool:
+        """True when no video failed."""
         return not self.failed
 
     @property
@@ -199,6 +200,7 @@ def _timing_record(video: Path, reader: SnippetReader, snippets: int) -> dict:
             "duration_s": round(times.duration_s, 6),
             "duration_source": times.duration_source,
         })
+    assert reader.info is not None  # set when the iteration opened the video
     mismatch = frame_count_mismatch(reader.info.frames, reader.frames_decoded)
     if mismatch is not None:
         log.warning("video %s: the container counts %d frames but %d decoded; snippet times follow the decoded "
@@ -224,6 +226,7 @@ def _extract_one(video: Path, extractor: FeatureExtractor, out_dir: Path, crop_f
     _remove_stale_temporaries([*(out_dir / name for name in crop_files), meta_path(out_dir, video.stem)])
     features, reader = extractor.encode_video(video, progress)
     info, frames_decoded = reader.info, reader.frames_decoded
+    assert info is not None  # set when the iteration opened the video
     for k, name in enumerate(crop_files):
         write_crop_file(out_dir / name, features[:, k])
     snippets = int(features.shape[0])
