@@ -32,9 +32,11 @@ class AlertEvent:
 
     @property
     def duration_s(self) -> float:
+        """The alert's length so far in seconds (``end_s - start_s``)."""
         return self.end_s - self.start_s
 
     def to_dict(self) -> dict:
+        """The event as a plain mapping, with its duration."""
         return {**asdict(self), "duration_s": round(self.duration_s, 6)}
 
 
@@ -105,14 +107,17 @@ class OnlineAlerts:
 
     @property
     def frames_seen(self) -> int:
+        """The number of frame scores pushed so far."""
         return self._n
 
     def _event(self, kind: str) -> AlertEvent:
+        assert self._start is not None  # called while an alert is open
         return AlertEvent(kind=kind, start_s=self._start / self.fps, end_s=self._end / self.fps,
                           peak_score=self._stats.peak, mean_score=self._stats.mean, start_frame=self._start,
                           end_frame=self._end)
 
     def _check_started(self, events: list[AlertEvent]) -> None:
+        assert self._start is not None  # called while an alert is open
         if not self._started and not (self._end - self._start) < self._min_frames:
             self._started = True
             self._reported = (self._end, self._stats.peak)
@@ -140,6 +145,7 @@ class OnlineAlerts:
         if not len(scores):
             return events
         on, off = self.rules.on_threshold, self.rules.off_threshold
+        assert off is not None  # AlertRules.__post_init__ sets it
         mask = hysteresis_mask(scores, on, off)
         undecided = np.flatnonzero((scores >= on) | (scores < off))  # frames that set the state themselves
         head = undecided[0] if len(undecided) else len(scores)

@@ -25,6 +25,7 @@ import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 
@@ -51,6 +52,7 @@ class Verdict:
 
     @property
     def is_false_alert(self) -> bool:
+        """True when the reviewer found nothing abnormal in the alert."""
         return self.verdict == "false_alert"
 
 
@@ -65,11 +67,13 @@ class Verdicts:
 
     @property
     def false_alerts(self) -> list[Verdict]:
+        """The verdicts of the false alerts (the footage calibration adds as normal)."""
         return [v for v in self.items if v.is_false_alert]
 
 
-def _number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+def _number(value: object) -> TypeGuard[float]:
+    """True for a finite real number (an int or a float, not a bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(float(value)))
 
 
 def read_verdicts(path: str | Path) -> Verdicts:
