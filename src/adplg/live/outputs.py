@@ -49,6 +49,7 @@ class WebhookPoster:
         self._thread.start()
 
     def post(self, event: dict) -> None:
+        """Queue ``event`` for sending (never blocks); counted as dropped when the queue is full."""
         try:
             self.queue.put_nowait(event)
         except queue.Full:
@@ -140,6 +141,7 @@ class WatchOutputs:
     def row(self, index: int, start_s: float, end_s: float, score: float) -> None:
         """One final snippet score (presentation times in seconds) as a timeline CSV row."""
         if self.csv is not None:
+            assert self.csv_file is not None  # opened with the writer
             self.csv.writerow([index, f"{start_s:.6f}", f"{end_s:.6f}", f"{score:.6f}"])
             self.csv_file.flush()
 

@@ -53,6 +53,7 @@ _URL = re.compile(r"^(rtsps?|rtmps?|https?|udp|tcp|srt|rtp|mms)://", re.IGNORECA
 
 
 def is_url(spec: str) -> bool:
+    """True when ``spec`` is a network URL (rtsp://, http(s)://, ...) rather than a file or a device."""
     return bool(_URL.match(str(spec)))
 
 
@@ -76,6 +77,7 @@ class FrameSource:
     fps: float = 0.0
 
     def frames(self) -> Iterator[Frame]:
+        """Connect (raising on failure) and yield the frames until the stream ends."""
         raise NotImplementedError
 
     def interrupt(self) -> None:
@@ -104,9 +106,11 @@ class AVSource(FrameSource):
                                  "camera device such as /dev/video0)")
 
     def interrupt(self) -> None:
+        """Make a blocked ``frames()`` give up at its next check (called by the stall watchdog)."""
         self._interrupted = True
 
     def frames(self) -> Iterator[Frame]:
+        """Open the source with PyAV and yield its decoded frames (RGB) with their presentation times."""
         import av
 
         from adplg.features.video import frame_time_s
@@ -195,18 +199,21 @@ class FrameReader:
 
     # ---- consumer side
     def start(self) -> FrameReader:
+        """Start the reader thread (and, for a live source, the stall watchdog); returns the reader."""
         self._thread.start()
         if self.source.live:
             self._watchdog.start()
         return self
 
     def get(self, timeout: float = 0.2):
+        """The next queued item: a :class:`Frame`, :data:`END` once the stream is over, or None on timeout."""
         try:
             return self.queue.get(timeout=timeout)
         except queue.Empty:
             return None
 
     def stop(self, join_s: float = 2.0) -> None:
+        """Stop reading: interrupt the source, empty the queue and wait up to ``join_s`` for the thread."""
         self._stop.set()
         self.source.interrupt()
         with _suppress_empty():
@@ -267,7 +274,7 @@ class FrameReader:
                         self._step = 1.0 / self.source.fps
                 if self.realtime:
                     now = time.monotonic()
-                    if first_wall is None:
+                    if first_wall is None or first_t is None:  # set together
                         first_wall, first_t = now, frame.time_s
                     wait = first_wall + (frame.time_s - first_t) - now
                     if wait > 0 and self._stop.wait(wait):
