@@ -213,8 +213,8 @@ class Trainer:
         return tensors
 
     def save(self, name: str, metrics: dict | None = None, full: bool = True) -> Path:
-        """Write ``checkpoints/<name>.safetensors`` + ``.json`` (one verifiable pair, see adplg.checkpoints.format), after
-        removing the temporary files an earlier killed write left there."""
+        """Write ``checkpoints/<name>.safetensors`` + ``.json`` (one verifiable pair, see adplg.checkpoints.format),
+        after removing the temporary files an earlier killed write left there."""
         path = self.run_dir / "checkpoints" / name
         remove_orphan_temporaries(path.parent)
         return save_checkpoint(
