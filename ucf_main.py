@@ -1,4 +1,5 @@
-"""`python ucf_main.py --thre_pesudo_a ... --warm_up ...`: the official command, same as `adplg train --preset ucf-i3d`."""
+"""`python ucf_main.py --thre_pesudo_a ... --warm_up ...`: the official command, same as
+`adplg train --preset ucf-i3d`."""
 from adplg.cli.main import legacy_entry
 
 legacy_entry("ucf-i3d", "train")

@@ -9,7 +9,7 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402 - after gi.require_version, as gi requires
 
 Gst.init(None)
 video, port = sys.argv[1], sys.argv[2]

@@ -57,7 +57,8 @@ def _segment(data: dict, **values) -> None:
 case("score-out-holds-foreign-files")(lambda w: (do(w.write("scores/summary.json", "{}"), w.write("scores/a.csv", "x"),
                                                     w.score()), [str(w.root / "scores"), "a.csv"]))
 case("report-out-holds-foreign-files")(lambda w: (do(
-    w.write("report/index.html", "mine"), w.write("report/alerts.csv", "mine"), w.write("report/assets/report.css", "x"),
+    w.write("report/index.html", "mine"), w.write("report/alerts.csv", "mine"),
+    w.write("report/assets/report.css", "x"),
     _report(w, w.write("scores/cam.json", "{}").parent)), [str(w.root / "report"), "alerts.csv"]))
 case("report-score-segment-nan")(lambda w: (_report(w, _edit_score(w, lambda d: _segment(d, peak_score=math.nan))),
                                             ["clip.json", "peak_score"]))

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-
 from bad_inputs_harness import CaseTable, Workspace, base_checkpoint, do, truncated_npy, video_weights  # noqa: F401 - base_checkpoint: the fixture
 
 table = CaseTable()

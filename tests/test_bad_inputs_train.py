@@ -5,8 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from bad_inputs_harness import PASSWD_LIKE, CaseTable, Workspace, bad_crc_safetensors, base_checkpoint, do, truncated_npy  # noqa: F401 - base_checkpoint: the fixture
+from bad_inputs_harness import (  # noqa: F401 - base_checkpoint: the fixture
+    PASSWD_LIKE,
+    CaseTable,
+    Workspace,
+    bad_crc_safetensors,
+    base_checkpoint,
+    do,
+    truncated_npy,
+)
 
 table = CaseTable()
 case, cases = table.case, table.cases

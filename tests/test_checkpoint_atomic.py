@@ -12,8 +12,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import adplg.checkpoints.format
-from adplg.checkpoints.format import (BrokenCheckpointError, Checkpoint, remove_orphan_temporaries, save_checkpoint,
-                                      weights_metadata)
+from adplg.checkpoints.format import (
+    BrokenCheckpointError,
+    Checkpoint,
+    remove_orphan_temporaries,
+    save_checkpoint,
+    weights_metadata,
+)
 from adplg.cli.main import main
 from adplg.config import build_config
 from adplg.data.datasets import build_test_set, build_train_set

@@ -20,8 +20,14 @@ from safetensors.torch import load_file, save_file
 
 import adplg
 import adplg.checkpoints.format as checkpoint_format
-from adplg.checkpoints.format import (FORMAT, BrokenCheckpointError, Checkpoint, save_checkpoint, verified_checkpoints,
-                                      weights_metadata)
+from adplg.checkpoints.format import (
+    FORMAT,
+    BrokenCheckpointError,
+    Checkpoint,
+    save_checkpoint,
+    verified_checkpoints,
+    weights_metadata,
+)
 from adplg.checkpoints.resume import checkpoint_to_resume
 from adplg.cli.main import main
 from adplg.data.synthetic import generate_synthetic_ucf

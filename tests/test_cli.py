@@ -48,7 +48,9 @@ def test_missing_and_truncated_and_nan_and_wrong_dim_reported_together(capsys, d
     files[0].unlink()  # missing
     raw = files[2].read_bytes()
     files[2].write_bytes(raw[: len(raw) // 2])  # truncated
-    arr = np.load(files[4]); arr[3, 5] = np.nan; np.save(files[4], arr)  # NaN
+    arr = np.load(files[4])
+    arr[3, 5] = np.nan  # NaN
+    np.save(files[4], arr)
     np.save(files[6], np.zeros((10, 7), np.float32))  # wrong feature dimension
     code, err = run(capsys, *common(data, tmp_path))
     assert code == 2 and "Traceback" not in err

@@ -31,7 +31,7 @@ def write(path: Path, data: bytes) -> Path:
 
 
 def damaged_files(tmp_path: Path) -> dict[str, tuple[Path, str, str]]:
-    """name -> (file, expected problem kind, expected text)."""
+    """Name -> (file, expected problem kind, expected text)."""
     good = good_bytes()
     objects = tmp_path / "objects.npy"
     np.save(objects, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
@@ -92,7 +92,8 @@ def test_numpy_advice_is_dropped_but_the_reason_kept():
 
 def test_feature_checks_report_damage_without_unsafe_advice(tmp_path):
     for name, (path, kind, text) in damaged_files(tmp_path).items():
-        check = check_feature_file(path, [CropItem(path=path, video=name, crop=0, label=0, history_key=name)], feature_dim=D)
+        items = [CropItem(path=path, video=name, crop=0, label=0, history_key=name)]
+        check = check_feature_file(path, items, feature_dim=D)
         assert [problem.kind for problem in check.problems] == [kind], name
         message = check.problems[0].message
         assert message.startswith(f"{path}: ") and text in message, (name, message)

@@ -42,7 +42,7 @@ BROKEN = "Broken005_x264"
 
 @contextmanager
 def one_thread():
-    """torch with one thread, like a one-CPU Ray worker (bit-identical CPU results need the same thread count)."""
+    """Run torch with one thread, like a one-CPU Ray worker (bit-identical CPU results need the same thread count)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -106,7 +106,8 @@ def test_no_import_cycles_between_folders():
 
 def test_no_import_cycles_between_modules():
     modules = _modules()
-    deps = {name: {m if m in modules else m.rsplit(".", 1)[0] for m in _imports(path)} for name, path in modules.items()}
+    deps = {name: {m if m in modules else m.rsplit(".", 1)[0] for m in _imports(path)}
+            for name, path in modules.items()}
     cycles = sorted(f"{a} <-> {b}" for a, ds in deps.items() for b in ds
                     if a < b and b in deps and a in deps[b])
     assert not cycles, cycles

@@ -82,4 +82,4 @@ def test(model_files: str | Path | Sequence[str | Path], *, preset: str | None =
                             plot=plot)
 
 
-test.__test__ = False  # not a pytest test, despite its name
+setattr(test, "__test__", False)  # not a pytest test, despite its name (setattr: mypy knows no function attributes)

@@ -7,12 +7,14 @@ unknown keys and wrong types are errors that name the key. The resolved config i
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic.fields import FieldInfo
 
 from adplg.conventions import SNIPPET_FRAMES
 from adplg.errors import AdplgError
@@ -234,12 +236,14 @@ class Config(_Strict):
     output_dir: str = Field("runs", description="folder of the run directories")
 
     def to_dict(self) -> dict[str, Any]:
+        """The whole config as a JSON-ready nested mapping (section -> key -> value)."""
         return self.model_dump(mode="json")
 
 
 # ---------------------------------------------------------------- presets and overrides
 
 def preset_names() -> list[str]:
+    """The names of the bundled presets (``presets/<name>.yaml``), sorted."""
     folder = resources.files("adplg") / "presets"
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
@@ -365,14 +369,15 @@ def build_config(preset: str | None = None, config_file: str | Path | None = Non
 
 # ---------------------------------------------------------------- the keys: suggestions and the reference listing
 
-def _walk_fields(model: type[BaseModel], prefix: str = ""):
+def _walk_fields(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, FieldInfo, bool]]:
     """``(dotted key, FieldInfo, is a section)`` of every field of ``model``, sections before their keys."""
     for name, info in model.model_fields.items():
         key = prefix + name
-        section = isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+        annotation = info.annotation
+        section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
         yield key, info, section
-        if section:
-            yield from _walk_fields(info.annotation, key + ".")
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):  # section (narrowed for mypy)
+            yield from _walk_fields(annotation, key + ".")
 
 
 def unknown_key_message(key: str) -> str:
@@ -382,6 +387,7 @@ def unknown_key_message(key: str) -> str:
     parent, _, leaf = key.rpartition(".")
     siblings = {k.rpartition(".")[2]: k for k in names if k.rpartition(".")[0] == parent}
     close = difflib.get_close_matches(leaf, list(siblings), n=1)
+    suggestion: str | None
     if close:
         suggestion = siblings[close[0]]
     else:

@@ -34,6 +34,7 @@ _SHT_CROP_SUFFIX = re.compile(r"^(.*)_(\d{1,2})$")  # SHT: 01_0014_3 (video ids 
 
 
 def check_naming(naming: str) -> str:
+    """``naming`` itself when it is one of :data:`NAMINGS` (``ucf``, ``xd``, ``sht``); else an AdplgError."""
     if naming not in NAMINGS:
         raise AdplgError(f"naming: expected one of {', '.join(NAMINGS)}, got {naming!r}")
     return naming

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def mil_metrics(cfg: Config, train: TrainSet, test: TestSet, seed: int | None = 
 
 @dataclass
 class Comparison:
+    """The demo's outcome: ADPLG-VAD's and the baselines' test metrics, the trainer and the test set."""
+
     ours: dict  # the last evaluation's test metrics (no selection on the test set)
     baseline: dict
     trainer: Trainer
@@ -48,7 +51,7 @@ class Comparison:
 
 
 def train_and_compare(out: Path, seed: int = 0, num_iters: int | None = None, progress: bool = False,
-                      overrides: list[str] = (), preset: str = "demo-cpu-small", data: dict | None = None,
+                      overrides: Sequence[str] = (), preset: str = "demo-cpu-small", data: dict | None = None,
                       mil: bool = False) -> Comparison:
     """Generate the synthetic set for ``seed``, train ``preset`` on it, evaluate it and the logistic baseline (and,
     with ``mil``, the MIL ranking baseline). ``data``: options of :func:`generate_synthetic_ucf` (``crops``,
@@ -77,6 +80,7 @@ def train_and_compare(out: Path, seed: int = 0, num_iters: int | None = None, pr
 
 
 def run_demo(out: Path, num_iters: int | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """Run :func:`train_and_compare` with the demo preset, print the comparison table and return the summary."""
     result = train_and_compare(out, seed=seed, num_iters=num_iters, progress=progress)
     trainer, test = result.trainer, result.test
     print(f"\n{'method':38s} {'AUC':>7s} {'AP':>7s} {'PR-AUC':>7s} {'AUC_A':>7s} {'FAR':>7s}")

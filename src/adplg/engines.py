@@ -100,6 +100,7 @@ class LocalEngine:
     device: str = "cpu"
 
     def describe(self) -> str:
+        """Where the work runs, for messages: ``this process (cpu)``."""
         return f"this process ({self.device})"
 
     def map(self, items: Sequence[dict], setup: WorkSetup, progress: bool = False,
@@ -163,6 +164,7 @@ class RayEngine:
         return "cuda" if self.gpus_per_worker > 0 else "cpu"
 
     def describe(self) -> str:
+        """One line for logs: the engine, its workers and their CPUs / GPUs."""
         gpus = f", {self.gpus_per_worker:g} GPU(s)" if self.gpus_per_worker else ""
         return f"ray ({self.workers} worker(s) x {self.cpus_per_worker:g} CPU(s){gpus})"
 

@@ -17,12 +17,14 @@ from adplg.errors import AdplgError
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's random generators with ``seed``."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device ``name`` (``auto``: CUDA when available, else CPU); an unknown or absent device is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

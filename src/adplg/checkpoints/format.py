@@ -394,7 +394,7 @@ class Checkpoint:
     not one checkpoint (:class:`BrokenCheckpointError`), and with a plain :class:`AdplgError` a file that is not an
     adplg checkpoint at all (a ``torch.save`` file, a foreign safetensors file); see the module docstring."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: str | Path):
         given = Path(path)
         path = checkpoint_file(path)
         sidecar = path.with_suffix(".json")
@@ -414,7 +414,8 @@ class Checkpoint:
             raise _unreadable(path, exc) from None
         if "checkpoint_id" not in weights_meta and weights_meta.get("format") != FORMAT:
             found = (f"; its metadata has format {weights_meta['format']!r}" if "format" in weights_meta
-                     else f"; its metadata holds {sorted(weights_meta)[:8]}" if weights_meta else "; it has no metadata")
+                     else f"; its metadata holds {sorted(weights_meta)[:8]}" if weights_meta
+                     else "; it has no metadata")
             raise AdplgError(f"{path} is not an adplg checkpoint: no checkpoint_id/format in its metadata (adplg "
                              f"writes <name>.safetensors with format {FORMAT!r} in its metadata, beside a <name>.json "
                              f"sidecar{found})")
@@ -460,8 +461,10 @@ class Checkpoint:
         return True
 
     def part(self, prefix: str) -> dict[str, torch.Tensor]:
+        """The tensors under ``prefix`` (e.g. ``net_s``) with the ``prefix.`` stripped: a state_dict of that module."""
         n = len(prefix) + 1
         return {k[n:]: v for k, v in self.tensors.items() if k.startswith(prefix + ".")}
 
     def optimizer_state(self, name: str) -> dict:
+        """The state_dict of optimizer ``name`` (saved flattened into the tensors and the sidecar), rebuilt."""
         return _unflatten_optimizer(f"optim_{name}", self.tensors, self.meta[f"optim_{name}"])

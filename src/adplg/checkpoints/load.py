@@ -91,7 +91,8 @@ def load_weights(net, state: dict, path: Path, what: str = "snippet branch") -> 
 
 
 def load_snippet_branch(model_file: str | Path, preset: str | None = None, config_file: str | None = None,
-                        overrides: Sequence[str] = (), announce_data: bool = True) -> tuple[Config, SnippetBranch]:
+                        overrides: Sequence[str] = (), announce_data: bool = True
+                        ) -> tuple[Config, SnippetBranch | SnippetEnsemble]:
     """Our checkpoint (``.safetensors`` + ``.json``, or a run directory) or an official ``*_model_s_*.pkl``
     (see the module docstring for which config is used). Returns ``(config, net_s)`` on the CPU in eval mode.
     ``announce_data``: log the data paths taken from a checkpoint's saved config (off where no data are read)."""

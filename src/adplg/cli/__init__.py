@@ -1,0 +1,1 @@
+"""The ``adplg`` command line: one module per command (or group of commands); ``main`` builds the parser."""

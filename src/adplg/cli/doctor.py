@@ -49,7 +49,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _split_data_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
-    """argparse gives the first bare word to DATA; a ``key=value`` word that is not an existing path is an
+    """Argparse gives the first bare word to DATA; a ``key=value`` word that is not an existing path is an
     override instead."""
     data, overrides = args.data, list(args.overrides)
     if data is not None and "=" in data and not Path(data).exists():

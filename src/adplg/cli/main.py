@@ -32,6 +32,7 @@ EXAMPLES_DEMO = """examples:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
+    """``adplg presets``: one line per bundled preset (data format, feature size, crops, PLG settings). Returns 0."""
     from adplg.config import build_config, preset_names
 
     for name in preset_names():
@@ -44,6 +45,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    """``adplg config``: every config key with its value (in a preset or the defaults) and description. Returns 0."""
     from adplg.config import config_reference
 
     rows = config_reference(args.preset)
@@ -76,6 +78,7 @@ def _check_train_output(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """``adplg train``: train a run, print its summary and checkpoint. Returns 0."""
     from adplg.training.run import train
 
     _check_train_output(args)
@@ -103,6 +106,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    """``adplg test``: evaluate checkpoint(s) on the test set and print the metrics. Returns 0."""
     from adplg.evaluation.run import test_checkpoints
 
     files, overrides = split_model_files(args.model_file)
@@ -117,6 +121,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``adplg demo``: train and evaluate on synthetic data, compared with the baselines. Returns 0."""
     from adplg.demo import run_demo
     from adplg.io import check_output_dir
 
@@ -126,6 +131,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``adplg`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="adplg", description="ADPLG-VAD weakly supervised video anomaly detection")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     parser.add_argument("--version", action="version", version=f"adplg {__version__}")
@@ -198,6 +204,7 @@ def error_message(exc: AdplgError, parser: argparse.ArgumentParser, args: argpar
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``adplg``: parse ``argv`` (default ``sys.argv[1:]``), run the command, return its exit code."""
     parser = build_parser()
     args = parse_args(parser, normalize_spellings(parser, sys.argv[1:] if argv is None else list(argv)))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")

@@ -17,6 +17,7 @@ EXAMPLES = """examples:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """``adplg report``: build the static review site of a scores folder and print what it holds. Returns 0."""
     from adplg.io import check_output_owner
     from adplg.report import build_report
     from adplg.report.build import REPORT_OUTPUT_NAMES

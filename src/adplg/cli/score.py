@@ -155,6 +155,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``adplg calibrate``: alert rules for a target false-alarm rate on normal inputs, saved as JSON. Returns 0."""
     from adplg.inference.verdicts import read_verdicts
 
     _check_calibrate_outputs(args)

@@ -31,6 +31,7 @@ EXAMPLES = """examples:
 
 
 def add_parser(sub) -> None:
+    """Add the ``watch`` subcommand and its options to ``sub`` (the subparsers of ``adplg``)."""
     p = sub.add_parser("watch", help="score a live camera / stream / file as it plays and raise alerts",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="SOURCE",
@@ -83,6 +84,7 @@ class _StoppedWhileLoading(BaseException):
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    """``adplg watch``: score a live source as it plays and report alerts as they happen. Returns the exit code."""
     from adplg.errors import AdplgError
     from adplg.features.extractors import extractor_for_model
     from adplg.inference.alerts import check_number

@@ -40,10 +40,12 @@ class TrainSet:
 
     @property
     def normal_index(self) -> Tensor:
+        """``[N0]`` int64: the indices of the normal (label 0) training crops."""
         return torch.nonzero(self.labels == 0).flatten()
 
     @property
     def abnormal_index(self) -> Tensor:
+        """``[N1]`` int64: the indices of the abnormal (label 1) training crops."""
         return torch.nonzero(self.labels == 1).flatten()
 
 
@@ -89,6 +91,7 @@ def _read(cfg: DataConfig, which: str) -> tuple[list[CropItem], Callable[[CropIt
 
 
 def build_train_set(cfg: Config, progress: bool = True) -> TrainSet:
+    """The training set of ``cfg.data``: its list read, features loaded and checked, crops resampled."""
     data = cfg.data
     items, hint = _read(data, "train")
     if any(item.label not in (0, 1) for item in items):

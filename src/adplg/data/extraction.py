@@ -147,9 +147,12 @@ def video_record_paths(folder: str | Path) -> list[Path]:
     return sorted((Path(folder) / META_DIR).glob("*.json"))
 
 
-def record_crop_files(path: Path, record: dict) -> list[str]:
+def record_crop_files(path: Path, record: dict | None) -> list[str]:
     """The ``crop_files`` of the record read from ``path``, after checking the keys every finished video's record
-    has: ``crop_files`` a non-empty list of file names and ``snippets`` an integer. :class:`AdplgError` otherwise."""
+    has: ``crop_files`` a non-empty list of file names and ``snippets`` an integer. :class:`AdplgError` otherwise
+    (also for no record: None)."""
+    if record is None:
+        raise AdplgError(f"{path}: expected an extraction record, got none (the file was removed?)")
     files, snippets = record.get("crop_files"), record.get("snippets")
     if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
         raise AdplgError(f"{path}: crop_files: expected a non-empty list of file names, got {files!r}")
@@ -158,9 +161,13 @@ def record_crop_files(path: Path, record: dict) -> list[str]:
     return files
 
 
-def check_manifest_is_ours(path: Path, manifest: dict) -> dict:
+def check_manifest_is_ours(path: Path, manifest: dict | None) -> dict:
     """``manifest`` (read from ``path``) was written by ``adplg extract``: it names a known ``backbone`` and has
-    ``weights_sha256``. Returns it; :class:`AdplgError` otherwise (a folder an extraction must not write into)."""
+    ``weights_sha256``. Returns it; :class:`AdplgError` otherwise (a folder an extraction must not write into; also
+    for no manifest: None)."""
+    if manifest is None:
+        raise AdplgError(f"{path}: expected the manifest of an earlier `adplg extract`, got none (the file was "
+                         "removed?)")
     if manifest.get("backbone") not in BACKBONES or "weights_sha256" not in manifest:
         raise AdplgError(f"{path}: not a manifest written by `adplg extract` (expected its 'backbone' (one of "
                          f"{', '.join(BACKBONES)}) and 'weights_sha256' keys, got backbone "
@@ -272,7 +279,7 @@ def check_extract_folder(out_dir: str | Path, settings: dict | None = None) -> P
                              "folder for the output")
         previous = check_manifest_is_ours(path, read_manifest(out_dir))
         for key in FEATURE_KEYS:
-            if key in (settings or {}) and previous.get(key) != settings.get(key):
+            if settings is not None and key in settings and previous.get(key) != settings.get(key):
                 raise AdplgError(
                     f"{path}: setting {key!r} differs from the earlier run in this folder: the folder has "
                     f"{previous.get(key)!r}, this run has {settings.get(key)!r} (features made with different "

@@ -109,6 +109,7 @@ class FeatureStore:
 
     @property
     def feature_dim(self) -> int:
+        """The feature dimension D shared by every loaded file."""
         return self._dim
 
     def pooled(self, num_segments: int = 64, mode: str = "mean") -> np.ndarray:
@@ -170,6 +171,7 @@ class FeatureStore:
                 problems.extend(p.message for p in check.problems)
                 missing.extend((file_items[0], p.message) for p in check.problems if p.kind == "missing")
                 continue
+            assert check.shape is not None  # set on every file that passed its checks
             file_dims[path] = int(check.shape[-1])
             for i, a in zip(idxs, crop_arrays(check, file_items, mmap), strict=True):
                 arrays[i] = a
@@ -235,6 +237,7 @@ class FeatureFileCheck:
 
     @property
     def ok(self) -> bool:
+        """True when the file has no problem."""
         return not self.problems
 
     @property
@@ -243,6 +246,7 @@ class FeatureFileCheck:
         return int(self.shape[0]) if self.shape else None
 
     def add(self, kind: str, message: str) -> None:
+        """Record a problem of the file (``kind``: a problem kind, ``message``: file, expected and actual value)."""
         self.problems.append(FileProblem(kind, message))
 
 
@@ -306,6 +310,7 @@ def check_feature_file(path, file_items: Sequence[CropItem], feature_dim: int | 
 def _check_opened_array(check: FeatureFileCheck, file_items: Sequence[CropItem], feature_dim: int | None) -> None:
     """The checks of an array of the expected rank: dtype, T, feature dimension, crop indices, then finiteness."""
     arr, path = check.array, check.path
+    assert arr is not None  # called once the array is opened with the expected rank
     is_float = np.issubdtype(arr.dtype, np.floating)
     if not is_float:
         check.add("dtype", f"{path}: wrong dtype: expected a float dtype (float16/32/64), got {arr.dtype}")
@@ -315,7 +320,9 @@ def _check_opened_array(check: FeatureFileCheck, file_items: Sequence[CropItem],
     if feature_dim is not None and dim != feature_dim:
         check.add("dim", f"{path}: wrong feature dimension: expected {feature_dim}, got {dim} (shape {arr.shape})")
     if arr.ndim == 3:
-        bad = sorted({it.array_index for it in file_items if not 0 <= it.array_index < arr.shape[1]})
+        # every item has an array_index here (a [T, C, D] file); the None test narrows its type
+        bad = sorted({it.array_index for it in file_items
+                      if it.array_index is not None and not 0 <= it.array_index < arr.shape[1]})
         if bad:
             check.add("crop_index", f"{path}: crop index out of range: expected < {arr.shape[1]} (C of shape "
                                     f"{arr.shape}), got {bad}")
@@ -328,6 +335,7 @@ def _check_opened_array(check: FeatureFileCheck, file_items: Sequence[CropItem],
 
 def crop_arrays(check: FeatureFileCheck, file_items: Sequence[CropItem], mmap: bool) -> list[np.ndarray]:
     """One ``[T, D]`` array per item of a checked file (a view into a memory-mapped file, float32 copies else)."""
+    assert check.array is not None, f"{check.path}: crop_arrays needs a file whose checks passed"
     out = []
     for it in file_items:
         a = check.array if it.array_index is None else check.array[:, it.array_index, :]

@@ -239,9 +239,11 @@ class FrameGT:
 
     @property
     def num_abnormal(self) -> int:
+        """The number of abnormal (1) frames over all videos."""
         return int(np.count_nonzero(self.labels))
 
     def video(self, i: int) -> np.ndarray:
+        """``[frames_i]`` uint8: the frame labels of video ``i``."""
         return self.labels[self.offsets[i]: self.offsets[i + 1]]
 
     def video_labels(self) -> np.ndarray:

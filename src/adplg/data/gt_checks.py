@@ -71,6 +71,7 @@ class GTVideo:
 
     @property
     def where(self) -> str:
+        """The video as messages name it: ``<crop file>: video 'name'`` (the name alone without a file)."""
         return f"{self.path}: video {self.name!r}" if self.path else f"video {self.name!r}"
 
 
@@ -89,14 +90,17 @@ class GTCheck:
     gt: FrameGT | None = None
 
     def add(self, kind: str, message: str) -> None:
+        """Record a problem of ``kind`` (a warning for ``GT_WARNING_KINDS``, else an error)."""
         self.problems.append(Problem(kind, message, WARNING if kind in GT_WARNING_KINDS else ERROR))
 
     @property
     def errors(self) -> list[Problem]:
+        """The problems of severity ``error``."""
         return [p for p in self.problems if p.severity == ERROR]
 
     @property
     def warnings(self) -> list[Problem]:
+        """The problems of severity ``warning``."""
         return [p for p in self.problems if p.severity == WARNING]
 
     def raise_errors(self) -> None:
@@ -170,7 +174,7 @@ def _check_gt_file(path: Path, videos: list[GTVideo], layout: SnippetLayout, che
                            f"(e.g. {unknown[0]!r})")
         return
     names = [v.name for v in videos]
-    expected = [layout.num_frames(v.snippets) for v in videos]
+    expected = [layout.num_frames(v.snippets) for v in videos if v.snippets is not None]  # every T is known here
     length_problem = gt_length_problem(path, check.frames, names, expected)
     if length_problem:
         check.add("gt_length", length_problem)
@@ -227,11 +231,11 @@ def _check_annotations(path: Path, fmt: str, videos: list[GTVideo], layout: Snip
     for key in unmatched:
         check.add("not_in_list", f"annotation file {path}: video {key!r} is annotated but not in the test list "
                                  f"{list_file}")
-    known = [v for v in videos if v.snippets is not None]
+    known = [v.snippets for v in videos if v.snippets is not None]
     if known:
-        check.frames = sum(layout.num_frames(v.snippets) for v in known)
+        check.frames = sum(layout.num_frames(snippets) for snippets in known)
     if videos and len(known) == len(videos):
-        check.gt = build_frame_gt([v.name for v in videos], [v.snippets for v in videos], intervals, layout=layout)
+        check.gt = build_frame_gt([v.name for v in videos], known, intervals, layout=layout)
 
 
 def _check_video_annotation(video: GTVideo, key: str | None, intervals: Mapping, unmatched: list[str], path: Path,
@@ -252,6 +256,7 @@ def _check_video_annotation(video: GTVideo, key: str | None, intervals: Mapping,
 
 
 def _check_interval_bounds(video: GTVideo, spans, fps: int, path: Path, check: GTCheck) -> None:
+    assert video.snippets is not None  # the caller skips videos of unknown T
     frames = video.snippets * fps
     for start, end in spans:
         if start >= frames or end > frames + fps:
@@ -261,6 +266,7 @@ def _check_interval_bounds(video: GTVideo, spans, fps: int, path: Path, check: G
 
 
 def _check_frame_count(video: GTVideo, frames: int, fps: int, path: Path, check: GTCheck) -> None:
+    assert video.snippets is not None  # the caller skips videos of unknown T
     if abs(frames // fps - video.snippets) > 1:
         check.add("frame_count", f"{video.where}: feature length disagrees with the frame count in {path}: expected "
                                  f"T of about {frames} // {fps} = {frames // fps}, got {video.snippets}")
@@ -269,6 +275,7 @@ def _check_frame_count(video: GTVideo, frames: int, fps: int, path: Path, check:
 def _check_classes(check: GTCheck) -> None:
     """Frame AUC/AP need abnormal and normal frames: a GT with one class gives NaN (or a meaningless number)."""
     gt = check.gt
+    assert gt is not None  # called once the GT is built
     abnormal = gt.num_abnormal
     if abnormal and abnormal < len(gt):
         return

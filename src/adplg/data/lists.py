@@ -114,8 +114,8 @@ def parse_label(value: str) -> int:
 
 
 def _parts(path_str: str) -> tuple[str, ...]:
-    """Path components (a leading ``''`` marks an absolute path); Windows separators are accepted too
-    (``G:\\feats\\a.npy``)."""
+    r"""Path components (a leading ``''`` marks an absolute path); Windows separators are accepted too
+    (``G:\feats\a.npy``)."""
     raw = path_str.replace("\\", "/").split("/")
     return tuple(p for i, p in enumerate(raw) if (p and p != ".") or i == 0)
 
@@ -347,10 +347,10 @@ def read_list(list_file, fmt: str, root=None, strip_prefix=None, root_key: str |
     if fmt == "folder":
         return _read_folder(list_file, root, root_key)
     problems: list[tuple[int, str]] = []  # (line number, message): every problem of the file, raised once
+    entries: list[tuple[int, str, str | None]] = []  # (line number, feature path, label text or None: no label)
     if fmt == "csv":
         entries = [(ln, row["path"], row["label"]) for ln, row in _read_csv(list_file, ("path", "label"))]
     else:
-        entries = []
         for lineno, line in read_text_lines(list_file):
             where = f"list file {list_file}, line {lineno}"
             if fmt == "sht":
@@ -400,7 +400,7 @@ def read_list(list_file, fmt: str, root=None, strip_prefix=None, root_key: str |
         else:  # csv
             key = stem
             try:
-                label = parse_label(label_str)
+                label = parse_label(label_str or "")  # never None: _read_csv checks every row's columns
             except ValueError as exc:
                 problems.append((lineno, f"{where}: bad label: {exc}"))
                 continue

@@ -293,8 +293,8 @@ def generate_synthetic_ucf(
 
     root = Path(out_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    list_lines = {"train": [], "test": []}
-    annotation_lines = []
+    list_lines: dict[str, list[str]] = {"train": [], "test": []}
+    annotation_lines: list[str] = []
     videos = [(key, row) for key in [("train", False), ("train", True), ("test", False), ("test", True)]
               for row in chosen[key]]
     video_seeds = video_ss.spawn(len(videos))

@@ -1,0 +1,1 @@
+"""Deployment: the scoring branch exported to ONNX / TorchScript, and the check of an export against the model."""

@@ -45,7 +45,9 @@ from adplg.checkpoints.format import checkpoint_file
 from adplg.config import Config
 from adplg.errors import AdplgError
 from adplg.io import OutputError, atomic_write_bytes, atomic_write_text, check_output_file, file_sha256
+from adplg.models.ensemble import SnippetEnsemble
 from adplg.models.snippet_branch import SnippetBranch
+from adplg.models.video_branch import InputAdapter
 from adplg.runtime import versions
 
 EXPORT_FORMATS = ("onnx", "torchscript")
@@ -101,7 +103,7 @@ def require_onnx_packages() -> None:
                          f"Install them with: pip install adplg[export]")
 
 
-def feature_dim_of(net_s: SnippetBranch) -> int:
+def feature_dim_of(net_s: SnippetBranch | SnippetEnsemble) -> int:
     """The input feature size ``D`` the snippet branch expects (``x [B, T, D]``)."""
     return int(net_s.input_adapter.in_dim)
 
@@ -154,7 +156,7 @@ def _quiet_onnx_export() -> Iterator[None]:
             logger.setLevel(levels[name])
 
 
-def _prepare(net_s: SnippetBranch) -> SnippetBranch:
+def _prepare(net_s: SnippetBranch | SnippetEnsemble) -> SnippetBranch:
     """A CPU fp32 eval-mode copy of ``net_s`` with blocked local attention; the caller's module is left as is."""
     if not isinstance(net_s, SnippetBranch):
         if hasattr(net_s, "members"):
@@ -256,6 +258,7 @@ def _onnx_bytes(net: SnippetBranch, opset: int | None) -> bytes:
         program = torch.onnx.export(net, (_example_input(net),), dynamo=True, input_names=[INPUT_NAME],
                                     output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch, 1: time},),
                                     opset_version=opset, optimize=True, verbose=False)
+    assert program is not None  # dynamo=True always returns an ONNXProgram (torch types the legacy exporter's None)
     proto = program.model_proto
     size = proto.ByteSize()
     if size >= 2**31:
@@ -264,7 +267,7 @@ def _onnx_bytes(net: SnippetBranch, opset: int | None) -> bytes:
     return proto.SerializeToString()
 
 
-def export_onnx(net_s: SnippetBranch, path: str | Path, feature_dim: int, opset: int | None = None, *,
+def export_onnx(net_s: SnippetBranch | SnippetEnsemble, path: str | Path, feature_dim: int, opset: int | None = None, *,
                 config: Config | None = None, source: str | Path | None = None) -> Path:
     """Export ``net_s`` to ONNX at ``path`` (plus ``<path>.json``): ``features [batch, time, feature_dim]`` ->
     ``scores [batch, time]``. ``opset`` defaults to the exporter's. Returns ``path``."""
@@ -290,7 +293,7 @@ class _TracedInputAdapter(nn.Module):
     """Script-friendly stand-in for :class:`~adplg.models.video_branch.InputAdapter`: checks ``x [B, T, in_dim]``
     (scripted) and runs the traced adapter (per-channel ops only, so the trace holds at every ``B`` and ``T``)."""
 
-    def __init__(self, adapter: nn.Module):
+    def __init__(self, adapter: InputAdapter):
         super().__init__()
         self.in_dim = int(adapter.in_dim)
         example = torch.zeros(2, 3, self.in_dim)
@@ -306,17 +309,18 @@ class _TracedInputAdapter(nn.Module):
 
 def _script_prepared(net: SnippetBranch) -> torch.jit.ScriptModule:
     """Script a :func:`_prepare`-d copy in place (its input adapter becomes :class:`_TracedInputAdapter`)."""
-    net.input_adapter = _TracedInputAdapter(net.input_adapter)
+    # add_module replaces the registered submodule (what assigning the attribute does) with one of another class
+    net.add_module("input_adapter", _TracedInputAdapter(net.input_adapter))
     with _quiet_jit():
         return torch.jit.script(net)
 
 
-def script_snippet_branch(net_s: SnippetBranch) -> torch.jit.ScriptModule:
+def script_snippet_branch(net_s: SnippetBranch | SnippetEnsemble) -> torch.jit.ScriptModule:
     """A ``torch.jit.script`` module of ``net_s`` (fp32, eval, blocked attention): ``[B, T, D]`` -> ``[B, T]``."""
     return _script_prepared(_prepare(net_s))
 
 
-def export_torchscript(net_s: SnippetBranch, path: str | Path, *, config: Config | None = None,
+def export_torchscript(net_s: SnippetBranch | SnippetEnsemble, path: str | Path, *, config: Config | None = None,
                        source: str | Path | None = None) -> Path:
     """Export ``net_s`` as a TorchScript file at ``path`` (plus ``<path>.json``), loadable with ``torch.jit.load``
     without adplg installed: ``features [batch, time, D]`` -> ``scores [batch, time]``. Returns ``path``."""
@@ -331,7 +335,7 @@ def export_torchscript(net_s: SnippetBranch, path: str | Path, *, config: Config
     return path
 
 
-def export_model(net_s: SnippetBranch, path: str | Path, fmt: str, *, opset: int | None = None,
+def export_model(net_s: SnippetBranch | SnippetEnsemble, path: str | Path, fmt: str, *, opset: int | None = None,
                  config: Config | None = None, source: str | Path | None = None) -> Path:
     """Dispatch to :func:`export_onnx` / :func:`export_torchscript` by format name."""
     if check_format(fmt) == "onnx":
@@ -358,7 +362,7 @@ def check_export_target(path: str | Path) -> Path:
     return path
 
 
-def export_checked(net_s: SnippetBranch, path: str | Path, fmt: str, *, opset: int | None = None,
+def export_checked(net_s: SnippetBranch | SnippetEnsemble, path: str | Path, fmt: str, *, opset: int | None = None,
                    config: Config | None = None, source: str | Path | None = None, check: bool = True,
                    atol: float = 1e-4, lengths: Sequence[int] | None = None) -> dict[str, Any] | None:
     """Export ``net_s`` to ``path`` (plus ``<path>.json``) without ever destroying a file already there: the model
@@ -440,15 +444,16 @@ def _check_lengths(lengths: Sequence[int], max_len: int) -> list[int]:
     return out
 
 
-def _eager_scores(net_s: SnippetBranch, x: Tensor) -> np.ndarray:
+def _eager_scores(net_s: SnippetBranch | SnippetEnsemble, x: Tensor) -> np.ndarray:
     """Eager ``net_s`` on ``x [B, T, D]`` (on the model's device, eval mode) -> ``[B, T]`` float32 array."""
     device = next(net_s.parameters()).device
     with _eval_mode(net_s), torch.no_grad():
         return net_s(x.to(device)).float().cpu().numpy()
 
 
-def check_export(path: str | Path, net_s: SnippetBranch, lengths: Sequence[int] = DEFAULT_CHECK_LENGTHS,
-                 atol: float = 1e-4, batch_sizes: Sequence[int] = DEFAULT_CHECK_BATCHES, seed: int = 0,
+def check_export(path: str | Path, net_s: SnippetBranch | SnippetEnsemble,
+                 lengths: Sequence[int] = DEFAULT_CHECK_LENGTHS, atol: float = 1e-4,
+                 batch_sizes: Sequence[int] = DEFAULT_CHECK_BATCHES, seed: int = 0,
                  fmt: str | None = None) -> dict[str, Any]:
     """Run the exported file and the eager ``net_s`` on the same random ``[B, T, D]`` inputs for every batch size and
     length, and return ``{"max_abs_diff": {"batch=B,time=T": d, ...}, "max_abs_diff_overall", "atol", "passed",

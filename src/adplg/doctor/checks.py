@@ -80,6 +80,7 @@ def _diagnose_split(cfg: Config, split: str, progress: bool) -> SplitReport:
     root = data.train_features if split == "train" else data.test_features
     report = SplitReport(split=split, list_file=str(list_file), feature_root=root,
                          expected_crops=data.train_crops if split == "train" else data.test_crops)
+    assert list_file is not None  # the list names are strings, so resolve() gives a path
     items = _read_items(list_file, data.format, root, report)
     if not items:
         return report
@@ -192,6 +193,7 @@ def _check_files(items: list[CropItem], feature_dim: int | None, report: SplitRe
         for i in idxs:
             lengths[i] = check.num_snippets
         if check.ok:
+            assert check.array is not None  # every file that passed its checks is open
             sampler.add(check.array)
         del check  # drop the memory map before opening the next file
     report.files = len(by_file)
@@ -225,9 +227,9 @@ def _count_file(check, report: SplitReport) -> None:
 # ------------------------------------------------------------------------------------------------------ lengths
 def _video_lengths(videos: list[_Video], lengths: list[int | None]) -> dict[str, int]:
     """T of every video with at least one readable crop (its first readable crop's T)."""
-    out = {}
+    out: dict[str, int] = {}
     for video in videos:
-        known = [lengths[i] for i in video.crops if lengths[i] is not None]
+        known = [n for n in (lengths[i] for i in video.crops) if n is not None]
         if known:
             out[video.name] = known[0]
     return out
@@ -312,7 +314,9 @@ def _record_crop_files(folder: Path, video: str, report: SplitReport) -> tuple[d
     """``(record, its crop file names)`` of ``meta/<video>.json``, or None after recording what is wrong with it."""
     try:
         record = read_video_record(folder, video)
-        return record, record_crop_files(meta_path(folder, video), record)
+        files = record_crop_files(meta_path(folder, video), record)
+        assert record is not None  # record_crop_files raised AdplgError for no record
+        return record, files
     except AdplgError as exc:
         report.add("meta", str(exc))
         return None

@@ -74,10 +74,12 @@ class SplitReport:
 
     @property
     def errors(self) -> list[Problem]:
+        """The problems of severity ``error``."""
         return [p for p in self.problems if p.severity == ERROR]
 
     @property
     def warnings(self) -> list[Problem]:
+        """The problems of severity ``warning``."""
         return [p for p in self.problems if p.severity == WARNING]
 
 
@@ -94,10 +96,12 @@ class DoctorReport:
 
     @property
     def num_errors(self) -> int:
+        """The number of errors over all splits."""
         return sum(len(s.errors) for s in self.splits)
 
     @property
     def num_warnings(self) -> int:
+        """The number of warnings over all splits."""
         return sum(len(s.warnings) for s in self.splits)
 
     @property

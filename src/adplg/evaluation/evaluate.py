@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,14 +57,16 @@ def evaluate(net_s: nn.Module, test: TestSet, device: torch.device | str = "cpu"
     return score_metrics(test, snippet_scores, far_threshold), snippet_scores
 
 
-def score_metrics(test: TestSet, snippet_scores: list[np.ndarray], far_threshold: float = 0.5) -> dict[str, float]:
-    """Frame metrics of per-video snippet scores [T_v] from any scorer (our model or a baseline).
+def score_metrics(test: TestSet, snippet_scores: list[np.ndarray], far_threshold: float = 0.5) -> dict[str, Any]:
+    """Frame metrics of per-video snippet scores [T_v] from any scorer (our model or a baseline): floats, and for XD
+    ``per_class_pr_auc`` (a mapping class -> PR-AUC).
 
     Raises ``AdplgError`` when the test GT has no abnormal (or no normal) frame: frame AUC/AP would be NaN.
     ``build_test_set`` already refuses such a GT; this also covers test sets built otherwise (R1, the API)."""
     frames = frame_scores(test, snippet_scores)
-    metrics = frame_metrics(test.gt.labels, frames, offsets=test.gt.offsets, video_labels=test.video_labels,
-                            far_threshold=far_threshold, single_class="raise")
+    metrics: dict[str, Any] = frame_metrics(test.gt.labels, frames, offsets=test.gt.offsets,
+                                            video_labels=test.video_labels, far_threshold=far_threshold,
+                                            single_class="raise")
     if test.video_classes:
         metrics["per_class_pr_auc"] = per_class_ap(test.gt.labels, frames, test.gt.offsets, test.video_classes)
     return metrics
@@ -81,6 +84,7 @@ def write_results(out_dir: Path, test: TestSet, metrics: dict, snippet_scores: l
     import io
 
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{v.name: s for v, s in zip(test.videos, snippet_scores)})
+    # allow_pickle (its default) named: a video key can never be taken for it
+    np.savez_compressed(buffer, allow_pickle=True, **{v.name: s for v, s in zip(test.videos, snippet_scores)})
     atomic_write_bytes(out_dir / "scores.npz", buffer.getvalue())
     return out_dir / "results.json"

@@ -165,6 +165,7 @@ class ExtractReport:
 
     @property
     def ok(self) -> bool:
+        """True when no video failed."""
         return not self.failed
 
     @property
@@ -200,6 +201,7 @@ def _timing_record(video: Path, reader: SnippetReader, snippets: int) -> dict:
             "duration_s": round(times.duration_s, 6),
             "duration_source": times.duration_source,
         })
+    assert reader.info is not None  # set when the iteration opened the video
     mismatch = frame_count_mismatch(reader.info.frames, reader.frames_decoded)
     if mismatch is not None:
         log.warning("video %s: the container counts %d frames but %d decoded; snippet times follow the decoded "
@@ -217,6 +219,7 @@ def _extract_one(video: Path, extractor: FeatureExtractor, out_dir: Path, crop_f
         remove_stale_temporaries(target)  # left by a killed earlier run of this video
     features, reader = extractor.encode_video(video, progress)
     info, frames_decoded = reader.info, reader.frames_decoded
+    assert info is not None  # set when the iteration opened the video
     for k, name in enumerate(crop_files):
         write_crop_file(out_dir / name, features[:, k])
     snippets = int(features.shape[0])
@@ -349,6 +352,7 @@ class ExtractionProgress:
         return record
 
     def close(self) -> None:
+        """Close the progress bar."""
         self.bar.close()
 
     def __enter__(self) -> ExtractionProgress:

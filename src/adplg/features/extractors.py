@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ from adplg.conventions import (
 from adplg.errors import AdplgError
 from adplg.features.video import CROP_ORDER, SnippetReader, VideoInfo, crop_view, resize_short_side
 from adplg.io import file_sha256
+
+if TYPE_CHECKING:
+    from adplg.models.backbones.i3d import InceptionI3d
 
 __all__ = [
     "FeatureExtractor",
@@ -117,6 +121,7 @@ class FeatureExtractor:
     # ---- shared
     @property
     def weights_sha256(self) -> str:
+        """The sha256 of the backbone's weights file (computed once, on first use)."""
         if self._weights_sha256 is None:
             self._weights_sha256 = file_sha256(self.weights)
         return self._weights_sha256
@@ -163,6 +168,7 @@ class FeatureExtractor:
         decoded). ``progress(n)`` is called after each encoded batch of ``n`` snippets. Raises ``AdplgError`` for an
         unreadable file or fewer than ``SNIPPET_FRAMES`` decodable frames."""
         features, reader = self.encode_video(path, progress)
+        assert reader.info is not None  # set when the iteration opened the video
         return features, reader.info, reader.frames_decoded
 
     def settings(self) -> dict:
@@ -197,6 +203,7 @@ class I3DExtractor(FeatureExtractor):
 
     backbone = "i3d"
     normalisation = "x / 255 * 2 - 1 (RGB in [-1, 1])"
+    model: InceptionI3d
 
     def __init__(self, model, weights, crops, device, batch_snippets):
         super().__init__(model, weights, crops, device, batch_snippets)
@@ -205,6 +212,7 @@ class I3DExtractor(FeatureExtractor):
 
     @classmethod
     def load(cls, weights, crops, device, batch_snippets, clip_frame) -> I3DExtractor:
+        """The I3D extractor of the pytorch-i3d weights file ``weights`` (``clip_frame`` is unused)."""
         from adplg.models.backbones.i3d import load_i3d
 
         return cls(load_i3d(weights), weights, crops, device, batch_snippets)
@@ -236,11 +244,13 @@ class CLIPExtractor(FeatureExtractor):
 
     @classmethod
     def load(cls, weights, crops, device, batch_snippets, clip_frame) -> CLIPExtractor:
+        """The CLIP extractor of the weights at ``weights`` (an OpenAI checkpoint or a Hugging Face folder)."""
         from adplg.models.backbones.clip import load_clip_vision
 
         return cls(load_clip_vision(weights), weights, crops, device, batch_snippets, clip_frame)
 
     def clip_frame_setting(self) -> str:
+        """The frame mode: ``middle`` (the snippet's middle frame) or ``mean`` (of its 16 frames' embeddings)."""
         return self.clip_frame
 
     def _select_frames(self, snippets: torch.Tensor) -> torch.Tensor:

@@ -89,9 +89,11 @@ class AlertRules:
         return replace(self, on_threshold=on, off_threshold=off, calibration=dict(self.calibration))
 
     def to_dict(self) -> dict:
+        """The rules as a plain mapping (the fields of the YAML file)."""
         return asdict(self)
 
     def save(self, path: Path) -> Path:
+        """Write the rules as YAML (with a comment header) to ``path``, atomically; returns ``path``."""
         import yaml
 
         from adplg.io import atomic_write_text
@@ -103,6 +105,7 @@ class AlertRules:
 
     @classmethod
     def load(cls, path: Path) -> AlertRules:
+        """The rules of the YAML file ``path``; a missing file or a bad value is an AdplgError naming the file."""
         import yaml
 
         path = Path(path)
@@ -152,9 +155,11 @@ class Segment:
 
     @property
     def duration_s(self) -> float:
+        """The alert's length in seconds (``end_s - start_s``)."""
         return self.end_s - self.start_s
 
     def to_dict(self) -> dict:
+        """The alert as a plain mapping, with its duration."""
         return {**asdict(self), "duration_s": round(self.duration_s, 6)}
 
 
@@ -178,6 +183,7 @@ def _runs(mask: np.ndarray) -> np.ndarray:
 def alert_mask(frame_scores: np.ndarray, fps: float, rules: AlertRules) -> np.ndarray:
     """``frame_scores [N]`` -> ``[N]`` bool: frames inside an alert after hysteresis, merging and minimum duration."""
     check_number("alerts", "fps", fps, low=0, low_open=True)
+    assert rules.off_threshold is not None  # AlertRules.__post_init__ sets it
     mask = hysteresis_mask(frame_scores, rules.on_threshold, rules.off_threshold)
     runs = _runs(mask)
     if len(runs) > 1 and rules.merge_gap_s > 0:

@@ -8,8 +8,9 @@ Half-extracted videos: in a folder written by ``adplg extract`` (it holds ``mani
 lack their ``meta/<video>.json`` record (the extraction stopped before it finished the video) or number fewer than
 the record (or manifest) says is refused, naming the video and its missing crops, unless ``allow_incomplete``.
 
-Extraction records: ``<folder>/meta/<video>.json`` (:func:`adplg.data.extraction.read_video_record`) holds the video's frame rate, its
-frame count and, when the container had them, the snippets' presentation times (:func:`record_clock`).
+Extraction records: ``<folder>/meta/<video>.json`` (:func:`adplg.data.extraction.read_video_record`) holds the
+video's frame rate, its frame count and, when the container had them, the snippets' presentation times
+(:func:`record_clock`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ def _has_videos(folder: Path) -> bool:
 def is_video_input(path: Path) -> bool:
     """A video file, or a folder holding videos and no ``.npy`` features (a folder of videos); missing paths are
     classified by their suffix. A folder with neither is no video input (:meth:`Scorer.score` refuses it)."""
-
     if path.is_dir():
         return not any(path.rglob("*.npy")) and _has_videos(path)
     if not path.exists():
@@ -203,6 +203,7 @@ def record_clock(record: dict | None, snippets: int, where: str) -> tuple[float 
     """``(fps, snippet_start_s [T], snippet_end_s [T])`` from an extraction record; Nones where absent."""
     if record is None:
         return None, None, None
+    fps: float | None  # None: the record gives no usable frame rate
     try:
         fps = float(record.get("fps") or 0)
     except (TypeError, ValueError):

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from adplg.data.extraction import is_finished, meta_path, write_feature_list
 from adplg.engines import Engine, LocalEngine, worker_died
@@ -65,6 +66,7 @@ class ModelSpec:
     overrides: tuple[str, ...] = ()
 
     def load(self, device: str = "auto") -> Scorer:
+        """The :class:`Scorer` of these checkpoints and settings on ``device``."""
         from adplg.inference.scorer import load
 
         return load(list(self.checkpoints), preset=self.preset, config=self.config, overrides=list(self.overrides),
@@ -116,6 +118,7 @@ class ScoreReport:
 
     @property
     def ok(self) -> bool:
+        """True when no video failed."""
         return not self.failed
 
 
@@ -196,7 +199,7 @@ def plan_scoring(scorer: Scorer, inputs, out_dir: Path, rules: AlertRules, *, fp
     for name, files in feature_units.items():
         states = [_file_state(Path(f)) for f in files]
         meta = meta_path(Path(files[0]).parent, name)  # its extraction record: fps and snippet times
-        inputs_state = {"features": states, "record": _file_state(meta) if meta.is_file() else None}
+        inputs_state: dict[str, Any] = {"features": states, "record": _file_state(meta) if meta.is_file() else None}
         plan.units.append({"video": name, "kind": "features", "paths": [s[0] for s in states],
                            "score_fingerprint": _score_fingerprint(run_state, settings, name, inputs_state)})
     for video in videos:
@@ -214,9 +217,12 @@ def plan_scoring(scorer: Scorer, inputs, out_dir: Path, rules: AlertRules, *, fp
 
 
 # ------------------------------------------------------------------------------------------------------------- work
-def _video_features(unit: dict, extractor: FeatureExtractor, settings: ScoreSettings, progress: bool) -> list[Path]:
+def _video_features(unit: dict, extractor: FeatureExtractor | None, settings: ScoreSettings,
+                    progress: bool) -> list[Path]:
     """The crop files of a video unit in ``<out>/features``, extracted first unless finished (``progress``: a bar
     counting the video's snippets meanwhile)."""
+    # plan_scoring builds both for a plan with video inputs
+    assert extractor is not None and settings.extraction_fingerprint is not None
     from adplg.conventions import crop_file_names
 
     name, folder = unit["video"], Path(settings.features_dir)
@@ -345,6 +351,7 @@ def score_many(scorer: Scorer, inputs, out_dir: Path, *, model: ModelSpec | None
     if engine.in_process:
         setup = functools.partial(_loaded_scoring_work, scorer, extractor, plan.settings, progress)
     else:
+        assert model is not None  # checked above: an engine needs it
         setup = functools.partial(_scoring_work, model, plan.extractor_args, plan.settings)
     report = finish_scoring(plan, engine.map(plan.todo, setup, progress, "scoring"), scorer, source)
     report.engine = engine.describe()

@@ -39,9 +39,11 @@ class AlertEvent:
 
     @property
     def duration_s(self) -> float:
+        """The alert's length so far in seconds (``end_s - start_s``)."""
         return self.end_s - self.start_s
 
     def to_dict(self) -> dict:
+        """The event as a plain mapping, with its duration."""
         return {**asdict(self), "duration_s": round(self.duration_s, 6)}
 
 
@@ -115,12 +117,14 @@ class OnlineAlerts:
 
     @property
     def frames_seen(self) -> int:
+        """The number of frame scores pushed so far."""
         return self._n
 
     def _seconds(self, position: float) -> float:
         return float(position) if self._timed else position / self.fps
 
     def _event(self, kind: str) -> AlertEvent:
+        assert self._start is not None and self._end is not None  # called while an alert is open
         return AlertEvent(kind=kind, start_s=self._seconds(self._t_start), end_s=self._seconds(self._t_end),
                           peak_score=self._stats.peak, mean_score=self._stats.mean, start_frame=self._start,
                           end_frame=self._end)
@@ -179,6 +183,7 @@ class OnlineAlerts:
         if not len(scores):
             return events
         on, off = self.rules.on_threshold, self.rules.off_threshold
+        assert off is not None  # AlertRules.__post_init__ sets it
         mask = hysteresis_mask(scores, on, off)
         undecided = np.flatnonzero((scores >= on) | (scores < off))  # frames that set the state themselves
         head = undecided[0] if len(undecided) else len(scores)

@@ -18,6 +18,7 @@ import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -199,9 +200,9 @@ class Scorer:
         """Features of ``videos`` for this model (its backbone's feature size, its test crops) into ``out_dir``."""
         from adplg.features.extract import extract_many
 
-        videos = [Path(v) for v in videos]
-        extractor = self.video_extractor(weights, backbone, video=videos[0])
-        report = extract_many(videos, extractor, Path(out_dir), naming=naming, progress=progress)
+        paths = [Path(v) for v in videos]
+        extractor = self.video_extractor(weights, backbone, video=paths[0])
+        report = extract_many(paths, extractor, Path(out_dir), naming=naming, progress=progress)
         if report.failed:
             raise AdplgError("feature extraction failed for " + "; ".join(f"{v}: {why}" for v, why in report.failed))
         return Path(out_dir)
@@ -281,8 +282,8 @@ class Scorer:
             verdicts = read_verdicts(verdicts)  # a bad file is reported before the scoring too
         if isinstance(normal_inputs, (list, tuple)) and normal_inputs and isinstance(normal_inputs[0], Timeline):
             timelines = list(normal_inputs)
-        else:
-            timelines = self.score(normal_inputs, **score_options)
+        else:  # not timelines (its first item is none): inputs for score()
+            timelines = self.score(cast(Inputs, normal_inputs), **score_options)
         spans = [] if verdicts is None else false_alert_timelines(
             self, verdicts, fps=score_options.get("fps"), naming=score_options.get("naming"),
             allow_incomplete=score_options.get("allow_incomplete", False))

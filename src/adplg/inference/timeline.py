@@ -59,10 +59,12 @@ class Timeline:
 
     @property
     def snippet_frames(self) -> int:
+        """Frames per snippet (the layout's)."""
         return self.layout.frames_per_snippet
 
     @property
     def frame_scores(self) -> np.ndarray:
+        """``[F]`` per-frame scores: each snippet's score over its frames by the layout (F: ``video_frames`` if set)."""
         return self.layout.expand(self.snippet_scores, self.video_frames)
 
     @property
@@ -77,6 +79,7 @@ class Timeline:
 
     @property
     def time_source(self) -> str:
+        """Where :attr:`times_s` comes from: the container's presentation times, or frame index / fps."""
         if self.snippet_start_s is not None and self.layout.kind == "uniform":
             return "container presentation times"
         return f"frame index / fps ({self.fps_source})"
@@ -184,6 +187,7 @@ def write_timeline(out_dir: Path, timeline: Timeline, rules: AlertRules,
                **(extra or {})}
     atomic_write_text(out_dir / f"{timeline.name}.json", json.dumps(payload))
     if plot:
+        assert rules.off_threshold is not None  # AlertRules.__post_init__ sets it
         plot_timeline(out_dir / f"{timeline.name}.png", timeline.name, times, frames,
                       [(s.start_s, s.end_s) for s in segments], rules.on_threshold, rules.off_threshold, gt_spans_s)
     return summary

@@ -25,6 +25,7 @@ import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 
@@ -51,6 +52,7 @@ class Verdict:
 
     @property
     def is_false_alert(self) -> bool:
+        """True when the reviewer found nothing abnormal in the alert."""
         return self.verdict == "false_alert"
 
 
@@ -66,11 +68,13 @@ class Verdicts:
 
     @property
     def false_alerts(self) -> list[Verdict]:
+        """The verdicts of the false alerts (the footage calibration adds as normal)."""
         return [v for v in self.items if v.is_false_alert]
 
 
-def _number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+def _number(value: object) -> TypeGuard[float]:
+    """True for a finite real number (an int or a float, not a bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(float(value)))
 
 
 def read_verdicts(path: str | Path) -> Verdicts:
@@ -96,7 +100,7 @@ def read_verdicts(path: str | Path) -> Verdicts:
         if not isinstance(entry, dict):
             raise AdplgError(f"{at}: expected an object, got {type(entry).__name__}")
         video, start, end, verdict = (entry.get(k) for k in ("video", "start_s", "end_s", "verdict"))
-        if not plain_file_name(video):
+        if not isinstance(video, str) or not plain_file_name(video):
             raise AdplgError(f"{at}: expected a video name in \"video\" (a plain file name: no folder separator, "
                              f"not '..'), got {video!r}")
         if not (_number(start) and _number(end) and 0 <= start < end):

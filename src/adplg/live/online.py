@@ -116,10 +116,12 @@ class OnlineScorer:
 
     @property
     def latency_snippets(self) -> int:
+        """Snippets a score waits for before it is final (the look-ahead :attr:`delay`)."""
         return self._delay
 
     @property
     def snippets_seen(self) -> int:
+        """The number of snippets pushed so far."""
         return self._seen
 
     def _store(self, features: np.ndarray) -> None:
@@ -142,6 +144,7 @@ class OnlineScorer:
 
     def _view(self) -> tuple[torch.Tensor, int]:
         """The buffered snippets, oldest first, ``[crops, L, D]``, and the stream index of the first one."""
+        assert self._buffer is not None  # allocated by the first _store
         newest = self._seen - 1
         length = min(self._seen, self.window)
         end = newest % self.window + self.window + 1

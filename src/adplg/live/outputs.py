@@ -96,6 +96,7 @@ class WebhookPoster:
         return f"WebhookPoster({self.url!r}, signed={self._secret is not None})"
 
     def post(self, event: dict) -> None:
+        """Queue ``event`` for sending (never blocks); counted as dropped when the queue is full."""
         try:
             self.queue.put_nowait(event)
         except queue.Full:
@@ -243,6 +244,7 @@ class WatchOutputs:
     def row(self, index: int, start_s: float, end_s: float, score: float) -> None:
         """One final snippet score (presentation times in seconds) as a timeline CSV row."""
         if self.csv is not None:
+            assert self.csv_file is not None  # opened with the writer
             self.csv.writerow([index, f"{start_s:.6f}", f"{end_s:.6f}", f"{score:.6f}"])
             self.csv_file.flush()
 
@@ -279,7 +281,9 @@ class WatchOutputs:
         stream, self.events = self.events, None
         self.events_lost = True
         try:
-            if stream in (sys.stdout, sys.__stdout__):
+            if stream is None:
+                pass
+            elif stream is sys.stdout or stream is sys.__stdout__:
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, stream.fileno())
                 os.close(devnull)

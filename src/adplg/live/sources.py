@@ -62,6 +62,7 @@ _URL = re.compile(r"^(rtsps?|rtmps?|https?|udp|tcp|srt|rtp|mms)://", re.IGNORECA
 
 
 def is_url(spec: str) -> bool:
+    """True when ``spec`` is a network URL (rtsp://, http(s)://, ...) rather than a file or a device."""
     return bool(_URL.match(str(spec)))
 
 
@@ -87,6 +88,7 @@ class FrameSource:
     fps: float = 0.0
 
     def frames(self) -> Iterator[Frame]:
+        """Connect (raising on failure) and yield the frames until the stream ends."""
         raise NotImplementedError
 
     def interrupt(self) -> None:
@@ -115,9 +117,11 @@ class AVSource(FrameSource):
                                  "camera device such as /dev/video0)")
 
     def interrupt(self) -> None:
+        """Make a blocked ``frames()`` give up at its next check (called by the stall watchdog)."""
         self._interrupted = True
 
     def frames(self) -> Iterator[Frame]:
+        """Open the source with PyAV and yield its decoded frames (RGB) with their presentation times."""
         import av
 
         from adplg.features.video import frame_time_s
@@ -144,10 +148,9 @@ class AVSource(FrameSource):
             for index, frame in enumerate(container.decode(stream)):
                 if self._interrupted:
                     return
-                t = frame_time_s(frame, time_base, start)
-                timed = t is not None
-                if not timed:
-                    t = index / (self.fps if self.fps > 0 else ASSUMED_FPS)
+                pts = frame_time_s(frame, time_base, start)
+                timed = pts is not None
+                t = pts if pts is not None else index / (self.fps if self.fps > 0 else ASSUMED_FPS)
                 if first is None and self.live:
                     first = t  # a live stream's clock starts anywhere: count from this connection's first frame
                 yield Frame(image=frame.to_ndarray(format="rgb24"), time_s=t - (first or 0.0), timed=timed)
@@ -235,18 +238,21 @@ class FrameReader:
 
     # ---- consumer side
     def start(self) -> FrameReader:
+        """Start the reader thread (and, for a live source, the stall watchdog); returns the reader."""
         self._thread.start()
         if self.source.live:
             self._watchdog.start()
         return self
 
     def get(self, timeout: float = 0.2):
+        """The next queued item: a :class:`Frame`, :data:`END` once the stream is over, or None on timeout."""
         try:
             return self.queue.get(timeout=timeout)
         except queue.Empty:
             return None
 
     def stop(self, join_s: float = 2.0) -> None:
+        """Stop reading: interrupt the source, empty the queue and wait up to ``join_s`` for the thread."""
         self._stop.set()
         self.source.interrupt()
         with _suppress_empty():
@@ -322,7 +328,7 @@ class FrameReader:
                     if self._down is not None:
                         base = self._back_up(frame, now)
                 if self.realtime:
-                    if first_wall is None:
+                    if first_wall is None or first_t is None:  # set together
                         first_wall, first_t = now, frame.time_s
                     wait = first_wall + (frame.time_s - first_t) - now
                     if wait > 0 and self._stop.wait(wait):
@@ -344,6 +350,7 @@ class FrameReader:
         """The first frame after an outage arrived at ``now``: queue :class:`StreamUp`, log it, close the outage's
         record; returns the clock offset of the new connection (wall-clock anchored)."""
         down, self._down = self._down, None
+        assert down is not None  # called only while an outage is open
         down_s = now - down.wall
         at_s = max(down.at_s, self._last_time + down_s)  # the last frame's time + the outage's length
         self.reconnections += 1

@@ -68,7 +68,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -78,6 +78,9 @@ from adplg.errors import AdplgError
 from adplg.inference.timeline import ASSUMED_FPS, Timeline, build_timeline
 from adplg.live.outputs import WatchOutputs
 from adplg.live.sources import END, Frame, FrameReader, FrameSource, StreamDown, StreamUp, open_source
+
+if TYPE_CHECKING:
+    from adplg.inference.online_alerts import OnlineAlerts
 
 __all__ = ["WatchReport", "check_delay", "watch"]
 
@@ -129,12 +132,14 @@ class WatchReport:
         return np.repeat(np.asarray(self.snippet_scores, np.float64), SNIPPET_FRAMES)
 
     def latency_percentiles(self) -> dict:
+        """p50, p95 and max of the snippet latencies in seconds (arrival of its last frame to its final score)."""
         if not self.latencies_s:
             return {}
         p50, p95 = np.percentile(self.latencies_s, [50, 95])
         return {"p50": float(p50), "p95": float(p95), "max": float(max(self.latencies_s))}
 
     def to_dict(self) -> dict:
+        """The report as a JSON-ready mapping, without the per-snippet lists and the timeline."""
         out = asdict(self)
         for key in ("snippet_scores", "snippet_times", "latencies_s", "timeline"):
             out.pop(key)
@@ -255,7 +260,7 @@ class _Loop:
         self.rules, self.outputs, self.report, self.say, self.on_event = rules, outputs, report, say, on_event
         self.alerts_cls = alerts_cls
         self.layout = layout  # the checkpoint's snippet -> frame layout, for the final timeline
-        self.alerts = None
+        self.alerts: OnlineAlerts | None = None  # made once the first frame gives the fps
         self.fps = 0.0
         self.frames: list[Frame] = []  # the snippet being filled
         self.ready: list[tuple[np.ndarray, float, float, float, np.ndarray]] = []  # complete, not yet encoded
@@ -358,7 +363,7 @@ class _Loop:
 
         while self.ready:
             shape = self.ready[0][0].shape
-            batch = []
+            batch: list[tuple[np.ndarray, float, float, float, np.ndarray]] = []
             while self.ready and self.ready[0][0].shape == shape and len(batch) < self.extractor.batch_snippets:
                 batch.append(self.ready.pop(0))
             fresh = [b[0] for n, b in enumerate(batch) if (self.index + n) % self.encode_every == 0]
@@ -404,6 +409,7 @@ class _Loop:
             if len(self.report.latencies_s) < 10_000:
                 self.report.latencies_s.append(now - arrival)
             self.outputs.row(i, start, end, score)
+            assert self.alerts is not None  # made by _start before any snippet
             scores = np.full(SNIPPET_FRAMES, score, np.float64)
             for event in self.alerts.push(scores, times_s=start + (end - start) * offsets, end_s=end):
                 self._event(event)

@@ -90,8 +90,8 @@ def video_branch_losses(out: VideoBranchOutput, video_labels: Tensor, weights: d
         video_labels: ``[B]`` 0/1 labels in the same order as ``out.scores``.
         weights: optional per-term weights (keys from ``video_bce, triplet, cos, smooth, sparsity``; ``video`` is
             accepted for ``video_bce``; missing -> 1).
-        smooth_axis / sparsity_axis: ``"batch"`` (faithful) or ``"time"`` (fix option), see :func:`smooth_loss`
-            and :func:`sparsity_loss`.
+        smooth_axis: ``"batch"`` (faithful) or ``"time"`` (fix option), see :func:`smooth_loss`.
+        sparsity_axis: ``"batch"`` (faithful) or ``"time"`` (fix option), see :func:`sparsity_loss`.
     """
     weights = {_WEIGHT_ALIASES.get(k, k): v for k, v in (weights or {}).items()}
     unknown = sorted(set(weights) - set(VIDEO_LOSS_TERMS))
@@ -105,6 +105,7 @@ def video_branch_losses(out: VideoBranchOutput, video_labels: Tensor, weights: d
         "sparsity": sparsity_loss(out.a_att, sparsity_axis),
     }
     total = sum(float(weights.get(name, 1.0)) * value for name, value in terms.items())
+    assert isinstance(total, Tensor)  # a sum of five tensors (never the empty sum's 0)
     return VideoLossTerms(total=total, **terms)
 
 
@@ -119,6 +120,7 @@ def snippet_loss(scores: Tensor, targets: Tensor, keep: Tensor, faithful_nan_tri
             score and target 0 (per-element BCE exactly 0), then **every** element whose BCE is exactly 0 is
             excluded (including, e.g., a kept snippet scored exactly 0 with target 0) and the rest are averaged.
             ``False``: the plain mean of the per-element BCE over the kept elements.
+
     Returns:
         Scalar loss. When nothing is left to average it is ``0`` (still attached to ``scores``), where the
         official code would produce NaN.

@@ -9,6 +9,7 @@ from adplg.models.video_branch import VideoBranch
 
 
 def build_video_branch(cfg: Config) -> VideoBranch:
+    """Branch 1 (:class:`VideoBranch`) with the sizes of ``cfg.model`` and the feature size of ``cfg.data``."""
     m = cfg.model
     return VideoBranch(in_dim=cfg.data.feature_dim, model_dim=m.model_dim, attn_dim=m.attn_dim,
                        hidden_dim=m.video_hidden_dim, dropout=m.video_dropout, input_adapter=m.input_adapter,

@@ -136,7 +136,7 @@ def _convert(name: str, sd: Mapping[str, Tensor], table: dict[str, tuple[str, tu
     return out
 
 
-def convert_official_state_dicts(net_v: dict | None = None, net_s: dict | None = None
+def convert_official_state_dicts(net_v: Mapping | None = None, net_s: Mapping | None = None
                                  ) -> tuple[dict | None, dict | None]:
     """Convert official ``net_v`` / ``net_s`` state_dicts into ``(VideoBranch, SnippetBranch)`` state_dicts.
 
@@ -149,7 +149,7 @@ def convert_official_state_dicts(net_v: dict | None = None, net_s: dict | None =
     return v, s
 
 
-def is_official_state_dict(sd: dict) -> Literal["net_v", "net_s", None]:
+def is_official_state_dict(sd: Mapping) -> Literal["net_v", "net_s", None]:
     """Which official network a state_dict belongs to: ``"net_v"``, ``"net_s"``, or ``None`` (neither / ours)."""
     if not isinstance(sd, Mapping):
         return None
@@ -187,4 +187,6 @@ def load_official_checkpoint(path) -> tuple[str, dict]:
         v, s = convert_official_state_dicts(**{kind: obj})
     except AdplgError as exc:
         raise AdplgError(f"{path}: {exc} (is it a checkpoint of another model or feature size?)") from None
-    return kind, (s if kind == "net_s" else v)
+    state = s if kind == "net_s" else v
+    assert state is not None  # the converted state_dict of the network that was given
+    return kind, state

@@ -8,23 +8,26 @@ import torch
 from torch import Tensor, nn
 
 from adplg.models.snippet_branch import SnippetBranch
+from adplg.models.video_branch import InputAdapter
 
 
 class SnippetEnsemble(nn.Module):
     """``x [B, T, D]`` -> the mean of the members' sigmoid scores ``[B, T]``. The members must share the input
     dimension; ``max_len`` is the smallest of theirs."""
 
-    def __init__(self, members: Sequence[SnippetBranch]):
+    def __init__(self, members: Sequence[SnippetBranch | SnippetEnsemble]):
         super().__init__()
         if not members:
             raise ValueError("SnippetEnsemble needs at least one member")
         self.members = nn.ModuleList(members)
-        self.max_len = min(m.max_len for m in members)
+        self.max_len: int = min(m.max_len for m in members)
 
     @property
-    def input_adapter(self) -> nn.Module:
+    def input_adapter(self) -> InputAdapter:
         """The first member's input adapter (its ``in_dim`` is every member's)."""
-        return self.members[0].input_adapter
+        adapter = self.members[0].input_adapter
+        assert isinstance(adapter, InputAdapter)  # a member is a SnippetBranch (or an ensemble of them)
+        return adapter
 
     def member_scores(self, x: Tensor) -> Tensor:
         """``x [B, T, D]`` -> every member's sigmoid scores ``[K, B, T]`` (training gives each member its own
@@ -32,4 +35,5 @@ class SnippetEnsemble(nn.Module):
         return torch.stack([member(x) for member in self.members])
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [B, T, D]`` -> the mean of the members' sigmoid scores ``[B, T]``."""
         return self.member_scores(x).mean(dim=0)

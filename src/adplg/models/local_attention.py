@@ -85,10 +85,13 @@ def band_attention_dense(q: Tensor, k: Tensor, v: Tensor, window: int, inv_freq:
     """Reference band attention as one dense ``T x n`` score matrix.
 
     Args:
-        q, k, v: ``[B, H, T, d]``.
+        q: queries ``[B, H, T, d]``.
+        k: keys ``[B, H, T, d]``.
+        v: values ``[B, H, T, d]``.
         window: half-window ``w``.
         inv_freq: rotary inverse frequencies ``[d/2]`` (default: the standard base-10000 values).
         scale: softmax scale (default ``d ** -0.5``).
+
     Returns:
         ``[B, H, T, d]``.
 
@@ -160,6 +163,7 @@ def band_attention_blocked(q: Tensor, k: Tensor, v: Tensor, window: int, inv_fre
 
 
 def check_attention_mode(mode: str) -> str:
+    """``mode`` itself when it is a local attention mode (``ATTENTION_MODES``: blocked, dense); else an AdplgError."""
     if mode not in ATTENTION_MODES:
         raise AdplgError(f"unknown local attention mode {mode!r}; expected one of {ATTENTION_MODES}")
     return mode
@@ -205,10 +209,12 @@ class LocalMultiHeadAttention(nn.Module):
         B, T, _ = x.shape
         q, k, v = self.to_qkv(self.norm(x)).chunk(3, dim=-1)
         q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
+        inv_freq = self.rotary.inv_freq
+        assert isinstance(inv_freq, Tensor)  # a buffer (narrowed for mypy; TorchScript accepts the assert)
         if self.attention == "dense":
-            out = band_attention_dense(q, k, v, self.window, inv_freq=self.rotary.inv_freq)  # [B, H, T, dh]
+            out = band_attention_dense(q, k, v, self.window, inv_freq=inv_freq)  # [B, H, T, dh]
         else:
-            out = band_attention_blocked(q, k, v, self.window, inv_freq=self.rotary.inv_freq)
+            out = band_attention_blocked(q, k, v, self.window, inv_freq=inv_freq)
         return self.to_out(out.transpose(1, 2).reshape(B, T, self.heads * self.dim_head))
 
 
@@ -233,10 +239,12 @@ class LocalWindowTransformer(nn.Module):
 
     @property
     def window(self) -> int:
+        """The half-window ``w`` of the block's local attention."""
         return self.attn.window
 
     @property
     def attention(self) -> str:
+        """The local attention implementation: ``blocked`` or ``dense`` (settable; the same weights)."""
         return self.attn.attention
 
     @attention.setter

@@ -28,6 +28,7 @@ class TemporalConvEmbedding(nn.Module):
         self.conv = nn.Conv1d(in_dim, out_dim, kernel_size=3, stride=1, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [B, T, in_dim]`` -> ``[B, T, out_dim]``."""
         return F.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)
 
 
@@ -49,6 +50,7 @@ class GlobalSelfAttention(nn.Module):
         return t.reshape(t.shape[0], t.shape[1], self.heads, self.dim_head).transpose(1, 2)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [B, T, dim]`` -> ``[B, T, dim]``."""
         B, T, _ = x.shape
         q, k, v = self.to_qkv(x).chunk(3, dim=-1)
         q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
@@ -67,6 +69,7 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [B, T, dim]`` -> ``[B, T, dim]``."""
         return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(x)))))
 
 
@@ -81,6 +84,7 @@ class GlobalTransformerLayer(nn.Module):
         self.ff = FeedForward(dim, mlp_dim, dropout)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [B, T, dim]`` -> ``[B, T, dim]``."""
         x = x + self.attn(self.attn_norm(x))
         return x + self.ff(self.ff_norm(x))
 
@@ -95,6 +99,7 @@ class GlobalTransformer(nn.Module):
             GlobalTransformerLayer(dim, heads, dim_head, mlp_dim, dropout) for _ in range(depth))
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [B, T, dim]`` -> ``[B, T, dim]``."""
         for layer in self.layers:
             x = layer(x)
         return x
@@ -134,14 +139,19 @@ class SnippetBranch(nn.Module):
 
     @property
     def attention(self) -> str:
-        return self.local_blocks[0].attention
+        """The local attention implementation of every block: ``blocked`` or ``dense`` (settable)."""
+        block = self.local_blocks[0]
+        assert isinstance(block, LocalWindowTransformer)
+        return block.attention
 
     @attention.setter
     def attention(self, mode: str) -> None:
         for block in self.local_blocks:
+            assert isinstance(block, LocalWindowTransformer)
             block.attention = mode
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [B, T, in_dim]`` -> sigmoid snippet scores ``[B, T]`` (``T <= max_len``)."""
         if x.dim() == 3 and x.shape[1] > self.max_len:
             raise AdplgError(f"sequence length T={x.shape[1]} exceeds the snippet branch's max_len={self.max_len} "
                              f"(the learned positional embedding has {self.max_len} rows)")

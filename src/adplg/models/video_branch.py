@@ -51,6 +51,7 @@ class InputAdapter(nn.Module):
     def set_statistics(self, features: Tensor) -> None:
         """Per-channel mean and std of ``features [..., in_dim]`` (the training set), for ``standardize``."""
         flat = features.reshape(-1, self.in_dim).float()
+        assert isinstance(self.mean, Tensor) and isinstance(self.std, Tensor)  # the standardize buffers
         self.mean.copy_(flat.mean(dim=0))
         self.std.copy_(flat.std(dim=0).clamp_min(1e-6))
 
@@ -59,14 +60,17 @@ class InputAdapter(nn.Module):
         if x.dim() != 3 or x.shape[-1] != self.in_dim:
             raise AdplgError(f"expected features of shape [B, T, {self.in_dim}], got {list(x.shape)}")
         if self.standardize:
+            assert isinstance(self.mean, Tensor) and isinstance(self.std, Tensor)  # the standardize buffers
             x = (x - self.mean) / self.std
         if self.mode == "identity":
             return x
         if self.mode == "linear":
+            assert self.proj is not None  # built for the linear mode
             return self.proj(x)
         return F.pad(x, (0, self.model_dim - self.in_dim))
 
     def extra_repr(self) -> str:
+        """The adapter's sizes and mode, shown in the module's ``repr``."""
         return f"in_dim={self.in_dim}, model_dim={self.model_dim}, mode={self.mode}"
 
 
@@ -86,6 +90,7 @@ class ScoreHead(nn.Module):
         nn.init.xavier_normal_(self.fc2.weight)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [..., in_dim]`` -> sigmoid scores ``[...]``."""
         return torch.sigmoid(self.fc2(self.dropout(F.relu(self.fc1(x))))).squeeze(-1)
 
 
@@ -128,6 +133,7 @@ class VSSF(nn.Module):
         self.value = nn.Linear(in_dim, attn_dim)
 
     def forward(self, x: Tensor) -> VSSFOutput:
+        """``x [B, T, D]`` (normal half, then abnormal half) -> :class:`VSSFOutput` (attentions and pooled features)."""
         B = x.shape[0]
         if B % 2:
             raise AdplgError(f"the video branch needs an even batch (normal half + abnormal half), got B={B}")
@@ -174,6 +180,7 @@ class VideoBranch(nn.Module):
         self.classifier = ScoreHead(attn_dim, hidden_dim, dropout)
 
     def forward(self, x: Tensor) -> VideoBranchOutput:
+        """``x [B, T, in_dim]`` (normal half, then abnormal half) -> :class:`VideoBranchOutput` (``scores [B]``)."""
         fused = self.vssf(self.input_adapter(x))
         scores = self.classifier(torch.cat((fused.n_feats, fused.a_feats), dim=0))
         return VideoBranchOutput(

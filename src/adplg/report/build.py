@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from string import Template
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -198,7 +199,7 @@ def write_thumbnails(source: Path, times_s: list[float], paths: list[Path], widt
 
 # ------------------------------------------------------------------------------------------------------ writing
 def _asset(name: str) -> str:
-    return resources.files("adplg.report").joinpath("assets", name).read_text(encoding="utf-8")
+    return (resources.files("adplg.report") / "assets" / name).read_text(encoding="utf-8")
 
 
 def _script_json(data) -> str:
@@ -349,7 +350,9 @@ def build_report(scores_dir: Path, out_dir: Path, *, videos_dir: Path | None = N
     taken: set[str] = set()
     safe_names = [_safe_name(f.stem, taken) for f in files]
     template = Template(_asset("video.html"))
-    rows, alert_rows, notes = [], [], []
+    rows: list[dict[str, Any]] = []  # one per video (the index table)
+    alert_rows: list[list[str | int]] = []  # one per alert (alerts.csv)
+    notes: list[str] = []
     linked = thumbs_written = 0
     for i, (file, safe) in enumerate(zip(files, safe_names, strict=True)):
         video = load_scored_video(file)

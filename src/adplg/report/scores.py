@@ -11,8 +11,9 @@ import numpy as np
 from adplg.errors import AdplgError
 from adplg.io import plain_file_name, read_json
 
-SCORE_KEYS = {"video": str, "fps": (int, float), "duration_s": (int, float), "time_s": list, "score": list,
-              "segments": list, "alert_rules": dict}
+SCORE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "video": str, "fps": (int, float), "duration_s": (int, float), "time_s": list, "score": list, "segments": list,
+    "alert_rules": dict}
 SEGMENT_KEYS = ("start_s", "end_s", "peak_score")
 
 
@@ -34,10 +35,12 @@ class ScoredVideo:
 
     @property
     def max_score(self) -> float:
+        """The highest frame score (0 for a video without frames)."""
         return float(self.scores.max(initial=0.0))
 
     @property
     def alert_seconds(self) -> float:
+        """The total duration of the alert segments, in seconds."""
         return float(sum(g["end_s"] - g["start_s"] for g in self.segments))
 
 

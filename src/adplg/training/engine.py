@@ -19,8 +19,15 @@ import yaml
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
-from adplg.checkpoints.format import (LAST, RUN_CONFIG, Checkpoint, remove_orphan_temporaries, restart_command,
-                                      save_checkpoint, verified_checkpoints)
+from adplg.checkpoints.format import (
+    LAST,
+    RUN_CONFIG,
+    Checkpoint,
+    remove_orphan_temporaries,
+    restart_command,
+    save_checkpoint,
+    verified_checkpoints,
+)
 from adplg.checkpoints.load import load_weights
 from adplg.checkpoints.resume import newest_resumable
 from adplg.config import Config
@@ -283,7 +290,8 @@ class Trainer:
         path = self.run_dir / "metrics.jsonl"
         if not path.is_file():
             return
-        kept, later = [], []
+        kept: list[str] = []
+        later: list[str] = []
         for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
             try:
                 record = json.loads(line) if line.endswith("\n") else None

@@ -27,6 +27,8 @@ def minmax(x: Tensor, dim: int = -1, eps: float = 1e-8) -> Tensor:
 
 @dataclass
 class PseudoLabels:
+    """The pseudo-labels of a batch of ``b`` abnormal videos of ``T`` snippets: targets, kept snippets, hard or not."""
+
     targets: Tensor  # [b, T] in [0, 1]: soft attention (history not full) or hard 0/1
     keep: Tensor  # [b, T] bool: False where the history variance marks the snippet as uncertain
     hard: Tensor  # [b] bool: whether the sample got hard labels
@@ -90,9 +92,11 @@ class PseudoLabelGenerator:
         return PseudoLabels(targets=targets, keep=keep, hard=hard)
 
     def state_dict(self) -> dict[str, Tensor]:
+        """The attention history (``buffer``) and visit counts (``visits``), as CPU copies for a checkpoint."""
         return {"buffer": self.buffer.detach().cpu().clone(), "visits": self.visits.detach().cpu().clone()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore the history saved by :meth:`state_dict`; a history of another shape is a ValueError."""
         if state["buffer"].shape != self.buffer.shape:
             raise ValueError(f"pseudo-label history shape {tuple(state['buffer'].shape)} != expected "
                              f"{tuple(self.buffer.shape)} (different data or settings than the checkpoint)")

@@ -36,10 +36,12 @@ class EpochSampler:
         return self.indices[self.order[start:start + self.batch_size]]
 
     def state_dict(self) -> dict[str, Tensor]:
+        """The generator state, the current order and position, for resuming bit for bit."""
         return {"generator": self.generator.get_state(), "order": self.order.clone(),
                 "position": torch.tensor(self.position)}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore the state saved by :meth:`state_dict`."""
         self.generator.set_state(state["generator"])
         self.order = state["order"].clone()
         self.position = int(state["position"])

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -52,7 +53,8 @@ class CLIPImageEncoder(nn.Module):
     def __init__(self, vision_model: CLIPVisionModelWithProjection):
         super().__init__()
         self.vision_model = vision_model
-        self.image_size: int = int(vision_model.config.image_size)
+        # transformers types image_size for every vision config (int | list | tuple | None); CLIP's is an int
+        self.image_size: int = int(vision_model.config.image_size)  # type: ignore[arg-type]
         self.feature_dim: int = int(vision_model.config.projection_dim)
 
     def forward(self, pixels: Tensor) -> Tensor:
@@ -214,15 +216,22 @@ def _load_hf_folder(folder: Path) -> CLIPImageEncoder:
             if is_full_clip:
                 full_config = CLIPConfig.from_pretrained(folder, local_files_only=True)
                 config = full_config.vision_config
+                # typed as CLIPConfig's constructor argument (dict | None); CLIPConfig makes it a CLIPVisionConfig
+                assert isinstance(config, CLIPVisionConfig)
+                if full_config.projection_dim is None:
+                    raise AdplgError(f"{_WHAT} folder {folder}: config.json: projection_dim: expected an integer "
+                                     f"(the image embedding size), got null")
                 # CLIPModel's visual_projection uses the top-level projection_dim, not the vision_config's.
                 config.projection_dim = full_config.projection_dim
             else:
                 config = CLIPVisionConfig.from_pretrained(folder, local_files_only=True)
             # Mismatched sizes are collected in the loading info and reported below, all at once.
-            model, info = CLIPVisionModelWithProjection.from_pretrained(
+            loaded = CLIPVisionModelWithProjection.from_pretrained(
                 folder, config=config, local_files_only=True, dtype=torch.float32, output_loading_info=True,
                 ignore_mismatched_sizes=True,
             )
+            # output_loading_info=True returns (model, info): transformers' annotation knows only the model
+            model, info = cast(tuple[CLIPVisionModelWithProjection, dict[str, Any]], loaded)
     except (OSError, ValueError, RuntimeError, KeyError, AttributeError) as exc:
         raise AdplgError(f"{_WHAT} folder {folder}: cannot be loaded as a Hugging Face CLIP model ({exc}); "
                          f"expected {_EXPECTED}") from exc

@@ -88,6 +88,7 @@ class Unit3D(nn.Module):
         self.bn = nn.BatchNorm3d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM) if use_batch_norm else None
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [B, C_in, T, H, W]`` -> ``[B, C_out, T', H', W']`` ("SAME" padding: ``ceil(size / stride)``)."""
         x = self.conv3d(pad_same_3d(x, self.kernel_size, self.stride))
         if self.bn is not None:
             x = self.bn(x)
@@ -107,6 +108,7 @@ class MaxPool3dSame(nn.Module):
         self.stride = _triple(stride)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [B, C, T, H, W]`` -> ``[B, C, ceil(T/st), ceil(H/sh), ceil(W/sw)]``."""
         return F.max_pool3d(pad_same_3d(x, self.kernel_size, self.stride), self.kernel_size, self.stride)
 
 
@@ -131,6 +133,7 @@ class InceptionModule(nn.Module):
         self.b3b = Unit3D(in_channels, c5, kernel_size=1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x [B, in_channels, T, H, W]`` -> ``[B, out_channels, T, H, W]``."""
         return torch.cat(
             [self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1
         )

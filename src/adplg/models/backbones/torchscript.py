@@ -155,6 +155,7 @@ class TensorTreeUnpickler(pickle.Unpickler):
         self.storages: dict[str, ArchiveStorage] = {}
 
     def find_class(self, module: str, name: str) -> Any:
+        """The class or function a pickle names, from the allow-list only; anything else is refused."""
         qualified = f"{module}.{name}"
         if module == SCRIPT_CLASS_PREFIX or module.startswith(SCRIPT_CLASS_PREFIX + "."):
             return script_class(qualified)
@@ -166,6 +167,7 @@ class TensorTreeUnpickler(pickle.Unpickler):
                              f"plain values")
 
     def persistent_load(self, pid: Any) -> ArchiveStorage:
+        """The storage a pickled tensor refers to, read from the archive's ``data/<key>`` blob."""
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
                 and isinstance(pid[1], StorageType) and isinstance(pid[2], str)):
             raise RefusedArchive(f"data.pkl has a persistent id {pid!r:.80}, expected ('storage', <storage type>, "
