@@ -280,14 +280,13 @@ class WatchOutputs:
         at ``os.devnull`` so that nothing still buffered fails again when the interpreter exits."""
         stream, self.events = self.events, None
         self.events_lost = True
+        to_stdout = any(stream is s for s in (sys.stdout, sys.__stdout__))
         try:
-            if stream is None:
-                pass
-            elif stream is sys.stdout or stream is sys.__stdout__:
+            if stream is not None and to_stdout:
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, stream.fileno())
                 os.close(devnull)
-            elif self._own_events:
+            elif stream is not None and self._own_events:
                 stream.close()
         except (OSError, ValueError):
             pass
