@@ -92,13 +92,18 @@ def test_little_footage_without_false_alarms_has_an_honest_interval():
 
 
 def test_calibration_with_hysteresis_above_the_low_scores():
-    """The bisection probes thresholds below the hysteresis: their off threshold is 0 (scores are >= 0), not an
-    invalid negative one."""
+    """Only thresholds with ``on - hysteresis >= 0`` are searched (normal footage scores near 0 must not give a
+    negative off threshold, nor an error about an off threshold nobody gave)."""
     videos = [(np.linspace(0, 1, 50), 10.0)]
     rules = calibrate(videos, 0.9, hysteresis=0.3)
-    assert rules.off_threshold == max(rules.on_threshold - 0.3, 0.0)
+    assert rules.on_threshold >= 0.3 and rules.off_threshold == rules.on_threshold - 0.3
     assert false_alarm_rate(videos, rules) <= 0.9
-    assert calibrate(videos, 0.0, hysteresis=2.0).off_threshold == 0.0
+    quiet = [(np.full(300, 0.002), 30.0), (np.linspace(0, 0.01, 300), 30.0)]  # all below the hysteresis
+    rules = calibrate(quiet, 0.05, hysteresis=0.05, min_duration_s=2, merge_gap_s=3)
+    assert rules.on_threshold == 0.05 and rules.off_threshold == 0.0 and rules.calibration["achieved_far"] == 0.0
+    with pytest.raises(AdplgError, match=r"hysteresis >= 0 and <= 1") as caught:
+        calibrate(videos, 0.0, hysteresis=2.0)  # no threshold in [0, 1] leaves off = on - 2 >= 0
+    assert caught.value.parameter == "hysteresis"
 
 
 def test_calibration_errors_and_zero_target():

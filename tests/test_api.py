@@ -17,6 +17,7 @@ from media import write_timed_video, write_video
 import adplg
 from adplg.cli.main import main
 from adplg.conventions import SNIPPET_FRAMES
+from adplg.data.extraction import TIME_FROM_PTS
 from adplg.data.synthetic import generate_synthetic_ucf
 from adplg.errors import AdplgError
 
@@ -56,7 +57,7 @@ def test_train_then_score_a_video_through_the_api(clip_run, tmp_path):
     timelines = scorer.score(video, weights=weights, features_dir=tmp_path / "features")
     (t,) = timelines
     assert t.name == "shop" and t.snippet_scores.shape == (3,) and t.frame_scores.shape == (3 * SNIPPET_FRAMES,)
-    assert t.fps == 25 and t.time_source == "container presentation times"
+    assert t.fps == 25 and t.time_source == TIME_FROM_PTS == "pts"  # the extraction record's wording
     assert np.allclose(t.times_s, np.arange(3 * SNIPPET_FRAMES) / 25, atol=1e-3)
     features = np.load(tmp_path / "features" / "shop.npy")
     assert np.allclose(scorer.score_array(features), t.snippet_scores, atol=1e-6)
@@ -79,7 +80,7 @@ def test_variable_frame_rate_timeline_uses_the_container_clock(clip_run, tmp_pat
     pts = np.concatenate([[0], np.cumsum(gaps)]).astype(int)  # 37 frames -> 2 snippets
     video = write_timed_video(tmp_path / "vfr.mkv", pts, rate=25)
     (t,) = adplg.load(run.checkpoint).score(video, weights=weights)
-    assert t.time_source == "container presentation times"
+    assert t.time_source == TIME_FROM_PTS == "pts"  # the extraction record's wording
     assert t.times_s[SNIPPET_FRAMES] == pytest.approx(pts[16] / 1000, abs=1e-3)  # 0.64 s, as 16 / 25
     assert t.times_s[-1] > 3.0 and t.duration_s == pytest.approx(pts[32] / 1000, abs=1e-3)  # 3.84 s, not 1.28 s
     _, segments = t.alerts(adplg.AlertRules(on_threshold=0.0))

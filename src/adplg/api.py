@@ -40,15 +40,18 @@ __all__ = ["load", "Scorer", "Timeline", "AlertRules", "calibrate", "extract", "
 
 def calibrate(scorer: Scorer | str | Path, normal_inputs: Inputs, target_far: float, *, hysteresis: float = 0.0,
               min_duration_s: float = 0.0, merge_gap_s: float = 0.0, save_to: str | Path | bool = True,
-              verdicts: str | Path | Verdicts | None = None, **score_options) -> AlertRules:
+              verdicts: str | Path | Verdicts | None = None, fps: float | None = None,
+              **score_options) -> AlertRules:
     """Alert rules for a model from normal footage it was not trained on: the lowest threshold whose false-alarm
     rate (share of normal frames inside an alert) is at most ``target_far``. ``scorer``: a :class:`Scorer` or a
     checkpoint path. ``verdicts``: a ``verdicts.json`` from an ``adplg report`` (or the read verdicts), whose false
-    alerts' footage counts as extra normal footage. Saved beside the checkpoint by default (``save_to``), where
+    alerts' footage counts as extra normal footage. ``fps``: the frame rate of feature files without an extraction
+    record, as for :meth:`Scorer.score`. Saved beside the checkpoint by default (``save_to``), where
     scoring picks them up; see :meth:`Scorer.calibrate` for the options."""
     scorer = scorer if isinstance(scorer, Scorer) else load(scorer)
     return scorer.calibrate(normal_inputs, target_far, hysteresis=hysteresis, min_duration_s=min_duration_s,
-                            merge_gap_s=merge_gap_s, save_to=save_to, verdicts=verdicts, **score_options)
+                            merge_gap_s=merge_gap_s, save_to=save_to, verdicts=verdicts, fps=fps,
+                            **score_options)
 
 
 def extract(videos: Inputs, out_dir: str | Path, *, backbone: str, weights: str | Path, crops: int | None = None,

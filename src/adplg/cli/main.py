@@ -203,11 +203,32 @@ def error_message(exc: AdplgError, parser: argparse.ArgumentParser, args: argpar
     return exc.for_option(option) if option else str(exc)
 
 
+class ParameterHints(logging.Filter):
+    """A library warning's hint ``pass <parameter>=`` (logged with ``extra={"parameter": ...}``) as the command's
+    flag: ``pass --fps``."""
+
+    def __init__(self, parser: argparse.ArgumentParser, command: str | None):
+        super().__init__()
+        self.parser, self.command = parser, command
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite ``parameter=`` in a record that names one into this command's flag; keeps every record."""
+        parameter = getattr(record, "parameter", None)
+        option = option_for(self.parser, self.command, parameter) if parameter else None
+        if option:
+            record.msg, record.args = record.getMessage().replace(f"{parameter}=", option), None
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``adplg``: parse ``argv`` (default ``sys.argv[1:]``), run the command, return its exit code."""
     parser = build_parser()
     args = parse_args(parser, normalize_spellings(parser, sys.argv[1:] if argv is None else list(argv)))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:  # this command's flags only (main may run several times)
+        for old in [f for f in handler.filters if isinstance(f, ParameterHints)]:
+            handler.removeFilter(old)
+        handler.addFilter(ParameterHints(parser, getattr(args, "command", None)))
     try:
         return args.func(args)
     except AdplgError as exc:

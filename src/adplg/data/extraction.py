@@ -20,8 +20,10 @@ A folder ``<out>`` of extracted features holds::
     ``video`` (the name: the video file's stem), ``source`` (the video's absolute path), ``fps`` (the container's
     rate), ``container_frames`` (the container's frame count, 0 when unknown), ``frames_decoded``, ``snippets`` (T),
     ``frames_covered`` (T x 16), ``snippet_start_s`` / ``snippet_end_s`` (``[T]`` seconds from the stream's start, 6
-    decimals; a snippet ends where the next decoded frame starts), ``time_source`` ("pts", or "frame index" when the
-    container has no timestamps and ``i / fps`` was used), ``duration_s`` and ``duration_source`` (the stream's or
+    decimals; a snippet ends where the next decoded frame starts), ``time_source`` (:data:`TIME_FROM_PTS`, or
+    :data:`TIME_FROM_FRAME_INDEX` when the container has no usable timestamps and ``i / fps`` was used),
+    ``frame_pts`` (with "pts" only: every decoded frame's presentation time, run-length coded,
+    :func:`encode_frame_pts`), ``duration_s`` and ``duration_source`` (the stream's or
     container's duration, never less than the end of the last decoded frame; "stream", "container" or "decoded
     frames"), ``frame_count_mismatch`` (only when the container's count differs from the frames decoded:
     ``{"container": N, "decoded": M}``), ``width`` / ``height`` (px), ``crops``, ``crop_files`` (the crop file
@@ -46,6 +48,7 @@ import io
 import json
 import logging
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +80,11 @@ __all__ = [
     "foreign_files",
     "check_extract_folder",
     "is_extraction_folder",
+    "TIME_FROM_PTS",
+    "TIME_FROM_FRAME_INDEX",
+    "TIME_FROM_SNIPPET_PTS",
+    "encode_frame_pts",
+    "decode_frame_pts",
 ]
 
 log = logging.getLogger(__name__)
@@ -86,7 +94,11 @@ META_DIR = "meta"
 FEATURE_LIST_NAME = "features.list"
 # the layout and meaning of the feature files and meta records; part of every video's settings fingerprint, so a
 # change here makes re-runs redo the videos extracted before it
-FEATURE_FORMAT_VERSION = 1
+FEATURE_FORMAT_VERSION = 2  # 2: records keep every frame's presentation time (frame_pts)
+# the clock of a record's times (``time_source``), worded the same in the record, a score summary and the report
+TIME_FROM_PTS = "pts"  # the container's presentation time of every frame
+TIME_FROM_FRAME_INDEX = "frame index"  # frame i at i / fps
+TIME_FROM_SNIPPET_PTS = "pts per snippet, frames spaced evenly within"  # snippet times only (older records, streams)
 # manifest keys whose change changes the features: a folder never mixes two values of any of them
 FEATURE_KEYS = ("backbone", "weights_sha256", "crops", "resize_short_side", "resize_mode", "crop_size",
                 "snippet_frames", "normalisation", "clip_frame", "naming")
@@ -183,6 +195,39 @@ def is_extraction_folder(folder: str | Path) -> bool:
     folder = Path(folder)
     return folder.is_dir() and (manifest_path(folder).is_file()
                                 or ((folder / META_DIR).is_dir() and feature_list_path(folder).is_file()))
+
+
+def encode_frame_pts(times_s, time_base: Fraction | None) -> dict:
+    """Every frame's presentation time ``times_s [F]`` (seconds from the stream's start) as the record's compact
+    ``frame_pts``: ``{"time_base": "1/1000", "first": ticks, "steps": [[ticks, count], ...]}``, the first frame's
+    time and runs of equal steps between consecutive frames, in integer ticks of the stream's ``time_base`` (exact;
+    microseconds without one). A constant-rate video is one run."""
+    base = Fraction(time_base) if time_base else Fraction(1, 1_000_000)
+    ticks = np.rint(np.asarray(times_s, np.float64) / float(base)).astype(np.int64)
+    steps: list[list[int]] = []
+    for step in np.diff(ticks).tolist():
+        if steps and steps[-1][0] == step:
+            steps[-1][1] += 1
+        else:
+            steps.append([step, 1])
+    return {"time_base": f"{base.numerator}/{base.denominator}", "first": int(ticks[0]) if len(ticks) else 0,
+            "steps": steps}
+
+
+def decode_frame_pts(value, where: str) -> np.ndarray:
+    """The ``[F]`` float64 seconds of a record's ``frame_pts`` (:func:`encode_frame_pts`); an :class:`AdplgError`
+    naming ``where`` (the record) when it is not in that form."""
+    try:
+        base = Fraction(value["time_base"])
+        steps = np.asarray(value["steps"], dtype=np.int64).reshape(-1, 2)
+        first = int(value["first"])
+        if base <= 0 or np.any(steps[:, 1] < 1) or np.any(steps[:, 0] < 0):
+            raise ValueError("a time base <= 0, a count < 1 or a step < 0")
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        raise AdplgError(f"{where}: frame_pts: expected {{'time_base': 'N/D', 'first': ticks, 'steps': [[ticks, "
+                         f"count], ...]}} with steps >= 0 and counts >= 1, got {str(value)[:120]} ({exc})") from None
+    ticks = first + np.concatenate([[0], np.cumsum(np.repeat(steps[:, 0], steps[:, 1]))])
+    return ticks * float(base)
 
 
 # ------------------------------------------------------------------------------------------------------- writing

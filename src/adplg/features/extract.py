@@ -41,7 +41,9 @@ from tqdm import tqdm
 
 from adplg.conventions import LIST_EXTENSIONS, NAMINGS, SNIPPET_FRAMES, VIDEO_EXTENSIONS, crop_file_names
 from adplg.data.extraction import (
+    TIME_FROM_PTS,
     check_extract_folder,
+    encode_frame_pts,
     is_finished,
     manifest_path,
     meta_path,
@@ -198,6 +200,8 @@ def _timing_record(video: Path, reader: SnippetReader, snippets: int) -> dict:
             "snippet_start_s": [round(float(t), 6) for t in times.start_s],
             "snippet_end_s": [round(float(t), 6) for t in times.end_s],
             "time_source": times.source,
+            **({"frame_pts": encode_frame_pts(times.frame_start_s, times.time_base)}
+               if times.source == TIME_FROM_PTS and times.frame_start_s is not None else {}),
             "duration_s": round(times.duration_s, 6),
             "duration_source": times.duration_source,
         })

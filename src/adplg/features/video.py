@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from adplg.conventions import CROP_COUNTS, SNIPPET_FRAMES
+from adplg.data.extraction import TIME_FROM_FRAME_INDEX, TIME_FROM_PTS
 from adplg.errors import AdplgError
 
 __all__ = [
@@ -57,7 +58,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TIME_SOURCES = ("pts", "frame index")
+TIME_SOURCES = (TIME_FROM_PTS, TIME_FROM_FRAME_INDEX)
 CROP_ORDER = (
     "0 centre, 1 top-left, 2 top-right, 3 bottom-left, 4 bottom-right, 5..9 horizontal flips of 0..4"
 )
@@ -79,18 +80,21 @@ class VideoInfo:
     duration_source: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SnippetTimes:
     """The clock of one video's complete snippets. ``start_s`` / ``end_s``: float64 ``[T]`` seconds from the stream's
     start (``end_s[t] >= start_s[t]``); ``source``: "pts" or "frame index" (see the module docstring);
     ``duration_s``: the stream's (else the container's) duration in seconds, never less than the end of the last
-    decoded frame (``duration_source`` "stream", "container" or "decoded frames")."""
+    decoded frame (``duration_source`` "stream", "container" or "decoded frames"). ``frame_start_s``: float64
+    ``[F]``, every decoded frame's time on the same clock; ``time_base``: the stream's (None when unknown)."""
 
     start_s: np.ndarray
     end_s: np.ndarray
     source: str
     duration_s: float
     duration_source: str
+    frame_start_s: np.ndarray | None = None
+    time_base: Fraction | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------- decoding
@@ -186,6 +190,7 @@ class SnippetReader:
         self.info: VideoInfo | None = None
         self._times: list[float | None] = []  # [F] seconds from the stream's start; None: the frame has no timestamp
         self._last_duration_s: float | None = None  # the last decoded frame's duration, when the container gives it
+        self.time_base: Fraction | None = None  # the stream's, once iteration has started
 
     def __iter__(self) -> Iterator[np.ndarray]:
         container, stream = open_video(self.path)
@@ -195,7 +200,7 @@ class SnippetReader:
         self.info = _stream_info(self.path, stream, container)
         self.frames_decoded = 0
         self._times, self._last_duration_s = [], None
-        time_base = stream.time_base
+        time_base = self.time_base = stream.time_base
         start = stream.start_time  # in time_base units; None when the container does not set it
         buffer: list[np.ndarray] = []
         try:
@@ -225,11 +230,11 @@ class SnippetReader:
         if times and all(t is not None for t in times):
             array = np.asarray(times, np.float64)
             if np.all(np.diff(array) >= 0):
-                return array, "pts"
+                return array, TIME_FROM_PTS
             log.warning("video %s: presentation times go backwards; frame times are frame index / fps", self.path)
         fps = self.info.fps if self.info is not None else 0.0
         if fps > 0:
-            return np.arange(len(times), dtype=np.float64) / fps, "frame index"
+            return np.arange(len(times), dtype=np.float64) / fps, TIME_FROM_FRAME_INDEX
         return None
 
     def snippet_times(self) -> SnippetTimes | None:
@@ -240,7 +245,7 @@ class SnippetReader:
             return None
         times, source = found
         fps = self.info.fps if self.info is not None else 0.0
-        if source == "pts" and self._last_duration_s:
+        if source == TIME_FROM_PTS and self._last_duration_s:
             step = self._last_duration_s
         elif fps > 0:
             step = 1.0 / fps
@@ -252,7 +257,7 @@ class SnippetReader:
         if self.info is not None and self.info.duration_s >= last_end:
             duration_s, duration_source = self.info.duration_s, self.info.duration_source
         return SnippetTimes(start_s=start_s, end_s=end_s, source=source, duration_s=duration_s,
-                            duration_source=duration_source)
+                            duration_source=duration_source, frame_start_s=times, time_base=self.time_base)
 
 
 def frame_time_s(frame, time_base: Fraction | None, start: int | None) -> float | None:

@@ -180,30 +180,77 @@ def _runs(mask: np.ndarray) -> np.ndarray:
     return np.stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)], axis=1)
 
 
-def alert_mask(frame_scores: np.ndarray, fps: float, rules: AlertRules) -> np.ndarray:
-    """``frame_scores [N]`` -> ``[N]`` bool: frames inside an alert after hysteresis, merging and minimum duration."""
-    check_number("alerts", "fps", fps, low=0, low_open=True)
+def check_frame_edges(frame_edges_s, frames: int, where: str = "alerts") -> np.ndarray:
+    """``frame_edges_s`` as float64 ``[frames + 1]`` seconds (each frame's start, then the end of the last frame),
+    finite and non-decreasing; an :class:`AdplgError` naming ``where`` otherwise."""
+    edges = np.asarray(frame_edges_s, dtype=np.float64)
+    if edges.shape != (frames + 1,) or not np.all(np.isfinite(edges)) or np.any(np.diff(edges) < 0):
+        raise AdplgError(f"{where}: expected {frames + 1} finite, non-decreasing frame edges in seconds (each frame's "
+                         f"start, then the end of the last frame), got shape {list(edges.shape)}")
+    return edges
+
+
+def _hysteresis_runs(frame_scores: np.ndarray, fps: float, rules: AlertRules,
+                     edges: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(mask [N], runs [K, 2])`` after hysteresis and merging, before the minimum duration."""
     assert rules.off_threshold is not None  # AlertRules.__post_init__ sets it
     mask = hysteresis_mask(frame_scores, rules.on_threshold, rules.off_threshold)
     runs = _runs(mask)
     if len(runs) > 1 and rules.merge_gap_s > 0:
-        close = (runs[1:, 0] - runs[:-1, 1]) <= rules.merge_gap_s * fps
+        if edges is None:
+            close = (runs[1:, 0] - runs[:-1, 1]) <= rules.merge_gap_s * fps
+        else:
+            close = (edges[runs[1:, 0]] - edges[runs[:-1, 1]]) <= rules.merge_gap_s
         for start, end in zip(runs[:-1, 1][close], runs[1:, 0][close], strict=True):
             mask[start:end] = True
         runs = _runs(mask)
-    if rules.min_duration_s > 0:
-        for start, end in runs[(runs[:, 1] - runs[:, 0]) < rules.min_duration_s * fps]:
-            mask[start:end] = False
+    return mask, runs
+
+
+def _too_short(runs: np.ndarray, fps: float, rules: AlertRules, edges: np.ndarray | None) -> np.ndarray:
+    """``[K]`` bool: the runs shorter than the rules' minimum duration."""
+    if rules.min_duration_s <= 0:
+        return np.zeros(len(runs), dtype=bool)
+    if edges is None:
+        return (runs[:, 1] - runs[:, 0]) < rules.min_duration_s * fps
+    return (edges[runs[:, 1]] - edges[runs[:, 0]]) < rules.min_duration_s
+
+
+def alert_mask(frame_scores: np.ndarray, fps: float, rules: AlertRules,
+               frame_edges_s: np.ndarray | None = None) -> np.ndarray:
+    """``frame_scores [N]`` -> ``[N]`` bool: frames inside an alert after hysteresis, merging and minimum duration.
+
+    Durations and gaps are measured on ``frame_edges_s [N + 1]`` seconds (each frame's start, then the end of the
+    last frame: a video's real clock) when given, else frame ``i`` is at ``i / fps``."""
+    check_number("alerts", "fps", fps, low=0, low_open=True)
+    edges = None if frame_edges_s is None else check_frame_edges(frame_edges_s, len(frame_scores))
+    mask, runs = _hysteresis_runs(frame_scores, fps, rules, edges)
+    for start, end in runs[_too_short(runs, fps, rules, edges)]:
+        mask[start:end] = False
     return mask
 
 
-def alert_segments(frame_scores: np.ndarray, fps: float, rules: AlertRules) -> list[Segment]:
-    """The alerts of one video's ``frame_scores [N]`` (frame ``i`` at ``i / fps`` seconds)."""
+def dropped_runs(frame_scores: np.ndarray, fps: float, rules: AlertRules,
+                 frame_edges_s: np.ndarray | None = None) -> np.ndarray:
+    """``[K, 2]`` ``[start, end)`` frames of the spans that reached the on threshold (after hysteresis and merging)
+    but raised no alert because they were shorter than ``rules.min_duration_s`` (clock as in :func:`alert_mask`)."""
+    check_number("alerts", "fps", fps, low=0, low_open=True)
+    edges = None if frame_edges_s is None else check_frame_edges(frame_edges_s, len(frame_scores))
+    _, runs = _hysteresis_runs(frame_scores, fps, rules, edges)
+    return runs[_too_short(runs, fps, rules, edges)].reshape(-1, 2)
+
+
+def alert_segments(frame_scores: np.ndarray, fps: float, rules: AlertRules,
+                   frame_edges_s: np.ndarray | None = None) -> list[Segment]:
+    """The alerts of one video's ``frame_scores [N]``: frame ``i`` at ``frame_edges_s[i]`` seconds when given
+    (``[N + 1]``, see :func:`alert_mask`), else at ``i / fps``."""
     frame_scores = np.asarray(frame_scores, dtype=np.float64)
+    edges = None if frame_edges_s is None else check_frame_edges(frame_edges_s, len(frame_scores))
     out = []
-    for start, end in _runs(alert_mask(frame_scores, fps, rules)):
+    for start, end in _runs(alert_mask(frame_scores, fps, rules, edges)):
         part = frame_scores[start:end]
-        out.append(Segment(start_frame=int(start), end_frame=int(end), start_s=start / fps, end_s=end / fps,
+        start_s, end_s = (start / fps, end / fps) if edges is None else (float(edges[start]), float(edges[end]))
+        out.append(Segment(start_frame=int(start), end_frame=int(end), start_s=start_s, end_s=end_s,
                            peak_score=float(part.max()), mean_score=float(part.mean())))
     return out
 

@@ -12,6 +12,8 @@ Reviewers' verdicts (:mod:`adplg.inference.verdicts`) add the footage of reviewe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from adplg.errors import AdplgError
@@ -22,22 +24,71 @@ LITTLE_FOOTAGE_S = 30 * 60.0  # below this much normal footage (seconds) calibra
 FEW_VIDEOS = 30  # ... or below this many normal videos
 
 
-def false_alarm_rate(videos: list[tuple[np.ndarray, float]], rules: AlertRules) -> float:
-    """Fraction of the frames of normal videos ``[(frame_scores [N], fps), ...]`` that lie inside an alert."""
-    alerted = sum(int(alert_mask(scores, fps, rules).sum()) for scores, fps in videos)
-    total = sum(len(scores) for scores, _ in videos)
-    return alerted / max(total, 1)
+@dataclass(frozen=True, kw_only=True)
+class Footage:
+    """One normal video to calibrate on: ``frame_scores [N]`` and its clock, ``clock_edges_s [N + 1]`` seconds (each
+    frame's start, then the end of the last frame: the container's presentation times) when known, else frame ``i``
+    at ``i / fps``. A :class:`~adplg.inference.timeline.Timeline` has the same three attributes."""
+
+    frame_scores: np.ndarray
+    fps: float
+    clock_edges_s: np.ndarray | None = None
 
 
-def _bootstrap_interval(videos, rules: AlertRules, rounds: int, seed: int) -> tuple[float, float]:
+def as_footage(video) -> Footage:
+    """``video``: a ``(frame_scores [N], fps)`` pair, or anything with ``frame_scores``, ``fps`` and
+    ``clock_edges_s`` (a :class:`Footage`, a timeline)."""
+    if isinstance(video, tuple):
+        scores, fps = video
+        return Footage(frame_scores=np.asarray(scores), fps=fps)
+    return Footage(frame_scores=np.asarray(video.frame_scores), fps=video.fps, clock_edges_s=video.clock_edges_s)
+
+
+def _alerted(video: Footage, rules: AlertRules) -> np.ndarray:
+    return alert_mask(video.frame_scores, video.fps, rules, video.clock_edges_s)
+
+
+def _segments(video: Footage, rules: AlertRules):
+    return alert_segments(video.frame_scores, video.fps, rules, video.clock_edges_s)
+
+
+def _seconds(video: Footage, mask: np.ndarray | None = None) -> float:
+    """The video's duration in seconds (its real clock, else frames / fps), or that of the frames in ``mask``."""
+    if video.clock_edges_s is None:
+        count = len(video.frame_scores) if mask is None else int(mask.sum())
+        return count / video.fps
+    durations = np.diff(np.asarray(video.clock_edges_s, dtype=np.float64))
+    return float(durations.sum() if mask is None else durations[mask].sum())
+
+
+def _alerted_and_total_s(videos: list[Footage], rules: AlertRules) -> tuple[np.ndarray, np.ndarray]:
+    """Per video, ``(alerted seconds [V], seconds [V])``."""
+    alerted = np.array([_seconds(v, _alerted(v, rules)) for v in videos], dtype=np.float64)
+    total = np.array([_seconds(v) for v in videos], dtype=np.float64)
+    return alerted, total
+
+
+def false_alarm_rate(videos, rules: AlertRules) -> float:
+    """Share of the time of normal ``videos`` (see :func:`as_footage`: ``[(frame_scores [N], fps), ...]``,
+    :class:`Footage` or timelines) that lies inside an alert, on each video's real clock when it has one. With
+    frame times ``i / fps`` at one rate this is the share of frames inside an alert."""
+    footage = [as_footage(v) for v in videos]
+    if all(v.clock_edges_s is None for v in footage) and len({v.fps for v in footage}) <= 1:
+        alerted = sum(int(_alerted(v, rules).sum()) for v in footage)  # exact counts: no rounding of seconds
+        return alerted / max(sum(len(v.frame_scores) for v in footage), 1)
+    alerted_s, total_s = _alerted_and_total_s(footage, rules)
+    return float(alerted_s.sum() / total_s.sum()) if total_s.sum() > 0 else 0.0
+
+
+def _bootstrap_interval(videos: list[Footage], rules: AlertRules, rounds: int, seed: int) -> tuple[float, float]:
     """Resampling part of the interval: the spread of the calibration estimate comes from resampling its videos with
     replacement; a new sample of the same size has the same spread and is independent of it, hence
     ``rate +- 1.96 * sqrt(2) * std``. It says 0%-0% whenever no video has a false alarm."""
-    alerted = np.array([alert_mask(s, fps, rules).sum() for s, fps in videos], dtype=np.float64)
-    frames = np.array([len(s) for s, _ in videos], dtype=np.float64)
+    alerted, seconds = _alerted_and_total_s(videos, rules)
     picks = np.random.default_rng(seed).integers(0, len(videos), size=(rounds, len(videos)))
-    spread = float(np.std(alerted[picks].sum(axis=1) / np.maximum(frames[picks].sum(axis=1), 1)))
-    rate = alerted.sum() / max(frames.sum(), 1)
+    totals = seconds[picks].sum(axis=1)
+    spread = float(np.std(alerted[picks].sum(axis=1) / np.where(totals > 0, totals, 1.0)))
+    rate = false_alarm_rate(videos, rules)
     half = 1.96 * np.sqrt(2.0) * spread
     return float(max(rate - half, 0.0)), float(min(rate + half, 1.0))
 
@@ -46,13 +97,14 @@ def interval_unit_s(videos, rules: AlertRules) -> float:
     """Length in seconds of one effectively independent unit of footage: the longest of :data:`MIN_UNIT_S`, the
     rules' minimum duration and the mean length of the alerts the rules raise on ``videos`` (false alarms come in
     runs of correlated snippets, so a frame is far from an independent trial)."""
-    durations = [g.duration_s for s, fps in videos for g in alert_segments(s, fps, rules)]
+    durations = [g.duration_s for v in map(as_footage, videos) for g in _segments(v, rules)]
     return float(max(MIN_UNIT_S, rules.min_duration_s, np.mean(durations) if durations else 0.0))
 
 
 def effective_units(videos, unit_s: float) -> float:
-    """How many independent units ``videos`` hold: each video's duration over ``unit_s``, at least 1 per video."""
-    return float(sum(max(len(s) / fps / unit_s, 1.0) for s, fps in videos))
+    """How many independent units ``videos`` hold: each video's duration (its real clock when known) over
+    ``unit_s``, at least 1 per video."""
+    return float(sum(max(_seconds(v) / unit_s, 1.0) for v in map(as_footage, videos)))
 
 
 def binomial_interval(rate: float, n: float, level: float = 0.95) -> tuple[float, float]:
@@ -86,7 +138,7 @@ def _far_prediction_interval(videos, rules: AlertRules, rounds: int, seed: int,
 def footage_note(videos, unit_s: float, units: float) -> str | None:
     """Why the interval is wide when the footage is little (under :data:`LITTLE_FOOTAGE_S` seconds or
     :data:`FEW_VIDEOS` videos), else None."""
-    seconds = sum(len(s) / fps for s, fps in videos)
+    seconds = sum(_seconds(v) for v in map(as_footage, videos))
     if seconds >= LITTLE_FOOTAGE_S and len(videos) >= FEW_VIDEOS:
         return None
     zero_high = binomial_interval(0.0, units)[1]
@@ -99,20 +151,25 @@ def footage_note(videos, unit_s: float, units: float) -> str | None:
 
 def check_calibration(target_far: float, hysteresis: float = 0.0, min_duration_s: float = 0.0,
                       merge_gap_s: float = 0.0) -> None:
-    """The arguments of :func:`calibrate`: ``0 <= target_far < 1`` and non-negative ``hysteresis``, minimum
+    """The arguments of :func:`calibrate`: ``0 <= target_far < 1``, ``0 <= hysteresis <= 1`` (scores are in
+    ``[0, 1]``: a larger one leaves no threshold with ``off = on - hysteresis >= 0``) and non-negative minimum
     duration and merge gap, all finite; an :class:`AdplgError` naming the first bad one (cheap: call it before
     scoring the normal footage)."""
     check_number("calibrate", "target_far", target_far, low=0, high=1, high_open=True)
-    check_number("calibrate", "hysteresis", hysteresis, low=0)
+    check_number("calibrate", "hysteresis", hysteresis, low=0, high=1)
     check_number("calibrate", "min_duration_s", min_duration_s, low=0)
     check_number("calibrate", "merge_gap_s", merge_gap_s, low=0)
 
 
-def calibrate(videos: list[tuple[np.ndarray, float]], target_far: float, hysteresis: float = 0.0,
-              min_duration_s: float = 0.0, merge_gap_s: float = 0.0, bootstrap_rounds: int = 1000,
-              seed: int = 0) -> AlertRules:
-    """The lowest ``on_threshold`` (with ``off = max(on - hysteresis, 0)``) whose false-alarm rate on the normal
-    ``videos [(frame_scores [N], fps), ...]`` is at most ``target_far``.
+def calibrate(videos, target_far: float, hysteresis: float = 0.0, min_duration_s: float = 0.0,
+              merge_gap_s: float = 0.0, bootstrap_rounds: int = 1000, seed: int = 0) -> AlertRules:
+    """The lowest ``on_threshold`` (with ``off = on - hysteresis``) whose false-alarm rate on the normal ``videos``
+    is at most ``target_far``. ``videos``: ``[(frame_scores [N], fps), ...]``, :class:`Footage` or timelines (see
+    :func:`as_footage`); durations, gaps, the rate and the amount of footage are measured on each video's real
+    clock when it has one.
+
+    Only thresholds with ``hysteresis <= on <= SCORE_MAX`` are searched (the off threshold is never negative): the
+    normal videos' scores at or above the hysteresis, and the lowest value above every score (no alerts at all).
 
     ``calibration`` records the achieved rate, alerts per hour, the amount of footage used, and the rate's
     tolerance ``far_95_prediction_interval`` for new normal footage of the same amount and kind. That interval is
@@ -127,41 +184,41 @@ def calibrate(videos: list[tuple[np.ndarray, float]], target_far: float, hystere
 
     Under 30 minutes of footage or under 30 videos, ``footage_note`` says why the interval is wide."""
     check_calibration(target_far, hysteresis, min_duration_s, merge_gap_s)
-    if not videos:
+    footage = [as_footage(v) for v in videos]
+    if not footage:
         raise AdplgError("calibrate: no normal videos given")
-
-    def off(on: float) -> float:  # scores are >= 0, so an off threshold below 0 would act as 0
-        return max(on - hysteresis, 0.0)
-
-    base = AlertRules(on_threshold=1.0, off_threshold=off(1.0), min_duration_s=min_duration_s,
+    scores = np.unique(np.concatenate([np.asarray(v.frame_scores, dtype=np.float64).reshape(-1) for v in footage]))
+    if scores.size and not (np.isfinite(scores).all() and scores[0] >= 0 and scores[-1] <= 1):
+        raise AdplgError(f"calibrate: expected normal footage scores in [0, 1], got values from {scores[0]:g} to "
+                         f"{scores[-1]:g}")
+    above_all = max(float(np.nextafter(scores[-1], np.inf)) if scores.size else 0.0, hysteresis)
+    candidates = np.append(scores[scores >= hysteresis], above_all)  # ascending; the last one raises no alert
+    base = AlertRules(on_threshold=above_all, off_threshold=above_all - hysteresis, min_duration_s=min_duration_s,
                       merge_gap_s=merge_gap_s)
-    candidates = np.unique(np.concatenate([np.asarray(s, dtype=np.float64) for s, _ in videos]))
-    candidates = np.append(candidates, np.nextafter(candidates[-1], np.inf))  # above every score: no alerts
 
-    def far(i: int) -> float:
+    def rules_at(i: int) -> AlertRules:  # on >= hysteresis, so off = on - hysteresis >= 0 exactly in floating point
         on = float(candidates[i])
-        return false_alarm_rate(videos, base.with_thresholds(on, off(on)))
+        return base.with_thresholds(on, on - hysteresis)
 
     lo, hi = 0, len(candidates) - 1  # far(hi) == 0 <= target; find the first index with far <= target
     while lo < hi:
         mid = (lo + hi) // 2
-        if far(mid) <= target_far:
+        if false_alarm_rate(footage, rules_at(mid)) <= target_far:
             hi = mid
         else:
             lo = mid + 1
-    on = float(candidates[lo])
-    rules = base.with_thresholds(on, off(on))
-    achieved = false_alarm_rate(videos, rules)
-    unit_s = interval_unit_s(videos, rules)
-    units = effective_units(videos, unit_s)
-    low, high = _far_prediction_interval(videos, rules, bootstrap_rounds, seed, units)
-    seconds = sum(len(s) / fps for s, fps in videos)
-    alerts = sum(len(alert_segments(s, fps, rules)) for s, fps in videos)
+    rules = rules_at(lo)
+    achieved = false_alarm_rate(footage, rules)
+    unit_s = interval_unit_s(footage, rules)
+    units = effective_units(footage, unit_s)
+    low, high = _far_prediction_interval(footage, rules, bootstrap_rounds, seed, units)
+    seconds = sum(_seconds(v) for v in footage)
+    alerts = sum(len(_segments(v, rules)) for v in footage)
     rules.calibration = {"target_far": target_far, "achieved_far": achieved, "far_95_prediction_interval": [low, high],
-                         "alerts_per_hour": alerts / max(seconds / 3600.0, 1e-12), "videos": len(videos),
-                         "frames": int(sum(len(s) for s, _ in videos)), "hours": seconds / 3600.0,
+                         "alerts_per_hour": alerts / max(seconds / 3600.0, 1e-12), "videos": len(footage),
+                         "frames": int(sum(len(v.frame_scores) for v in footage)), "hours": seconds / 3600.0,
                          "hysteresis": hysteresis, "interval_unit_s": unit_s, "interval_units": units}
-    note = footage_note(videos, unit_s, units)
+    note = footage_note(footage, unit_s, units)
     if note:
         rules.calibration["footage_note"] = note
     return rules

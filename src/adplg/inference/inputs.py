@@ -17,12 +17,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from adplg.conventions import VIDEO_EXTENSIONS, crop_file_names, split_crop_suffix
-from adplg.data.extraction import read_manifest, read_video_record
+from adplg.data.extraction import (
+    TIME_FROM_FRAME_INDEX,
+    TIME_FROM_PTS,
+    TIME_FROM_SNIPPET_PTS,
+    decode_frame_pts,
+    read_manifest,
+    read_video_record,
+)
 from adplg.data.lists import CropItem
 from adplg.data.npy_files import npy_failure_reason
 from adplg.errors import AdplgError
@@ -198,24 +206,38 @@ def feature_items(inputs: list[Path], naming: str = "ucf", allow_incomplete: boo
     return items
 
 
-def record_clock(record: dict | None, snippets: int, where: str) -> tuple[float | None, np.ndarray | None,
-                                                                       np.ndarray | None]:
-    """``(fps, snippet_start_s [T], snippet_end_s [T])`` from an extraction record; Nones where absent."""
+@dataclass(frozen=True, kw_only=True)
+class RecordClock:
+    """The clock an extraction record gives a video: ``fps`` (the container's nominal rate, None when absent),
+    ``snippet_start_s`` / ``snippet_end_s`` ``[T]`` seconds and ``frame_start_s`` ``[F]`` (every decoded frame's
+    presentation time) where the record has them, and its ``time_source``."""
+
+    fps: float | None = None
+    snippet_start_s: np.ndarray | None = None
+    snippet_end_s: np.ndarray | None = None
+    frame_start_s: np.ndarray | None = None
+    time_source: str | None = None
+
+
+def record_clock(record: dict | None, snippets: int, where: str) -> RecordClock:
+    """The :class:`RecordClock` of an extraction record (all None without one). A record whose times are
+    ``frame index / fps`` gives only its rate: ``i / fps`` is the same clock."""
     if record is None:
-        return None, None, None
-    fps: float | None  # None: the record gives no usable frame rate
+        return RecordClock()
     try:
-        fps = float(record.get("fps") or 0)
+        rate = float(record.get("fps") or 0)
     except (TypeError, ValueError):
         raise AdplgError(f"{where}: expected a numeric 'fps', got {record.get('fps')!r}") from None
-    fps = fps if np.isfinite(fps) and fps > 0 else None
+    fps = rate if np.isfinite(rate) and rate > 0 else None
+    source = record.get("time_source")
     start, end = record.get("snippet_start_s"), record.get("snippet_end_s")
-    if start is None or end is None:
-        return fps, None, None
+    if start is None or end is None or source == TIME_FROM_FRAME_INDEX:
+        return RecordClock(fps=fps, time_source=source)
     start, end = np.asarray(start, np.float64), np.asarray(end, np.float64)
     if start.shape != (snippets,) or end.shape != (snippets,) or not np.all(np.isfinite(start)) \
             or np.any(end < start):
         raise AdplgError(f"{where}: expected {snippets} snippet start/end times with end >= start, got "
                          f"{start.shape[0] if start.ndim else 0} start and {end.shape[0] if end.ndim else 0} end times")
-    return fps, start, end
-
+    frames = None if record.get("frame_pts") is None else decode_frame_pts(record["frame_pts"], where)
+    return RecordClock(fps=fps, snippet_start_s=start, snippet_end_s=end, frame_start_s=frames,
+                       time_source=TIME_FROM_PTS if frames is not None else TIME_FROM_SNIPPET_PTS)

@@ -81,7 +81,7 @@ def score_inputs(net_s: torch.nn.Module, inputs: list[Path], feature_dim: int, n
     store = FeatureStore.load(items, feature_dim=feature_dim, mmap=True, progress=progress,
                               context="features to score")  # memory-mapped: one video in memory at a time
     scores = score_features(net_s, store, device, precision, batch_snippets, smooth_window)
-    timelines = []
+    timelines, assumed = [], []
     for video, snippet_scores in scores.items():
         files = [str(it.path) for it in items if it.video == video]
         crops = sum(it.video == video for it in items)
@@ -89,14 +89,14 @@ def score_inputs(net_s: torch.nn.Module, inputs: list[Path], feature_dim: int, n
             log.warning("%s: %d crop(s) found, but the model was evaluated on %d; scores average the %d found",
                         video, crops, expected_crops, crops)
         record = read_video_record(Path(files[0]).parent, video)
-        recorded, start, end = record_clock(record, len(snippet_scores), f"extraction record of {video}")
-        if recorded is not None:
-            rate, source = recorded, "extraction record"
+        clock = record_clock(record, len(snippet_scores), f"extraction record of {video}")
+        if clock.fps is not None:
+            rate, source = clock.fps, "extraction record"
         elif fps is not None:
             rate, source = float(fps), "--fps"
         else:
-            rate, source = ASSUMED_FPS, "assumed (no extraction record; pass --fps)"
-            log.warning("%s: frame rate unknown, assuming %.0f fps (pass --fps)", video, ASSUMED_FPS)
+            rate, source = ASSUMED_FPS, f"assumed {ASSUMED_FPS:g} fps (no extraction record and no fps given)"
+            assumed.append(video)
         video_frames = None
         if layout.kind == "spread":
             video_frames = (record or {}).get("frames_decoded") or (record or {}).get("container_frames")
@@ -104,9 +104,14 @@ def score_inputs(net_s: torch.nn.Module, inputs: list[Path], feature_dim: int, n
                 raise AdplgError(f"{video}: the config's 'spread' snippet layout needs the video's frame count, "
                                  f"expected an extraction record meta/{video}.json with frames_decoded, got none")
         timelines.append(build_timeline(video, snippet_scores, layout=layout, fps=rate, fps_source=source,
-                                        video_frames=video_frames, snippet_start_s=start, snippet_end_s=end,
+                                        video_frames=video_frames, snippet_start_s=clock.snippet_start_s,
+                                        snippet_end_s=clock.snippet_end_s, frame_start_s=clock.frame_start_s,
                                         clock_snippet_frames=(record or {}).get("snippet_frames"),
                                         features=list(dict.fromkeys(files))))
+    if assumed:  # one warning per call, however many videos
+        shown = ", ".join(assumed[:3]) + (f" and {len(assumed) - 3} more" if len(assumed) > 3 else "")
+        log.warning("frame rate unknown for %d video(s) without an extraction record (%s): assuming %g fps; pass "
+                    "fps= for their real rate", len(assumed), shown, ASSUMED_FPS, extra={"parameter": "fps"})
     return timelines
 
 
@@ -263,10 +268,13 @@ class Scorer:
     # ------------------------------------------------------------------------------------------------ calibration
     def calibrate(self, normal_inputs: Inputs | Sequence[Timeline], target_far: float, *, hysteresis: float = 0.0,
                   min_duration_s: float = 0.0, merge_gap_s: float = 0.0, save_to: PathLike | None | bool = True,
-                  verdicts: PathLike | Verdicts | None = None, **score_options) -> AlertRules:
+                  verdicts: PathLike | Verdicts | None = None, fps: float | None = None,
+                  **score_options) -> AlertRules:
         """Alert rules whose false-alarm rate on normal footage is at most ``target_far`` (see
         :func:`adplg.inference.calibration.calibrate`). ``normal_inputs``: anything :meth:`score` takes (footage the
-        model was not trained on), or timelines already scored; ``score_options`` go to :meth:`score`.
+        model was not trained on), or timelines already scored; ``fps`` (as in :meth:`score`: the rate of feature
+        files without an extraction record) and ``score_options`` go to :meth:`score`. Durations, gaps and the amount
+        of footage are measured on each timeline's real clock (:attr:`Timeline.clock_edges_s`) when it has one.
 
         ``verdicts``: reviewers' verdicts on earlier alerts (a ``verdicts.json`` downloaded from an ``adplg report``,
         or :func:`~adplg.inference.verdicts.read_verdicts`' result): the footage of every false alert is scored by
@@ -278,6 +286,8 @@ class Scorer:
         from adplg.checkpoints.format import checkpoint_file
 
         check_calibration(target_far, hysteresis, min_duration_s, merge_gap_s)  # before the (long) scoring
+        check_fps(fps)
+        score_options = {**score_options, "fps": fps}
         if verdicts is not None and not isinstance(verdicts, Verdicts):
             verdicts = read_verdicts(verdicts)  # a bad file is reported before the scoring too
         if isinstance(normal_inputs, (list, tuple)) and normal_inputs and isinstance(normal_inputs[0], Timeline):
@@ -288,8 +298,7 @@ class Scorer:
             self, verdicts, fps=score_options.get("fps"), naming=score_options.get("naming"),
             allow_incomplete=score_options.get("allow_incomplete", False))
         footage = [*timelines, *spans]
-        rules = calibrate([(t.frame_scores, t.fps) for t in footage], target_far, hysteresis, min_duration_s,
-                          merge_gap_s)
+        rules = calibrate(footage, target_far, hysteresis, min_duration_s, merge_gap_s)
         rules.calibration.update({"checkpoint": [str(checkpoint_file(c)) for c in self.checkpoints],
                                   "checkpoint_sha256": self.sha256, "normal_videos": [t.name for t in footage]})
         if verdicts is not None:

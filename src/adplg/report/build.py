@@ -242,26 +242,89 @@ def _seconds_text(seconds: float) -> str:
     return f"{int(hours)}:{int(minutes):02d}:{secs:04.1f}" if hours else f"{int(minutes)}:{secs:04.1f}"
 
 
+def video_codec(source: Path) -> str:
+    """The codec name of the first video stream of ``source`` (PyAV; errors propagate)."""
+    from adplg.features.video import open_video
+
+    container, stream = open_video(source)
+    try:
+        return stream.codec_context.name
+    finally:
+        container.close()
+
+
+def _codec_notes(source: Path | None) -> list[str]:
+    """A note when the source video's codec is one browsers may not play (the same note on its page and the
+    index, whether or not it has alerts)."""
+    if source is None:
+        return []
+    try:
+        codec = video_codec(source)
+    except ImportError:
+        return []  # no PyAV: the thumbnails' note says so
+    except Exception as exc:  # noqa: BLE001 - a damaged video costs its note, not the report
+        log.debug("codec of %s unknown: %s", source, exc)
+        return []
+    if codec in BROWSER_CODECS:
+        return []
+    return [f"The source video is {codec}, which browsers may not play (H.264, VP8, VP9 and AV1 play in Chromium); "
+            f"the curve, alerts and thumbnails still work."]
+
+
 def _thumbnails(video: ScoredVideo, source: Path | None, stem: Path, enabled: bool) -> tuple[list, list[str]]:
     """``(thumbnail URL relative to the video page or None per alert, notes)``: the frame at each alert's start,
-    written at ``<stem>-<k>.jpg``, when the source video is there and decodes; otherwise a note says why not."""
+    written at ``<stem>-<k>.jpg``, when the source video is there and decodes; otherwise a note says why not. The
+    notes include the codec note of :func:`_codec_notes`."""
     thumbs: list[str | None] = [None] * len(video.segments)
     if source is None:
         return thumbs, ["Source video not found (pass --videos DIR): no player and no thumbnails."]
+    notes = _codec_notes(source)
     if not enabled or not video.segments:
-        return thumbs, []
+        return thumbs, notes
     paths = [stem.with_name(f"{stem.name}-{k + 1:03d}.jpg") for k in range(len(video.segments))]
     try:
-        codec = write_thumbnails(source, [g["start_s"] for g in video.segments], paths)
+        write_thumbnails(source, [g["start_s"] for g in video.segments], paths)
     except ImportError as exc:
-        return thumbs, [f"No thumbnails: decoding needs PyAV and Pillow (pip install adplg[video]); {exc}"]
+        return thumbs, [*notes, f"No thumbnails: decoding needs PyAV and Pillow (pip install adplg[video]); {exc}"]
     except Exception as exc:  # noqa: BLE001 - a damaged video costs its thumbnails, not the report
-        return thumbs, [f"No thumbnails: {source} could not be decoded ({type(exc).__name__}: {exc})"]
-    notes = []
-    if codec not in BROWSER_CODECS:
-        notes.append(f"The source video is {codec}, which browsers may not play (H.264, VP8, VP9 and AV1 play in "
-                     f"Chromium); the curve, alerts and thumbnails still work.")
+        return thumbs, [*notes, f"No thumbnails: {source} could not be decoded ({type(exc).__name__}: {exc})"]
     return [f"../{stem.parent.name}/{p.name}" for p in paths], notes
+
+
+def dropped_spans(video: ScoredVideo) -> list[tuple[float, float]]:
+    """``[(start_s, end_s), ...]``: spans of ``video`` that reached its rules' on threshold but raised no alert,
+    being shorter than their minimum duration (as ``adplg score`` wrote them, else found from the scores)."""
+    from adplg.inference.alerts import AlertRules, dropped_runs
+
+    try:
+        rules = AlertRules(**{k: v for k, v in video.rules.items() if k != "calibration"})
+    except (AdplgError, TypeError):
+        return []
+    if rules.min_duration_s <= 0 or not len(video.scores):
+        return []
+    edges = np.append(video.times_s, max(video.duration_s, float(video.times_s[-1])))
+    return [(float(edges[a]), float(edges[b])) for a, b in dropped_runs(video.scores, video.fps, rules, edges)]
+
+
+def _dropped_note(spans: list[tuple[float, float]], rules: dict) -> list[str]:
+    if not spans:
+        return []
+    shown = ", ".join(f"{_seconds_text(a)}-{_seconds_text(b)} ({b - a:.1f} s)" for a, b in spans[:5])
+    more = f" and {len(spans) - 5} more" if len(spans) > 5 else ""
+    return [f"{len(spans)} span(s) reached the on threshold {rules.get('on_threshold', 0):.4g} but raised no alert, "
+            f"being shorter than the minimum duration {rules.get('min_duration_s', 0):g} s (dashed boxes on the "
+            f"curve): {shown}{more}."]
+
+
+def _rate_text(video: ScoredVideo, duration: float) -> str:
+    """The frame rate said on a video's page: the measured one (frames / duration) beside the container's nominal
+    one when they differ by over 1%, and the clock of the times."""
+    frames = len(video.scores)
+    measured = frames / duration if duration > 0 else video.fps
+    rate = (f"{video.fps:g} fps" if abs(measured - video.fps) <= 0.01 * video.fps
+            else f"{measured:.3g} fps measured ({video.fps:g} fps nominal)")
+    clock = f", times from {video.time_source}" if video.time_source else ""
+    return f"{rate}, {frames} frames{clock}"
 
 
 def _write_video_page(path: Path, template: Template, video: ScoredVideo, source: Path | None, thumbs: list,
@@ -280,14 +343,16 @@ def _write_video_page(path: Path, template: Template, video: ScoredVideo, source
             "off_threshold": video.rules.get("off_threshold"), "t": np.round(t, 3).tolist(),
             "s": np.round(s, 4).tolist(), "alerts": alerts,
             "annotations": [[round(a, 3), round(b, 3)] for a, b in gt] if gt is not None else None,
-            "features": [str(f) for f in feature_files(video)], "frames": int(len(video.scores))}
+            "features": [str(f) for f in feature_files(video)], "frames": int(len(video.scores)),
+            "dropped": [[round(a, 3), round(b, 3)] for a, b in dropped_spans(video)], "time_source": video.time_source}
+    notes = [*notes, *_dropped_note(dropped_spans(video), video.rules)]
     if source is not None:
         player = (f'<video id="player" controls preload="metadata" '
                   f'src="{html.escape(_video_url(source, path.parent))}"></video>')
     else:
         player = '<p class="note">No source video: pass --videos DIR to see the footage.</p>'
     facts = (f"{_seconds_text(duration)} long, peak score {video.max_score:.3f}, {len(alerts)} alert(s) covering "
-             f"{_seconds_text(video.alert_seconds)}, {video.fps:g} fps, {len(video.scores)} frames")
+             f"{_seconds_text(video.alert_seconds)}, {_rate_text(video, duration)}")
     atomic_write_text(path, template.substitute(
         title=html.escape(video.name), name=html.escape(video.name), facts=html.escape(facts), nav=neighbours,
         player=player, notes="".join(f'<p class="note">{html.escape(n)}</p>' for n in notes),

@@ -32,6 +32,7 @@ class ScoredVideo:
     segments: list[dict]
     rules: dict
     features: list[str] = field(default_factory=list)
+    time_source: str = ""  # the clock of times_s, in the extraction record's words ("" in older score files)
 
     @property
     def max_score(self) -> float:
@@ -109,7 +110,8 @@ def load_scored_video(path: Path) -> ScoredVideo:
     segments = [_checked_segment(path, i, g) for i, g in enumerate(data["segments"])]
     features = [str(f) for f in data.get("features") or [] if isinstance(f, str)]
     return ScoredVideo(data["video"], path, float(data["fps"]), float(data["duration_s"]), times, scores, segments,
-                       data["alert_rules"], features)
+                       data["alert_rules"], features,
+                       time_source=data["time_source"] if isinstance(data.get("time_source"), str) else "")
 
 
 def read_scores(scores_dir: Path) -> tuple[dict, list[Path]]:

@@ -217,10 +217,21 @@
       bands.push(band);
       chart.appendChild(band);
     });
+    for (const [start, end] of data.dropped || []) {  // above the on threshold, shorter than the minimum duration
+      const band = svg("rect", { class: "band-dropped", x: x(start), y: top, height: H - top - bottom,
+        width: Math.max(x(end) - x(start), 2) });
+      const tip = svg("title");
+      tip.textContent = `no alert: ${clock(start)}-${clock(end)} is shorter than the minimum duration`;
+      band.appendChild(tip);
+      chart.appendChild(band);
+    }
+    // steps: each score holds from its frame's time to the next point's (a snippet's frames share one score)
     let path = "";
     for (let i = 0; i < data.t.length; i++) {
-      path += (i ? "L" : "M") + x(data.t[i]).toFixed(1) + " " + y(data.s[i]).toFixed(1);
+      path += i ? "H" + x(data.t[i]).toFixed(1) + "V" + y(data.s[i]).toFixed(1)
+        : "M" + x(data.t[i]).toFixed(1) + " " + y(data.s[i]).toFixed(1);
     }
+    if (data.t.length) path += "H" + x(duration).toFixed(1);
     chart.appendChild(svg("path", { class: "score", d: path }));
     if (typeof data.on_threshold === "number") {
       chart.appendChild(svg("line", { class: "on", x1: left, x2: W - right, y1: y(data.on_threshold),
