@@ -26,7 +26,8 @@ cluster is used. Otherwise ``address=None`` lets Ray choose (``RAY_ADDRESS``, el
 on this machine, else a new local one, stopped at the end); ``"host:port"`` (a head node's GCS port, 6379 by default)
 is probed first (:func:`check_reachable`: a TCP connection, then the HTTP/2 handshake every gRPC server, the GCS
 included, answers, each within ``CONNECT_TIMEOUT_S`` seconds), because ``ray.init`` keeps retrying an address that
-does not answer for minutes; an address that fails the probe is an :class:`AdplgError` naming it.
+does not answer for minutes; an address that fails the probe is an :class:`AdplgError` naming it. The processes of a
+local cluster that ``ray.init`` starts for the run end with it, even when the driver is killed (:func:`start_reaper`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,8 +53,9 @@ import numpy as np
 
 from adplg.errors import AdplgError
 
-__all__ = ["ENGINES", "CONNECT_TIMEOUT_S", "TASK_RETRIES", "Engine", "LocalEngine", "RayEngine", "WorkSetup",
-           "check_ray_options", "check_reachable", "import_ray", "ray_session", "worker_died"]
+__all__ = ["ENGINES", "CONNECT_TIMEOUT_S", "REAPER_SCAN_S", "TASK_RETRIES", "Engine", "LocalEngine", "RayEngine",
+           "WorkSetup", "check_ray_options", "check_reachable", "child_processes", "import_ray", "process_start",
+           "process_tree", "ray_session", "reap_on_eof", "start_reaper", "worker_died"]
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +322,7 @@ def ray_session(address: str | None = None):
         return
     if address:
         check_reachable(address)
+    before = set(child_processes(os.getpid()))
     try:
         ray.init(address=address or None, include_dashboard=False, logging_level=logging.WARNING,
                  configure_logging=True)
@@ -326,7 +334,91 @@ def ray_session(address: str | None = None):
         raise AdplgError(f"ray: could not connect to a Ray cluster ({cause}; no address given: RAY_ADDRESS, else a "
                          "cluster started on this machine, else a new local one); start one with `ray start --head` "
                          "and pass its host:port as the address") from None
+    started = [pid for pid in child_processes(os.getpid()) if pid not in before]  # a new local cluster's
+    reaper = start_reaper(started) if started else None
     try:
         yield
     finally:
         ray.shutdown()
+        if reaper is not None:
+            reaper.stdin.close()  # the reaper ends what ray.shutdown left (a killed driver closes it too)
+            reaper.wait()
+
+
+# ------------------------------------------------------------------------------------------------------ the reaper
+# A Ray cluster that ray.init starts dies with its driver only in part: GCS and raylet get SIGKILL with it (Linux's
+# parent-death signal), but the raylet's DashboardAgent and RuntimeEnvAgent then try to tell the dead GCS for 60 s,
+# deaf to SIGTERM meanwhile. The reaper, a process of its own session, holds the read end of a pipe whose only write
+# end is the driver's: when the driver ends (shutdown, exception, SIGKILL), it kills every process of the cluster.
+REAPER_SCAN_S = 1.0  # how often the reaper lists the cluster's processes (workers come and go)
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks after boot; with the pid, names one process), None if it has
+    ended (a zombie included)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # from field 3 of proc(5) on; the name may hold spaces
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def _parents() -> dict[int, int]:
+    """Every live process (pid) -> its parent's pid, from /proc (Linux); empty elsewhere."""
+    parents = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError):
+            continue  # ended while listed
+    return parents
+
+
+def child_processes(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (Linux: /proc; an empty list where there is no /proc)."""
+    return [child for child, parent in _parents().items() if parent == pid]
+
+
+def process_tree(roots: Sequence[int]) -> dict[int, int]:
+    """``roots`` and all their live descendants: pid -> start time (see :func:`process_start`)."""
+    parents, tree, todo = _parents(), {}, list(roots)
+    while todo:
+        pid = todo.pop()
+        start = process_start(pid)
+        if start is None or pid in tree:
+            continue
+        tree[pid] = start
+        todo.extend(child for child, parent in parents.items() if parent == pid)
+    return tree
+
+
+def start_reaper(roots: Sequence[int]) -> subprocess.Popen:
+    """A process (its own session: a Ctrl-C of the terminal does not reach it) that lists ``roots`` and their
+    descendants every ``REAPER_SCAN_S`` seconds and, once its stdin (a pipe from this process) is closed or this
+    process has ended, sends SIGKILL to every one of them still running (see :func:`reap_on_eof`)."""
+    package_root = str(Path(__file__).resolve().parent.parent)
+    tree = process_tree(roots)  # those alive now: the reaper might list them only after this process has died
+    code = (f"import sys; sys.path.insert(0, {package_root!r}); from adplg.engines import reap_on_eof; "
+            f"reap_on_eof({list(roots)!r}, {tree!r})")
+    return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def reap_on_eof(roots: Sequence[int], known: dict[int, int]) -> None:
+    """The reaper's body (see :func:`start_reaper`): ``known`` (pid -> start time) grows with the descendants of
+    ``roots`` until stdin ends, then every process of ``known`` still running (same pid, same start time) gets
+    SIGKILL."""
+    closed = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.buffer.read(), closed.set()), daemon=True).start()
+    known = dict(known)
+    while not closed.wait(REAPER_SCAN_S):
+        known.update(process_tree(roots))
+    known.update(process_tree(roots))
+    for pid, start in known.items():
+        if process_start(pid) == start:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass  # ended meanwhile
