@@ -18,8 +18,9 @@ Each actor (:class:`_RayWorker`) builds its work function once (the backbone and
 with ``torch.set_num_threads`` = its CPUs; with GPUs, its device is ``cuda`` (Ray sets ``CUDA_VISIBLE_DEVICES`` to
 the GPUs it was given). Records stream back to the driver as videos finish, so a driver killed part-way leaves every
 finished video's outputs complete, and a re-run skips them (that is the caller's plan step, the same for every
-engine). Ray Data restarts an actor whose process died and tries its item again; a small counter actor
-(:class:`_Attempts`) bounds the tries of one item to ``TASK_RETRIES + 1``, after which the item gives no record.
+engine). Ray Data restarts an actor whose process died (on another node when its node was lost) and tries its item
+again; a small counter actor (:class:`_Attempts`) bounds the worker processes one item is started in to
+``TASK_RETRIES + 1``, after which the item gives no record.
 
 Cluster connection (:func:`ray_session`): inside a ``ray.init`` the caller already made (a notebook, the tests), that
 cluster is used. Otherwise ``address=None`` lets Ray choose (``RAY_ADDRESS``, else a cluster started with ``ray start``
@@ -217,15 +218,17 @@ class RayEngine:
 
 
 class _Attempts:
-    """A Ray actor (one per :meth:`RayEngine.map` call): how many times each item (by its index) has been started."""
+    """A Ray actor (one per :meth:`RayEngine.map` call): which worker processes each item (by its index) has been
+    started in. Counted by process, not by call: when a node is lost, Ray sends the calls queued on its actor again,
+    possibly to the same still-running process before it ends, and that is no death caused by the item."""
 
     def __init__(self):
-        self.started: dict[int, int] = {}
+        self.started: dict[int, set[str]] = {}
 
-    def start(self, index: int) -> int:
-        """Count one more start of item ``index``; its number of starts so far."""
-        self.started[index] = self.started.get(index, 0) + 1
-        return self.started[index]
+    def start(self, index: int, process: str) -> int:
+        """Note a start of item ``index`` in ``process`` ("node id:pid"); the number of processes it started in."""
+        self.started.setdefault(index, set()).add(process)
+        return len(self.started[index])
 
 
 class _RayWorker:
@@ -238,21 +241,29 @@ class _RayWorker:
         torch.set_num_threads(max(1, int(cpus)))  # the actor's CPUs, not the node's
         self.work = setup(device)
         self.attempts = attempts
+        self.process = f"{ray_node_id()}:{os.getpid()}"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import ray
 
         records = []
         for index, item in zip(batch["index"], batch["item"], strict=True):
-            starts = ray.get(self.attempts.start.remote(int(index)))
+            starts = ray.get(self.attempts.start.remote(int(index), self.process))
             records.append(json.dumps(self.work(json.loads(item))) if starts <= TASK_RETRIES + 1 else "")
         return {"record": np.array(records, dtype=object)}
+
+
+def ray_node_id() -> str:
+    """The Ray node this process runs on (in a Ray worker)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def worker_died() -> str:
     """The error recorded for an item that gave no record (see :meth:`RayEngine.map`)."""
     return (f"no result: its Ray worker process died on it {TASK_RETRIES + 1} times (killed for using too much "
-            "memory, or a crash); see the Ray logs of its node (session_latest/logs under Ray's temporary folder)")
+            "memory, a crash, or its node lost); see the Ray logs of its node (session_latest/logs under Ray's temporary folder)")
 
 
 # ---------------------------------------------------------------------------------------------------------- connection
