@@ -182,11 +182,11 @@ class RayEngine:
 
         A worker process that dies (killed for memory, a crash in a decoder) is restarted and its item tried again,
         at most ``TASK_RETRIES`` times; an item that still kills its worker gives no record (the caller reports it)
-        and the others go on."""
+        and the others go on. Items lost with a node (Ray Data drops the blocks it cannot finish) are mapped again,
+        in at most ``TASK_RETRIES`` more passes."""
         if not items:
             return
         ray = import_ray()
-        from ray.data import ActorPoolStrategy
         from tqdm import tqdm
 
         with ray_session(self.address):
@@ -196,25 +196,44 @@ class RayEngine:
             context.max_errored_blocks = -1  # one block per item: an item that kills its worker does not stop the rest
             attempts = ray.remote(num_cpus=0)(_Attempts).remote()
             try:
-                rows = [{"index": index, "item": json.dumps(item)} for index, item in enumerate(items)]
-                dataset = ray.data.from_items(rows, override_num_blocks=len(items))
-                # Ray Data's actors restart when their process dies and retry its task without limit (its
-                # defaults); the attempts counter is what gives up on an item, within the current named arguments
-                dataset = dataset.map_batches(
-                    _RayWorker, fn_constructor_args=(setup, self.device, self.cpus_per_worker, attempts),
-                    compute=ActorPoolStrategy(size=min(self.workers, len(items))), batch_size=1,
-                    batch_format="numpy", num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker or None)
+                pending = dict(enumerate(items))  # index -> item: those that gave no row yet
                 with tqdm(total=len(items), desc=desc, unit="video", disable=not progress, dynamic_ncols=True) as bar:
-                    for row in dataset.iter_rows():
-                        bar.update(1)
-                        if not row["record"]:  # given up: its worker died on it TASK_RETRIES + 1 times
-                            continue
-                        record = json.loads(row["record"])
-                        bar.set_postfix_str(_item_label(record), refresh=False)
-                        yield record
+                    # a pass gives no row for an item whose block was lost (its node died); the next pass tries
+                    # those again, counting their tries on the same attempts counter
+                    for _ in range(TASK_RETRIES + 1):
+                        if not pending:
+                            break
+                        for row in self._run_pass(ray, pending, setup, attempts):
+                            if pending.pop(int(row["index"]), None) is None:
+                                continue  # given by an earlier pass already
+                            bar.update(1)
+                            if not row["record"]:  # given up: its worker died on it TASK_RETRIES + 1 times
+                                continue
+                            record = json.loads(row["record"])
+                            bar.set_postfix_str(_item_label(record), refresh=False)
+                            yield record
+                        if pending:
+                            log.warning("ray: %d item(s) lost with their worker's node; trying them again",
+                                        len(pending))
             finally:
                 context.enable_progress_bars, context.max_errored_blocks = saved
                 ray.kill(attempts)
+
+
+    def _run_pass(self, ray, pending: dict[int, dict], setup: WorkSetup, attempts) -> Iterator[dict]:
+        """One Ray Data pass over the ``pending`` items (index -> item): rows ``{"index", "record"}`` as they come
+        (record "" for an item given up)."""
+        from ray.data import ActorPoolStrategy
+
+        rows = [{"index": index, "item": json.dumps(item)} for index, item in pending.items()]
+        dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
+        # Ray Data's actors restart when their process dies and retry its task without limit (its defaults); the
+        # attempts counter is what gives up on an item, within the current named arguments
+        dataset = dataset.map_batches(
+            _RayWorker, fn_constructor_args=(setup, self.device, self.cpus_per_worker, attempts),
+            compute=ActorPoolStrategy(size=min(self.workers, len(rows))), batch_size=1, batch_format="numpy",
+            num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker or None)
+        yield from dataset.iter_rows()
 
 
 class _Attempts:
@@ -250,7 +269,7 @@ class _RayWorker:
         for index, item in zip(batch["index"], batch["item"], strict=True):
             starts = ray.get(self.attempts.start.remote(int(index), self.process))
             records.append(json.dumps(self.work(json.loads(item))) if starts <= TASK_RETRIES + 1 else "")
-        return {"record": np.array(records, dtype=object)}
+        return {"index": np.asarray(batch["index"]), "record": np.array(records, dtype=object)}
 
 
 def ray_node_id() -> str:
