@@ -245,9 +245,13 @@ class _Attempts:
         self.started: dict[int, set[str]] = {}
 
     def start(self, index: int, process: str) -> int:
-        """Note a start of item ``index`` in ``process`` ("node id:pid"); the number of processes it started in."""
+        """Note a start of item ``index`` in ``process`` ("node id:pid"); the number of processes it started in on
+        the nodes alive now (a lost node took its processes down: that does not count against the item)."""
+        import ray
+
         self.started.setdefault(index, set()).add(process)
-        return len(self.started[index])
+        alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+        return sum(1 for started in self.started[index] if started.split(":")[0] in alive)
 
 
 class _RayWorker:
