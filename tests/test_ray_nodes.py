@@ -284,9 +284,18 @@ def test_extraction_on_two_nodes_survives_the_loss_of_one(two_nodes, tmp_path):
             driver.communicate()
     print(f"run ended after {time.monotonic() - started:.1f} s, exit code {driver.returncode}:\n{output[-3000:]}")
     assert finished < set(VIDEOS), finished  # lost part-way
-    assert driver.returncode == 0, output[-3000:]  # the engine's retries finished the run: nothing failed
-    assert f"extracted {len(VIDEOS)} video(s), skipped 0 finished, 0 failed" in output, output[-3000:]  # each once
-    print("items tried again in a second pass" if "lost with their worker's node" in output else "Ray's retries")
+    done_first = {p.stem for p in (out / "meta").glob("*.json")}
+    if driver.returncode == 0:  # the engine's retries finished the run: nothing failed, each video once
+        assert f"extracted {len(VIDEOS)} video(s), skipped 0 finished, 0 failed" in output, output[-3000:]
+        print("finished by the run itself:", "a second pass" if "lost with their worker's node" in output
+              else "Ray's retries")
+    else:  # some videos were given up in the node's loss (reported, not written): a re-run does exactly those
+        assert driver.returncode == 1 and "died on it" in output, output[-3000:]
+        rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=150)
+        left = len(VIDEOS) - len(done_first)
+        assert f"extracted {left} video(s), skipped {len(done_first)} finished, 0 failed" in rerun.stdout, (
+            rerun.stdout[-2000:] + rerun.stderr[-2000:])
+        print(f"finished by a re-run ({left} video(s) given up in the loss), {time.monotonic() - started:.1f} s")
 
     local = tmp_path / "local"
     threads = torch.get_num_threads()
