@@ -287,7 +287,8 @@ def ray_node_id() -> str:
 def worker_died() -> str:
     """The error recorded for an item that gave no record (see :meth:`RayEngine.map`)."""
     return (f"no result: its Ray worker process died on it {TASK_RETRIES + 1} times (killed for using too much "
-            "memory, a crash, or its node lost); see the Ray logs of its node (session_latest/logs under Ray's temporary folder)")
+            "memory, a crash, or its node lost); see the Ray logs of its node (session_latest/logs under Ray's "
+            "temporary folder)")
 
 
 # ---------------------------------------------------------------------------------------------------------- connection
