@@ -19,9 +19,9 @@ with ``torch.set_num_threads`` = its CPUs; with GPUs, its device is ``cuda`` (Ra
 the GPUs it was given). Records stream back to the driver as videos finish, so a driver killed part-way leaves every
 finished video's outputs complete, and a re-run skips them (that is the caller's plan step, the same for every
 engine). Ray Data restarts an actor whose process died (on another node when its node was lost) and tries its item
-again; a small counter actor (:class:`_Attempts`) bounds the worker processes one item is started in (on nodes still alive) to
-``TASK_RETRIES + 1``, after which the item gives no record; items whose blocks were lost with a node are mapped
-again, in at most ``TASK_RETRIES`` more passes.
+again; a small counter actor (:class:`_Attempts`) bounds the worker processes one item is started in (on nodes
+still alive) to ``TASK_RETRIES + 1``, after which the item gives no record; items whose blocks were lost with a node
+are mapped again, in at most ``TASK_RETRIES`` more passes.
 
 Cluster connection (:func:`ray_session`): inside a ``ray.init`` the caller already made (a notebook, the tests), that
 cluster is used. Otherwise ``address=None`` lets Ray choose (``RAY_ADDRESS``, else a cluster started with ``ray start``
