@@ -18,15 +18,18 @@ Each actor (:class:`_RayWorker`) builds its work function once (the backbone and
 with ``torch.set_num_threads`` = its CPUs; with GPUs, its device is ``cuda`` (Ray sets ``CUDA_VISIBLE_DEVICES`` to
 the GPUs it was given). Records stream back to the driver as videos finish, so a driver killed part-way leaves every
 finished video's outputs complete, and a re-run skips them (that is the caller's plan step, the same for every
-engine). Ray Data restarts an actor whose process died and tries its item again; a small counter actor
-(:class:`_Attempts`) bounds the tries of one item to ``TASK_RETRIES + 1``, after which the item gives no record.
+engine). Ray Data restarts an actor whose process died (on another node when its node was lost) and tries its item
+again; a small counter actor (:class:`_Attempts`) bounds the worker processes one item is started in (on nodes
+still alive) to ``TASK_RETRIES + 1``, after which the item gives no record; items whose blocks were lost with a node
+are mapped again, in at most ``TASK_RETRIES`` more passes.
 
 Cluster connection (:func:`ray_session`): inside a ``ray.init`` the caller already made (a notebook, the tests), that
 cluster is used. Otherwise ``address=None`` lets Ray choose (``RAY_ADDRESS``, else a cluster started with ``ray start``
 on this machine, else a new local one, stopped at the end); ``"host:port"`` (a head node's GCS port, 6379 by default)
 is probed first (:func:`check_reachable`: a TCP connection, then the HTTP/2 handshake every gRPC server, the GCS
 included, answers, each within ``CONNECT_TIMEOUT_S`` seconds), because ``ray.init`` keeps retrying an address that
-does not answer for minutes; an address that fails the probe is an :class:`AdplgError` naming it.
+does not answer for minutes; an address that fails the probe is an :class:`AdplgError` naming it. The processes of a
+local cluster that ``ray.init`` starts for the run end with it, even when the driver is killed (:func:`start_reaper`).
 """
 
 from __future__ import annotations
@@ -34,8 +37,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,8 +55,9 @@ import numpy as np
 
 from adplg.errors import AdplgError
 
-__all__ = ["ENGINES", "CONNECT_TIMEOUT_S", "TASK_RETRIES", "Engine", "LocalEngine", "RayEngine", "WorkSetup",
-           "check_ray_options", "check_reachable", "import_ray", "ray_session", "worker_died"]
+__all__ = ["ENGINES", "CONNECT_TIMEOUT_S", "REAPER_SCAN_S", "TASK_RETRIES", "Engine", "LocalEngine", "RayEngine",
+           "WorkSetup", "check_ray_options", "check_reachable", "child_processes", "import_ray", "process_start",
+           "process_tree", "ray_session", "reap_on_eof", "start_reaper", "worker_died"]
 
 log = logging.getLogger(__name__)
 
@@ -176,11 +185,11 @@ class RayEngine:
 
         A worker process that dies (killed for memory, a crash in a decoder) is restarted and its item tried again,
         at most ``TASK_RETRIES`` times; an item that still kills its worker gives no record (the caller reports it)
-        and the others go on."""
+        and the others go on. Items lost with a node (Ray Data drops the blocks it cannot finish) are mapped again,
+        in at most ``TASK_RETRIES`` more passes."""
         if not items:
             return
         ray = import_ray()
-        from ray.data import ActorPoolStrategy
         from tqdm import tqdm
 
         with ray_session(self.address):
@@ -190,37 +199,62 @@ class RayEngine:
             context.max_errored_blocks = -1  # one block per item: an item that kills its worker does not stop the rest
             attempts = ray.remote(num_cpus=0)(_Attempts).remote()
             try:
-                rows = [{"index": index, "item": json.dumps(item)} for index, item in enumerate(items)]
-                dataset = ray.data.from_items(rows, override_num_blocks=len(items))
-                # Ray Data's actors restart when their process dies and retry its task without limit (its
-                # defaults); the attempts counter is what gives up on an item, within the current named arguments
-                dataset = dataset.map_batches(
-                    _RayWorker, fn_constructor_args=(setup, self.device, self.cpus_per_worker, attempts),
-                    compute=ActorPoolStrategy(size=min(self.workers, len(items))), batch_size=1,
-                    batch_format="numpy", num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker or None)
+                pending = dict(enumerate(items))  # index -> item: those that gave no row yet
                 with tqdm(total=len(items), desc=desc, unit="video", disable=not progress, dynamic_ncols=True) as bar:
-                    for row in dataset.iter_rows():
-                        bar.update(1)
-                        if not row["record"]:  # given up: its worker died on it TASK_RETRIES + 1 times
-                            continue
-                        record = json.loads(row["record"])
-                        bar.set_postfix_str(_item_label(record), refresh=False)
-                        yield record
+                    # a pass gives no row for an item whose block was lost (its node died); the next pass tries
+                    # those again, counting their tries on the same attempts counter
+                    for _ in range(TASK_RETRIES + 1):
+                        if not pending:
+                            break
+                        for row in self._run_pass(ray, pending, setup, attempts):
+                            if pending.pop(int(row["index"]), None) is None:
+                                continue  # given by an earlier pass already
+                            bar.update(1)
+                            if not row["record"]:  # given up: its worker died on it TASK_RETRIES + 1 times
+                                continue
+                            record = json.loads(row["record"])
+                            bar.set_postfix_str(_item_label(record), refresh=False)
+                            yield record
+                        if pending:
+                            log.warning("ray: %d item(s) lost with their worker's node; trying them again",
+                                        len(pending))
             finally:
                 context.enable_progress_bars, context.max_errored_blocks = saved
                 ray.kill(attempts)
 
 
+    def _run_pass(self, ray, pending: dict[int, dict], setup: WorkSetup, attempts) -> Iterator[dict]:
+        """One Ray Data pass over the ``pending`` items (index -> item): rows ``{"index", "record"}`` as they come
+        (record "" for an item given up)."""
+        from ray.data import ActorPoolStrategy
+
+        rows = [{"index": index, "item": json.dumps(item)} for index, item in pending.items()]
+        dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
+        # Ray Data's actors restart when their process dies and retry its task without limit (its defaults); the
+        # attempts counter is what gives up on an item, within the current named arguments
+        dataset = dataset.map_batches(
+            _RayWorker, fn_constructor_args=(setup, self.device, self.cpus_per_worker, attempts),
+            compute=ActorPoolStrategy(size=min(self.workers, len(rows))), batch_size=1, batch_format="numpy",
+            num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker or None)
+        yield from dataset.iter_rows()
+
+
 class _Attempts:
-    """A Ray actor (one per :meth:`RayEngine.map` call): how many times each item (by its index) has been started."""
+    """A Ray actor (one per :meth:`RayEngine.map` call): which worker processes each item (by its index) has been
+    started in. Counted by process, not by call: when a node is lost, Ray sends the calls queued on its actor again,
+    possibly to the same still-running process before it ends, and that is no death caused by the item."""
 
     def __init__(self):
-        self.started: dict[int, int] = {}
+        self.started: dict[int, set[str]] = {}
 
-    def start(self, index: int) -> int:
-        """Count one more start of item ``index``; its number of starts so far."""
-        self.started[index] = self.started.get(index, 0) + 1
-        return self.started[index]
+    def start(self, index: int, process: str) -> int:
+        """Note a start of item ``index`` in ``process`` ("node id:pid"); the number of processes it started in on
+        the nodes alive now (a lost node took its processes down: that does not count against the item)."""
+        import ray
+
+        self.started.setdefault(index, set()).add(process)
+        alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+        return sum(1 for started in self.started[index] if started.split(":")[0] in alive)
 
 
 class _RayWorker:
@@ -233,21 +267,30 @@ class _RayWorker:
         torch.set_num_threads(max(1, int(cpus)))  # the actor's CPUs, not the node's
         self.work = setup(device)
         self.attempts = attempts
+        self.process = f"{ray_node_id()}:{os.getpid()}"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import ray
 
         records = []
         for index, item in zip(batch["index"], batch["item"], strict=True):
-            starts = ray.get(self.attempts.start.remote(int(index)))
+            starts = ray.get(self.attempts.start.remote(int(index), self.process))
             records.append(json.dumps(self.work(json.loads(item))) if starts <= TASK_RETRIES + 1 else "")
-        return {"record": np.array(records, dtype=object)}
+        return {"index": np.asarray(batch["index"]), "record": np.array(records, dtype=object)}
+
+
+def ray_node_id() -> str:
+    """The Ray node this process runs on (in a Ray worker)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def worker_died() -> str:
     """The error recorded for an item that gave no record (see :meth:`RayEngine.map`)."""
     return (f"no result: its Ray worker process died on it {TASK_RETRIES + 1} times (killed for using too much "
-            "memory, or a crash); see the Ray logs of its node (session_latest/logs under Ray's temporary folder)")
+            "memory, a crash, or its node lost); see the Ray logs of its node (session_latest/logs under Ray's "
+            "temporary folder)")
 
 
 # ---------------------------------------------------------------------------------------------------------- connection
@@ -317,6 +360,7 @@ def ray_session(address: str | None = None):
         return
     if address:
         check_reachable(address)
+    before = set(child_processes(os.getpid()))
     try:
         ray.init(address=address or None, include_dashboard=False, logging_level=logging.WARNING,
                  configure_logging=True)
@@ -328,7 +372,91 @@ def ray_session(address: str | None = None):
         raise AdplgError(f"ray: could not connect to a Ray cluster ({cause}; no address given: RAY_ADDRESS, else a "
                          "cluster started on this machine, else a new local one); start one with `ray start --head` "
                          "and pass its host:port as the address") from None
+    started = [pid for pid in child_processes(os.getpid()) if pid not in before]  # a new local cluster's
+    reaper = start_reaper(started) if started else None
     try:
         yield
     finally:
         ray.shutdown()
+        if reaper is not None:
+            reaper.stdin.close()  # the reaper ends what ray.shutdown left (a killed driver closes it too)
+            reaper.wait()
+
+
+# ------------------------------------------------------------------------------------------------------ the reaper
+# A Ray cluster that ray.init starts dies with its driver only in part: GCS and raylet get SIGKILL with it (Linux's
+# parent-death signal), but the raylet's DashboardAgent and RuntimeEnvAgent then try to tell the dead GCS for 60 s,
+# deaf to SIGTERM meanwhile. The reaper, a process of its own session, holds the read end of a pipe whose only write
+# end is the driver's: when the driver ends (shutdown, exception, SIGKILL), it kills every process of the cluster.
+REAPER_SCAN_S = 1.0  # how often the reaper lists the cluster's processes (workers come and go)
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks after boot; with the pid, names one process), None if it has
+    ended (a zombie included)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # from field 3 of proc(5) on; the name may hold spaces
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def _parents() -> dict[int, int]:
+    """Every live process (pid) -> its parent's pid, from /proc (Linux); empty elsewhere."""
+    parents = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError):
+            continue  # ended while listed
+    return parents
+
+
+def child_processes(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (Linux: /proc; an empty list where there is no /proc)."""
+    return [child for child, parent in _parents().items() if parent == pid]
+
+
+def process_tree(roots: Sequence[int]) -> dict[int, int]:
+    """``roots`` and all their live descendants: pid -> start time (see :func:`process_start`)."""
+    parents, tree, todo = _parents(), {}, list(roots)
+    while todo:
+        pid = todo.pop()
+        start = process_start(pid)
+        if start is None or pid in tree:
+            continue
+        tree[pid] = start
+        todo.extend(child for child, parent in parents.items() if parent == pid)
+    return tree
+
+
+def start_reaper(roots: Sequence[int]) -> subprocess.Popen:
+    """A process (its own session: a Ctrl-C of the terminal does not reach it) that lists ``roots`` and their
+    descendants every ``REAPER_SCAN_S`` seconds and, once its stdin (a pipe from this process) is closed or this
+    process has ended, sends SIGKILL to every one of them still running (see :func:`reap_on_eof`)."""
+    package_root = str(Path(__file__).resolve().parent.parent)
+    tree = process_tree(roots)  # those alive now: the reaper might list them only after this process has died
+    code = (f"import sys; sys.path.insert(0, {package_root!r}); from adplg.engines import reap_on_eof; "
+            f"reap_on_eof({list(roots)!r}, {tree!r})")
+    return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def reap_on_eof(roots: Sequence[int], known: dict[int, int]) -> None:
+    """The reaper's body (see :func:`start_reaper`): ``known`` (pid -> start time) grows with the descendants of
+    ``roots`` until stdin ends, then every process of ``known`` still running (same pid, same start time) gets
+    SIGKILL."""
+    closed = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.buffer.read(), closed.set()), daemon=True).start()
+    known = dict(known)
+    while not closed.wait(REAPER_SCAN_S):
+        known.update(process_tree(roots))
+    known.update(process_tree(roots))
+    for pid, start in known.items():
+        if process_start(pid) == start:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass  # ended meanwhile
