@@ -378,7 +378,7 @@ def ray_session(address: str | None = None):
         yield
     finally:
         ray.shutdown()
-        if reaper is not None:
+        if reaper is not None and reaper.stdin is not None:
             reaper.stdin.close()  # the reaper ends what ray.shutdown left (a killed driver closes it too)
             reaper.wait()
 
@@ -449,7 +449,12 @@ def reap_on_eof(roots: Sequence[int], known: dict[int, int]) -> None:
     ``roots`` until stdin ends, then every process of ``known`` still running (same pid, same start time) gets
     SIGKILL."""
     closed = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.buffer.read(), closed.set()), daemon=True).start()
+
+    def wait_for_eof() -> None:
+        sys.stdin.buffer.read()
+        closed.set()
+
+    threading.Thread(target=wait_for_eof, daemon=True).start()
     known = dict(known)
     while not closed.wait(REAPER_SCAN_S):
         known.update(process_tree(roots))
