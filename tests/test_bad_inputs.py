@@ -115,7 +115,7 @@ class Workspace:
 
     def test(self, *extra: str, model: Path | None = None) -> list[str]:
         return ["test", "--model_file", str(model or self.ckpt), f"data.list_dir={self.data}",
-                f"--output_dir={self.root / 'runs'}", "--no_plot", *extra]
+                f"output_dir={self.root / 'runs'}", "--no_plot", *extra]
 
     def score(self, *extra: str, inputs: Path | None = None) -> list[str]:
         return ["score", str(inputs or self.features), "--checkpoint", str(self.ckpt),
@@ -276,7 +276,7 @@ case("test-official-pkl-wrong-shapes")(lambda w: (w.test(model=_official_wrong_s
 case("test-out-is-a-file")(lambda w: (w.test("--out", str(w.write("out.txt", "x"))), ["out.txt"]))
 case("test-crafted-sidecar-data-paths")(lambda w: (w.edit_sidecar(lambda meta: meta["config"]["data"].update(
     list_dir=str(w.root), test_list="passwd")) or w.write("passwd", PASSWD_LIKE) and
-    ["test", "--model_file", str(w.ckpt), "--no_plot", f"--output_dir={w.root / 'runs'}"], ["passwd"]))
+    ["test", "--model_file", str(w.ckpt), "--no_plot", f"output_dir={w.root / 'runs'}"], ["passwd"]))
 case("test-annotation-past-end")(lambda w: (w.edit_annotations(
     lambda lines: [line.replace(" 230 270 ", " 230 5000 ") for line in lines]) or w.test(), ["RoadAccidents010"]))
 
