@@ -25,7 +25,7 @@ def minmax(x: Tensor, dim: int = -1, eps: float = 1e-8) -> Tensor:
     return (x - low) / (high - low + eps)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PseudoLabels:
     targets: Tensor  # [b, T] in [0, 1]: soft attention (history not full) or hard 0/1
     keep: Tensor  # [b, T] bool: False where the history variance marks the snippet as uncertain

@@ -9,7 +9,7 @@ from pathlib import Path
 from adplg.config import Config, build_config
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainResult:
     """A finished run: its directory, the resolved config and the summary (last / val_selected / best_on_test)."""
 
@@ -60,4 +60,4 @@ def train(config: Config | str | None = None, *, overrides: Sequence[str] = (), 
         trainer.resume(ckpt)
     if on_start is not None:
         on_start(directory)
-    return TrainResult(directory, cfg, trainer.fit())
+    return TrainResult(run_dir=directory, config=cfg, summary=trainer.fit())
