@@ -1,23 +1,32 @@
 # Quick start on a fresh machine: `make demo` (synthetic data -> training -> metrics and a plot) and `make test`.
-# Both create .venv and install adplg on first use. TORCH picks the torch build: the default pins the CPU wheel
-# this project is tested with; `make demo TORCH=torch` takes the newest (CUDA) build from PyPI.
+# Both create .venv on first use: `make demo` installs only the base package (what the demo needs), `make test` adds
+# the [test] extra (video, ONNX export, Ray, TensorBoard, Playwright, pytest). TORCH picks the torch build: the default
+# pins the version this project is tested with; `make demo TORCH=torch` takes the newest. PyPI's Linux torch wheels
+# bundle CUDA (several GB); TORCH_INDEX=https://download.pytorch.org/whl/cpu installs the CPU-only build instead.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 BIN := $(VENV)/bin
 
-.PHONY: demo test install
+.PHONY: demo test install install-test
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed-base
 
-$(VENV)/.installed: pyproject.toml
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-base
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
 demo: install
 	$(BIN)/adplg demo
 
-test: install
+test: install-test
 	$(BIN)/python -m pytest -q

@@ -114,7 +114,7 @@ class Workspace:
 
     def test(self, *extra: str, model: Path | None = None) -> list[str]:
         return ["test", "--model_file", str(model or self.ckpt), f"data.list_dir={self.data}",
-                f"--output_dir={self.root / 'runs'}", "--no_plot", *extra]
+                f"output_dir={self.root / 'runs'}", "--no_plot", *extra]
 
     def score(self, *extra: str, inputs: Path | None = None) -> list[str]:
         return ["score", str(inputs or self.features), "--checkpoint", str(self.ckpt),

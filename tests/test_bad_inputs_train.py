@@ -46,7 +46,7 @@ def _config_file(w: Workspace, kind: str) -> Path:
 
 
 # ---- train: data and outputs
-case("train-output-dir-is-a-file")(lambda w: (w.train(f"output_dir={w.write('runs', 'x')}"), [str(w.root / "runs")]))
+case("train-output-dir-is-a-file")(lambda w: (w.train(f"--output_dir={w.write('runs', 'x')}"), [str(w.root / "runs")]))
 case("train-run-dir-is-a-file")(lambda w: (w.train("--run_dir", str(w.write("run.txt", "x"))), ["run.txt"]))
 case("train-resume-missing")(lambda w: (w.train("--resume", str(w.root / "nope")), [str(w.root / "nope")]))
 case("train-list-dir-missing")(lambda w: (w.train(f"data.list_dir={w.root / 'nodata'}"), [str(w.root / "nodata")]))
@@ -104,7 +104,7 @@ case("test-official-pkl-wrong-shapes")(lambda w: (w.test(model=_official_wrong_s
 case("test-out-is-a-file")(lambda w: (w.test("--out", str(w.write("out.txt", "x"))), ["out.txt"]))
 case("test-crafted-sidecar-data-paths")(lambda w: (w.edit_sidecar(lambda meta: meta["config"]["data"].update(
     list_dir=str(w.root), test_list="passwd")) or w.write("passwd", PASSWD_LIKE) and
-    ["test", "--model_file", str(w.ckpt), "--no_plot", f"--output_dir={w.root / 'runs'}"], ["passwd"]))
+    ["test", "--model_file", str(w.ckpt), "--no_plot", f"output_dir={w.root / 'runs'}"], ["passwd"]))
 case("test-annotation-past-end")(lambda w: (w.edit_annotations(
     lambda lines: [line.replace(" 230 270 ", " 230 5000 ") for line in lines]) or w.test(), ["RoadAccidents010"]))
 

@@ -174,3 +174,44 @@ def test_a_missing_video_says_video_not_found(tiny_checkpoint, tmp_path, capsys)
     assert main(["score", str(tmp_path / "cam1.mp4"), "--checkpoint", str(checkpoint)]) == 2
     err = capsys.readouterr().err
     assert "video not found" in err and "cam1.mp4" in err and "feature" not in err
+
+
+# ------------------------------------------------------------------------------------------- issue 25, point 8
+def test_presets_table_has_a_header_and_aligned_labelled_columns(capsys):
+    from adplg.cli.main import PRESET_COLUMNS
+    from adplg.config import preset_names
+
+    assert main(["presets"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["preset", "format", "feature_dim", "crops", "train/test",
+                              "thre_pesudo_a/thre_var_a/pl_his_num/warm_up", "description"]
+    assert [row.split()[0] for row in rows] == preset_names()
+    for label in PRESET_COLUMNS[1:]:  # every column starts where its label does, in every row
+        start = header.index(label)
+        assert all(row[start - 2:start] == "  " and row[start] != " " for row in rows), label
+    xd = next(row for row in rows if row.startswith("xd-i3d "))
+    assert xd.split()[1:5] == ["xd", "1024", "5/5", "0.15/0.5/5/1500"]
+
+
+def test_official_scripts_help_names_the_script_and_its_preset():
+    for script, preset in (("xd_main.py", "xd-i3d"), ("ucf_test.py", "ucf-i3d"), ("sht_main.py", "sht-i3d")):
+        proc = subprocess.run([sys.executable, str(Path(__file__).parents[1] / script), "--help"],
+                              capture_output=True, text=True)
+        text = " ".join(proc.stdout.split())  # argparse wraps long help lines
+        assert proc.returncode == 0 and text.startswith(f"usage: python {script} "), (script, proc.stdout[:200])
+        assert f"default {preset}" in text and "adplg train" not in text.split("The official")[0], script
+
+
+def test_test_help_lists_only_what_test_uses(capsys):
+    with pytest.raises(SystemExit):
+        main(["test", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--model_file", "--preset", "--config", "--feature_root", "--list_dir", "--device", "--out",
+                 "--no_plot"):
+        assert flag in out, flag
+    for flag in ("--thre_pesudo_a", "--thre_var_a", "--pl_his_num", "--warm_up", "--seed", "--batch_size",
+                 "--num_iters", "--output_dir", "--run_dir", "--resume"):
+        assert flag not in out, flag
+    with pytest.raises(SystemExit) as exc:  # not an option of test
+        main(["test", "--model_file", "x.safetensors", "--seed", "1"])
+    assert exc.value.code == 2 and "unrecognized arguments: --seed" in capsys.readouterr().err

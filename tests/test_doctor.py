@@ -200,6 +200,23 @@ def test_cli_positional_data_and_overrides(dataset, capsys):
         _run(["--preset", "no-such-preset"])
 
 
+def test_cli_data_that_holds_the_lists_is_the_list_folder(dataset, capsys):
+    """``adplg doctor runs/demo/data --preset demo-cpu-small``: DATA holds the preset's lists, so it is data.list_dir
+    (not a feature root the lists' paths would be re-rooted onto), alone or given again as --list_dir."""
+    args = parse_args(_parser(), ["doctor", str(dataset.root), "--preset", "demo-cpu-small"])
+    assert config_overrides(args) == [f"data.list_dir={dataset.root}"]
+    assert _run([str(dataset.root), *BASE_ARGS]) == 0
+    assert "verdict: HEALTHY (train, test)" in capsys.readouterr().out
+    assert _run([str(dataset.root), "--list_dir", str(dataset.root), *BASE_ARGS]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: HEALTHY (train, test)" in out and "problems: none" in out
+    args = parse_args(_parser(), ["doctor", str(dataset.root), "--feature_root", "/x", "--preset", "demo-cpu-small"])
+    assert config_overrides(args) == ["data.feature_root=/x", f"data.list_dir={dataset.root}"]
+    # a folder without the preset's lists is still the feature folder
+    args = parse_args(_parser(), ["doctor", str(dataset.root / "train"), "--list_dir", str(dataset.root)])
+    assert config_overrides(args) == [f"data.feature_root={dataset.root / 'train'}", f"data.list_dir={dataset.root}"]
+
+
 def test_cli_help_has_examples(capsys):
     with pytest.raises(SystemExit) as exc:
         _parser().parse_args(["doctor", "--help"])

@@ -191,6 +191,8 @@ class TrainConfig(_Strict):
     precision: Literal["fp32", "tf32", "bf16"] = Field(
         "fp32", description="fp32 is the faithful math; tf32/bf16 are speed options")
     compile: bool = Field(False, description="torch.compile both branches")
+    tensorboard: bool = Field(False, description="also log the training losses and evaluation metrics to "
+                                                 "<run_dir>/tensorboard (needs adplg[tensorboard])")
 
     @model_validator(mode="after")
     def _check_warm_up(self, info: ValidationInfo) -> "TrainConfig":

@@ -52,14 +52,23 @@ def normalize_spellings(parser: argparse.ArgumentParser, argv: list[str]) -> lis
     return out
 
 
-def add_config_args(p: argparse.ArgumentParser, preset_default: str | None) -> None:
-    """``--preset``, ``--config``, the official flags and trailing ``section.key=value`` overrides."""
+def add_config_args(p: argparse.ArgumentParser, preset_default: str | None, flags=tuple(SEED_FLAGS),
+                    unused_flags=()) -> None:
+    """``--preset``, ``--config``, the official ``flags`` (default: all of ``SEED_FLAGS``) and trailing
+    ``section.key=value`` overrides. ``unused_flags``: official flags the command accepts (an official script's
+    command line) but does not use, listed in a help section of their own."""
     p.add_argument("--preset", default=preset_default,
                    help="dataset/feature preset (see `adplg presets`)"
                    + (f"; default {preset_default}" if preset_default else ""))
     p.add_argument("--config", help="a YAML file merged over the preset")
-    for flag, (key, kind) in SEED_FLAGS.items():
+    for flag in flags:
+        key, kind = SEED_FLAGS[flag]
         p.add_argument(f"--{flag}", type=kind, default=None, help=f"sets {key}")
+    if unused_flags:
+        group = p.add_argument_group("official flags accepted for compatibility (this command does not use them)")
+        for flag in unused_flags:
+            key, kind = SEED_FLAGS[flag]
+            group.add_argument(f"--{flag}", type=kind, default=None, help=f"sets {key}")
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="dotted config overrides")
 
 

@@ -18,6 +18,7 @@ EXAMPLES = """examples:
   adplg doctor /data/UCF-10Crop --preset ucf-i3d --list_dir ADPLG-VAD/list
   adplg doctor /data/XD-I3D --preset xd-i3d --list_dir ADPLG-VAD/list --split test --json xd-doctor.json
   adplg doctor /data/SH-I3D --preset sht-i3d --list_dir ADPLG-VAD/list data.gt_file=/data/sh-gt.npy
+  adplg doctor runs/demo/data --preset demo-cpu-small   # a folder that holds its lists (here: what `adplg demo` wrote)
   adplg doctor features/cam1        # a folder written by `adplg extract` (manifest.json, meta/, features.list)
 """
 
@@ -32,7 +33,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "dimension, NaN/Inf), the crops of every video, the snippet counts and the test GT, and print "
                     "one report. Exit status 0 when healthy, 1 when errors were found.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", nargs="?", metavar="DATA", help="the feature folder (same as --feature_root)")
+    p.add_argument("data", nargs="?", metavar="DATA",
+                   help="the folder of the lists when it holds the preset's list files (same as --list_dir), else "
+                        "the feature folder (same as --feature_root)")
     p.add_argument("--preset", default="ucf-i3d", help="dataset/feature preset (see `adplg presets`); default ucf-i3d")
     p.add_argument("--config", help="a YAML file merged over the preset")
     p.add_argument("--feature_root", help="sets data.feature_root (the folder the list paths are re-rooted onto)")
@@ -57,18 +60,45 @@ def _split_data_and_overrides(args: argparse.Namespace) -> tuple[str | None, lis
     return data, overrides
 
 
-def config_overrides(args: argparse.Namespace) -> list[str]:
-    """The dotted overrides of the command line, DATA / --feature_root / --list_dir included."""
+def holds_lists(folder: str, args: argparse.Namespace, overrides: list[str]) -> bool:
+    """Whether ``folder`` holds a list file of the config (``data.train_list`` / ``data.test_list`` of the preset,
+    ``--config`` and the overrides, given as names relative to the list folder)."""
+    from adplg.config import DataConfig, settings
+
+    data = settings(args.preset, args.config, overrides).get("data") or {}
+    names = [data.get(key, DataConfig.model_fields[key].default) for key in ("train_list", "test_list")]
+    return any(isinstance(name, str) and not Path(name).is_absolute() and (Path(folder) / name).is_file()
+               for name in names)
+
+
+def data_folders(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """``(list_dir, feature_root)`` from DATA, ``--list_dir`` and ``--feature_root``.
+
+    DATA is the list folder (``data.list_dir``) when it holds the config's list files and no other ``--list_dir`` is
+    given (``adplg doctor runs/demo/data --preset demo-cpu-small``), or when it is ``--list_dir`` itself; otherwise
+    it is the feature folder (``data.feature_root``) the list paths are re-rooted onto, as ``--feature_root``."""
     data, overrides = _split_data_and_overrides(args)
-    if data is not None and args.feature_root is not None and Path(data) != Path(args.feature_root):
+    if data is None:
+        return args.list_dir, args.feature_root
+    if args.list_dir is None and holds_lists(data, args, overrides):
+        return data, args.feature_root
+    if args.list_dir is not None and Path(data).resolve() == Path(args.list_dir).resolve():
+        return args.list_dir, args.feature_root
+    if args.feature_root is not None and Path(data) != Path(args.feature_root):
         raise AdplgError(f"doctor: DATA ({data}) and --feature_root ({args.feature_root}) disagree; give one of them")
-    feature_root = data if data is not None else args.feature_root
+    return args.list_dir, data
+
+
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """The dotted overrides of the command line, DATA / --feature_root / --list_dir included (see
+    :func:`data_folders`)."""
+    list_dir, feature_root = data_folders(args)
     flags = []
     if feature_root is not None:
         flags.append(f"data.feature_root={feature_root}")
-    if args.list_dir is not None:
-        flags.append(f"data.list_dir={args.list_dir}")
-    return flags + overrides
+    if list_dir is not None:
+        flags.append(f"data.list_dir={list_dir}")
+    return flags + _split_data_and_overrides(args)[1]
 
 
 def run(args: argparse.Namespace) -> int:

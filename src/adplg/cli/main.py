@@ -11,7 +11,14 @@ import sys
 from pathlib import Path
 
 from adplg._version import __version__
-from adplg.cli.common import add_config_args, config_overrides, normalize_spellings, option_for, split_model_files
+from adplg.cli.common import (
+    SEED_FLAGS,
+    add_config_args,
+    config_overrides,
+    normalize_spellings,
+    option_for,
+    split_model_files,
+)
 from adplg.errors import AdplgError
 
 EXAMPLES_TRAIN = """examples:
@@ -31,16 +38,31 @@ EXAMPLES_DEMO = """examples:
 """
 
 
-def cmd_presets(args: argparse.Namespace) -> int:
-    """``adplg presets``: one line per bundled preset (data format, feature size, crops, PLG settings). Returns 0."""
+PRESET_COLUMNS = ("preset", "format", "feature_dim", "crops train/test",
+                  "thre_pesudo_a/thre_var_a/pl_his_num/warm_up", "description")
+
+
+def preset_rows() -> list[tuple[str, ...]]:
+    """One row of :data:`PRESET_COLUMNS` per preset: its data format and feature size, its crops per training / test
+    video, the official flags' values (``plg.mean_threshold / plg.var_threshold / plg.history / train.warm_up``)."""
     from adplg.config import build_config, preset_names
 
+    rows: list[tuple[str, ...]] = []
     for name in preset_names():
         cfg = build_config(name)
         p = cfg.plg
-        print(f"{name:16s} {cfg.data.format:6s} dim={cfg.data.feature_dim:<5d} crops={cfg.data.train_crops}/"
-              f"{cfg.data.test_crops}  {p.mean_threshold}/{p.var_threshold}/{p.history}/{cfg.train.warm_up}  "
-              f"{cfg.description}")
+        rows.append((name, cfg.data.format, str(cfg.data.feature_dim),
+                     f"{cfg.data.train_crops}/{cfg.data.test_crops}",
+                     f"{p.mean_threshold}/{p.var_threshold}/{p.history}/{cfg.train.warm_up}", cfg.description))
+    return rows
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    """``adplg presets``: a table of the bundled presets (:data:`PRESET_COLUMNS`), columns aligned. Returns 0."""
+    rows = [PRESET_COLUMNS, *preset_rows()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(PRESET_COLUMNS) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
     return 0
 
 
@@ -130,16 +152,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``adplg`` argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="adplg", description="ADPLG-VAD weakly supervised video anomaly detection")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
-    parser.add_argument("--version", action="version", version=f"adplg {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+# the official flags that ``test`` uses: where the data are and the device (the others set training options)
+TEST_FLAGS = ("feature_root", "list_dir", "device")
 
-    p = sub.add_parser("train", help="train both branches", epilog=EXAMPLES_TRAIN,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(p, "ucf-i3d")
+
+def add_train_arguments(p: argparse.ArgumentParser, preset_default: str) -> None:
+    """The arguments of ``adplg train`` (and of ``python ucf_main.py``, with its preset as the default)."""
+    add_config_args(p, preset_default)
     p.add_argument("--run_dir", help="run directory (default runs/<preset>-seed<seed>-<time>)")
     p.add_argument("--resume", help="a run directory or a full checkpoint to continue (a run whose checkpoints/last "
                                     "does not verify, e.g. after a kill during a save, continues from the newest full "
@@ -147,15 +166,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_eval", action="store_true", help="train without a test set")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("test", help="evaluate a checkpoint (ours or the authors' .pkl)", epilog=EXAMPLES_TEST,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(p, None)
+
+def add_test_arguments(p: argparse.ArgumentParser, preset_default: str | None, official: bool = False) -> None:
+    """The arguments of ``adplg test``: the official flags test uses; ``official`` (``python ucf_test.py``) accepts
+    the others too, in a help section of their own, as the official test scripts did."""
+    unused = [flag for flag in SEED_FLAGS if flag not in TEST_FLAGS] if official else []
+    add_config_args(p, preset_default, flags=TEST_FLAGS, unused_flags=unused)
     p.add_argument("--model_file", required=True, nargs="+",
                    help="our .safetensors checkpoint, a run directory, or *_model_s_*.pkl; several: their mean score")
     p.add_argument("--out", help="folder for results.json, scores.npz and scores.png (default: inside the run, "
                                  "<run>/tests/<checkpoint>)")
     p.add_argument("--no_plot", action="store_true", help="skip the score plot")
     p.set_defaults(func=cmd_test)
+
+
+def add_verbose(parser: argparse.ArgumentParser) -> None:
+    """``-v`` / ``--verbose``: debug logging and full tracebacks."""
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+
+
+TEST_DESCRIPTION = ("Evaluate a checkpoint on the config's test set. Our checkpoints build the model they were\n"
+                    "trained with; --preset, --config and the overrides supply the data paths, test crops and\n"
+                    "evaluation settings.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``adplg`` argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="adplg", description="ADPLG-VAD weakly supervised video anomaly detection")
+    add_verbose(parser)
+    parser.add_argument("--version", action="version", version=f"adplg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train both branches", epilog=EXAMPLES_TRAIN,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_train_arguments(p, "ucf-i3d")
+
+    p = sub.add_parser("test", help="evaluate a checkpoint (ours or the authors' .pkl)", description=TEST_DESCRIPTION,
+                       epilog=EXAMPLES_TEST, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_test_arguments(p, None)
 
     p = sub.add_parser("demo", help="synthetic UCF-format data -> CPU-sized training -> metrics and a score plot",
                        epilog=EXAMPLES_DEMO, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -220,10 +268,9 @@ class ParameterHints(logging.Filter):
         return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``adplg``: parse ``argv`` (default ``sys.argv[1:]``), run the command, return its exit code."""
-    parser = build_parser()
-    args = parse_args(parser, normalize_spellings(parser, sys.argv[1:] if argv is None else list(argv)))
+def run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    """Parse ``argv`` with ``parser`` and run its command; user errors are one line on stderr and status 2."""
+    args = parse_args(parser, normalize_spellings(parser, argv))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     for handler in logging.getLogger().handlers:  # this command's flags only (main may run several times)
         for old in [f for f in handler.filters if isinstance(f, ParameterHints)]:
@@ -234,16 +281,35 @@ def main(argv: list[str] | None = None) -> int:
     except AdplgError as exc:
         if args.verbose:
             raise
-        print(f"adplg: error: {error_message(exc, parser, args)}", file=sys.stderr)
+        print(f"{parser.prog}: error: {error_message(exc, parser, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("adplg: interrupted", file=sys.stderr)
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``adplg``: parse ``argv`` (default ``sys.argv[1:]``), run the command, return its exit code."""
+    return run(build_parser(), sys.argv[1:] if argv is None else list(argv))
+
+
+def legacy_parser(script: str, preset: str, command: str) -> argparse.ArgumentParser:
+    """The parser of an official script (``python xd_main.py``): ``command``'s arguments with ``preset`` as the
+    default of ``--preset``, its own name in the usage line."""
+    parser = argparse.ArgumentParser(
+        prog=f"python {script}", description=f"The official command, the same as `adplg {command} --preset {preset}`"
+        + (f". {TEST_DESCRIPTION}" if command == "test" else "."))
+    add_verbose(parser)
+    if command == "train":
+        add_train_arguments(parser, preset)
+    else:
+        add_test_arguments(parser, preset, official=True)
+    return parser
 
 
 def legacy_entry(preset: str, command: str) -> None:
     """The official scripts' commands (``python ucf_main.py --thre_pesudo_a ...``) as thin wrappers."""
-    sys.exit(main([command, "--preset", preset, *sys.argv[1:]]))
+    sys.exit(run(legacy_parser(Path(sys.argv[0]).name, preset, command), sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def crop_filename(video: str, crop: int) -> str:
 # --------------------------------------------------------------------------------------------------------------
 # Generator
 # --------------------------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(kw_only=True)
 class SyntheticDataset:
     """Paths of what :func:`generate_synthetic_ucf` wrote."""
 
@@ -107,7 +107,7 @@ class SyntheticDataset:
     crops: int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _World:
     """Dataset-level parameters of the feature model."""
 
@@ -229,6 +229,7 @@ def generate_synthetic_ucf(
     crops: int = 2,
     max_snippets: int = 400,
     seed: int = 0,
+    relative_paths: bool = False,
 ) -> SyntheticDataset:
     """Write a synthetic UCF-Crime-like dataset in the official ADPLG-VAD on-disk formats and return its paths.
 
@@ -237,7 +238,7 @@ def generate_synthetic_ucf(
         train/<Class>/<Name>_x264.npy, <Name>_x264__1.npy, ...        # abnormal train, [T, feature_dim] float32
         train/Training_Normal_Videos_Anomaly/Normal_VideosNNN_x264*.npy
         test/<Class>/...,  test/Testing_Normal_Videos_Anomaly/...
-        UCF_Train.list     # absolute paths, abnormal videos first (class/name sorted) then normal, crops contiguous
+        UCF_Train.list     # abnormal videos first (class/name sorted) then normal, crops contiguous
         UCF_Test.list      # same layout
         UCF_Annotation.txt # "Class/Name_x264.mp4 <nframes> <Class> s1 e1 s2 e2 " (-1 = none), nframes = 16*T
         synthetic.json     # the generation parameters
@@ -246,6 +247,10 @@ def generate_synthetic_ucf(
     ``max_snippets`` (intervals are scaled when capping). Abnormal test videos keep their real anomaly intervals
     (frames, ``[s, e)``, clipped to ``16*T``); abnormal train videos get intervals drawn like the test ones, which
     are never written (weak labels only). Deterministic for a given ``seed``.
+
+    The lists hold absolute paths, like the authors' lists; ``relative_paths=True`` writes them relative to the
+    lists' folder (``train/Abuse/Abuse028_x264.npy``), which the list readers resolve against that folder, so the
+    whole folder can be moved (what ``adplg demo`` writes).
     """
     counts = {
         "num_train_normal": num_train_normal, "num_train_abnormal": num_train_abnormal,
@@ -319,7 +324,7 @@ def generate_synthetic_ucf(
         for k, feat in enumerate(_synth_video(rng, world, t_len, cls, intervals, crops)):
             path = folder / crop_filename(row["video"], k)
             np.save(path, feat)
-            list_lines[split].append(str(path))
+            list_lines[split].append(str(path.relative_to(root) if relative_paths else path))
         if split == "test":
             slots = [v for s_e in intervals for v in s_e] + [-1] * (4 - 2 * len(intervals))
             annotation_lines.append(
@@ -333,7 +338,7 @@ def generate_synthetic_ucf(
     test_list.write_text("\n".join(list_lines["test"]) + "\n", encoding="utf-8")
     annotations.write_text("\n".join(annotation_lines) + "\n", encoding="utf-8")
     meta = dict(counts, feature_dim=feature_dim, crops=crops, max_snippets=max_snippets, seed=seed,
-                generator="adplg.data.synthetic.generate_synthetic_ucf")
+                relative_paths=relative_paths, generator="adplg.data.synthetic.generate_synthetic_ucf")
     (root / "synthetic.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return SyntheticDataset(root=root, train_list=train_list, test_list=test_list, annotations=annotations,
                             feature_dim=feature_dim, crops=crops)

@@ -4,12 +4,14 @@ One step: branch 1 forward on 32 normal + 32 abnormal pooled crops -> pseudo-lab
 branch 1 Adam step; after ``warm_up`` steps branch 2 learns from those labels on the same batch (Adam + StepLR).
 Every ``eval_every`` steps past warm-up the snippet branch is evaluated on the test set and checkpointed; between
 evaluations the full ``last`` checkpoint is written every ``save_every`` steps, so an interrupted run can resume.
+With ``train.tensorboard`` the logged losses and the evaluations also go to ``<run_dir>/tensorboard``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 
@@ -43,6 +45,7 @@ from adplg.runtime import resolve_device, seed_everything, versions
 from adplg.training import augment
 from adplg.training.pseudo_labels import PseudoLabelGenerator, minmax
 from adplg.training.sampler import EpochSampler
+from adplg.training.tensorboard import TensorBoardLog
 
 log = logging.getLogger("adplg")
 
@@ -109,6 +112,7 @@ class Trainer:
         # each logged loss's per-step values since the last log line (0-d tensors on the device); saved in full
         # checkpoints so that the first log line after a resume averages the same steps as an uninterrupted run
         self.running_losses: dict[str, list[Tensor]] = {}
+        self.tensorboard = TensorBoardLog(self.run_dir) if t.tensorboard else None  # before any compute
 
     # ------------------------------------------------------------------ one step
     def next_batch(self) -> tuple[Tensor, Tensor]:
@@ -313,8 +317,20 @@ class Trainer:
         from tqdm import tqdm
 
         t = self.cfg.train
-        metrics_file = self.run_dir / "metrics.jsonl"
         bar = tqdm(total=t.num_iters, initial=self.step, desc="train", disable=not t.progress, dynamic_ncols=True)
+        try:
+            with logs_above_the_bar(t.progress):
+                self._train_steps(bar)
+        finally:
+            bar.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+        self.save("last")
+        return self.summary()
+
+    def _train_steps(self, bar) -> None:
+        t = self.cfg.train
+        metrics_file = self.run_dir / "metrics.jsonl"
         running = self.running_losses
         while self.step < t.num_iters:
             self.step += 1
@@ -327,14 +343,13 @@ class Trainer:
                 running.clear()
                 bar.set_postfix({k: f"{v:.3f}" for k, v in mean.items() if k in ("loss_v", "loss_s")})
                 self._append(metrics_file, {"step": self.step, "kind": "train", **mean})
+                if self.tensorboard is not None:
+                    self.tensorboard.scalars("train", mean, self.step)
             last = self.step == t.num_iters
             if self.step > t.warm_up and (self.step % t.eval_every == 0 or last):
                 self._evaluate_and_save(metrics_file)
             elif self.step % t.save_every == 0 and not last:
                 self.save("last")  # the full state, so an interrupted run resumes from here (train --resume)
-        bar.close()
-        self.save("last")
-        return self.summary()
 
     def _evaluate_and_save(self, metrics_file: Path) -> None:
         record: dict = {"step": self.step}
@@ -350,8 +365,13 @@ class Trainer:
                           extra={"step": self.step, "val_video_auc": val})
         self.history.append(record)
         self._append(metrics_file, {"kind": "eval", **record})
-        primary = record.get("test", {}).get(self.cfg.eval.primary)
-        log.info("step %d: %s=%s val_video_auc=%s", self.step, self.cfg.eval.primary, primary, val)
+        shown = {self.cfg.eval.primary: record.get("test", {}).get(self.cfg.eval.primary), "val_video_auc": val}
+        log.info("step %d: %s", self.step,
+                 " ".join(f"{k}={v:.4f}" for k, v in shown.items() if v is not None) or "checkpoint saved")
+        if self.tensorboard is not None:
+            test = {k: v for k, v in record.get("test", {}).items() if k != "num_frames"}
+            self.tensorboard.scalars("eval", {**test, "val_video_auc": val}, self.step)
+            self.tensorboard.flush()
         self.save(f"step_{self.step}", metrics=record, full=False)
         self.save("last", metrics=record)
         atomic_write_text(self.run_dir / "summary.json", json.dumps(self.summary(), indent=2))
@@ -377,6 +397,18 @@ class Trainer:
     def _append(path: Path, record: dict) -> None:
         with open(path, "a") as handle:
             handle.write(json.dumps(record, default=float) + "\n")
+
+
+def logs_above_the_bar(progress: bool):
+    """A context in which console log records are written above the progress bar (``tqdm.write``) instead of onto
+    its line; a no-op without a bar (or with a tqdm older than its ``contrib.logging``)."""
+    if progress:
+        try:
+            from tqdm.contrib.logging import logging_redirect_tqdm
+        except ImportError:
+            return nullcontext()
+        return logging_redirect_tqdm()
+    return nullcontext()
 
 
 def holds_checkpoint(run_dir: Path) -> bool:

@@ -25,7 +25,7 @@ def minmax(x: Tensor, dim: int = -1, eps: float = 1e-8) -> Tensor:
     return (x - low) / (high - low + eps)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PseudoLabels:
     """The pseudo-labels of a batch of ``b`` abnormal videos of ``T`` snippets: targets, kept snippets, hard or not."""
 
