@@ -267,3 +267,14 @@ def test_extract_into_our_folder_resumes_and_guards_its_settings(capsys, tmp_pat
     refused(capsys, ["extract", str(tmp_path / "v.mp4"), "--backbone", "clip", "--weights", str(tmp_path / "w.pt"),
                      "--out", str(folder)], tmp_path / "w.pt", "not found")
     assert (folder / "Abuse001_x264.npy").read_bytes() == OLD
+
+
+def test_scorer_save_into_a_file_says_a_folder_was_expected(checkpoint, existing_file):
+    from adplg.inference.scorer import load
+
+    scorer = load(checkpoint, device="cpu")
+    with pytest.raises(AdplgError) as info:
+        scorer.save([], existing_file)
+    message = str(info.value)
+    assert f"{existing_file}: it is a file; expected a folder" in message, message
+    assert existing_file.read_bytes() == OLD

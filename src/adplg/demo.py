@@ -17,8 +17,10 @@ from adplg.data.datasets import TestSet, TrainSet, build_test_set, build_train_s
 from adplg.data.synthetic import generate_synthetic_ucf
 from adplg.evaluation.evaluate import predict_snippet_scores, score_metrics
 from adplg.evaluation.plots import plot_test_examples
-from adplg.io import atomic_write_text, check_output_dir
+from adplg.io import atomic_write_text, check_output_owner, mark_output_dir
 from adplg.training.engine import Trainer, create_run_dir
+
+DEMO_OUTPUT_NAMES = ("data",)  # the synthetic set the demo (re)writes; its run directories are new each time
 
 
 def baseline_metrics(cfg: Config, train: TrainSet, test: TestSet) -> dict[str, float]:
@@ -49,11 +51,13 @@ class Comparison:
 
 def train_and_compare(out: Path, seed: int = 0, num_iters: int | None = None, progress: bool = False,
                       overrides: list[str] = (), preset: str = "demo-cpu-small", data: dict | None = None,
-                      mil: bool = False) -> Comparison:
+                      mil: bool = False, overwrite: bool = False) -> Comparison:
     """Generate the synthetic set for ``seed``, train ``preset`` on it, evaluate it and the logistic baseline (and,
     with ``mil``, the MIL ranking baseline). ``data``: options of :func:`generate_synthetic_ucf` (``crops``,
-    ``feature_dim``, video counts); the config's feature size and crop counts follow them."""
-    out = check_output_dir(out, "demo --out folder")  # before any compute
+    ``feature_dim``, video counts); the config's feature size and crop counts follow them. An ``out`` holding a
+    ``data`` folder an earlier demo did not write, or another command's folder, is refused before any compute
+    (:func:`~adplg.io.check_output_owner`), unless ``overwrite``."""
+    out = check_output_owner(out, "demo", DEMO_OUTPUT_NAMES, what="demo output folder (out)", overwrite=overwrite)
     generator = inspect.signature(generate_synthetic_ucf).parameters
     data = {"feature_dim": generator["feature_dim"].default, "crops": generator["crops"].default, **(data or {})}
     options = [f"data.list_dir={out / 'data'}", f"train.seed={seed}", f"train.progress={progress}",
@@ -63,6 +67,7 @@ def train_and_compare(out: Path, seed: int = 0, num_iters: int | None = None, pr
         warm_up = load_preset(preset)["train"]["warm_up"]
         options += [f"train.num_iters={num_iters}", f"train.warm_up={min(warm_up, num_iters // 3)}"]
     cfg = build_config(preset, overrides=[*options, *overrides])  # invalid settings stop before any work
+    mark_output_dir(out, "demo")
     generate_synthetic_ucf(out / "data", seed=seed, **data)
     train, test = build_train_set(cfg, progress=False), build_test_set(cfg, progress=False)
     run_dir = create_run_dir(cfg)  # <out>/demo-cpu-small-seed<seed>-<time>
@@ -76,8 +81,9 @@ def train_and_compare(out: Path, seed: int = 0, num_iters: int | None = None, pr
                       test=test, mil=mil_metrics(cfg, train, test) if mil else None)
 
 
-def run_demo(out: Path, num_iters: int | None = None, seed: int = 0, progress: bool = True) -> dict:
-    result = train_and_compare(out, seed=seed, num_iters=num_iters, progress=progress)
+def run_demo(out: Path, num_iters: int | None = None, seed: int = 0, progress: bool = True,
+             overwrite: bool = False) -> dict:
+    result = train_and_compare(out, seed=seed, num_iters=num_iters, progress=progress, overwrite=overwrite)
     trainer, test = result.trainer, result.test
     print(f"\n{'method':38s} {'AUC':>7s} {'AP':>7s} {'PR-AUC':>7s} {'AUC_A':>7s} {'FAR':>7s}")
     for name, m in ((f"ADPLG-VAD demo-cpu-small (step {trainer.step})", result.ours),
