@@ -278,3 +278,28 @@ def test_scorer_save_into_a_file_says_a_folder_was_expected(checkpoint, existing
     message = str(info.value)
     assert f"{existing_file}: it is a file; expected a folder" in message, message
     assert existing_file.read_bytes() == OLD
+
+
+def test_demo_test_watch_folders_refuse_foreign_files_unless_overwrite(capsys, tmp_path):
+    from adplg.live.outputs import WatchOutputs
+
+    missing = str(tmp_path / "missing.safetensors")
+    mine = tmp_path / "mine"
+    (mine / "data").mkdir(parents=True)
+    (mine / "results.json").write_bytes(OLD)
+    (mine / "alert-0001-0000001.00s.jpg").write_bytes(OLD)
+    before = sorted(p.name for p in mine.rglob("*"))
+    refused(capsys, ["test", "--model_file", missing, "--out", str(mine)], mine, "results.json", "overwrite")
+    refused(capsys, ["demo", "--out", str(mine), "--steps", "3"], mine, mine / "data", "overwrite")
+    with pytest.raises(AdplgError, match="alert-0001-0000001.00s.jpg"):
+        WatchOutputs.check(None, None, mine, None)
+    assert sorted(p.name for p in mine.rglob("*")) == before
+    # --overwrite passes the folder: the next problem is reported instead
+    refused(capsys, ["test", "--model_file", missing, "--out", str(mine), "--overwrite"], "missing.safetensors")
+    refused(capsys, ["demo", "--out", str(mine), "--steps", "0", "--overwrite"], "num_iters")
+    WatchOutputs.check(None, None, mine, None, overwrite=True)
+    # a folder a watch filled is its own on the next run
+    snaps = tmp_path / "snaps"
+    WatchOutputs(None, None, snaps, None, "cam").close()
+    (snaps / "alert-0001-0000001.00s.jpg").write_bytes(OLD)
+    WatchOutputs.check(None, None, snaps, None)
