@@ -59,12 +59,14 @@ SYNTHETIC = dict(num_train_normal=8, num_train_abnormal=8, num_test_normal=4, nu
 
 class Workspace:
     """One case's folder: ``data/`` (synthetic UCF lists, annotations, features), ``ckpt.safetensors`` + ``.json``
-    (a copy of the base checkpoint) and helpers that write bad files into it."""
+    (a copy of the base checkpoint) and helpers that write bad files into it; ``base_run``: the base run directory
+    (copy from it)."""
 
     def __init__(self, root: Path, base_checkpoint: Path):
         from adplg.data.synthetic import generate_synthetic_ucf
 
         self.root = root
+        self.base_run = base_checkpoint.parent.parent  # build_base's run directory: read it, never write into it
         self.data = generate_synthetic_ucf(root / "data", **SYNTHETIC).root
         self.ckpt = root / "ckpt.safetensors"
         shutil.copy(base_checkpoint, self.ckpt)

@@ -79,6 +79,72 @@ cases("extract-shard", ["3/2", "a/b", "0/0"], lambda w, v: (w.extract("--shard",
 case("extract-batch-snippets-zero")(lambda w: (w.extract("--batch-snippets", "0"), ["batch"]))
 
 
+# ---- issue 26: hostile or damaged TorchScript CLIP weights (built as tests/test_torchscript_weights.py does) and
+# .npy files that are not numeric arrays
+def _extract_clip(w: Workspace, weights: Path) -> list[str]:
+    video = w.write("v/clip.mp4", b"")
+    return ["extract", str(video), "--backbone", "clip", "--weights", str(weights), "--out", str(w.root / "out"),
+            "--device", "cpu", "--quiet"]
+
+
+def _hostile_setstate(w: Workspace) -> Path:
+    import warnings
+
+    import torch
+    from test_torchscript_weights import HostileBlock
+    from torch import nn
+
+    root = nn.Module()
+    root.visual = HostileBlock()
+    path = w.root / "hostile_setstate.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(root).save(str(path))
+    return path
+
+
+def _hostile_reduce(w: Workspace) -> Path:
+    """A benign archive whose data.pkl runs ``exec`` (rewriting ``marker.txt``, which exists: a run is a change)."""
+    import pickle
+
+    from backbone_weights import write_random_clip
+    from test_torchscript_weights import SMALL, WritesMarker, replace_entry
+
+    marker = w.write("marker.txt", "not run")
+    benign = write_random_clip(w.root / "benign.pt", seed=1, jit=True, **SMALL)
+    return replace_entry(benign, w.root / "hostile_reduce.pt", "/data.pkl",
+                         pickle.dumps({"visual": WritesMarker(marker)}, protocol=4))
+
+
+def _damaged_archive(w: Workspace) -> Path:
+    from backbone_weights import write_random_clip
+    from test_torchscript_weights import SMALL, replace_entry
+
+    benign = write_random_clip(w.root / "benign.pt", seed=1, jit=True, **SMALL)
+    return replace_entry(benign, w.root / "damaged.pt", "/data/0", None)
+
+
+case("extract-weights-hostile-setstate")(lambda w: (_extract_clip(w, _hostile_setstate(w)), [
+    f"CLIP weights file {w.root / 'hostile_setstate.pt'}: TorchScript archive refused", "never runs their code"]))
+case("extract-weights-hostile-reduce")(lambda w: (_extract_clip(w, _hostile_reduce(w)), [
+    f"CLIP weights file {w.root / 'hostile_reduce.pt'}: TorchScript archive refused",
+    "data.pkl refers to builtins.exec"]))
+case("extract-weights-damaged-archive")(lambda w: (_extract_clip(w, _damaged_archive(w)), [
+    "damaged.pt", "damaged TorchScript archive: storage blob", "/data/0 is missing"]))
+case("score-feature-text-header")(lambda w: (do((w.features / "clip.npy").write_text("hello"), w.score()), [
+    "clip.npy", "not a .npy file: expected a .npy header starting with b'\\x93NUMPY', got b'hello'"]))
+case("score-feature-object-array")(lambda w: (np.save(w.features / "clip.npy", np.array([1, "a"], dtype=object),
+                                                      allow_pickle=True) or w.score(), [
+    "clip.npy", "wrong dtype: expected a numeric array, got an array of Python objects"]))
+case("score-feature-garbled-header")(lambda w: (_garbled_header(w.features / "clip.npy") or w.score(), [
+    "clip.npy", "corrupt .npy header: "]))
+
+
+def _garbled_header(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"'descr'", b"'dXscr'", 1))
+
+
 def _torch_save(path: Path, state: dict) -> None:
     import torch
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +109,71 @@ case("test-crafted-sidecar-data-paths")(lambda w: (w.edit_sidecar(lambda meta: m
     ["test", "--model_file", str(w.ckpt), "--no_plot", f"output_dir={w.root / 'runs'}"], ["passwd"]))
 case("test-annotation-past-end")(lambda w: (w.edit_annotations(
     lambda lines: [line.replace(" 230 270 ", " 230 5000 ") for line in lines]) or w.test(), ["RoadAccidents010"]))
+
+case("train-feature-object-array")(lambda w: (np.save(w.train_video(), np.array([1, "a"], dtype=object),
+                                                      allow_pickle=True) or w.train(),
+                                              [w.train_video().name, "wrong dtype", "array of Python objects"]))
+case("test-out-holds-foreign-files")(lambda w: (do(w.write("mine/results.json", "{}"), w.write("mine/notes.txt", "x"),
+                                                   w.test("--out", str(w.root / "mine"))),
+                                                [str(w.root / "mine"), "results.json", "overwrite"]))
+
+
+# ---- issue 26: checkpoints that do not belong together, or are not ours (R: the base run's config and last.*)
+def _torn_run(w: Workspace, legacy: bool = False) -> Path:
+    """``w.root / "R"``: the base run's config.yaml and checkpoints/last.* whose sidecar's step is 5 lower (``legacy``:
+    weights re-saved with only a format in their metadata, a sidecar without checkpoint id, sha256 or size, step
+    25), and no other checkpoint."""
+    run = w.folder("R")
+    shutil.copy(w.base_run / "config.yaml", run / "config.yaml")
+    (run / "checkpoints").mkdir()
+    weights, sidecar = run / "checkpoints" / "last.safetensors", run / "checkpoints" / "last.json"
+    shutil.copy(w.base_run / "checkpoints" / "last.safetensors", weights)
+    meta = json.loads((w.base_run / "checkpoints" / "last.json").read_text())
+    meta["step"] -= 5
+    if legacy:
+        from safetensors.torch import load_file, save_file
+
+        save_file(load_file(weights), weights, metadata={"format": "adplg-checkpoint-1"})
+        for key in ("checkpoint_id", "weights_sha256", "weights_bytes"):
+            meta.pop(key, None)
+    sidecar.write_text(json.dumps(meta))
+    return run
+
+
+def _zip_pkl(w: Workspace) -> Path:
+    import torch
+
+    path = w.root / "x_model_s_1.pkl"
+    torch.save({"w": torch.zeros(2)}, path)
+    return path
+
+
+def _foreign_safetensors(w: Workspace) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    path = w.root / "model.safetensors"
+    save_file({"w": torch.zeros(2)}, path, metadata={"format": "pt"})
+    return path
+
+
+case("train-resume-torn-pair")(lambda w: (["train", "--resume", str(_torn_run(w))], [
+    str(w.root / "R"), "do not belong together", "a torn checkpoint",
+    f"adplg train --config {w.root / 'R' / 'config.yaml'} --run_dir {w.root / 'R'}-restart"]))
+case("train-run-dir-torn-pair")(lambda w: (["train", "--config", str(_torn_run(w) / "config.yaml"), "--run_dir",
+                                            str(w.root / "R")], [
+    f"run directory {w.root / 'R'} already holds a run", f"no full checkpoint in {w.root / 'R' / 'checkpoints'}",
+    "verifies", f"{w.root / 'R'}-restart"]))
+case("train-resume-legacy-torn-pair")(lambda w: (["train", "--resume", str(_torn_run(w, legacy=True))], [
+    "do not belong together", "a checkpoint from before checkpoint ids", "30 steps but the sidecar's step is 25",
+    f"--run_dir {w.root / 'R'}-restart"]))
+case("train-resume-zip-pkl")(lambda w: (["train", "--resume", str(_zip_pkl(w))], [
+    "x_model_s_1.pkl", "is a PyTorch checkpoint (a zip archive, written by torch.save)",
+    f"adplg test --preset <its preset> --model_file {w.root / 'x_model_s_1.pkl'}"]))
+case("train-resume-foreign-safetensors")(lambda w: (["train", "--resume", str(_foreign_safetensors(w))], [
+    "model.safetensors", "is not an adplg checkpoint", "no checkpoint_id/format in its metadata"]))
+case("test-foreign-safetensors")(lambda w: (w.test(model=_foreign_safetensors(w)), [
+    "model.safetensors", "is not an adplg checkpoint", "no checkpoint_id/format in its metadata"]))
 
 
 def _official_wrong_shapes(w: Workspace) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bad_inputs_harness import CaseTable, Workspace, base_checkpoint  # noqa: F401 - base_checkpoint: the fixture
+from bad_inputs_harness import CaseTable, Workspace, base_checkpoint, do  # noqa: F401 - base_checkpoint: the fixture
 
 table = CaseTable()
 case, cases = table.case, table.cases
@@ -24,6 +24,10 @@ case("watch-events-is-a-folder")(lambda w: (_watch(w, "--events", str(w.folder("
 case("watch-csv-under-a-file")(lambda w: (_watch(w, "--csv", str(w.write("f", "x") / "t.csv")), [str(w.root / "f")]))
 case("watch-checkpoint-missing")(lambda w: (["watch", str(w.write("v/clip.mp4", b"")), "--checkpoint",
                                              str(w.root / "no.safetensors")], ["no.safetensors"]))
+case("watch-snapshots-hold-foreign-jpegs")(lambda w: (do(w.write("snaps/alert-0001-0000001.00s.jpg", b"mine"),
+                                                         _watch(w, "--snapshots", str(w.root / "snaps"))),
+                                                      [str(w.root / "snaps"), "alert-0001-0000001.00s.jpg",
+                                                       "overwrite"]))
 
 # ---- doctor, demo, config
 case("doctor-json-is-a-folder")(lambda w: (w.doctor("--json", str(w.folder("report"))), [str(w.root / "report")]))
@@ -33,6 +37,9 @@ case("doctor-max-shown-negative")(lambda w: (w.doctor("--max_shown", "-1"), ["ma
 case("demo-out-is-a-file")(lambda w: (["demo", "--out", str(w.write("demo.txt", "x"))], ["demo.txt"]))
 cases("demo-steps", ["0", "-5"], lambda w, v: (["demo", "--out", str(w.root / "demo"), "--steps", v],
                                               ["num_iters"]))
+case("demo-out-holds-foreign-data")(lambda w: (do(w.write("demo/data/mine.txt", "x"),
+                                                  ["demo", "--out", str(w.root / "demo"), "--steps", "3"]),
+                                               [str(w.root / "demo"), str(w.root / "demo" / "data"), "overwrite"]))
 case("config-unknown-preset")(lambda w: (["config", "--preset", "nope"], ["nope"]))
 
 # ---- the official seed scripts (`python ucf_main.py ...`), in a subprocess as users run them

@@ -267,3 +267,39 @@ def test_extract_into_our_folder_resumes_and_guards_its_settings(capsys, tmp_pat
     refused(capsys, ["extract", str(tmp_path / "v.mp4"), "--backbone", "clip", "--weights", str(tmp_path / "w.pt"),
                      "--out", str(folder)], tmp_path / "w.pt", "not found")
     assert (folder / "Abuse001_x264.npy").read_bytes() == OLD
+
+
+def test_scorer_save_into_a_file_says_a_folder_was_expected(checkpoint, existing_file):
+    from adplg.inference.scorer import load
+
+    scorer = load(checkpoint, device="cpu")
+    with pytest.raises(AdplgError) as info:
+        scorer.save([], existing_file)
+    message = str(info.value)
+    assert f"{existing_file}: it is a file; expected a folder" in message, message
+    assert existing_file.read_bytes() == OLD
+
+
+def test_demo_test_watch_folders_refuse_foreign_files_unless_overwrite(capsys, tmp_path):
+    from adplg.live.outputs import WatchOutputs
+
+    missing = str(tmp_path / "missing.safetensors")
+    mine = tmp_path / "mine"
+    (mine / "data").mkdir(parents=True)
+    (mine / "results.json").write_bytes(OLD)
+    (mine / "alert-0001-0000001.00s.jpg").write_bytes(OLD)
+    before = sorted(p.name for p in mine.rglob("*"))
+    refused(capsys, ["test", "--model_file", missing, "--out", str(mine)], mine, "results.json", "overwrite")
+    refused(capsys, ["demo", "--out", str(mine), "--steps", "3"], mine, mine / "data", "overwrite")
+    with pytest.raises(AdplgError, match="alert-0001-0000001.00s.jpg"):
+        WatchOutputs.check(None, None, mine, None)
+    assert sorted(p.name for p in mine.rglob("*")) == before
+    # --overwrite passes the folder: the next problem is reported instead
+    refused(capsys, ["test", "--model_file", missing, "--out", str(mine), "--overwrite"], "missing.safetensors")
+    refused(capsys, ["demo", "--out", str(mine), "--steps", "0", "--overwrite"], "num_iters")
+    WatchOutputs.check(None, None, mine, None, overwrite=True)
+    # a folder a watch filled is its own on the next run
+    snaps = tmp_path / "snaps"
+    WatchOutputs(None, None, snaps, None, "cam").close()
+    (snaps / "alert-0001-0000001.00s.jpg").write_bytes(OLD)
+    WatchOutputs.check(None, None, snaps, None)

@@ -77,12 +77,12 @@ def extract(videos: Inputs, out_dir: str | Path, *, backbone: str, weights: str 
 
 def test(model_files: str | Path | Sequence[str | Path], *, preset: str | None = None,
          config_file: str | Path | None = None, overrides: Sequence[str] = (), out_dir: str | Path | None = None,
-         plot: bool = True) -> TestResult:
+         plot: bool = True, overwrite: bool = False) -> TestResult:
     """Frame AUC / AP of checkpoint(s) on the config's test set; results, scores and a plot written inside the run
-    (see :func:`adplg.evaluation.run.test_checkpoints`)."""
+    (see :func:`adplg.evaluation.run.test_checkpoints`, also for ``overwrite``)."""
     files = [model_files] if isinstance(model_files, (str, Path)) else list(model_files)
     return test_checkpoints(files, preset=preset, config_file=config_file, overrides=overrides, out_dir=out_dir,
-                            plot=plot)
+                            plot=plot, overwrite=overwrite)
 
 
 setattr(test, "__test__", False)  # not a pytest test, despite its name (setattr: mypy knows no function attributes)

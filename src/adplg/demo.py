@@ -24,7 +24,7 @@ from adplg.data.datasets import TestSet, TrainSet, build_test_set, build_train_s
 from adplg.data.synthetic import TEST_NORMAL_FOLDER, generate_synthetic_ucf
 from adplg.evaluation.evaluate import predict_snippet_scores, score_metrics
 from adplg.evaluation.plots import plot_test_examples
-from adplg.io import atomic_write_text, check_output_dir
+from adplg.io import atomic_write_text, check_output_owner, mark_output_dir
 from adplg.training.engine import Trainer, create_run_dir
 
 # The CPU-sized model is too small to gain from a second thread, and on a busy 2-core machine each step of two
@@ -47,6 +47,8 @@ METRIC_MEANINGS = {
     "far": "false-alarm rate, the share of the normal videos' frames scored >= {far_threshold}: lower is better; "
            "0.09-0.14 (baseline 0.40-0.53)",
 }
+# what the demo (re)writes in --out; its run directories are new each time
+DEMO_OUTPUT_NAMES = ("data", DEMO_RESULTS, DEMO_PLOT)
 
 
 def baseline_metrics(cfg: Config, train: TrainSet, test: TestSet) -> dict[str, float]:
@@ -91,11 +93,13 @@ def torch_threads(count: int | None) -> Iterator[None]:
 
 def train_and_compare(out: Path, seed: int = 0, num_iters: int | None = None, progress: bool = False,
                       overrides: Sequence[str] = (), preset: str = "demo-cpu-small", data: dict | None = None,
-                      mil: bool = False) -> Comparison:
+                      mil: bool = False, overwrite: bool = False) -> Comparison:
     """Generate the synthetic set for ``seed``, train ``preset`` on it, evaluate it and the logistic baseline (and,
     with ``mil``, the MIL ranking baseline). ``data``: options of :func:`generate_synthetic_ucf` (``crops``,
-    ``feature_dim``, video counts); the config's feature size and crop counts follow them."""
-    out = check_output_dir(out, "demo --out folder")  # before any compute
+    ``feature_dim``, video counts); the config's feature size and crop counts follow them. An ``out`` holding a
+    ``data`` folder an earlier demo did not write, or another command's folder, is refused before any compute
+    (:func:`~adplg.io.check_output_owner`), unless ``overwrite``."""
+    out = check_output_owner(out, "demo", DEMO_OUTPUT_NAMES, what="demo output folder (out)", overwrite=overwrite)
     generator = inspect.signature(generate_synthetic_ucf).parameters
     data = {"feature_dim": generator["feature_dim"].default, "crops": generator["crops"].default, **(data or {})}
     options = [f"data.list_dir={out / 'data'}", f"train.seed={seed}", f"train.progress={progress}",
@@ -105,6 +109,7 @@ def train_and_compare(out: Path, seed: int = 0, num_iters: int | None = None, pr
         warm_up = load_preset(preset)["train"]["warm_up"]
         options += [f"train.num_iters={num_iters}", f"train.warm_up={min(warm_up, num_iters // 3)}"]
     cfg = build_config(preset, overrides=[*options, *overrides])  # invalid settings stop before any work
+    mark_output_dir(out, "demo")
     generate_synthetic_ucf(out / "data", seed=seed, relative_paths=True, **data)
     train, test = build_train_set(cfg, progress=False), build_test_set(cfg, progress=False)
     run_dir = create_run_dir(cfg)  # <out>/demo-cpu-small-seed<seed>-<time>
@@ -156,13 +161,13 @@ def next_commands(out: Path, run_dir: Path, test: TestSet) -> list[str]:
 
 
 def run_demo(out: Path, num_iters: int | None = None, seed: int = 0, progress: bool = True,
-             threads: int | None = DEMO_THREADS) -> dict:
+             threads: int | None = DEMO_THREADS, overwrite: bool = False) -> dict:
     """``adplg demo``: train and compare (:func:`train_and_compare`) with ``threads`` torch threads, print the
     table, what its metrics mean and the next commands, and write ``<out>/scores.png`` and
-    ``<out>/demo_results.json``; returns the results."""
+    ``<out>/demo_results.json``; returns the results. ``overwrite``: see :func:`train_and_compare`."""
     out = Path(out)
     with torch_threads(threads):
-        result = train_and_compare(out, seed=seed, num_iters=num_iters, progress=progress)
+        result = train_and_compare(out, seed=seed, num_iters=num_iters, progress=progress, overwrite=overwrite)
         trainer, test = result.trainer, result.test
         scores = predict_snippet_scores(trainer.scoring_net, test, trainer.device)
     print()

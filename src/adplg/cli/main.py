@@ -129,11 +129,15 @@ def _print_summary(summary: dict) -> None:
 
 def cmd_test(args: argparse.Namespace) -> int:
     """``adplg test``: evaluate checkpoint(s) on the test set and print the metrics. Returns 0."""
-    from adplg.evaluation.run import test_checkpoints
+    from adplg.evaluation.run import TEST_OUTPUT_NAMES, test_checkpoints
+    from adplg.io import check_output_owner
 
+    if args.out is not None:  # before any compute, in the command's own words
+        check_output_owner(args.out, "test", TEST_OUTPUT_NAMES, what="test --out folder", overwrite=args.overwrite)
     files, overrides = split_model_files(args.model_file)
     result = test_checkpoints(files, preset=args.preset, config_file=args.config,
-                              overrides=config_overrides(args) + overrides, out_dir=args.out, plot=not args.no_plot)
+                              overrides=config_overrides(args) + overrides, out_dir=args.out, plot=not args.no_plot,
+                              overwrite=args.overwrite)
     for k in ("auc", "ap", "pr_auc", "auc_abnormal", "far"):
         if k in result.metrics:
             print(f"{k:13s} {result.metrics[k]:.4f}")
@@ -144,11 +148,11 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``adplg demo``: train and evaluate on synthetic data, compared with the baselines. Returns 0."""
-    from adplg.demo import run_demo
-    from adplg.io import check_output_dir
+    from adplg.demo import DEMO_OUTPUT_NAMES, run_demo
+    from adplg.io import check_output_owner
 
-    check_output_dir(args.out, "demo --out folder")
-    run_demo(Path(args.out), num_iters=args.steps, seed=args.seed, progress=not args.quiet)
+    check_output_owner(args.out, "demo", DEMO_OUTPUT_NAMES, what="demo --out folder", overwrite=args.overwrite)
+    run_demo(Path(args.out), num_iters=args.steps, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
     return 0
 
 
@@ -177,6 +181,9 @@ def add_test_arguments(p: argparse.ArgumentParser, preset_default: str | None, o
     p.add_argument("--out", help="folder for results.json, scores.npz and scores.png (default: inside the run, "
                                  "<run>/tests/<checkpoint>)")
     p.add_argument("--no_plot", action="store_true", help="skip the score plot")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a --out folder holding results.json/scores.npz/scores.png that an earlier "
+                        "`adplg test` did not write (default: refuse, nothing is changed)")
     p.set_defaults(func=cmd_test)
 
 
@@ -211,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="training iterations (default: the preset's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a --out folder whose data/ an earlier `adplg demo` did not write (default: "
+                        "refuse, nothing is changed)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("presets", help="list the presets")

@@ -57,6 +57,9 @@ def add_parser(sub) -> None:
                    help="timeline CSV (snippet, start_s, end_s, score), appended as scores become final (an existing "
                         "file must have that header)")
     p.add_argument("--snapshots", help="folder for a JPEG of the first frame of every alert")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a --snapshots folder holding alert-*.jpg files that an earlier `adplg watch` did "
+                        "not write (default: refuse, nothing is changed)")
     p.add_argument("--webhook", help="POST every event as JSON to this URL (background thread, retried)")
     secret = p.add_mutually_exclusive_group()
     secret.add_argument("--webhook-secret-env", dest="webhook_secret_env", metavar="VAR",
@@ -89,8 +92,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from adplg.features.extractors import extractor_for_model
     from adplg.inference.alerts import check_number
     from adplg.inference.scorer import load
-    from adplg.io import atomic_write_text, check_output_dir, check_output_file
-    from adplg.live.outputs import WatchOutputs, read_webhook_secret
+    from adplg.io import atomic_write_text, check_output_file, check_output_owner
+    from adplg.live.outputs import SNAPSHOT_NAMES, WatchOutputs, read_webhook_secret
     from adplg.live.sources import open_source
     from adplg.live.watch import check_delay, watch
 
@@ -109,8 +112,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
         if path and path != "-":
             check_output_file(path, what)
     if args.snapshots:
-        check_output_dir(args.snapshots, "--snapshots folder")
-    WatchOutputs.check(args.events, args.csv_path, args.snapshots, args.webhook)  # the CSV's header, the URL
+        check_output_owner(args.snapshots, "watch", SNAPSHOT_NAMES, what="--snapshots folder",
+                           overwrite=args.overwrite)
+    # the CSV's header, the URL
+    WatchOutputs.check(args.events, args.csv_path, args.snapshots, args.webhook, args.overwrite)
     secret = read_webhook_secret(args.webhook_secret_env, args.webhook_secret_file)
     if secret is not None and not args.webhook:
         raise AdplgError("a webhook secret signs webhook POSTs: expected webhook too, got none",
@@ -150,7 +155,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
                        snapshots=args.snapshots, webhook=args.webhook, webhook_secret=secret,
                        queue_frames=args.queue_frames,
                        device=args.device, max_retries=args.max_retries, stall_timeout=args.stall_timeout,
-                       backoff_s=args.backoff, encode_every=args.encode_every, stop=stop, announce=say)
+                       backoff_s=args.backoff, encode_every=args.encode_every, stop=stop, announce=say,
+                       overwrite=args.overwrite)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

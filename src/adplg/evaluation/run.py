@@ -10,6 +10,8 @@ import numpy as np
 
 from adplg.config import Config
 
+TEST_OUTPUT_NAMES = ("results.json", "scores.npz", "scores.png")  # what ``adplg test`` writes into its folder
+
 
 @dataclass
 class TestResult:
@@ -36,22 +38,24 @@ def default_output(model_files: Sequence[str | Path]) -> Path:
 
 def test_checkpoints(model_files: Sequence[str | Path], *, preset: str | None = None,
                      config_file: str | Path | None = None, overrides: Sequence[str] = (),
-                     out_dir: str | Path | None = None, plot: bool = True) -> TestResult:
+                     out_dir: str | Path | None = None, plot: bool = True, overwrite: bool = False) -> TestResult:
     """Evaluate our checkpoint(s) or the authors' ``*_model_s_*.pkl`` on the config's test set.
 
     Writes ``results.json``, ``scores.npz`` and (``plot``) ``scores.png`` into ``out_dir`` (default
-    :func:`default_output`), checked to be a writable folder before any compute. Several files score their mean (an
-    ensemble)."""
+    :func:`default_output`), checked to be a writable folder before any compute; an ``out_dir`` holding files of
+    :data:`TEST_OUTPUT_NAMES` that an earlier ``adplg test`` did not write, or another command's folder, is refused
+    (:func:`~adplg.io.check_output_owner`), unless ``overwrite``. Several files score their mean (an ensemble)."""
     from adplg.checkpoints.load import load_scorer
     from adplg.data.datasets import build_test_set
     from adplg.evaluation.evaluate import evaluate, write_results
     from adplg.evaluation.plots import plot_test_examples
-    from adplg.io import check_output_dir
+    from adplg.io import check_output_dir, check_output_owner, mark_output_dir
     from adplg.runtime import resolve_device
 
     files = [str(f) for f in model_files]
     if out_dir is not None:  # before any compute: the output folder can be written
-        check_output_dir(out_dir, "test --out folder")
+        check_output_owner(out_dir, "test", TEST_OUTPUT_NAMES, what="test output folder (out_dir)",
+                           overwrite=overwrite)
     cfg, net_s = load_scorer(files, preset, None if config_file is None else str(config_file), list(overrides))
     out = Path(out_dir) if out_dir is not None else check_output_dir(default_output(files), "test output folder")
     device = resolve_device(cfg.train.device)
@@ -59,6 +63,7 @@ def test_checkpoints(model_files: Sequence[str | Path], *, preset: str | None = 
     e = cfg.eval
     metrics, scores = evaluate(net_s.to(device), test, device, e.far_threshold, progress=cfg.train.progress,
                                precision=e.precision, batch_snippets=e.batch_snippets, smooth_window=e.smooth_window)
+    mark_output_dir(out, "test")
     write_results(out, test, metrics, scores, extra={"model_file": files, "config": cfg.to_dict()})
     if plot:
         plot_test_examples(out / "scores.png", test, scores,

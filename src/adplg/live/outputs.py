@@ -188,6 +188,9 @@ def check_csv_header(csv_path: str | Path) -> None:
                          f"or move this one)", parameter="csv_path")
 
 
+SNAPSHOT_NAMES = ("alert-*.jpg",)  # the JPEGs a watch writes into its snapshots folder (see WatchOutputs.snapshot)
+
+
 class WatchOutputs:
     """Where :func:`~adplg.live.watch.watch` writes as it goes, each optional (the parameters of ``watch``):
     ``events`` (JSON lines: a path, appended; ``"-"`` for stdout; or an open text file), ``csv_path`` (the timeline
@@ -198,10 +201,11 @@ class WatchOutputs:
 
     @staticmethod
     def check(events: str | Path | IO | None, csv_path: str | Path | None, snapshots: str | Path | None,
-              webhook: str | None) -> None:
+              webhook: str | None, overwrite: bool = False) -> None:
         """Check the outputs' paths, the CSV's header (:func:`check_csv_header`) and the webhook URL; creates
-        nothing."""
-        from adplg.io import check_output_dir, check_output_file
+        nothing. A ``snapshots`` folder holding ``alert-*.jpg`` files an earlier watch did not write, or another
+        command's folder, is refused (:func:`~adplg.io.check_output_owner`), unless ``overwrite``."""
+        from adplg.io import check_output_file, check_output_owner
 
         if isinstance(events, (str, Path)) and str(events) != "-":
             check_output_file(events, "events file")
@@ -209,13 +213,14 @@ class WatchOutputs:
             check_output_file(csv_path, "timeline CSV file (csv_path)")
             check_csv_header(csv_path)
         if snapshots is not None:
-            check_output_dir(snapshots, "snapshots folder")
+            check_output_owner(snapshots, "watch", SNAPSHOT_NAMES, what="snapshots folder", overwrite=overwrite)
         if webhook:
             check_webhook_url(webhook, "webhook")
 
     def __init__(self, events: str | Path | IO | None, csv_path: str | Path | None, snapshots: str | Path | None,
-                 webhook: str | None, source: str, webhook_secret: bytes | str | None = None):
-        self.check(events, csv_path, snapshots, webhook)
+                 webhook: str | None, source: str, webhook_secret: bytes | str | None = None,
+                 overwrite: bool = False):
+        self.check(events, csv_path, snapshots, webhook, overwrite=overwrite)
         self.source = source
         self.webhook = WebhookPoster(webhook, secret=webhook_secret) if webhook else None
         self._own_events = isinstance(events, (str, Path)) and str(events) != "-"
@@ -239,7 +244,9 @@ class WatchOutputs:
                 self.csv_file.flush()
         self.snapshots = Path(snapshots) if snapshots is not None else None
         if self.snapshots is not None:
-            self.snapshots.mkdir(parents=True, exist_ok=True)
+            from adplg.io import mark_output_dir
+
+            mark_output_dir(self.snapshots, "watch")
 
     def row(self, index: int, start_s: float, end_s: float, score: float) -> None:
         """One final snippet score (presentation times in seconds) as a timeline CSV row."""

@@ -188,14 +188,15 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
           queue_frames: int = 256, device: str = "auto", max_retries: int = 5, stall_timeout: float = 10.0,
           backoff_s: float = 0.5, backoff_max_s: float = 30.0, precision: str | None = None,
           encode_every: int = 1, stop: threading.Event | None = None, announce: Callable[[str], None] | None = None,
-          on_event: Callable[[dict], None] | None = None, extractor=None) -> WatchReport:
+          on_event: Callable[[dict], None] | None = None, extractor=None, overwrite: bool = False) -> WatchReport:
     """Score ``source`` live (a URL, ``/dev/videoN``, a video file, or a :class:`FrameSource`) with a checkpoint (or a
     loaded :class:`~adplg.inference.scorer.Scorer`); see the module docstring. ``rules``: the
     :class:`~adplg.inference.alerts.AlertRules` (default: the scorer's). ``events``: a path (appended), ``"-"``
     (stdout) or an open text file. ``announce``: where status lines go (default: the log). ``on_event``: called
     with every event record. ``extractor``: an already built feature extractor (else built from ``weights``).
     ``encode_every``: run the backbone on every ``k``-th snippet only (see the module docstring).
-    ``webhook_secret``: signs every webhook POST (see :class:`~adplg.live.outputs.WebhookPoster`)."""
+    ``webhook_secret``: signs every webhook POST (see :class:`~adplg.live.outputs.WebhookPoster`). ``overwrite``: write
+    into a ``snapshots`` folder holding alert JPEGs an earlier watch did not write (see :class:`WatchOutputs`)."""
     from adplg.data.datasets import snippet_layout
     from adplg.inference.online_alerts import OnlineAlerts
     from adplg.live.online import OnlineScorer
@@ -209,7 +210,8 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
     reader = FrameReader(src, queue_frames=queue_frames, realtime=realtime, max_retries=max_retries,
                          stall_timeout=stall_timeout, backoff_s=backoff_s, backoff_max_s=backoff_max_s)
     check_delay(delay, window)
-    WatchOutputs.check(events, csv_path, snapshots, webhook)  # before any loading; nothing is created until loaded
+    # before any loading; nothing is created until loaded
+    WatchOutputs.check(events, csv_path, snapshots, webhook, overwrite)
     report = WatchReport(source=src.name)
     scorer = _load_scorer(scorer_or_checkpoint, device)
     rules = rules or scorer.rules
@@ -224,7 +226,8 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
     if delay is None and online.delay < online.requested_delay:
         say(f"the model's default delay of {online.requested_delay} snippets exceeds window {window} - 1: using "
             f"delay {online.delay} (scores are made before all of their local context has arrived)")
-    outputs = WatchOutputs(events, csv_path, snapshots, webhook, src.name, webhook_secret=webhook_secret)
+    outputs = WatchOutputs(events, csv_path, snapshots, webhook, src.name, webhook_secret=webhook_secret,
+                           overwrite=overwrite)
     report.delay = online.delay
     report.encode_every = int(encode_every)
     state = _Loop(src, reader, extractor, online, rules, outputs, report, say, on_event, OnlineAlerts,
