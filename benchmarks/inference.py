@@ -75,7 +75,8 @@ def score_row(tmp: Path, device: torch.device, crops: int) -> dict:
     from adplg.models.snippet_branch import SnippetBranch
 
     rng = np.random.default_rng(0)
-    items = [CropItem(tmp / f"long__{c}.npy", "long", c, -1, f"long__{c}") for c in range(crops)]
+    items = [CropItem(path=tmp / f"long__{c}.npy", video="long", crop=c, label=-1,
+                      history_key=f"long__{c}") for c in range(crops)]
     store = FeatureStore(items, [rng.normal(size=(LONGEST_UCF_TEST, 1024)).astype(np.float32) for _ in items])
     net = SnippetBranch().to(device).eval()
     start = time.perf_counter()

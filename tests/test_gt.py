@@ -124,7 +124,7 @@ def test_build_frame_gt_conventions():
     one = build_frame_gt(["v1"], [2], {"v1": [(2, 5)]}, layout=SnippetLayout(frames_per_snippet=4),
                          end_inclusive=True, one_based=True)
     assert np.flatnonzero(one.labels).tolist() == [1, 2, 3, 4]
-    spread = build_frame_gt(["v1"], [3], {"v1": [(7, 8)]}, layout=SnippetLayout("spread", window=4),
+    spread = build_frame_gt(["v1"], [3], {"v1": [(7, 8)]}, layout=SnippetLayout(kind="spread", window=4),
                             video_frames=[10], end_inclusive=True)
     assert len(spread) == 10 and np.flatnonzero(spread.labels).tolist() == [7, 8]
 
@@ -169,7 +169,7 @@ def test_uniform_layout():
 
 
 def test_spread_layout_hand_computed():
-    layout = SnippetLayout("spread", window=4)
+    layout = SnippetLayout(kind="spread", window=4)
     # F = 10, T = 3: s_i = floor((10 - 4) * i / 2) = [0, 3, 6]; centres s_i + 2 = [2, 5, 8]
     assert layout.snippet_starts(3, 10).tolist() == [0, 3, 6]
     assert layout.num_frames(3, 10) == 10
@@ -177,12 +177,12 @@ def test_spread_layout_hand_computed():
     expected = [0.0, 0.0, 0.0, 1 / 3, 2 / 3, 1.0, 5 / 6, 2 / 3, 0.5, 0.5]  # clamped before 2 and after 8
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12)
     # R1: 200 snippets over F frames, window 54: s_i = floor((F - 54) * i / 199)
-    r1 = SnippetLayout("spread")
+    r1 = SnippetLayout(kind="spread")
     starts = r1.snippet_starts(200, 1412)
     assert starts[0] == 0 and starts[-1] == 1412 - 54 and starts[100] == (1358 * 100) // 199
     assert r1.expand(np.arange(200, dtype=np.float64), 1412).shape == (1412,)
-    assert SnippetLayout("spread", window=4).expand(np.array([0.7]), 5).tolist() == [0.7] * 5
+    assert SnippetLayout(kind="spread", window=4).expand(np.array([0.7]), 5).tolist() == [0.7] * 5
     with pytest.raises(AdplgError, match="needs the video's frame count"):
         r1.num_frames(200)
     with pytest.raises(AdplgError, match="unknown snippet layout"):
-        SnippetLayout("weird")
+        SnippetLayout(kind="weird")

@@ -225,7 +225,8 @@ def test_gt_file_problems_listed_together(data, tmp_path):
 
 
 def test_check_test_gt_reports_without_raising():
-    videos = [GTVideo("Abuse001_x264", 1, 10, "/f/Abuse001_x264.npy"), GTVideo("Normal_Videos001_x264", 0, 5)]
+    videos = [GTVideo(name="Abuse001_x264", label=1, snippets=10, path="/f/Abuse001_x264.npy"),
+              GTVideo(name="Normal_Videos001_x264", label=0, snippets=5)]
     check = check_test_gt(videos, gt_file=None, annotations=None)
     assert [p.kind for p in check.problems] == ["gt"] and check.gt is None
     with pytest.raises(DataValidationError, match="both unset"):
@@ -268,7 +269,8 @@ def test_official_annotations_pass(label_npz, official_lists, fmt, list_name, an
     annotations give neither errors nor warnings, and the checked GT equals the reference."""
     ref = label_npz(reference)
     videos = group_videos(read_list(official_lists / list_name, fmt))
-    gt_videos = [GTVideo(v.name, v.label, len(ref[v.name]) // 16, str(v.crops[0].path)) for v in videos]
+    gt_videos = [GTVideo(name=v.name, label=v.label, snippets=len(ref[v.name]) // 16,
+                         path=str(v.crops[0].path)) for v in videos]
     check = check_test_gt(gt_videos, annotations=official_lists / annotations, annotation_format=fmt,
                           list_file=official_lists / list_name)
     assert check.problems == []
@@ -276,7 +278,7 @@ def test_official_annotations_pass(label_npz, official_lists, fmt, list_name, an
     # one interval moved past the end is an error naming the file and the video
     broken = {v.name: v for v in gt_videos}
     first = gt_videos[0]
-    broken[first.name] = GTVideo(first.name, first.label, 2, first.path)
+    broken[first.name] = GTVideo(name=first.name, label=first.label, snippets=2, path=first.path)
     check = check_test_gt(list(broken.values()), annotations=official_lists / annotations, annotation_format=fmt,
                           list_file=official_lists / list_name)
     assert {p.kind for p in check.errors} == {"beyond_end"} and first.name in check.errors[0].message
@@ -288,5 +290,5 @@ def test_official_sht_gt_file_passes(official_lists):
     names = [v.name for v in group_videos(read_list(official_lists / "SHT_Test.list", "sht"))]
     snippets = [44] * len(names)
     snippets[0] += 1  # a partition of the 8,757 snippets (140,112 frames / 16), as in test_gt.py
-    check = check_test_gt([GTVideo(n, -1, t) for n, t in zip(names, snippets)], gt_file=path)
+    check = check_test_gt([GTVideo(name=n, label=-1, snippets=t) for n, t in zip(names, snippets)], gt_file=path)
     assert check.problems == [] and len(check.gt) == 140_112 and check.gt.num_abnormal == 7_874

@@ -361,7 +361,7 @@ def test_library_calibration_with_verdicts_equals_the_cli(scored, tmp_path, caps
 
 def test_frame_level_span_timeline_keeps_the_clock():
     span = Timeline(name="x", snippet_scores=np.array([0.1, 0.9, 0.3]), fps=25.0, fps_source="--fps",
-                    layout=SnippetLayout("uniform", frames_per_snippet=1))
+                    layout=SnippetLayout(kind="uniform", frames_per_snippet=1))
     assert span.frame_scores.tolist() == [0.1, 0.9, 0.3] and span.duration_s == pytest.approx(3 / 25)
 
 

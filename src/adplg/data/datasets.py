@@ -28,7 +28,7 @@ from adplg.errors import AdplgError
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainSet:
     """Pooled training crops. ``features[i]`` is crop ``items[i]`` resampled to [T, D]."""
 
@@ -49,7 +49,7 @@ class TrainSet:
         return torch.nonzero(self.labels == 1).flatten()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TestSet:
     """Full-length test crops grouped by video, with the frame-level ground truth in the same video order."""
 
@@ -150,7 +150,8 @@ def build_test_set(cfg: Config, progress: bool = True) -> TestSet:
     crop_index = [[position[id(c)] for c in video.crops] for video in videos]
     num_snippets = [int(store.lengths[idx[0]]) for idx in crop_index]  # crops of a video have equal lengths (checked)
     layout = snippet_layout(data)
-    check = check_test_gt([GTVideo(v.name, v.label, t, str(v.crops[0].path)) for v, t in zip(videos, num_snippets)],
+    check = check_test_gt([GTVideo(name=v.name, label=v.label, snippets=t, path=str(v.crops[0].path))
+                           for v, t in zip(videos, num_snippets)],
                           layout, gt_file=data.resolve(data.gt_file), annotations=data.resolve(data.annotations),
                           annotation_format=data.annotation_format, list_file=data.resolve(data.test_list))
     warnings = check.warning_text()

@@ -224,7 +224,7 @@ FEATURE_PROBLEM_KINDS = {
 }
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FeatureFileCheck:
     """The outcome of ``check_feature_file``: the opened array (None when it could not be opened with the expected
     number of dimensions), every problem found, and the count of non-finite values."""
@@ -270,7 +270,7 @@ def check_feature_file(path, file_items: Sequence[CropItem], feature_dim: int | 
     ``[T, C, D]``; ``ndim`` matches. Then all of: float dtype; ``T >= 1``; last axis == ``feature_dim`` (when
     given); crop indices ``< C``. Only when all of these pass: every value is finite (counted in chunks)."""
     path = Path(path)
-    check = FeatureFileCheck(path)
+    check = FeatureFileCheck(path=path)
     if not path.is_file():
         what = "is a folder" if path.exists() else "not found"
         check.add("missing", f"{path}: feature file {what} (expected an existing .npy file; "

@@ -41,7 +41,7 @@ _VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".npy")
 
 
 # ----------------------------------------------------------------------------------------------------------- layouts
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SnippetLayout:
     """How snippets map onto video frames.
 
@@ -221,7 +221,7 @@ def _read_intervals(path, numbers, expected: str) -> dict[str, list[tuple[int, i
 
 
 # ---------------------------------------------------------------------------------------------------------- frame GT
-@dataclass
+@dataclass(kw_only=True)
 class FrameGT:
     """Concatenated frame labels of the test videos; video ``i`` is ``labels[offsets[i]:offsets[i+1]]``."""
 

@@ -48,7 +48,7 @@ GT_PROBLEM_KINDS: dict[str, str] = {
 GT_WARNING_KINDS = frozenset({"frame_count", "not_in_list"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Problem:
     """One finding of a data check (the GT checks here, every check of ``adplg doctor``): its kind (a
     ``GT_PROBLEM_KINDS`` / ``doctor.PROBLEM_KINDS`` key), its message (file or video, expected and actual value) and
@@ -59,7 +59,7 @@ class Problem:
     severity: str = ERROR
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GTVideo:
     """A test video as the GT checks see it: its name, list label (1 abnormal, 0 normal, -1 none: SHT lists), its
     snippet count T (None when no crop of it is readable) and its first crop file (named in the messages)."""
@@ -75,7 +75,7 @@ class GTVideo:
         return f"{self.path}: video {self.name!r}" if self.path else f"video {self.name!r}"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GTCheck:
     """What :func:`check_test_gt` found: the GT source, every problem, the rules applied and notes (checks that could
     not run), the GT's frame count and, when it could be built (every T known, the source readable, lengths
@@ -91,7 +91,8 @@ class GTCheck:
 
     def add(self, kind: str, message: str) -> None:
         """Record a problem of ``kind`` (a warning for ``GT_WARNING_KINDS``, else an error)."""
-        self.problems.append(Problem(kind, message, WARNING if kind in GT_WARNING_KINDS else ERROR))
+        self.problems.append(Problem(kind=kind, message=message,
+                                     severity=WARNING if kind in GT_WARNING_KINDS else ERROR))
 
     @property
     def errors(self) -> list[Problem]:

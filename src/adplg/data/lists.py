@@ -75,7 +75,7 @@ LIST_FORMATS = ("ucf", "xd", "sht", "csv", "folder")
 _NORMAL_CLASS_NAMES = ("normal", "a")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CropItem:
     """One crop feature file (or one crop of a ``[T, C, D]`` file) of a list."""
 
@@ -89,7 +89,7 @@ class CropItem:
     listed: str | None = field(default=None, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class VideoItem:
     """The crops of one video, in list order."""
 
@@ -434,9 +434,9 @@ def _read_folder(list_file: Path, root, root_key: str | None = None) -> list[Cro
             continue
         path = base / f"{video}.npy"
         if not path.is_file():
-            problems.append(f"{path}: feature file of video {video!r} ({where}) not found (expected an existing .npy "
-                            f"file)")
-            missing.append((CropItem(path, video, 0, label, video, listed=row["video"]), problems[-1]))
+            problems.append(f"{path}: feature file of video {video!r} ({where}) not found (expected an existing file)")
+            missing.append((CropItem(path=path, video=video, crop=0, label=label, history_key=video,
+                                     listed=row["video"]), problems[-1]))
             continue
         try:
             shape = tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)

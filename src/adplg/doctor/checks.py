@@ -65,7 +65,7 @@ def diagnose(cfg: Config, splits: Sequence[str] = SPLITS, progress: bool = True)
                         splits=reports, seconds=time.perf_counter() - start)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Video:
     """A video of the list: its name, label, and the positions of its crops among the list's items."""
 
@@ -124,7 +124,7 @@ def _group_videos(items: list[CropItem], report: SplitReport) -> list[_Video]:
             report.add("list", message)
     by_name: dict[str, _Video] = {}
     for i, item in enumerate(items):
-        by_name.setdefault(item.video, _Video(item.video, item.label, [])).crops.append(i)
+        by_name.setdefault(item.video, _Video(name=item.video, label=item.label, crops=[])).crops.append(i)
     videos = list(by_name.values())
     report.crops, report.videos = len(items), len(videos)
     report.abnormal_videos = sum(v.label == 1 for v in videos)
@@ -274,7 +274,8 @@ def _check_ground_truth(data: DataConfig, videos: list[_Video], items: list[Crop
     """The test split's frame GT, checked by ``check_test_gt``: the very checks ``build_test_set`` runs before
     ``adplg train`` / ``adplg test`` compute anything (a GT file wins over annotations)."""
     check = check_test_gt(
-        [GTVideo(v.name, v.label, video_lengths.get(v.name), str(items[v.crops[0]].path)) for v in videos],
+        [GTVideo(name=v.name, label=v.label, snippets=video_lengths.get(v.name),
+                 path=str(items[v.crops[0]].path)) for v in videos],
         snippet_layout(data), gt_file=data.resolve(data.gt_file), annotations=data.resolve(data.annotations),
         annotation_format=data.annotation_format, list_file=report.list_file)
     report.gt_source, report.gt_frames = check.source, check.frames
@@ -381,8 +382,10 @@ def diagnose_extraction(folder: str | Path, progress: bool = True) -> DoctorRepo
         shape = record.get("feature_shape")
         if feature_dim is None and isinstance(shape, list) and len(shape) == 2:
             feature_dim = int(shape[1])  # no manifest: the meta records say what D should be
-        items += [CropItem(folder / name, meta.stem, k, -1, meta.stem) for k, name in enumerate(files)]
-    videos = [_Video(name, -1, [i for i, it in enumerate(items) if it.video == name]) for name in snippets]
+        items += [CropItem(path=folder / name, video=meta.stem, crop=k, label=-1, history_key=meta.stem)
+                  for k, name in enumerate(files)]
+    videos = [_Video(name=name, label=-1, crops=[i for i, it in enumerate(items) if it.video == name])
+              for name in snippets]
     report.crops, report.videos = len(items), len(videos)
     lengths = _check_files(items, feature_dim, report, progress, desc="doctor: extracted features", note_root=False)
     for problem in check_video_crops(items, lengths, report.expected_crops):

@@ -34,7 +34,7 @@ UNREADABLE_KINDS = frozenset({"unreadable", "truncated", "layout", "ndim"})
 
 
 # ------------------------------------------------------------------------------------------------------ the report
-@dataclass
+@dataclass(kw_only=True)
 class SplitReport:
     """Counts, statistics and problems of one split."""
 
@@ -70,7 +70,7 @@ class SplitReport:
         """Record a problem; the severity defaults to the kind's (warning kinds are ``WARNING_KINDS``)."""
         if severity is None:
             severity = WARNING if kind in WARNING_KINDS else ERROR
-        self.problems.append(Problem(kind, message, severity))
+        self.problems.append(Problem(kind=kind, message=message, severity=severity))
 
     @property
     def errors(self) -> list[Problem]:
@@ -83,7 +83,7 @@ class SplitReport:
         return [p for p in self.problems if p.severity == WARNING]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DoctorReport:
     """The whole diagnosis: what was checked and one ``SplitReport`` per split."""
 

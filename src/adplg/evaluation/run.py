@@ -13,7 +13,7 @@ from adplg.config import Config
 TEST_OUTPUT_NAMES = ("results.json", "scores.npz", "scores.png")  # what ``adplg test`` writes into its folder
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TestResult:
     """Frame metrics of a checkpoint (or an ensemble) on a test set, and where they were written."""
 
@@ -68,7 +68,7 @@ def test_checkpoints(model_files: Sequence[str | Path], *, preset: str | None = 
     if plot:
         plot_test_examples(out / "scores.png", test, scores,
                            title=f"{Path(files[0]).name}: frame {e.primary} {metrics.get(e.primary, float('nan')):.3f}")
-    return TestResult(metrics, scores, out, cfg)
+    return TestResult(metrics=metrics, snippet_scores=scores, out_dir=out, config=cfg)
 
 
 # not pytest tests, despite their names (setattr: mypy knows no such attribute of a function or a class)

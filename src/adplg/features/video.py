@@ -64,7 +64,7 @@ CROP_ORDER = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class VideoInfo:
     """What the container says about a video. ``frames`` is the container's frame count (0 when unknown); the
     number of frames actually decoded can differ and is reported separately by the reader. ``duration_s`` is the

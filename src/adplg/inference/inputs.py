@@ -200,9 +200,10 @@ def feature_items(inputs: list[Path], naming: str = "ucf", allow_incomplete: boo
         for crop, path in sorted(crops.items()):
             shape = _array_shape(path)
             if len(shape) == 3:
-                items.extend(CropItem(path, video, c, -1, f"{video}__{c}", array_index=c) for c in range(shape[1]))
+                items.extend(CropItem(path=path, video=video, crop=c, label=-1, history_key=f"{video}__{c}",
+                                      array_index=c) for c in range(shape[1]))
             else:
-                items.append(CropItem(path, video, crop, -1, f"{video}__{crop}"))
+                items.append(CropItem(path=path, video=video, crop=crop, label=-1, history_key=f"{video}__{crop}"))
     return items
 
 

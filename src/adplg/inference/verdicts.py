@@ -209,7 +209,7 @@ def false_alert_timelines(scorer, verdicts: Verdicts, *, fps: float | None = Non
         spans.append(Timeline(name=f"{verdict.video} {verdict.start_s:.2f}-{verdict.end_s:.2f} s (false alert)",
                               snippet_scores=timeline.frame_scores[inside], fps=timeline.fps,
                               fps_source=timeline.fps_source, features=timeline.features,
-                              layout=SnippetLayout("uniform", frames_per_snippet=1)))
+                              layout=SnippetLayout(kind="uniform", frames_per_snippet=1)))
     return spans
 
 

@@ -27,7 +27,7 @@ LOSS_AXES = ("batch", "time")
 _WEIGHT_ALIASES = {"video": "video_bce"}  # accepted alternative weight names
 
 
-@dataclass
+@dataclass(kw_only=True)
 class VideoLossTerms:
     """Scalar loss terms of branch 1 (unweighted) and their weighted sum ``total``."""
 

@@ -101,7 +101,7 @@ def minmax_normalise(x: Tensor, eps: float = 1e-8) -> Tensor:
     return (x - lo) / (hi - lo + eps)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class VSSFOutput:
     """Outputs of :class:`VSSF` (``Bh`` = videos per half, ``T`` snippets, ``d`` = attn_dim)."""
 
@@ -153,7 +153,7 @@ class VSSF(nn.Module):
         )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class VideoBranchOutput:
     """Outputs of :class:`VideoBranch` for a batch of ``B`` videos (``Bh = B/2`` per half) of ``T`` snippets."""
 

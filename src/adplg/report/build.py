@@ -61,7 +61,7 @@ REPORT_OUTPUT_NAMES = ("index.html", "index-data.js", "report-meta.js", "videos"
 BROWSER_CODECS = {"h264", "vp8", "vp9", "av1", "theora"}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ReportSummary:
     """What :func:`build_report` wrote: the ``index`` page, ``alerts_csv``, how many ``videos`` and ``alerts``,
     how many source videos were found (``linked_videos``) and ``thumbnails`` written, and ``notes`` (videos not
@@ -453,5 +453,6 @@ def build_report(scores_dir: Path, out_dir: Path, *, videos_dir: Path | None = N
     _write_index(out_dir, report, rows, len(alert_rows), notes)
     seconds = time.perf_counter() - started
     log.debug("report of %d video(s), %d alert(s) in %s (%.1f s)", len(rows), len(alert_rows), out_dir, seconds)
-    return ReportSummary(out_dir, out_dir / "index.html", out_dir / "alerts.csv", len(rows), len(alert_rows), linked,
-                         thumbs_written, notes, seconds)
+    return ReportSummary(out_dir=out_dir, index=out_dir / "index.html", alerts_csv=out_dir / "alerts.csv",
+                         videos=len(rows), alerts=len(alert_rows), linked_videos=linked,
+                         thumbnails=thumbs_written, notes=notes, seconds=seconds)

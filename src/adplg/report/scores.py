@@ -17,7 +17,7 @@ SCORE_KEYS: dict[str, type | tuple[type, ...]] = {
 SEGMENT_KEYS = ("start_s", "end_s", "peak_score")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ScoredVideo:
     """One video's ``adplg score`` output: ``times_s [F]`` and ``scores [F]`` per frame, ``segments`` (the alerts as
     ``adplg score`` wrote them: start/end in seconds and frames, peak and mean score), ``rules`` (the alert rules
@@ -109,8 +109,9 @@ def load_scored_video(path: Path) -> ScoredVideo:
                          f"'..'), got {data['video']!r}")
     segments = [_checked_segment(path, i, g) for i, g in enumerate(data["segments"])]
     features = [str(f) for f in data.get("features") or [] if isinstance(f, str)]
-    return ScoredVideo(data["video"], path, float(data["fps"]), float(data["duration_s"]), times, scores, segments,
-                       data["alert_rules"], features,
+    return ScoredVideo(name=data["video"], score_file=path, fps=float(data["fps"]),
+                       duration_s=float(data["duration_s"]), times_s=times, scores=scores, segments=segments,
+                       rules=data["alert_rules"], features=features,
                        time_source=data["time_source"] if isinstance(data.get("time_source"), str) else "")
 
 
