@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test
+.PHONY: demo test lint install install-test
 
 install: $(VENV)/.installed-base
 
@@ -28,5 +28,10 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-base
 demo: install
 	$(BIN)/adplg demo
 
-test: install-test
-	$(BIN)/python -m pytest -q
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+# the suite in one worker per core (`-n auto`; files stay whole on a worker), the slowest tests listed at the end
+test: lint
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15

@@ -8,6 +8,15 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs the suite in one worker per core (pytest-xdist): one torch thread per worker (and for the
+    # commands it starts) keeps the workers from fighting over the cores, where two threads each are several times
+    # slower
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
 
 def shared_dir() -> Path:
     return Path(os.environ.get("ADPLG_SHARED", REPO_ROOT.parent / "shared"))

@@ -3,9 +3,15 @@ both computed here on the same data; the last step is used, no selection on the 
 meets: the demo's output explains its metrics and the next commands, its files are where the README says, and its
 folder can be moved."""
 
+import contextlib
+import glob
+import io
 import json
+import os
+import re
 import shlex
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +21,33 @@ from adplg.cli.main import main
 from adplg.demo import METRIC_COLUMNS, run_demo, train_and_compare
 
 
+@dataclass(frozen=True)
+class DemoRun:
+    root: Path  # the working folder of `adplg demo`: it wrote runs/demo there
+    out: str  # what it printed
+
+
+@pytest.fixture(scope="module")
+def demo_seed0(tmp_path_factory) -> DemoRun:
+    """What `make demo` runs (`adplg demo`, seed 0, the preset's steps), once for the tests of this file."""
+    root = tmp_path_factory.mktemp("make-demo")
+    printed, here = io.StringIO(), os.getcwd()
+    os.chdir(root)
+    try:
+        with contextlib.redirect_stdout(printed):
+            assert main(["demo", "--quiet"]) == 0
+    finally:
+        os.chdir(here)
+    return DemoRun(root=root, out=printed.getvalue())
+
+
 @pytest.mark.slow
-def test_demo_beats_logistic_regression(tmp_path, capsys):
-    first = run_demo(tmp_path / "demo", seed=0, progress=False)
-    out = capsys.readouterr().out
-    assert "per-snippet logistic regression" in out and "score plot" in out
-    assert (tmp_path / "demo" / "scores.png").stat().st_size > 10_000
-    assert json.loads((tmp_path / "demo" / "demo_results.json").read_text())["adplg"]["auc"] == first["adplg"]["auc"]
+def test_demo_beats_logistic_regression(demo_seed0, tmp_path):
+    demo = demo_seed0.root / "runs" / "demo"
+    first = json.loads((demo / "demo_results.json").read_text())
+    assert "per-snippet logistic regression" in demo_seed0.out and "score plot" in demo_seed0.out
+    assert f"{first['adplg']['auc']:7.4f}" in demo_seed0.out
+    assert (demo / "scores.png").stat().st_size > 10_000
     second = train_and_compare(tmp_path / "seed1", seed=1)
     ours = np.mean([first["adplg"]["auc"], second.ours["auc"]])
     baseline = np.mean([first["logistic_regression"]["auc"], second.baseline["auc"]])
@@ -66,3 +92,78 @@ def test_short_demo_explains_itself_and_its_folder_can_be_moved(tmp_path, capsys
     assert moved_auc == pytest.approx(result["adplg"]["auc"], abs=1e-6)
     assert main(["doctor", str(moved / "data"), "--preset", "demo-cpu-small", "--quiet"]) == 0
     assert "verdict: HEALTHY (train, test)" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ the README's worked example on this demo
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def worked_example() -> tuple[list[str], str]:
+    """``(commands, the whole block)`` of the README's worked example: the bash block after "Worked example"."""
+    text = README.read_text()
+    block = re.search(r"Worked example, on what `make demo` leaves.*?```bash\n(.*?)```", text, re.S)
+    assert block, "README.md: no ```bash block after 'Worked example, on what `make demo` leaves'"
+    lines, joined = [], ""
+    for line in block.group(1).splitlines():
+        code = line.split(" #")[0].rstrip() if not line.startswith("#") else ""
+        joined += code.removesuffix("\\") + " " if code.endswith("\\") else code
+        if code and not code.endswith("\\"):
+            lines.append(joined.strip())
+            joined = ""
+    return lines, block.group(1)
+
+
+def expand(command: str, variables: dict[str, str]) -> list[str]:
+    """A README command line as argv: ``$VAR`` substituted, globs expanded like bash (sorted)."""
+    words = []
+    for word in shlex.split(command):
+        for name, value in variables.items():
+            word = word.replace(f"${name}", value)
+        words.extend(sorted(glob.glob(word)) if any(c in word for c in "*?[") else [word])
+    return words
+
+
+def quoted(pattern: str, block: str) -> tuple[float, ...]:
+    """The numbers of ``pattern`` in the block's comments (joined across comment lines)."""
+    found = re.search(pattern, re.sub(r"\s*\n#\s*", " ", block), re.S)
+    assert found, f"README.md worked example: no numbers matching {pattern!r}"
+    return tuple(float(g) for g in found.groups())
+
+
+@pytest.mark.slow
+def test_readme_worked_example_gives_the_quoted_numbers(demo_seed0, monkeypatch, capsys):
+    commands, block = worked_example()
+    assert [c.split()[:2] for c in commands if c.startswith("adplg")] == [
+        ["adplg", "calibrate"], ["adplg", "score"], ["adplg", "score"]]
+    tmp_path = demo_seed0.root
+    monkeypatch.chdir(tmp_path)  # where `make demo` left runs/demo
+    variables: dict[str, str] = {}
+    for command in commands:
+        if "=" in command.split()[0]:  # CK=$(ls -d runs/demo/demo-cpu-small-seed0-*)/checkpoints/...
+            name, value = command.split("=", 1)
+            value = re.sub(r"\$\(ls -d ([^)]*)\)", lambda m: glob.glob(m.group(1))[0], value)
+            variables[name] = value
+            continue
+        argv = expand(command, variables)[1:]
+        assert main(argv) == 0, command
+        if argv[0] == "calibrate":
+            calibrated = capsys.readouterr().out
+        elif "held-out" in argv:
+            held_out = (tmp_path / "held-out" / "summary.json").read_text()
+
+    on, off, far, target, low, high, per_hour, hours, videos = quoted(
+        r"on threshold ([\d.]+), off ([\d.]+): false-alarm rate ([\d.]+)% \(target ([\d.]+)%; 95% prediction "
+        r"interval ([\d.]+)%-([\d.]+)%\), ([\d.]+) alerts/hour on ([\d.]+) h of (\d+) normal", block)
+    line = re.sub(r"\s+", " ", calibrated)
+    assert (f"on threshold {on:.4f}, off {off:.4f}: false-alarm rate {far:.4f}% (target {target:.4f}%; 95% "
+            f"prediction interval {low:.4f}%-{high:.4f}%), {per_hour:.2f} alerts/hour on {hours:.2f} h of "
+            f"{videos:.0f} normal video(s)") in line, calibrated
+    assert "note: little footage" in calibrated  # "(+ a note that 7 videos is little footage)"
+
+    import json
+
+    (share,) = quoted(r"held-out: ([\d.]+)% of frames inside an alert", block)
+    summary = json.loads(held_out)["videos"]
+    measured = sum(v["alert_seconds"] for v in summary) / sum(v["duration_s"] for v in summary)
+    assert f"{measured:.1%}" == f"{share:.1f}%"
+    assert low / 100 <= measured <= high / 100  # "inside the interval"

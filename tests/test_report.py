@@ -317,7 +317,7 @@ def test_calibrate_counts_false_alerts_as_normal_footage(scored, tmp_path, capsy
     assert false_alarm_rate([(t.frame_scores, t.fps) for t in [*normal_timelines, *spans]], rules) <= target
 
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"format": "adplg-verdicts", "version": 1, "verdicts": [
+    bad.write_text(json.dumps({"format": "adplg-verdicts", "version": 1, "scores_dir": str(scores), "verdicts": [
         {"video": record["video"], "start_s": 500.0, "end_s": 501.0, "verdict": "false_alert",
          "features": record["features"]}]}))
     assert main(["calibrate", str(normal), "--checkpoint", str(checkpoint), "--target-far", "0.05",

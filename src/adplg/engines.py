@@ -362,8 +362,10 @@ def ray_session(address: str | None = None):
         check_reachable(address)
     before = set(child_processes(os.getpid()))
     try:
-        ray.init(address=address or None, include_dashboard=False, logging_level=logging.WARNING,
-                 configure_logging=True)
+        # quiet: Ray's own warnings at ERROR, and the workers' output (colored, prefixed log lines) not relayed;
+        # a failed item's error travels back in its record and is reported by adplg
+        ray.init(address=address or None, include_dashboard=False, logging_level=logging.ERROR,
+                 configure_logging=True, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         cause = f"{type(exc).__name__}: {exc}"
         if address:
