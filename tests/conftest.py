@@ -88,3 +88,17 @@ def tiny_checkpoint(tmp_path_factory):
         return cache[feature_dim]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def r1(shared):
+    """``(config, (train, test))`` of the R1 benchmark (real UCF-Crime I3D logits, read in place) under
+    ``r1-cpu-small``; skips when the data are absent."""
+    from adplg.config import build_config
+    from adplg.data.r1 import R1_FOLDER, load_r1
+
+    folder = shared / R1_FOLDER
+    if not (folder / "test.npz").is_file():
+        pytest.skip(f"R1 data not found at {folder}")
+    cfg = build_config("r1-cpu-small")
+    return cfg, load_r1(cfg, folder)
