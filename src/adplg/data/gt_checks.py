@@ -75,8 +75,25 @@ class GTVideo:
         return f"{self.path}: video {self.name!r}" if self.path else f"video {self.name!r}"
 
 
+class ProblemList:
+    """``errors`` and ``warnings``: the ``problems`` of a check's result by severity (shared by the GT check and the
+    doctor's reports)."""
+
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        """The problems of severity ``error``."""
+        return [p for p in self.problems if p.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        """The problems of severity ``warning``."""
+        return [p for p in self.problems if p.severity == WARNING]
+
+
 @dataclass(kw_only=True)
-class GTCheck:
+class GTCheck(ProblemList):
     """What :func:`check_test_gt` found: the GT source, every problem, the rules applied and notes (checks that could
     not run), the GT's frame count and, when it could be built (every T known, the source readable, lengths
     right), the frame GT itself (built even when other errors were found, so callers must look at ``errors``)."""
@@ -93,16 +110,6 @@ class GTCheck:
         """Record a problem of ``kind`` (a warning for ``GT_WARNING_KINDS``, else an error)."""
         self.problems.append(Problem(kind=kind, message=message,
                                      severity=WARNING if kind in GT_WARNING_KINDS else ERROR))
-
-    @property
-    def errors(self) -> list[Problem]:
-        """The problems of severity ``error``."""
-        return [p for p in self.problems if p.severity == ERROR]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        """The problems of severity ``warning``."""
-        return [p for p in self.problems if p.severity == WARNING]
 
     def raise_errors(self) -> None:
         """One ``DataValidationError`` listing every error (nothing when there is none)."""

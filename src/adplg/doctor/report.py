@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from adplg.data.features import FEATURE_PROBLEM_KINDS
-from adplg.data.gt_checks import ERROR, GT_PROBLEM_KINDS, GT_WARNING_KINDS, WARNING, Problem
+from adplg.data.gt_checks import ERROR, GT_PROBLEM_KINDS, GT_WARNING_KINDS, WARNING, Problem, ProblemList
 
 __all__ = ["Problem", "SplitReport", "DoctorReport", "PROBLEM_KINDS", "format_report"]
 
@@ -35,7 +35,7 @@ UNREADABLE_KINDS = frozenset({"unreadable", "truncated", "layout", "ndim"})
 
 # ------------------------------------------------------------------------------------------------------ the report
 @dataclass(kw_only=True)
-class SplitReport:
+class SplitReport(ProblemList):
     """Counts, statistics and problems of one split."""
 
     split: str
@@ -71,16 +71,6 @@ class SplitReport:
         if severity is None:
             severity = WARNING if kind in WARNING_KINDS else ERROR
         self.problems.append(Problem(kind=kind, message=message, severity=severity))
-
-    @property
-    def errors(self) -> list[Problem]:
-        """The problems of severity ``error``."""
-        return [p for p in self.problems if p.severity == ERROR]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        """The problems of severity ``warning``."""
-        return [p for p in self.problems if p.severity == WARNING]
 
 
 @dataclass(kw_only=True)
