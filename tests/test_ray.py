@@ -25,6 +25,7 @@ import pytest
 import torch
 from backbone_weights import write_random_clip
 from media import write_video
+from shared_helpers import assert_same_extraction, untrained_checkpoint
 
 ray = pytest.importorskip("ray", reason="the Ray engine tests need `pip install adplg[ray]`")
 pytest.importorskip("ray.data", reason="the Ray engine tests need Ray Data (`pip install adplg[ray]`)")
@@ -80,18 +81,8 @@ def weights(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """An untrained small scoring model for 512-d (CLIP) features, one test crop, with non-trivial weights."""
-    from adplg.checkpoints.format import save_checkpoint
-    from adplg.config import build_config
-    from adplg.models.build import build_snippet_branch, build_video_branch
-
-    cfg = build_config("demo-cpu-small", overrides=["data.feature_dim=512", "data.test_crops=1", "model.max_len=64"])
-    torch.manual_seed(0)
-    net_s = build_snippet_branch(cfg)
-    with torch.no_grad():
-        for parameter in net_s.parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", net_v=build_video_branch(cfg), net_s=net_s,
-                           step=1, config=cfg.to_dict())
+    return untrained_checkpoint(tmp_path_factory.mktemp("ckpt"),
+                                ["data.feature_dim=512", "data.test_crops=1", "model.max_len=64"])
 
 
 @pytest.fixture(scope="module")
@@ -107,24 +98,6 @@ def local_features(corpus, extractor, tmp_path_factory) -> Path:
         report = extract_many(corpus, extractor, out, progress=False)
     assert report.done == sorted(GOOD) and [Path(v).stem for v, _ in report.failed] == [BROKEN]
     return out
-
-
-def assert_same_extraction(got: Path, want: Path) -> None:
-    """Same file names, bit-identical features, identical manifest, same features.list (modulo the folder) and
-    meta records (but for the seconds they took)."""
-    names = sorted(p.relative_to(want).as_posix() for p in want.rglob("*") if p.is_file())
-    assert sorted(p.relative_to(got).as_posix() for p in got.rglob("*") if p.is_file()) == names  # no temporaries
-    assert len([n for n in names if n.endswith(".npy")]) == 5 * len(GOOD)
-    for name in names:
-        if name.endswith(".npy"):
-            a, b = np.load(got / name), np.load(want / name)
-            assert a.dtype == b.dtype == np.float32 and np.array_equal(a, b), name
-        elif name.startswith("meta/"):
-            a, b = json.loads((got / name).read_text()), json.loads((want / name).read_text())
-            assert a.pop("seconds") >= 0 and b.pop("seconds") >= 0 and a == b, name
-    assert (got / "manifest.json").read_bytes() == (want / "manifest.json").read_bytes()
-    listed = (got / "features.list").read_text().replace(str(got.resolve()), "<out>")
-    assert listed == (want / "features.list").read_text().replace(str(want.resolve()), "<out>")
 
 
 def _mtimes(folder: Path, rewritten: tuple[str, ...]) -> dict[str, int]:
@@ -146,7 +119,7 @@ def test_ray_extraction_equals_local_records_the_corrupt_video_and_reruns_nothin
     assert report.done == sorted(GOOD) and not report.skipped and report.snippets == sum(f // 16 for f in GOOD.values())
     assert [Path(v).name for v, _ in report.failed] == [f"{BROKEN}.mp4"]
     assert "cannot be opened as a video" in report.failed[0][1]
-    assert_same_extraction(out, local_features)
+    assert_same_extraction(out, local_features, videos=len(GOOD), crops=5)
 
     # a second run: every finished video is skipped (only the corrupt one is left to try again), nothing rewritten
     plan = plan_extraction(corpus, extractor, out)
@@ -182,7 +155,7 @@ def test_a_killed_ray_run_finishes_on_a_rerun_without_redoing_anything(cluster, 
     assert not set(rerun.done) & finished, "a video finished before the kill was extracted again"
     assert set(rerun.skipped) >= finished and sorted(rerun.done + rerun.skipped) == sorted(GOOD)
     assert not rerun.failed
-    assert_same_extraction(out, local_features)
+    assert_same_extraction(out, local_features, videos=len(GOOD), crops=5)
 
 
 def test_an_item_that_keeps_killing_its_worker_is_given_up_and_the_others_are_done(cluster, tmp_path):

@@ -8,7 +8,6 @@ what is left (by pid) when it ends. ``RAY_TMPDIR`` gives each test a fresh Ray f
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -20,11 +19,11 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from backbone_weights import write_random_clip
 from media import write_video
+from shared_helpers import assert_same_extraction
 
 pytest.importorskip("ray", reason="the Ray engine tests need `pip install adplg[ray]`")
 pytest.importorskip("ray.data", reason="the Ray engine tests need Ray Data (`pip install adplg[ray]`)")
@@ -234,26 +233,6 @@ def two_nodes(ray_env):
                 node.wait()
 
 
-def assert_same_extraction(got: Path, want: Path) -> None:
-    """Same files, bit-identical features, same manifest and features.list (but for the folder) and meta records
-    (but for the seconds they took)."""
-    names = sorted(p.relative_to(want).as_posix() for p in want.rglob("*") if p.is_file())
-    assert sorted(p.relative_to(got).as_posix() for p in got.rglob("*") if p.is_file()) == names  # no temporaries
-    assert len([n for n in names if n.endswith(".npy")]) == 5 * len(VIDEOS)
-    for name in names:
-        if name.endswith(".npy"):
-            a, b = np.load(got / name), np.load(want / name)
-            assert a.dtype == b.dtype == np.float32 and np.array_equal(a, b), name
-        elif name.startswith("meta/"):
-            a, b = json.loads((got / name).read_text()), json.loads((want / name).read_text())
-            assert a.pop("seconds") >= 0 and b.pop("seconds") >= 0 and a == b, name
-        elif name != "features.list":
-            assert (got / name).read_bytes() == (want / name).read_bytes(), name
-    listed = (got / "features.list").read_text().replace(str(got.resolve()), "<out>").splitlines()
-    assert listed == (want / "features.list").read_text().replace(str(want.resolve()), "<out>").splitlines()
-    assert len(listed) == len(set(listed)) == 5 * len(VIDEOS)  # every video once
-
-
 @pytest.mark.slow
 def test_extraction_on_two_nodes_survives_the_loss_of_one(two_nodes, tmp_path):
     address, second, env = two_nodes
@@ -305,5 +284,5 @@ def test_extraction_on_two_nodes_survives_the_loss_of_one(two_nodes, tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert report.done == sorted(VIDEOS)
-    assert_same_extraction(out, local)
+    assert_same_extraction(out, local, videos=len(VIDEOS), crops=5)
     print(f"test took {time.monotonic() - started:.1f} s from the run's start")

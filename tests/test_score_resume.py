@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from shared_helpers import untrained_checkpoint
 
 from adplg.cli.main import main
 
@@ -29,18 +29,7 @@ VIDEOS = 16
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    from adplg.checkpoints.format import save_checkpoint
-    from adplg.config import build_config
-    from adplg.models.build import build_snippet_branch, build_video_branch
-
-    cfg = build_config("demo-cpu-small", overrides=[f"data.feature_dim={DIM}", "data.test_crops=1"])
-    torch.manual_seed(0)
-    net_s = build_snippet_branch(cfg)
-    with torch.no_grad():
-        for parameter in net_s.parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", net_v=build_video_branch(cfg), net_s=net_s,
-                           step=1, config=cfg.to_dict())
+    return untrained_checkpoint(tmp_path_factory.mktemp("ckpt"), [f"data.feature_dim={DIM}", "data.test_crops=1"])
 
 
 @pytest.fixture(scope="module")
