@@ -151,6 +151,10 @@ def test_a_clip_runs_from_a_key_frame_before_the_alert_to_post_s_after_its_end(h
     assert (sidecar["start_s"], sidecar["end_s"]) == (start_s, end_s)
     assert sidecar["clip_start_s"] == pytest.approx(clip_start) and sidecar["notes"] == []
     assert sidecar["info"] == {"peak_score": 0.93, "checkpoint": "ucf.safetensors", "mean_score": 0.71}
+    written = path.read_bytes()
+    assert recorder.begin("door-20260101T000000-1", 9.0, {}) == path  # the same event again: the clip is kept
+    recorder.close()
+    assert path.read_bytes() == written
 
 
 def test_memory_is_bounded_to_pre_s_latency_s_and_a_gop(h264, tmp_path):

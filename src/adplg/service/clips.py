@@ -199,6 +199,9 @@ class ClipRecorder:
         with self._lock:
             if event_id in self._open:
                 return self._open[event_id].path
+            if path.exists():  # already written: an event id is never begun twice
+                log.warning("%s: the clip of %s exists already (%s): kept as it is", self.camera, event_id, path)
+                return path
             clip = _Clip(event_id=event_id, path=path, part=self.folder / f".{name}{PART_SUFFIX}",
                          start_s=float(start_s), info=dict(info))
             try:
@@ -258,9 +261,10 @@ class ClipRecorder:
     def _advance(self, clip: _Clip, until_s: float) -> None:
         """Write the clip's packets after its cursor, in arrival order, up to the first one later than ``until_s``
         (or than the clip's end: then the clip is finalized)."""
-        for entry in list(self._ring):
-            if entry.seq <= clip.cursor:
-                continue
+        ring = self._ring
+        first = max(0, clip.cursor + 1 - ring[0].seq) if ring else 0  # seqs are consecutive in the ring
+        for k in range(first, len(ring)):
+            entry = ring[k]
             if clip.stop_s is not None and entry.time_s > clip.stop_s:
                 self._finalize(clip, "")
                 return
