@@ -157,7 +157,7 @@ def _recorded_source(video: ScoredVideo) -> Path | None:
     return None
 
 
-def _video_url(source: Path, page_dir: Path) -> str:
+def relative_url(source: Path, page_dir: Path) -> str:
     """``source`` as a URL relative to ``page_dir`` (an absolute ``file://`` URL when no relative path exists)."""
     try:
         return quote(Path(os.path.relpath(source.resolve(), page_dir.resolve())).as_posix())
@@ -198,11 +198,12 @@ def write_thumbnails(source: Path, times_s: list[float], paths: list[Path], widt
 
 
 # ------------------------------------------------------------------------------------------------------ writing
-def _asset(name: str) -> str:
+def asset_text(name: str) -> str:
+    """The text of the site's asset ``name`` (a template, the stylesheet, the script)."""
     return (resources.files("adplg.report") / "assets" / name).read_text(encoding="utf-8")
 
 
-def _script_json(data) -> str:
+def script_json(data) -> str:
     """``data`` as compact JSON safe inside ``<script>`` (``<`` escaped, so ``</script>`` cannot end it)."""
     return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
 
@@ -348,7 +349,7 @@ def _write_video_page(path: Path, template: Template, video: ScoredVideo, source
     notes = [*notes, *_dropped_note(dropped_spans(video), video.rules)]
     if source is not None:
         player = (f'<video id="player" controls preload="metadata" '
-                  f'src="{html.escape(_video_url(source, path.parent))}"></video>')
+                  f'src="{html.escape(relative_url(source, path.parent))}"></video>')
     else:
         player = '<p class="note">No source video: pass --videos DIR to see the footage.</p>'
     facts = (f"{_seconds_text(duration)} long, peak score {video.max_score:.3f}, {len(alerts)} alert(s) covering "
@@ -357,14 +358,14 @@ def _write_video_page(path: Path, template: Template, video: ScoredVideo, source
         title=html.escape(video.name), name=html.escape(video.name), facts=html.escape(facts), nav=neighbours,
         player=player, notes="".join(f'<p class="note">{html.escape(n)}</p>' for n in notes),
         source=html.escape(str(source)) if source is not None else "not found",
-        score_file=html.escape(str(video.score_file.resolve())), data=_script_json(data)))
+        score_file=html.escape(str(video.score_file.resolve())), data=script_json(data)))
     return data
 
 
 def _write_index(out_dir: Path, report: dict, rows: list[dict], alerts: int, notes: list[str]) -> None:
     """``index.html``, ``index-data.js`` and ``report-meta.js``."""
-    atomic_write_text(out_dir / "report-meta.js", f"window.ADPLG_REPORT = {_script_json(report)};\n")
-    atomic_write_text(out_dir / "index-data.js", f"window.ADPLG_INDEX = {_script_json({'videos': rows})};\n")
+    atomic_write_text(out_dir / "report-meta.js", f"window.ADPLG_REPORT = {script_json(report)};\n")
+    atomic_write_text(out_dir / "index-data.js", f"window.ADPLG_INDEX = {script_json({'videos': rows})};\n")
     sha = report["checkpoint_sha256"] or "not available (file not found)"
     checkpoint = ("<dl>" + "".join(f"<dt>file</dt><dd>{html.escape(c)}</dd>" for c in report["checkpoint"])
                   + f'<dt>sha256</dt><dd class="mono">{html.escape(sha)}</dd></dl>'
@@ -372,7 +373,7 @@ def _write_index(out_dir: Path, report: dict, rows: list[dict], alerts: int, not
     shown = "".join(f"<li>{html.escape(n)}</li>" for n in notes[:20])
     if len(notes) > 20:
         shown += f"<li>and {len(notes) - 20} more</li>"
-    atomic_write_text(out_dir / "index.html", Template(_asset("index.html")).substitute(
+    atomic_write_text(out_dir / "index.html", Template(asset_text("index.html")).substitute(
         title=html.escape(report["title"]),
         subtitle=html.escape(f"{len(rows)} video(s), {alerts} alert(s), scores from {report['scores_dir']}"),
         checkpoint=checkpoint, rules=_rules_html(report["alert_rules"], report["alert_rules_source"]), notes=shown))
@@ -414,7 +415,7 @@ def build_report(scores_dir: Path, out_dir: Path, *, videos_dir: Path | None = N
     mark_output_dir(out_dir, "report")
     taken: set[str] = set()
     safe_names = [_safe_name(f.stem, taken) for f in files]
-    template = Template(_asset("video.html"))
+    template = Template(asset_text("video.html"))
     rows: list[dict[str, Any]] = []  # one per video (the index table)
     alert_rows: list[list[str | int]] = []  # one per alert (alerts.csv)
     notes: list[str] = []
@@ -449,7 +450,7 @@ def build_report(scores_dir: Path, out_dir: Path, *, videos_dir: Path | None = N
     writer.writerows(alert_rows)
     atomic_write_text(out_dir / "alerts.csv", buffer.getvalue())
     for name in ASSETS:
-        atomic_write_text(out_dir / "assets" / name, _asset(name))
+        atomic_write_text(out_dir / "assets" / name, asset_text(name))
     _write_index(out_dir, report, rows, len(alert_rows), notes)
     seconds = time.perf_counter() - started
     log.debug("report of %d video(s), %d alert(s) in %s (%.1f s)", len(rows), len(alert_rows), out_dir, seconds)

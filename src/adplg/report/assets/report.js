@@ -88,6 +88,55 @@
     setTimeout(() => URL.revokeObjectURL(link.href), 10000);
   }
 
+  function verdictCell(video, alert, extra) {
+    // the True / False alert buttons of one alert; a second click on the pressed one takes the verdict back
+    const cell = el("td", { class: "verdict" });
+    const key = alertKey(video, alert);
+    const marks = [["true_alert", "mark-true", "True alert"], ["false_alert", "mark-false", "False alert"]]
+      .map(([verdict, cls, label]) => {
+        const mark = el("button", { type: "button", class: cls, "aria-pressed": "false" }, label);
+        mark.addEventListener("click", () => {
+          if (verdicts[key] && verdicts[key].verdict === verdict) {
+            delete verdicts[key];
+          } else {
+            verdicts[key] = Object.assign({ video: video, start_s: alert.start_s, end_s: alert.end_s,
+              verdict: verdict, peak_score: alert.peak_score }, extra, { decided_at: new Date().toISOString() });
+          }
+          saveVerdicts();
+          showMarks();
+        });
+        cell.appendChild(mark);
+        return [verdict, mark];
+      });
+    function showMarks() {
+      for (const [verdict, mark] of marks) {
+        mark.setAttribute("aria-pressed", String(Boolean(verdicts[key] && verdicts[key].verdict === verdict)));
+      }
+    }
+    showMarks();
+    return cell;
+  }
+
+  function sortable(table, state, render) {
+    // clicking a header sorts by its data-key (text columns ascending first, numbers descending first)
+    for (const th of table.tHead.rows[0].cells) {
+      if (!th.dataset.key) continue;
+      th.addEventListener("click", () => {
+        state.descending = th.dataset.key === state.key ? !state.descending : th.dataset.type !== "text";
+        state.key = th.dataset.key;
+        render();
+      });
+    }
+  }
+
+  function showSort(table, state) {
+    for (const th of table.tHead.rows[0].cells) {
+      if (!th.dataset.key) continue;
+      th.setAttribute("aria-sort", th.dataset.key === state.key ? (state.descending ? "descending" : "ascending")
+        : "none");
+    }
+  }
+
   // ---------------------------------------------------------------------------------------------- index page
   function renderIndex() {
     const videos = (window.ADPLG_INDEX || { videos: [] }).videos;
@@ -269,31 +318,7 @@
         thumb.textContent = "-";
       }
       tr.appendChild(thumb);
-      const cell = el("td", { class: "verdict" });
-      const key = alertKey(data.video, alert);
-      const marks = [["true_alert", "mark-true", "True alert"], ["false_alert", "mark-false", "False alert"]]
-        .map(([verdict, cls, label]) => {
-          const mark = el("button", { type: "button", class: cls, "aria-pressed": "false" }, label);
-          mark.addEventListener("click", () => {
-            if (verdicts[key] && verdicts[key].verdict === verdict) {
-              delete verdicts[key];
-            } else {
-              verdicts[key] = { video: data.video, start_s: alert.start_s, end_s: alert.end_s, verdict: verdict,
-                peak_score: alert.peak_score, features: data.features, decided_at: new Date().toISOString() };
-            }
-            saveVerdicts();
-            showMarks();
-          });
-          cell.appendChild(mark);
-          return [verdict, mark];
-        });
-      function showMarks() {
-        for (const [verdict, mark] of marks) {
-          mark.setAttribute("aria-pressed", String(Boolean(verdicts[key] && verdicts[key].verdict === verdict)));
-        }
-      }
-      showMarks();
-      tr.appendChild(cell);
+      tr.appendChild(verdictCell(data.video, alert, { features: data.features }));
       rows.push(tr);
       fragment.appendChild(tr);
     });
@@ -316,10 +341,110 @@
     }
   }
 
+  // ---------------------------------------------------------------------------------------------- service page
+  // the alerts of an `adplg serve` outputs folder: one shared player for the clips, verdicts per alert
+  function renderService() {
+    const data = window.ADPLG_SERVICE || { alerts: [], outages: [], cameras: [] };
+    const table = document.getElementById("alerts");
+    const body = table.tBodies[0];
+    const camera = document.getElementById("camera");
+    const filter = document.getElementById("filter");
+    const shown = document.getElementById("shown");
+    const player = document.getElementById("player");
+    const state = { key: "start_wall", descending: true };
+    for (const name of data.cameras) camera.appendChild(el("option", { value: name }, name));
+    const number = (value, digits) => (typeof value === "number" ? value.toFixed(digits) : "-");
+
+    function play(alert, tr) {
+      for (const row of body.rows) row.classList.toggle("active", row === tr);
+      document.getElementById("clip-player").classList.remove("hidden");
+      document.getElementById("player-error").classList.add("hidden");
+      document.getElementById("clip-title").textContent = `${alert.camera}, ${alert.start_wall}: ` +
+        (typeof alert.clip_offset_s === "number" ? `the alert starts ${alert.clip_offset_s.toFixed(1)} s into ` +
+          "the clip" : "the clip");
+      player.setAttribute("src", alert.clip);
+      player.scrollIntoView({ block: "nearest" });
+    }
+
+    function row(alert) {
+      const tr = el("tr", { "data-event": alert.event_id });
+      tr.appendChild(el("td", {}, alert.camera));
+      tr.appendChild(el("td", { title: alert.event_id }, alert.start_wall || "-"));
+      tr.appendChild(el("td", { class: "num" }, alert.open ? "open" : number(alert.duration_s, 1) + " s"));
+      tr.appendChild(el("td", { class: "num" }, number(alert.peak_score, 3)));
+      tr.appendChild(el("td", { class: "num" }, number(alert.mean_score, 3)));
+      const snap = el("td");
+      if (alert.snapshot) {
+        const img = el("img", { src: alert.snapshot, loading: "lazy", alt: `${alert.camera} at ${alert.start_wall}` });
+        if (alert.clip) img.addEventListener("click", () => play(alert, tr));
+        snap.appendChild(img);
+      } else {
+        snap.textContent = "-";
+      }
+      tr.appendChild(snap);
+      const clip = el("td", { class: "clip" });
+      if (alert.clip) {
+        const button = el("button", { type: "button", class: "play", title: "play the clip above" }, "\u25B6 play");
+        button.addEventListener("click", () => play(alert, tr));
+        clip.appendChild(button);
+        clip.appendChild(el("a", { href: alert.clip, class: "small" }, " mp4"));
+      } else {
+        clip.textContent = alert.clip_planned ? "not found" : "-";
+      }
+      tr.appendChild(clip);
+      const markable = typeof alert.start_s === "number" && typeof alert.end_s === "number" && alert.end_s > alert.start_s;
+      tr.appendChild(markable ? verdictCell(alert.camera, alert, { event_id: alert.event_id, features: [] })
+        : el("td", { class: "small" }, alert.open ? "open: no end yet" : "-"));
+      return tr;
+    }
+
+    function render() {
+      const needle = filter.value.trim().toLowerCase();
+      const rows = data.alerts.filter((a) => (!camera.value || a.camera === camera.value) &&
+        (!needle || `${a.event_id} ${a.start_wall}`.toLowerCase().includes(needle)));
+      rows.sort((a, b) => {
+        const x = a[state.key], y = b[state.key];
+        const order = typeof x === "string" || typeof y === "string" ? String(x || "").localeCompare(String(y || ""))
+          : (x ?? -1) - (y ?? -1);
+        return state.descending ? -order : order;
+      });
+      const fragment = document.createDocumentFragment();
+      for (const alert of rows) fragment.appendChild(row(alert));
+      if (!rows.length) fragment.appendChild(el("tr")).appendChild(el("td", { colspan: 8 }, "No alerts."));
+      body.replaceChildren(fragment);
+      shown.textContent = `${rows.length} of ${data.alerts.length} alert(s)`;
+      showSort(table, state);
+    }
+
+    sortable(table, state, render);
+    camera.addEventListener("change", render);
+    filter.addEventListener("input", render);
+    render();
+
+    const outages = document.querySelector("#outages tbody");
+    for (const o of data.outages) {
+      const tr = el("tr");
+      tr.appendChild(el("td", {}, o.camera));
+      tr.appendChild(el("td", {}, o.start_wall || (typeof o.start_s === "number" ? clock(o.start_s) : "-")));
+      tr.appendChild(el("td", {}, o.open ? "still down" : o.end_wall || (typeof o.end_s === "number" ? clock(o.end_s)
+        : "-")));
+      tr.appendChild(el("td", { class: "num" }, typeof o.outage_s === "number" ? o.outage_s.toFixed(1) + " s" : "-"));
+      outages.appendChild(tr);
+    }
+    if (!data.outages.length) outages.appendChild(el("tr")).appendChild(el("td", { colspan: 4 }, "No outages."));
+    player.addEventListener("error", () => {
+      const note = document.getElementById("player-error");
+      note.textContent = "This browser cannot play the clip (" + player.getAttribute("src") + "): its codec or " +
+        "container is not supported here, or the file is gone. The mp4 link opens it elsewhere.";
+      note.classList.remove("hidden");
+    });
+  }
+
   // ---------------------------------------------------------------------------------------------- start
   const page = document.body.dataset.page;
   if (page === "index") renderIndex();
   if (page === "video") renderVideo();
+  if (page === "service") renderService();
   const download = document.getElementById("download-verdicts");
   if (download) download.addEventListener("click", downloadVerdicts);
   updateVerdictCount();
