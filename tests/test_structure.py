@@ -18,7 +18,7 @@ LAYERS = {
     "checkpoints": 3, "features": 3, "evaluation": 3, "training": 3, "baselines": 3, "doctor": 3,
     "inference": 4,
     "live": 5, "deploy": 5, "report": 5,
-    "api": 6, "demo": 6,
+    "api": 6, "demo": 6, "service": 6,
     "cli": 7,
     "adplg": 8,
 }
