@@ -221,11 +221,17 @@ class Camera:
     def _record(self, src) -> None:
         """Clips: one :class:`~adplg.service.clips.ClipRecorder` per camera, fed by the source's packet tap."""
         if self.recorder is None:
+            from adplg.live.online import default_delay
             from adplg.service.clips import ClipRecorder
 
-            clips = self.shared.clips
-            self.recorder = ClipRecorder(self.shared.outputs / "clips" / self.name, self.name, pre_s=clips.pre_s,
-                                         post_s=clips.post_s)
+            shared, clips = self.shared, self.shared.clips
+            delay = min(default_delay(shared.scorer.model) if shared.delay is None else shared.delay,
+                        shared.window - 1)
+            # how late an alert's start or end is known: the look-ahead (at 10 fps or more), the minimum duration,
+            # and a margin for the backbone and the queue
+            latency_s = delay * SNIPPET_FRAMES / 10.0 + self.rules.min_duration_s + 5.0
+            self.recorder = ClipRecorder(shared.outputs / "clips" / self.name, self.name, pre_s=clips.pre_s,
+                                         post_s=clips.post_s, latency_s=latency_s)
         src.packet_tap = self.recorder.packet
 
     def poll(self, limit: int) -> int:

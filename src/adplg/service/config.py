@@ -114,7 +114,7 @@ class ServiceConfig(_Section):
     backbone: Literal["i3d", "clip"] | None = Field(None, description="default: from the checkpoint's feature size")
     crops: int = Field(1, description="crop views per snippet (1, 5 or 10)")
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto")
-    precision: Literal["fp32", "bf16", "fp16"] | None = Field(None, description="default: the checkpoint's")
+    precision: Literal["fp32", "tf32", "bf16"] | None = Field(None, description="default: the checkpoint's")
     window: int = Field(256, ge=1, description="snippets of context the model sees")
     delay: int | None = Field(None, ge=0, description="look-ahead snippets (default: the model's)")
     encode_every: int = Field(1, ge=1, description="backbone on every k-th snippet (frame skipping)")
