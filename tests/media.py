@@ -31,10 +31,11 @@ def write_video(path: Path, frames: int, width: int = 64, height: int = 48, fps:
 
 
 def write_timed_video(path: Path, pts_ms: Sequence[int], width: int = 64, height: int = 48, rate: int = 25,
-                      codec: str = "mpeg4", seed: int = 0) -> Path:
+                      codec: str = "mpeg4", seed: int = 0, gop: int | None = None) -> Path:
     """A clip whose frame ``i`` is presented at ``pts_ms[i]`` milliseconds (time base 1/1000; the container is chosen
     by the suffix: .mp4, .mkv, .avi, or .h264 for a raw stream without timestamps). ``rate`` is the nominal frame
-    rate the stream declares (muxers take a frame's duration from it when they need one)."""
+    rate the stream declares (muxers take a frame's duration from it when they need one); ``gop``: at most that many
+    frames between key frames (the codec's default otherwise)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
     background = np.stack([xx * 255 // width, yy * 255 // height, (xx + yy) * 127 // (width + height)], -1)
@@ -46,6 +47,8 @@ def write_timed_video(path: Path, pts_ms: Sequence[int], width: int = 64, height
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = ms
         stream.time_base = ms
+        if gop is not None:
+            stream.codec_context.gop_size = gop
         for i, pts in enumerate(pts_ms):
             image = background.astype(np.uint8)
             x0 = (3 * i) % (width - 12)

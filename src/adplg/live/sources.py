@@ -32,6 +32,14 @@ in a row. After ``max_retries`` failed reconnects in a row (``max_retries + 1`` 
 Counters: ``reconnect_attempts`` (every connect tried after a connection ended or failed) and ``reconnections``
 (connections that delivered frames again after an outage) differ; ``outages`` lists each outage.
 
+Packet tap (``AVSource(packet_tap=fn)``, off by default): ``fn(packet, time_s)`` is called in the reader thread for
+every compressed packet of the video stream, before its frames are decoded (the camera service keeps them to cut
+alert clips without re-encoding). ``time_s`` is the packet's presentation time in the reader's clock, the one its
+frames get: the connection's own time minus its first frame's (live sources), plus the offset the
+:class:`FrameReader` gives the connection (:attr:`FrameSource.clock_offset`: 0 at first, anchored on the wall clock
+after an outage). That offset is known once the connection's first frame is handed over, so the packets read before
+it wait and are tapped just after it. A packet without a timestamp gets its decode order / fps, like an untimed frame.
+
 Tests need no RTSP server: :class:`FrameSource` is the abstraction (``frames()`` yields :class:`Frame` objects and
 may raise to simulate a dropped connection), and the tests use a file source that raises part-way on its first
 connection and then reopens (``tests/test_watch.py``).
@@ -45,14 +53,18 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from adplg.errors import AdplgError
 from adplg.inference.timeline import ASSUMED_FPS
+
+if TYPE_CHECKING:
+    import av
 
 __all__ = ["END", "AVSource", "Frame", "FrameReader", "FrameSource", "StreamDown", "StreamUp", "is_url", "open_source"]
 
@@ -81,11 +93,14 @@ class Frame:
 class FrameSource:
     """Where frames come from. ``frames()`` connects (raising on failure) and yields :class:`Frame` objects (their
     ``time_s`` in this connection's own clock) until the stream ends; ``fps`` is the declared frame rate once
-    connected (0 when unknown); ``live`` sources are reconnected when they end or fail, others end the stream."""
+    connected (0 when unknown); ``live`` sources are reconnected when they end or fail, others end the stream.
+    ``clock_offset``: the seconds the reader adds to the current connection's times (set by :class:`FrameReader`
+    when the connection's first frame arrives, before it asks for the next one)."""
 
     name: str = "source"
     live: bool = False
     fps: float = 0.0
+    clock_offset: float = 0.0
 
     def frames(self) -> Iterator[Frame]:
         """Connect (raising on failure) and yield the frames until the stream ends."""
@@ -96,10 +111,14 @@ class FrameSource:
 
 
 class AVSource(FrameSource):
-    """A PyAV/FFmpeg source: a network URL, a ``/dev/video*`` camera (``v4l2``) or a video file."""
+    """A PyAV/FFmpeg source: a network URL, a ``/dev/video*`` camera (``v4l2``) or a video file. ``packet_tap``:
+    called with every compressed video packet and its time in the reader's clock (see the module docstring)."""
 
-    def __init__(self, spec: str, stall_timeout: float = 10.0, options: dict | None = None):
+    def __init__(self, spec: str, stall_timeout: float = 10.0, options: dict | None = None,
+                 packet_tap: Callable[[av.Packet, float], None] | None = None):
         self.spec = str(spec)
+        self.packet_tap = packet_tap
+        self.tap_errors = 0
         self.name = self.spec
         self.stall_timeout = float(stall_timeout)
         self.device = self.spec.startswith("/dev/video")
@@ -144,18 +163,48 @@ class AVSource(FrameSource):
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             self.fps = float(rate) if rate else 0.0
             time_base, start = stream.time_base, stream.start_time
+            step = 1.0 / (self.fps if self.fps > 0 else ASSUMED_FPS)
             first: float | None = None
-            for index, frame in enumerate(container.decode(stream)):
+            handed = False  # a frame was handed over: the reader has set this connection's clock_offset
+            waiting: list[tuple[av.Packet, float]] = []  # packets read before that
+            index = 0
+            for number, packet in enumerate(container.demux(stream)):  # what container.decode(stream) does
                 if self._interrupted:
                     return
-                pts = frame_time_s(frame, time_base, start)
-                timed = pts is not None
-                t = pts if pts is not None else index / (self.fps if self.fps > 0 else ASSUMED_FPS)
-                if first is None and self.live:
-                    first = t  # a live stream's clock starts anywhere: count from this connection's first frame
-                yield Frame(image=frame.to_ndarray(format="rgb24"), time_s=t - (first or 0.0), timed=timed)
+                if self.packet_tap is not None and packet.size:  # size 0: the end-of-stream flush
+                    waiting.append((packet, _packet_time_s(packet, time_base, start, number * step)))
+                    if handed:
+                        self._tap(waiting, first)
+                for frame in packet.decode():
+                    if self._interrupted:
+                        return
+                    pts = frame_time_s(frame, time_base, start)
+                    t = pts if pts is not None else index * step
+                    index += 1
+                    if first is None and self.live:
+                        first = t  # a live stream's clock starts anywhere: count from this connection's first frame
+                    yield Frame(image=frame.to_ndarray(format="rgb24"), time_s=t - (first or 0.0),
+                                timed=pts is not None)
+                    handed = True
+                    if waiting:
+                        self._tap(waiting, first)
         finally:
             container.close()
+
+    def _tap(self, waiting: list, first: float | None) -> None:
+        """Hand the ``(packet, own time)`` pairs of ``waiting`` to the packet tap in the reader's clock; empties it.
+        A tap that raises costs that packet only (counted in ``tap_errors``, the first one logged), never the
+        stream."""
+        assert self.packet_tap is not None  # only called with a tap
+        for packet, t in waiting:
+            try:
+                self.packet_tap(packet, t - (first or 0.0) + self.clock_offset)
+            except Exception as exc:  # noqa: BLE001 - the tap's failure must not look like the stream's
+                self.tap_errors += 1
+                if self.tap_errors == 1:
+                    log.warning("%s: the packet tap failed (%s: %s); further failures are counted only", self.name,
+                                type(exc).__name__, exc)
+        waiting.clear()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,6 +231,15 @@ class StreamUp:
 def open_source(spec: str, stall_timeout: float = 10.0) -> AVSource:
     """The :class:`AVSource` for ``spec`` (URL, ``/dev/videoN`` or file); a missing file is an ``AdplgError``."""
     return AVSource(spec, stall_timeout=stall_timeout)
+
+
+def _packet_time_s(packet, time_base, start: int | None, fallback: float) -> float:
+    """A demuxed packet's presentation time in seconds from the stream's start (as :func:`frame_time_s` times
+    frames): its pts, else its dts, else ``fallback`` (decode order / fps)."""
+    stamp = packet.pts if packet.pts is not None else packet.dts
+    if stamp is None or not time_base:
+        return fallback
+    return float((stamp - (start or 0)) * time_base)
 
 
 class _End:
@@ -327,6 +385,7 @@ class FrameReader:
                         self._step = 1.0 / self.source.fps
                     if self._down is not None:
                         base = self._back_up(frame, now)
+                    self.source.clock_offset = base  # the packet tap's offset too (see AVSource)
                 if self.realtime:
                     if first_wall is None or first_t is None:  # set together
                         first_wall, first_t = now, frame.time_s
