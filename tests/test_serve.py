@@ -28,7 +28,7 @@ from adplg.live.watch import watch
 from adplg.service.config import load_service_config, parse_service_config
 from adplg.service.runner import Service
 
-pytest_plugins = ["watch_models"]  # the clip_run fixture
+pytest_plugins = ["watch_models", "mqtt_broker"]  # the clip_run, mqtt_broker and mqtt_messages fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -238,3 +238,70 @@ def test_the_service_survives_a_restarted_rtsp_server(clip_run, tmp_path):
     assert up["outage_s"] >= 1.0 and up["start_s"] == down["start_s"] and up["end_s"] > up["start_s"]
     counters = service.cameras["door"].counters()
     assert counters["reconnections"] == 1 and counters["outages"] == 1
+
+
+# ------------------------------------------------------------------------------------------------------ clips
+def test_alert_clips_are_closed_at_stop_and_named_in_the_events(clip_run, tmp_path):
+    pytest.importorskip("adplg.service.clips")  # service/clips.py (the mqtt branch of issue 28)
+    import av
+
+    run, weights = clip_run
+    video = write_timed_video(tmp_path / "cam.mp4", (np.arange(30 * 25) * 40).tolist(), rate=25, gop=25)
+    config = settings(run, weights, tmp_path / "out", {"cam": str(video)}, realtime=True,
+                      rules={"on_threshold": 0.0}, clips={"enabled": True, "pre_s": 1.0, "post_s": 1.0})
+    sink = FakeSink()
+    service = Service(parse_service_config(config), sinks=[sink])
+    thread = start(service)
+    wait_for(lambda: any(e["kind"] == "new" for e in sink.events), 60, "an alert")
+    time.sleep(2.0)
+    service.stop()
+    thread.join(30)
+    (new,) = [e for e in sink.events if e["kind"] == "new"]
+    (end,) = [e for e in sink.events if e["kind"] == "end"]
+    clip = Path(new["clip"])
+    assert end["clip"] == new["clip"] and clip.parent == tmp_path / "out" / "clips" / "cam"
+    assert clip.is_file()  # closed by the stop
+    with av.open(str(clip)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames >= 25  # at least the second before the stop
+    sidecar = json.loads(clip.with_suffix(".json").read_text())
+    assert sidecar["event_id"] == new["event_id"] and sidecar["camera"] == "cam"
+    assert sidecar["info"]["rules"]["on_threshold"] == 0.0 and sidecar["info"]["checkpoint"] == [str(run.checkpoint)]
+    assert sidecar["info"]["peak_score"] == pytest.approx(end["peak_score"])
+
+
+# ------------------------------------------------------------------------------------------------------ MQTT
+def test_mqtt_events_equal_the_alerts_of_adplg_score(clip_run, tmp_path, mqtt_broker, mqtt_messages):
+    run, weights = clip_run
+    snippets = 8
+    video = write_video(tmp_path / "door.mp4", snippets * SNIPPET_FRAMES, fps=25, seed=7)
+    assert main(["score", str(video), "--checkpoint", str(run.checkpoint), "--weights", str(weights), "--out",
+                 str(tmp_path / "probe"), "--no-plot", "--quiet"]) == 0
+    probe = json.loads((tmp_path / "probe" / "door.json").read_text())
+    threshold = midpoint_threshold(np.asarray(probe["score"])[::SNIPPET_FRAMES])
+    assert main(["score", str(video), "--checkpoint", str(run.checkpoint), "--weights", str(weights), "--out",
+                 str(tmp_path / "offline"), "--no-plot", "--quiet", "--threshold", str(threshold)]) == 0
+    offline = json.loads((tmp_path / "offline" / "door.json").read_text())["segments"]
+    assert offline
+    # delay = T - 1: every online score is made with the whole video in the buffer, as offline
+    config = settings(run, weights, tmp_path / "out", {"door": str(video)}, delay=snippets - 1, name="home",
+                      rules={"on_threshold": threshold},
+                      mqtt={"host": mqtt_broker.host, "port": mqtt_broker.port, "state_every_s": 0})
+    service = Service(parse_service_config(config))
+    thread = start(service)
+    wait_for(lambda: "door" in service.cameras and service.cameras["door"].state == "ended", 60, "the file scored")
+    service.stop()
+    thread.join(30)
+    mqtt_messages.wait_for(lambda m: m.topic == "adplg/availability" and m.payload == "offline")
+    events = [json.loads(m.payload) for m in mqtt_messages.on("adplg/events")]
+    ends = [e for e in events if e["kind"] == "end"]
+    spans = [v for e in ends for v in (e["start_s"], e["end_s"])]
+    assert spans == pytest.approx([v for s in offline for v in (s["start_s"], s["end_s"])], abs=1e-6)
+    assert [e["peak_score"] for e in ends] == pytest.approx([s["peak_score"] for s in offline], abs=1e-5)
+    assert [e["event_id"] for e in events if e["kind"] == "new"] == [e["event_id"] for e in ends]
+    # the anomaly state went ON for each alert and ended OFF; a score per snippet; discovery for the camera
+    states = [m.payload for m in mqtt_messages.on("adplg/door/anomaly")]
+    assert states.count("ON") == len(offline) and states[-1] == "OFF"
+    assert len(mqtt_messages.on("adplg/door/score")) >= snippets
+    binary = json.loads(mqtt_messages.on("homeassistant/binary_sensor/home/door_anomaly/config")[0].payload)
+    assert binary["state_topic"] == "adplg/door/anomaly" and binary["device_class"] == "problem"

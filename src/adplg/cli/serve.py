@@ -49,6 +49,12 @@ def check_lines(config, path: Path) -> list[str]:
         read_token(config.http.token_env, resolve_path(config.http.token_file, base))
     if config.webhook is not None:
         read_webhook_secret(config.webhook.secret_env, resolve_path(config.webhook.secret_file, base))
+    if config.mqtt is not None:
+        from adplg.service.config import mqtt_config
+        from adplg.service.mqtt import read_mqtt_password
+
+        mqtt = mqtt_config(config.mqtt)
+        read_mqtt_password(mqtt.model_copy(update={"password_file": resolve_path(mqtt.password_file, base)}))
     plans = config.plans(base)
     lines = [f"{name}: {redact_url(plan.source)}" + ("" if plan.enabled else " (disabled)")
              for name, plan in plans.items()]

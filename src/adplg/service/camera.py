@@ -87,11 +87,11 @@ class ShiftedSource(FrameSource):
     @property
     def clock_offset(self) -> float:
         """The reader's offset of the current connection (the inner source holds it, shifted)."""
-        return getattr(self.inner, "clock_offset", 0.0) - self.shift
+        return self.inner.clock_offset - self.shift
 
     @clock_offset.setter
     def clock_offset(self, value: float) -> None:
-        self.inner.clock_offset = value + self.shift  # type: ignore[attr-defined]
+        self.inner.clock_offset = value + self.shift
 
     def frames(self):
         """The inner source's frames, ``shift`` seconds later."""
@@ -440,7 +440,8 @@ class Camera:
         """The camera's health record (``/health``)."""
         rtf = self.realtime_factor()
         reader = self.reader
-        p95 = float(np.percentile(self.latencies, 95)) if self.latencies else None
+        latencies = list(self.latencies)  # a copy: the scoring loop appends while /health reads
+        p95 = float(np.percentile(latencies, 95)) if latencies else None
         return {"state": self.state, "enabled": self.plan.enabled, "connected": self.state == "up",
                 "source": self.display, "fps": self.loop.fps if self.loop is not None else None,
                 "realtime_factor": None if rtf is None else round(rtf, 3), "lag_s": round(self.lag_s, 3),

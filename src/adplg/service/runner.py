@@ -78,6 +78,11 @@ class Service:
             from adplg.service.config import mqtt_config
 
             mqtt = mqtt_config(config.mqtt)
+            if mqtt.password_file:
+                mqtt = mqtt.model_copy(update={"password_file": resolve_path(mqtt.password_file, self.base)})
+            from adplg.service.mqtt import read_mqtt_password
+
+            read_mqtt_password(mqtt)  # an unset variable or an empty file: said before the model loads
         from adplg.service.metrics import ServiceMetrics
 
         self.metrics = ServiceMetrics(lambda: list(self.cameras.values()))
