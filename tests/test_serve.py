@@ -240,6 +240,44 @@ def test_the_service_survives_a_restarted_rtsp_server(clip_run, tmp_path):
     assert counters["reconnections"] == 1 and counters["outages"] == 1
 
 
+
+def test_a_camera_down_for_good_is_retried_and_its_clock_goes_on(clip_run, tmp_path):
+    """The reader gives up at once (max_retries 0): the camera is down, a new reader is tried every second, and its
+    frames continue the camera's clock from the wall clock (the outage stays a gap)."""
+    require_gst_rtsp_server()
+    run, weights = clip_run
+    video = write_timed_video(tmp_path / "cam.mp4", (np.arange(30 * 25) * 40).tolist(), rate=25, codec="libx264")
+    server = RtspServer(video, free_port())  # not started yet: the camera starts down
+    sink = FakeSink()
+    config = settings(run, weights, tmp_path / "out", {"door": server.url},
+                      reader={"stall_timeout_s": 3.0, "backoff_s": 0.1, "max_retries": 0, "retry_down_s": 1.0})
+    service = Service(parse_service_config(config), sinks=[sink])
+    thread = start(service)
+    try:
+        wait_for(lambda: "door" in service.cameras and service.cameras["door"].state == "down", 30, "down")
+        assert service.health()[0] == 503
+        server.start()
+        wait_for(lambda: service.cameras["door"].report.snippets >= 2, 60, "scoring once the server is up")
+        server.kill()
+        wait_for(lambda: sum(e["kind"] == "stream_down" for e in sink.events) == 2, 30, "the second stream_down")
+        wait_for(lambda: service.cameras["door"].state == "down", 30, "down again")
+        time.sleep(1.5)
+        server.start()
+        wait_for(lambda: sum(e["kind"] == "stream_up" for e in sink.events) == 2, 60, "the second stream_up")
+        after = service.cameras["door"].report.snippets
+        wait_for(lambda: service.cameras["door"].report.snippets >= after + 2, 60, "scoring after the retry")
+    finally:
+        service.stop()
+        thread.join(30)
+        server.kill()
+    outages = [e for e in sink.events if e["kind"] in ("stream_down", "stream_up")]
+    assert [e["kind"] for e in outages] == ["stream_down", "stream_up", "stream_down", "stream_up"]
+    _, up1, down2, up2 = outages
+    assert down2["start_s"] >= up1["end_s"] and up2["start_s"] == down2["start_s"]
+    assert up2["outage_s"] >= 1.5 and up2["end_s"] - up2["start_s"] == pytest.approx(up2["outage_s"], abs=1.0)
+    camera = service.cameras["door"]
+    assert camera.retries >= 2 and camera.counters()["reconnections"] == 2
+
 # ------------------------------------------------------------------------------------------------------ clips
 def test_alert_clips_are_closed_at_stop_and_named_in_the_events(clip_run, tmp_path):
     pytest.importorskip("adplg.service.clips")  # service/clips.py (the mqtt branch of issue 28)
