@@ -72,6 +72,14 @@ def test_cli_reports_config_errors_and_checks_a_config(tmp_path, capsys):
     assert "porch: rtsp://viewer:***@cam.local/s1" in err and "hunter2" not in err and "valid (1 camera(s))" in err
 
 
+
+def test_the_deploy_guide_config_is_valid():
+    text = (REPO / "docs" / "deploy.md").read_text()
+    block = text.split("```yaml\n# /etc/adplg/cameras.yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_service_config(yaml.safe_load(block))
+    assert sorted(config.cameras) == ["garage", "porch", "shed"] and config.mqtt is not None
+    assert config.plans()["garage"].encode_every == 2 and not config.plans()["shed"].enabled
+
 # ----------------------------------------------------------------------------------------------- many cameras
 def test_two_cameras_share_one_backbone_and_find_what_watch_finds(clip_run, tmp_path, monkeypatch):
     run, weights = clip_run

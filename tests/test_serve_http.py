@@ -4,8 +4,10 @@ others going on), /metrics parsed as Prometheus text, /events, the bearer token,
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
+import threading
 import urllib.error
 import urllib.request
 
@@ -61,6 +63,20 @@ def test_a_down_camera_is_503_while_the_other_goes_on(clip_run, tmp_path, caplog
     config = settings(run, weights, tmp_path / "out", {"good": str(video), "bad": bad}, realtime=True,
                       rules={"on_threshold": 0.0},
                       http={"host": "127.0.0.1", "port": 0, "token_env": "ADPLG_TEST_TOKEN"})
+    posted: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    config["webhook"] = {"url": f"http://127.0.0.1:{hook.server_address[1]}/hook"}
     said: list[str] = []
     sink = FakeSink()
     with caplog.at_level(logging.DEBUG, logger="adplg"):
@@ -106,8 +122,10 @@ def test_a_down_camera_is_503_while_the_other_goes_on(clip_run, tmp_path, caplog
         finally:
             service.stop()
             thread.join(30)
+        hook.shutdown()
     (down,) = [e for e in sink.events if e["camera"] == "bad"]
     assert down["kind"] == "stream_down"
+    assert posted == sink.events  # the webhook got every event (sent before the service stopped)
     logged = caplog.text + "\n".join(said) + (tmp_path / "out" / "events.jsonl").read_text()
     assert "viewer:***@127.0.0.1" in logged  # the URL is shown, redacted
     assert SECRET not in logged and SECRET not in json.dumps(health)
