@@ -38,13 +38,15 @@ sys.path.insert(0, str(REPO / "tests"))  # the random public-layout weights and 
 PRESET = {"clip": "ucf-clip", "i3d": "ucf-i3d"}
 
 
-def _write_video(path: Path, seconds: float, fps: int, width: int, height: int) -> Path:
+def write_bench_video(path: Path, seconds: float, fps: int, width: int, height: int) -> Path:
+    """The benchmark's video: ``seconds`` of ``width`` x ``height`` at ``fps`` (mpeg4, a moving square)."""
     from media import write_video
 
     return write_video(path, int(round(seconds * fps)), width=width, height=height, fps=fps, seed=0)
 
 
-def _checkpoint(root: Path, backbone: str) -> Path:
+def random_checkpoint(root: Path, backbone: str) -> Path:
+    """A seeded random snippet branch of the ``ucf-clip`` / ``ucf-i3d`` architecture (1 crop) saved under ``root``."""
     import torch
 
     from adplg.checkpoints.format import save_checkpoint
@@ -57,7 +59,8 @@ def _checkpoint(root: Path, backbone: str) -> Path:
                            step=0, config=cfg.to_dict())
 
 
-def _weights(root: Path, backbone: str) -> Path:
+def random_weights(root: Path, backbone: str) -> Path:
+    """Random backbone weights of the real sizes (CLIP ViT-B/16, the full I3D) in the public layouts."""
     from backbone_weights import write_random_clip, write_random_i3d
 
     if backbone == "clip":
@@ -73,8 +76,8 @@ def run_case(video: Path, backbone: str, precision: str, device: str, root: Path
     from adplg.inference.alerts import AlertRules
     from adplg.live.watch import watch
 
-    scorer = adplg.load(_checkpoint(root, backbone), device=device)
-    weights = _weights(root, backbone)
+    scorer = adplg.load(random_checkpoint(root, backbone), device=device)
+    weights = random_weights(root, backbone)
     rules = AlertRules(on_threshold=0.5)
     extractor = build_extractor(backbone, weights, crops=1, device=scorer.device)
     start = time.perf_counter()
@@ -98,7 +101,8 @@ def run_case(video: Path, backbone: str, precision: str, device: str, root: Path
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
-def _bf16_ok(device: str) -> bool:
+def bf16_ok(device: str) -> bool:
+    """Whether autocast runs bf16 on ``device``."""
     import torch
 
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
@@ -127,10 +131,10 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="adplg-watch-bench-") as tmp:
         root = Path(tmp)
-        video = _write_video(root / "bench.mp4", args.seconds, args.fps, *args.size)
+        video = write_bench_video(root / "bench.mp4", args.seconds, args.fps, *args.size)
         cases = [(b, p, k) for b in args.backbones for p in args.precisions for k in args.encode_every]
         for backbone, precision, k in cases:
-            if precision == "bf16" and not _bf16_ok(args.device):
+            if precision == "bf16" and not bf16_ok(args.device):
                 print(f"{backbone} bf16: skipped (not supported on {args.device})")
                 continue
             proc = subprocess.run([sys.executable, __file__, "--device", args.device, "--case", str(video),

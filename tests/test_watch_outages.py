@@ -4,77 +4,34 @@ after" line, reconnections counted apart from attempts, the open alert closed at
 keeps the outage as a gap (the restarted stream's timestamps start again at 0; ours go on from the wall clock).
 
 Needs Debian's ``python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good`` for the system ``python3``;
-skipped without them, except under CI (the environment variable ``CI`` set), where it fails instead."""
+skipped without them, except under CI (the environment variable ``CI`` set), where it fails instead
+(``tests/rtsp_helpers.py``)."""
 
 from __future__ import annotations
 
 import csv
 import logging
-import os
-import socket
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from media import write_timed_video
+from rtsp_helpers import RtspServer, free_port, require_gst_rtsp_server
 
 from adplg.inference.alerts import AlertRules
 from adplg.live.watch import watch
 
 pytest_plugins = ["watch_models"]  # the clip_run fixture
 
-SYSTEM_PYTHON = "/usr/bin/python3"
-SERVER = Path(__file__).with_name("rtsp_server.py")
-PACKAGES = "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good"
 DOWN_S = 1.5  # how long the server stays down
 
 
-def _gst_rtsp_server() -> None:
-    """Skip (fail under CI) when the system Python cannot import gst-rtsp-server."""
-    probe = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
-             "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
-             "assert Gst.ElementFactory.find('qtdemux') and Gst.ElementFactory.find('rtph264pay')")
-    ok = os.path.exists(SYSTEM_PYTHON) and subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True,
-                                                           timeout=60, check=False).returncode == 0
-    if not ok:
-        why = f"gst-rtsp-server for {SYSTEM_PYTHON} is missing (Debian: apt-get install {PACKAGES})"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RtspServer:
-    """``tests/rtsp_server.py`` in a subprocess of the system Python; :meth:`kill` it, :meth:`start` it again."""
-
-    def __init__(self, video: Path, port: int):
-        self.video, self.port, self.proc = video, port, None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(SERVER), str(self.video), str(self.port)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        assert line.strip() == "ready", (line, self.proc.stderr.read() if self.proc.poll() is not None else "")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()  # a crash: no goodbye to the client
-            self.proc.wait(10)
-
-
 def test_a_restarted_rtsp_server_is_an_outage_on_the_timeline(clip_run, tmp_path, caplog):
-    _gst_rtsp_server()
+    require_gst_rtsp_server()
     run, weights = clip_run
     video = write_timed_video(tmp_path / "cam.mp4", (np.arange(20 * 25) * 40).tolist(), rate=25, codec="libx264")
-    server = RtspServer(video, _free_port())
+    server = RtspServer(video, free_port())
     stop, watching = threading.Event(), threading.Event()
     seen: list[dict] = []
 

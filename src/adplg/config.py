@@ -372,20 +372,32 @@ def build_config(preset: str | None = None, config_file: str | Path | None = Non
 # ---------------------------------------------------------------- the keys: suggestions and the reference listing
 
 def _walk_fields(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, FieldInfo, bool]]:
-    """``(dotted key, FieldInfo, is a section)`` of every field of ``model``, sections before their keys."""
+    """``(dotted key, FieldInfo, is a section)`` of every field of ``model``, sections before their keys (an optional
+    section, ``Section | None``, is a section too)."""
     for name, info in model.model_fields.items():
         key = prefix + name
-        annotation = info.annotation
-        section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
-        yield key, info, section
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):  # section (narrowed for mypy)
-            yield from _walk_fields(annotation, key + ".")
+        section = _section_model(info.annotation)
+        yield key, info, section is not None
+        if section is not None:
+            yield from _walk_fields(section, key + ".")
 
 
-def unknown_key_message(key: str) -> str:
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model of a section's annotation (``Section`` or ``Section | None``), else None."""
+    import typing
+
+    args = typing.get_args(annotation)
+    options = args if type(None) in args else (annotation,)
+    models = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 else None
+
+
+def unknown_key_message(key: str, model: type[BaseModel] | None = None,
+                        listing: str = "`adplg config` lists every key") -> str:
     """``unknown key train.num_iter (did you mean train.num_iters?)``: the closest key of the same section (difflib),
-    else a key of another section with a close final name (``train.history`` -> ``plg.history``)."""
-    names = [k for k, _, _ in _walk_fields(Config)]
+    else a key of another section with a close final name (``train.history`` -> ``plg.history``). ``model``: the
+    pydantic model whose keys are meant (default :class:`Config`); ``listing`` says where every key is listed."""
+    names = [k for k, _, _ in _walk_fields(model or Config)]
     parent, _, leaf = key.rpartition(".")
     siblings = {k.rpartition(".")[2]: k for k in names if k.rpartition(".")[0] == parent}
     close = difflib.get_close_matches(leaf, list(siblings), n=1)
@@ -398,7 +410,7 @@ def unknown_key_message(key: str) -> str:
         suggestion = names[leaves.index(close[0])] if close else None
     if suggestion:
         return f"unknown key {key} (did you mean {suggestion}?)"
-    return f"unknown key {key} (`adplg config` lists every key)"
+    return f"unknown key {key} ({listing})"
 
 
 def _type_name(annotation: Any) -> str:

@@ -230,12 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="show this preset's values instead of the defaults")
     p.set_defaults(func=cmd_config)
 
-    from adplg.cli import doctor, export, extract, report, score, watch
+    from adplg.cli import doctor, export, extract, report, score, serve, watch
 
     extract.add_parser(sub)
     score.add_parser(sub)
     report.add_parser(sub)
     watch.add_parser(sub)
+    serve.add_parser(sub)
     export.add_parser(sub)
     doctor.add_parser(sub)
     return parser

@@ -128,11 +128,20 @@ class FeatureExtractor:
 
     def encode_snippets(self, snippets: Sequence[np.ndarray]) -> np.ndarray:
         """``B`` uint8 snippets ``[SNIPPET_FRAMES, H, W, 3]`` -> float32 ``[B, crops, D]``."""
-        batch = len(snippets)
+        return self.encode_views(self.views(snippets), len(snippets))
+
+    def views(self, snippets: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """The backbone's input of ``B`` uint8 snippets ``[SNIPPET_FRAMES, H, W, 3]`` (one frame size): one tensor
+        per crop view, ``[B * K, 3, S, S]`` float in ``[0, 255]`` on the device (``K`` frames per snippet the backbone
+        looks at, ``S`` the crop size). Views of snippets of different sizes concatenate (``torch.cat`` per crop) into
+        one batch for :meth:`encode_views`: the camera service batches several cameras this way."""
         frames = self._select_frames(torch.as_tensor(np.stack(snippets))).to(self.device)  # uint8 to the device
         resized = resize_short_side(frames.reshape(-1, *frames.shape[2:]), self.resize_short, self.resize_mode)
-        views = [self._encode_view(crop_view(resized, self.crop_size, v), batch) for v in range(self.crops)]
-        return torch.stack(views, dim=1).float().cpu().numpy()
+        return [crop_view(resized, self.crop_size, v) for v in range(self.crops)]
+
+    def encode_views(self, views: Sequence[torch.Tensor], batch: int) -> np.ndarray:
+        """The features of ``batch`` snippets from their :meth:`views` -> float32 ``[batch, crops, D]``."""
+        return torch.stack([self._encode_view(view, batch) for view in views], dim=1).float().cpu().numpy()
 
     def encode_video(self, path: Path,
                      progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, SnippetReader]:

@@ -26,7 +26,7 @@ import numpy as np
 from adplg.errors import AdplgError
 
 __all__ = ["CSV_HEADER", "SIGNATURE_HEADER", "WatchOutputs", "WebhookPoster", "check_csv_header", "check_webhook_url",
-           "read_webhook_secret"]
+           "read_webhook_secret", "save_jpeg"]
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,18 @@ def check_csv_header(csv_path: str | Path) -> None:
                          f"or move this one)", parameter="csv_path")
 
 
+def save_jpeg(image: np.ndarray, path: Path) -> Path:
+    """``image [H, W, 3]`` uint8 RGB written atomically as a JPEG (quality 90) at ``path``; returns ``path``."""
+    from PIL import Image
+
+    from adplg.io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=90)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
 SNAPSHOT_NAMES = ("alert-*.jpg",)  # the JPEGs a watch writes into its snapshots folder (see WatchOutputs.snapshot)
 
 
@@ -260,14 +272,8 @@ class WatchOutputs:
         no snapshots are kept."""
         if self.snapshots is None or image is None:
             return None
-        from PIL import Image
-
-        from adplg.io import atomic_write_bytes
-
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="JPEG", quality=90)
         path = self.snapshots / f"alert-{number:04d}-{start_s:09.2f}s.jpg"
-        atomic_write_bytes(path, buffer.getvalue())
+        save_jpeg(image, path)
         return str(path)
 
     def event(self, record: dict) -> None:

@@ -64,30 +64,24 @@ import datetime
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import numpy as np
 
 from adplg.conventions import SNIPPET_FRAMES
 from adplg.data.gt import SnippetLayout
 from adplg.errors import AdplgError
-from adplg.inference.timeline import ASSUMED_FPS, Timeline, build_timeline
+from adplg.inference.timeline import Timeline
 from adplg.live.outputs import WatchOutputs
-from adplg.live.sources import END, Frame, FrameReader, FrameSource, StreamDown, StreamUp, open_source
-
-if TYPE_CHECKING:
-    from adplg.inference.online_alerts import OnlineAlerts
+from adplg.live.snippets import SnippetLoop
+from adplg.live.sources import Frame, FrameReader, FrameSource, StreamDown, StreamUp, open_source
 
 __all__ = ["WatchReport", "check_delay", "watch"]
 
 log = logging.getLogger(__name__)
-
-ENCODE_PROBE = 8  # snippets encoded before the measured encode time is announced
-
 
 @dataclass(kw_only=True)
 class WatchReport:
@@ -150,16 +144,6 @@ class WatchReport:
 def _wall_time() -> str:
     """Now, UTC, ISO 8601 with milliseconds (the ``wall_time`` of an event)."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _fit(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``image`` resized (bilinear) to ``shape`` ``(H, W, 3)``."""
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.as_tensor(image).permute(2, 0, 1)[None].float()
-    x = F.interpolate(x, size=shape[:2], mode="bilinear", align_corners=False, antialias=True)
-    return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def _load_scorer(scorer_or_checkpoint, device: str):
@@ -230,7 +214,7 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
                            overwrite=overwrite)
     report.delay = online.delay
     report.encode_every = int(encode_every)
-    state = _Loop(src, reader, extractor, online, rules, outputs, report, say, on_event, OnlineAlerts,
+    state = _WatchLoop(src, reader, extractor, online, rules, outputs, report, say, on_event, OnlineAlerts,
                   layout=snippet_layout(scorer.config.data))
     state.precision = online.precision  # the backbone runs under the same autocast as the scorer (fp32: none)
     started = time.monotonic()
@@ -254,66 +238,21 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
     return report
 
 
-class _Loop:
-    """The state of one watch: the snippet being filled, snippets awaiting their final score, the alerts."""
+class _WatchLoop(SnippetLoop):
+    """The state of one watch (a :class:`~adplg.live.snippets.SnippetLoop`) writing its scores, events and snapshots
+    to the watch's outputs."""
 
     def __init__(self, src, reader, extractor, online, rules, outputs, report, say, on_event, alerts_cls, *,
                  layout: SnippetLayout):
-        self.src, self.reader, self.extractor, self.online = src, reader, extractor, online
-        self.rules, self.outputs, self.report, self.say, self.on_event = rules, outputs, report, say, on_event
-        self.alerts_cls = alerts_cls
-        self.layout = layout  # the checkpoint's snippet -> frame layout, for the final timeline
-        self.alerts: OnlineAlerts | None = None  # made once the first frame gives the fps
-        self.fps = 0.0
-        self.frames: list[Frame] = []  # the snippet being filled
-        self.ready: list[tuple[np.ndarray, float, float, float, np.ndarray]] = []  # complete, not yet encoded
-        self.index = 0  # next snippet index
-        keep = online.delay + 4
-        # snippet index -> (start_s, end_s, last frame arrival, first frame); bounded to the last `keep` (+ pending)
-        self.pending: OrderedDict[int, tuple[float, float, float]] = OrderedDict()
-        self.first_frames: deque[tuple[int, np.ndarray]] = deque(maxlen=keep)
-        self.last_end = 0.0
+        super().__init__(src, reader, extractor, online, rules, report, say, alerts_cls, layout=layout)
+        self.outputs, self.on_event = outputs, on_event
         self.alert_number = 0
-        self.shape: tuple[int, ...] | None = None  # the last frame's size as it arrived
-        self.precision = "fp32"
-        self.encode_every = report.encode_every
-        self.held: np.ndarray | None = None  # the last encoded snippet's features [crops, D] (frame skipping)
-        self.encode_seconds, self.encoded, self.encode_said = 0.0, 0, False
-        self.after_outage = False  # the next frame starts a snippet after an outage
 
-    # ---- frames -> snippets
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            item = self.reader.get(timeout=0.1)
-            if item is None:
-                self._encode()
-                continue
-            if item is END:
-                self.report.stopped_by = "error" if self.reader.error is not None else "end of stream"
-                return
-            if isinstance(item, StreamDown):
-                self._stream_down(item)
-                continue
-            if isinstance(item, StreamUp):
-                self._stream_up(item)
-                continue
-            self._frame(item)
-            if self.ready and (len(self.ready) >= self.extractor.batch_snippets or self.reader.queue.empty()):
-                self._encode()
-        self.report.stopped_by = "stop requested"
-
-    def _start(self, first: Frame) -> None:
-        fps, how = self.src.fps, "declared by the stream"
-        if not fps > 0:
-            fps, how = ASSUMED_FPS, "assumed (the stream declares none)"
-        self.fps = fps
-        self.report.fps, self.report.fps_source = fps, how
-        self.alerts = self.alerts_cls(self.rules, fps)
-        latency = self.online.delay * SNIPPET_FRAMES / fps
-        self.report.latency_s = latency
+    def on_start(self, first: Frame) -> None:
+        fps, latency = self.fps, self.report.latency_s
         queue_s = self.reader.queue.maxsize / fps
         h, w = first.image.shape[:2]
-        self.say(f"watching {self.src.name}: {w}x{h} at {fps:g} fps ({how}); scores "
+        self.say(f"watching {self.src.name}: {w}x{h} at {fps:g} fps ({self.report.fps_source}); scores "
                  f"are final {self.online.delay} snippets x {SNIPPET_FRAMES} frames / {fps:g} fps = {latency:.2f} s "
                  f"after the frames arrive, plus the backbone's encode time (measured below) and, when the scorer "
                  f"falls behind, the wait in the frame queue (up to {self.reader.queue.maxsize} frames = "
@@ -327,126 +266,25 @@ class _Loop:
                         "%d frames; the final timeline follows the spread layout if the stream ends by itself",
                         self.src.name, SNIPPET_FRAMES)
 
-    def _frame(self, frame: Frame) -> None:
-        if self.alerts is None:
-            self._start(frame)
-        shape = frame.image.shape
-        if self.shape is not None and shape != self.shape:
-            self.report.resolution_changes += 1
-            log.warning("%s: the frame size changed from %dx%d to %dx%d", self.src.name, self.shape[1],
-                        self.shape[0], shape[1], shape[0])
-        self.shape = shape
-        if self.frames and shape != self.frames[0].image.shape:  # mid-snippet: fit it to the snippet's size
-            frame.image = _fit(frame.image, self.frames[0].image.shape)
-        self.frames.append(frame)
-        if len(self.frames) == 1 and self.after_outage:
-            self.after_outage = False  # the snippet before the outage keeps its own end
-        if len(self.frames) == SNIPPET_FRAMES:
-            if not self.report.clock:  # said once, from the first snippet (a stream's first frame may lack one)
-                timed = any(f.timed for f in self.frames)
-                self.report.clock = ("presentation times" if timed else
-                                     f"frame index / {self.fps:g} fps (the stream has no presentation times)")
-                self.say(f"times: {self.report.clock} (events, alert rules, CSV)")
-            snippet = np.stack([f.image for f in self.frames])
-            end_s = frame.time_s + (1.0 / self.fps)  # replaced by the next frame's start when it arrives
-            self.ready.append((snippet, self.frames[0].time_s, end_s, frame.arrival, self.frames[0].image))
-            self.frames = []
-        elif len(self.frames) == 1 and not self.after_outage:  # a snippet ends where the next frame starts
-            if self.ready:
-                snip, start, _, arrival, first = self.ready[-1]
-                self.ready[-1] = (snip, start, frame.time_s, arrival, first)
-            elif self.index - 1 in self.pending:
-                start, _, arrival = self.pending[self.index - 1]
-                self.pending[self.index - 1] = (start, frame.time_s, arrival)
+    def on_score(self, index: int, start_s: float, end_s: float, score: float, latency_s: float) -> None:
+        self.outputs.row(index, start_s, end_s, score)
 
-    def _encode(self) -> None:
-        import torch
-
-        from adplg.precision import autocast
-
-        while self.ready:
-            shape = self.ready[0][0].shape
-            batch: list[tuple[np.ndarray, float, float, float, np.ndarray]] = []
-            while self.ready and self.ready[0][0].shape == shape and len(batch) < self.extractor.batch_snippets:
-                batch.append(self.ready.pop(0))
-            fresh = [b[0] for n, b in enumerate(batch) if (self.index + n) % self.encode_every == 0]
-            encoded = iter(())
-            if fresh:
-                began = time.perf_counter()
-                with torch.inference_mode(), autocast(self.extractor.device, self.precision):
-                    encoded = iter(self.extractor.encode_snippets(fresh))  # [B', crops, D]
-                self._measured_encode(time.perf_counter() - began, len(fresh))
-            for _, start, end, arrival, first in batch:
-                i = self.index
-                self.index += 1
-                if i % self.encode_every == 0:
-                    self.held = next(encoded)
-                feat = self.held
-                self.pending[i] = (start, end, arrival)
-                self.first_frames.append((i, first))
-                self._final(self.online.push(feat))
-
-    def _measured_encode(self, seconds: float, snippets: int) -> None:
-        """Account the backbone's time; once ``ENCODE_PROBE`` snippets are encoded, say what it adds to latency."""
-        self.encode_seconds += seconds
-        self.encoded += snippets
-        self.report.encode_s_per_snippet = self.encode_seconds / self.encoded
-        if not self.encode_said and self.encoded >= ENCODE_PROBE:
-            self.encode_said = True
-            per = self.report.encode_s_per_snippet * (1.0 / self.encode_every)
-            budget = SNIPPET_FRAMES / self.fps
-            verdict = ("keeping up" if per <= budget else
-                       "slower than the stream: frames will wait in the queue, then be dropped")
-            self.say(f"measured encode time: {self.report.encode_s_per_snippet:.3f} s per encoded snippet "
-                     f"({per:.3f} s per snippet of video; the stream delivers one every {budget:.3f} s): {verdict}")
-
-    # ---- final scores -> outputs and alerts
-    def _final(self, results: list[tuple[int, float]]) -> None:
-        now = time.monotonic()
-        offsets = np.arange(SNIPPET_FRAMES) / SNIPPET_FRAMES  # frames evenly spaced in a snippet, as the timeline
-        for i, score in results:
-            start, end, arrival = self.pending.pop(i)
-            self.report.snippets += 1
-            self.report.snippet_scores.append(float(score))
-            self.report.snippet_times.append((start, end))
-            if len(self.report.latencies_s) < 10_000:
-                self.report.latencies_s.append(now - arrival)
-            self.outputs.row(i, start, end, score)
-            assert self.alerts is not None  # made by _start before any snippet
-            scores = np.full(SNIPPET_FRAMES, score, np.float64)
-            for event in self.alerts.push(scores, times_s=start + (end - start) * offsets, end_s=end):
-                self._event(event)
-
-    def _event(self, event) -> None:
+    def on_alert(self, event) -> None:
         record = {"source": self.src.name, **event.to_dict(), "wall_time": _wall_time()}
         if event.kind == "started":
             self.alert_number += 1
-            snippet = event.start_frame // SNIPPET_FRAMES
-            kept = [img for i, img in self.first_frames if i == snippet] or [self.first_frames[0][1]]
-            path = self.outputs.snapshot(kept[0], self.alert_number, event.start_s)
+            path = self.outputs.snapshot(self.first_frame_of(event), self.alert_number, event.start_s)
             if path is not None:
                 record["snapshot"] = path
                 self.report.snapshots.append(path)
         self._publish(record)
 
-    # ---- outages
-    def _stream_down(self, down: StreamDown) -> None:
-        """The stream went down: the partial snippet is dropped (no snippet spans an outage), every snippet before
-        it is scored now (the scorer is flushed), open alerts end, and a ``stream-down`` event goes out."""
-        if self.frames:
-            log.info("%s: %d frame(s) of a partial snippet before the outage are not scored", self.src.name,
-                     len(self.frames))
-            self.frames = []
-        self.after_outage = True
-        if self.alerts is not None:
-            self._encode()
-            self._final(self.online.flush())
-            for event in self.alerts.cut():
-                self._event(event)
+    def on_down(self, down: StreamDown) -> None:
+        """A ``stream-down`` event (the alerts were cut and the scores before the outage made final)."""
         self._publish({"kind": "stream-down", "source": self.src.name, "at_s": down.at_s, "reason": down.reason,
                        "wall_time": _wall_time()})
 
-    def _stream_up(self, up: StreamUp) -> None:
+    def on_up(self, up: StreamUp) -> None:
         """The stream is back: a ``stream-up`` event with the outage's length (wall clock) and the attempts."""
         self._publish({"kind": "stream-up", "source": self.src.name, "at_s": up.at_s, "down_s": round(up.down_s, 6),
                        "attempts": up.attempts, "wall_time": _wall_time()})
@@ -457,33 +295,3 @@ class _Loop:
         self.outputs.event(record)
         if self.on_event is not None:
             self.on_event(record)
-
-    def finish(self) -> None:
-        """Encode what is complete, flush the scorer, close the alerts (the partial last snippet is dropped), and
-        build the report's timeline."""
-        if self.alerts is None:
-            return
-        self._encode()
-        self._final(self.online.flush())
-        for event in self.alerts.close():
-            self._event(event)
-        self.report.timeline = self._timeline()
-
-    def _timeline(self) -> Timeline:
-        """The final scores on the frames under the checkpoint's layout (see the module docstring)."""
-        layout, video_frames = self.layout, None
-        if layout.kind == "spread":
-            why = ("the stream did not end by itself" if self.report.stopped_by != "end of stream" else
-                   f"{self.reader.dropped} frame(s) were dropped" if self.reader.dropped else
-                   "no snippet was scored" if not self.report.snippet_scores else None)
-            if why is None:
-                video_frames = self.reader.frames  # every frame read, the partial last snippet's too
-            else:
-                log.warning("%s: the 'spread' snippet layout needs the video's whole frame count, unknown here (%s): "
-                            "the timeline maps each snippet to its own %d frames", self.src.name, why, SNIPPET_FRAMES)
-                layout = SnippetLayout(kind="uniform", frames_per_snippet=SNIPPET_FRAMES)
-        times = np.asarray(self.report.snippet_times, np.float64).reshape(-1, 2)  # [T, 2]: (start_s, end_s)
-        return build_timeline(self.src.name, np.asarray(self.report.snippet_scores, np.float64), layout=layout,
-                              fps=self.fps, fps_source=self.report.fps_source, video_frames=video_frames,
-                              snippet_start_s=times[:, 0], snippet_end_s=times[:, 1],
-                              clock_snippet_frames=SNIPPET_FRAMES)
