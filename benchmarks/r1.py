@@ -225,7 +225,8 @@ def run_task(part: str, seed: int, preset: str, overrides: list[str], ensemble: 
         return mil_metrics(build_config(preset, overrides=overrides), train, test, seed=seed)
     members = [run_seed(preset, overrides + ["train.progress=false"], member, train, test, out)
                for member in range(seed * ensemble, (seed + 1) * ensemble)]
-    summary = members[0] if ensemble == 1 else ensemble_summary(members, test, build_config(preset, overrides))
+    cfg = build_config(preset, overrides=overrides)
+    summary = members[0] if ensemble == 1 else ensemble_summary(members, test, cfg)
     summary["torch_threads"] = torch.get_num_threads()
     return summary
 
