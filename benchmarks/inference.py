@@ -67,9 +67,9 @@ def extraction_rows(tmp: Path, device: torch.device, snippets: int, crop_counts:
 
 
 def score_row(tmp: Path, device: torch.device, crops: int) -> dict:
+    from adplg.alert_rules import AlertRules
     from adplg.data.features import FeatureStore
     from adplg.data.lists import CropItem
-    from adplg.inference.alerts import AlertRules
     from adplg.inference.scorer import score_features
     from adplg.inference.timeline import Timeline, write_timeline
     from adplg.models.snippet_branch import SnippetBranch

@@ -1,50 +1,80 @@
-"""Frame AUC of online scoring (``OnlineScorer``, as ``adplg watch`` uses it) against offline evaluation.
+"""Online scoring (``OnlineScorer``, as ``adplg watch`` uses it) side by side with offline evaluation: frame AUC / AP
+and the time to detect an anomaly at 1% and 5% false-alarm rate, per seed.
 
-Each test video's snippets are pushed one by one through :class:`adplg.live.online.OnlineScorer` for every
-ring-buffer window ``W`` and look-ahead delay ``L`` (default: 0 and the model's ``max(windows) + 1``; ``--delays``);
-the online snippet scores are expanded to frames exactly as offline evaluation does (``frame_scores`` with the
-test set's layout) and scored with the same frame metrics. Offline = the model's normal evaluation (whole video,
-one forward).
+Rows, for each seed (one model of each kind trained per seed on the same data):
 
-    python benchmarks/online_auc.py                          # synthetic demo data, demo-cpu-small, seeds 0 1 2
-    python benchmarks/online_auc.py --seeds 0 --windows 64 256
-    python benchmarks/online_auc.py --checkpoint RUN_DIR [--preset P] [override ...]   # a trained model, its data
-    python benchmarks/online_auc.py --r1 --seeds 0           # also R1 (r1-cpu-small trained here; slow on a CPU)
+  (a) bidirectional, offline    the model's normal evaluation (whole video, one forward; the run's last evaluation)
+  (b) bidirectional, online     ``OnlineScorer(model, window=W)`` at its default delay (``max(windows) + 1``)
+  (c) causal, online            ``OnlineScorer(model, delay=0)`` of a model trained with ``model.causal=true``
+  (d) causal, offline           that model's normal evaluation (equal to (c) when online scoring is exact)
 
-Overrides (``key=value``) apply to the config of the demo / R1 training or of the checkpoint.
+Time to detect (:mod:`adplg.evaluation.detection`) uses each row's own scores: its thresholds are set on the normal
+test videos' scores of that row, and the online rows add the scorer's latency (delay snippets x a snippet's duration,
+frames per snippet / ``data.gt_fps``, per video). Smoothing as the config says: offline its ``eval.smooth_window``
+(``eval.smooth_mode``), online the scorer's trailing mean over ``eval.smooth_window`` snippets, as ``adplg watch``.
+
+    python benchmarks/online_auc.py                      # synthetic demo data: demo-cpu-small with and without
+                                                         # model.causal=true, seeds 0 1 2
+    python benchmarks/online_auc.py --r1 --no-demo       # R1: presets r1-improved / r1-improved-causal, seeds 0-4
+    python benchmarks/online_auc.py --seeds 0 --no-causal train.num_iters=60 train.warm_up=20   # a quick check
+    python benchmarks/online_auc.py --grid --seeds 0 --windows 64 256 --delays 0 default       # the W x L grid
+    python benchmarks/online_auc.py --grid --checkpoint RUN_DIR [--preset P]                  # a trained model
+
+The causal rows need the config key ``model.causal``; without it they are skipped with a note. ``--write FILE``
+appends the markdown tables, ``--json FILE`` writes every seed's numbers. Overrides (``key=value``) apply to every
+model trained (or to the checkpoint's config).
+
+``--grid``: the earlier comparison, online frame AUC for every ring-buffer window ``W``, look-ahead delay ``L`` and
+backbone stride ``k`` against the unsmoothed offline AUC (demo-cpu-small, and r1-cpu-small with ``--r1``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from adplg.evaluation.evaluate import predict_snippet_scores, score_metrics
-from adplg.live.online import OnlineScorer, default_delay
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from r1 import last_eval_scores, shared_dir, train_seed  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from adplg.evaluation.detection import TARGET_FARS, detection_on_test_set, far_key  # noqa: E402
+from adplg.evaluation.evaluate import predict_snippet_scores, score_metrics  # noqa: E402
+from adplg.live.online import OnlineScorer, default_delay  # noqa: E402
+
+DEMO_SEEDS, R1_SEEDS = [0, 1, 2], [0, 1, 2, 3, 4]
+DEMO_CAUSAL_OVERRIDES = ["model.causal=true", "eval.smooth_mode=trailing"]
+R1_PRESETS = ("r1-improved", "r1-improved-causal")
+ROW_NAMES = {"bidirectional offline": "(a) bidirectional, offline", "bidirectional online": "(b) bidirectional, online",
+             "causal online": "(c) causal, online", "causal offline": "(d) causal, offline"}
 
 
-def shared_dir() -> Path:
-    return Path(os.environ.get("ADPLG_SHARED", REPO.parent / "shared"))
+def causal_available() -> bool:
+    """Whether this version's config has ``model.causal`` (the causal snippet branch)."""
+    from adplg.config import ModelConfig
+
+    return "causal" in ModelConfig.model_fields
 
 
-def online_scores(model, test, window: int, delay: int, device: str = "cpu", encode_every: int = 1) -> list[np.ndarray]:
-    """Per video, the snippet scores [T_v] of streaming its crops ``[C, T, D]`` snippet by snippet. With
-    ``encode_every = k > 1`` snippet ``t`` gets the features of snippet ``t - t % k``, as ``adplg watch
-    --encode-every k`` feeds the model when it runs the backbone on every k-th snippet only."""
-    out = []
+def online_scores(make_scorer: Callable[[], OnlineScorer], test, encode_every: int = 1) -> tuple[list[np.ndarray], int]:
+    """Per video, the snippet scores [T_v] of streaming its crops ``[C, T, D]`` snippet by snippet through a fresh
+    ``make_scorer()``, and the scorer's delay in snippets. With ``encode_every = k > 1`` snippet ``t`` gets the
+    features of snippet ``t - t % k``, as ``adplg watch --encode-every k`` feeds the model when it runs the backbone
+    on every k-th snippet only."""
+    out, delay = [], 0
     for v in range(len(test.videos)):
         crops = test.crops(v)  # [C, T, D]
-        scorer = OnlineScorer(model, window=window, delay=delay, device=device)
+        scorer = make_scorer()
+        delay = scorer.latency_snippets
         scores = np.zeros(crops.shape[1])
         emitted = 0
         for t in range(crops.shape[1]):
@@ -56,7 +86,125 @@ def online_scores(model, test, window: int, delay: int, device: str = "cpu", enc
             emitted += 1
         assert emitted == crops.shape[1], (emitted, crops.shape)
         out.append(scores)
-    return out
+    return out, delay
+
+
+def latency_s(test, delay: int, fps: float) -> np.ndarray:
+    """``[V]`` seconds a live score waits for ``delay`` snippets: ``delay`` x each video's frames per snippet /
+    ``fps``."""
+    frames = np.diff(test.gt.offsets)
+    snippets = np.array([int(test.store.lengths[crops[0]]) for crops in test.crop_index])
+    return delay * frames / np.maximum(snippets, 1) / fps
+
+
+def row(test, cfg, scores: list[np.ndarray], delay: int, seconds: float, **extra) -> dict:
+    """Frame AUC / AP and the time to detect of one kind of scoring, with the latency of ``delay`` snippets."""
+    metrics = score_metrics(test, scores, cfg.eval.far_threshold)
+    latency = latency_s(test, delay, cfg.data.gt_fps)
+    return {"auc": metrics["auc"], "ap": metrics["ap"], "delay": delay, "latency_s": float(np.mean(latency)),
+            "time_to_detect": detection_on_test_set(test, scores, cfg, latency_s=latency),
+            "seconds": seconds, **extra}
+
+
+def model_rows(kind: str, trainer, test, window: int) -> dict[str, dict]:
+    """The offline and online rows of one trained model (``kind``: ``bidirectional`` or ``causal``)."""
+    cfg, model, device = trainer.cfg, trainer.scoring_net.eval(), str(trainer.device)
+    smooth = cfg.eval.smooth_window
+    rows = {f"{kind} offline": row(test, cfg, last_eval_scores(trainer, test), 0, 0.0)}
+    start = time.time()
+    if kind == "causal":
+        scores, delay = online_scores(lambda: OnlineScorer(model, delay=0, device=device, smooth_window=smooth), test)
+        used_window = None
+    else:
+        used_window = min(window, int(getattr(model, "max_len", window)))
+        scores, delay = online_scores(lambda: OnlineScorer(model, window=used_window, device=device,
+                                                           smooth_window=smooth), test)
+    rows[f"{kind} online"] = row(test, cfg, scores, delay, time.time() - start, window=used_window)
+    print(f"  {kind}: offline AUC {rows[f'{kind} offline']['auc']:.4f}, online (L={delay}) AUC "
+          f"{rows[f'{kind} online']['auc']:.4f} ({time.time() - start:.0f} s streaming)", flush=True)
+    return rows
+
+
+def demo_side_by_side(seeds: list[int], window: int, overrides: list[str], num_iters: int | None, out: Path,
+                      causal: bool) -> list[dict]:
+    from adplg.demo import train_and_compare
+
+    results = []
+    for seed in seeds:
+        rows: dict[str, dict] = {}
+        for kind, extra in (("bidirectional", []), *([("causal", DEMO_CAUSAL_OVERRIDES)] if causal else [])):
+            start = time.time()
+            comparison = train_and_compare(out / f"seed{seed}-{kind}", seed=seed, num_iters=num_iters,
+                                           overrides=[*overrides, *extra])
+            print(f"demo seed {seed}, {kind}: trained {comparison.trainer.step} steps in {time.time() - start:.0f} s",
+                  flush=True)
+            rows.update(model_rows(kind, comparison.trainer, comparison.test, window))
+        results.append({"seed": seed, "rows": rows})
+    return results
+
+
+def r1_side_by_side(seeds: list[int], window: int, overrides: list[str], out: Path, causal: bool,
+                    presets: tuple[str, str] = R1_PRESETS) -> list[dict] | None:
+    from adplg.config import build_config
+    from adplg.data.r1 import R1_FOLDER, load_r1
+
+    folder = shared_dir() / R1_FOLDER
+    if not (folder / "test.npz").is_file():
+        print(f"R1 data not found at {folder}; skipping R1 (set ADPLG_SHARED)")
+        return None
+    train, test = load_r1(build_config(presets[0], overrides=overrides), folder)
+    results = []
+    for seed in seeds:
+        rows: dict[str, dict] = {}
+        for kind, preset in (("bidirectional", presets[0]), *([("causal", presets[1])] if causal else [])):
+            trainer, summary = train_seed(preset, [*overrides, "train.progress=false"], seed, train, test, out)
+            print(f"R1 seed {seed}, {preset}: trained in {summary['seconds']:.0f} s", flush=True)
+            rows.update(model_rows(kind, trainer, test, window))
+        results.append({"seed": seed, "rows": rows})
+    return results
+
+
+def mean_std(values: list[float], digits: int = 4, percent: bool = False) -> str:
+    """``mean ± std`` over the seeds where the value is defined (``(n/N seeds)`` when some are NaN), ``-`` if none."""
+    kept = [v * (100 if percent else 1) for v in values if not math.isnan(v)]
+    if not kept:
+        return "-"
+    unit = "%" if percent else ""
+    text = (f"{kept[0]:.{digits}f}{unit}" if len(values) == 1 else
+            f"{np.mean(kept):.{digits}f}{unit} ± {np.std(kept):.{digits}f}{unit}")
+    return text if len(kept) == len(values) else f"{text} ({len(kept)}/{len(values)} seeds)"
+
+
+def side_by_side_table(title: str, results: list[dict], command: str) -> str:
+    targets = [far_key(t) for t in TARGET_FARS]
+    header = ["model, scoring", "L (latency)", "frame AUC", "AP"]
+    for t in TARGET_FARS:
+        header += [f"detected @{t:.0%} FAR", f"median s @{t:.0%}", f"p90 s @{t:.0%}"]
+    header.append("achieved FAR " + " / ".join(f"{t:.0%}" for t in TARGET_FARS))
+    lines = [f"#### {title}", "", f"Command: `{command}`", f"Machine: {machine()}", "",
+             f"Seeds: {', '.join(str(r['seed']) for r in results)}; mean ± std over the seeds. Time to detect in "
+             f"seconds from an annotated interval's start, over the detected intervals, latency included; thresholds "
+             f"set per row on the normal test videos.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, label in ROW_NAMES.items():
+        rows = [r["rows"][name] for r in results if name in r["rows"]]
+        if not rows:
+            continue
+        window = rows[0].get("window")
+        scoring = label + (f" W={window}" if window else "")
+        cells = [scoring, f"{rows[0]['delay']} ({np.mean([r['latency_s'] for r in rows]):.2f} s)",
+                 mean_std([r["auc"] for r in rows]), mean_std([r["ap"] for r in rows])]
+        for key in targets:
+            ttd = [r["time_to_detect"][key] for r in rows]
+            cells += [mean_std([d["detected_share"] for d in ttd], 1, percent=True),
+                      mean_std([d["median_s"] for d in ttd], 2), mean_std([d["p90_s"] for d in ttd], 2)]
+        cells.append(" / ".join(mean_std([r["time_to_detect"][key]["achieved_far"] for r in rows], 2, percent=True)
+                                for key in targets))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ the W x L grid
 
 
 def compare(model, test, windows: list[int], device: str = "cpu", far_threshold: float = 0.5,
@@ -72,7 +220,8 @@ def compare(model, test, windows: list[int], device: str = "cpu", far_threshold:
         for delay, k in [(default_delay(model) if d == "default" else int(d), k) for d in delays
                          for k in encode_every]:
             start = time.time()
-            metrics = score_metrics(test, online_scores(model, test, window, delay, device, k), far_threshold)
+            scores, _ = online_scores(lambda: OnlineScorer(model, window=window, delay=delay, device=device), test, k)
+            metrics = score_metrics(test, scores, far_threshold)
             result["online"][(window, delay, k)] = metrics["auc"]
             result["seconds"][(window, delay, k)] = time.time() - start
             print(f"  W={window} L={delay} k={k}: online AUC {metrics['auc']:.4f} (offline {offline['auc']:.4f}, "
@@ -80,84 +229,60 @@ def compare(model, test, windows: list[int], device: str = "cpu", far_threshold:
     return result
 
 
-def demo_runs(seeds: list[int], windows: list[int], overrides: list[str], num_iters: int | None,
-              out: Path, delays: list[str], encode_every: list[int]) -> list[dict]:
+def grid_runs(args, out: Path) -> dict[str, list[dict]]:
+    """The grid's results: of ``--checkpoint``, else of demo-cpu-small per seed, and of r1-cpu-small with ``--r1``."""
     from adplg.demo import train_and_compare
 
-    results = []
-    for seed in seeds:
-        start = time.time()
-        comparison = train_and_compare(out / f"seed{seed}", seed=seed, num_iters=num_iters, overrides=overrides)
-        trainer = comparison.trainer
-        print(f"demo seed {seed}: trained {trainer.step} steps in {time.time() - start:.0f} s; "
-              f"{len(comparison.test.videos)} test videos, "
-              f"{sum(comparison.test.crops(v).shape[1] for v in range(len(comparison.test.videos)))} snippets",
-              flush=True)
-        result = compare(trainer.scoring_net, comparison.test, windows, str(trainer.device),
-                         trainer.cfg.eval.far_threshold, delays, encode_every)
-        result["seed"] = seed
-        results.append(result)
+    results: dict[str, list[dict]] = {}
+    if args.checkpoint:
+        from adplg.checkpoints.load import load_scorer
+        from adplg.data.datasets import build_test_set
+
+        cfg, model = load_scorer([args.checkpoint], args.preset, None, args.overrides)
+        result = compare(model, build_test_set(cfg, progress=False), args.windows, "cpu", cfg.eval.far_threshold,
+                         args.delays, args.encode_every)
+        return {"checkpoint": [{**result, "seed": args.checkpoint}]}
+    if not args.no_demo:
+        results["demo"] = []
+        for seed in args.seeds or DEMO_SEEDS:
+            comparison = train_and_compare(out / f"seed{seed}", seed=seed, num_iters=args.num_iters,
+                                           overrides=args.overrides)
+            trainer = comparison.trainer
+            result = compare(trainer.scoring_net, comparison.test, args.windows, str(trainer.device),
+                             trainer.cfg.eval.far_threshold, args.delays, args.encode_every)
+            results["demo"].append({**result, "seed": seed})
+    if args.r1:
+        from adplg.config import build_config
+        from adplg.data.r1 import R1_FOLDER, load_r1
+
+        folder = shared_dir() / R1_FOLDER
+        if (folder / "test.npz").is_file():
+            train, test = load_r1(build_config("r1-cpu-small", overrides=args.overrides), folder)
+            results["r1"] = []
+            for seed in args.seeds or DEMO_SEEDS:
+                trainer, _ = train_seed("r1-cpu-small", [*args.overrides, "train.progress=false"], seed, train, test,
+                                        out)
+                result = compare(trainer.scoring_net, test, args.windows, str(trainer.device),
+                                 trainer.cfg.eval.far_threshold, args.delays, args.encode_every)
+                results["r1"].append({**result, "seed": seed})
+        else:
+            print(f"R1 data not found at {folder}; skipping R1 (set ADPLG_SHARED)")
     return results
 
 
-def r1_runs(seeds: list[int], windows: list[int], overrides: list[str], out: Path,
-            delays: list[str], encode_every: list[int]) -> list[dict] | None:
-    from adplg.config import build_config
-    from adplg.data.r1 import R1_FOLDER, load_r1
-    from adplg.training.engine import Trainer, create_run_dir
-
-    folder = shared_dir() / R1_FOLDER
-    if not (folder / "test.npz").is_file():
-        print(f"R1 data not found at {folder}; skipping R1 (set ADPLG_SHARED)")
-        return None
-    results = []
-    for seed in seeds:
-        cfg = build_config("r1-cpu-small", overrides=[f"train.seed={seed}", f"output_dir={out}",
-                                                      "train.progress=false", *overrides])
-        train, test = load_r1(cfg, folder)
-        start = time.time()
-        trainer = Trainer(cfg, train, test, create_run_dir(cfg))
-        trainer.fit()
-        print(f"R1 seed {seed}: trained in {time.time() - start:.0f} s", flush=True)
-        result = compare(trainer.scoring_net, test, windows, str(trainer.device), cfg.eval.far_threshold, delays,
-                         encode_every)
-        result["seed"] = seed
-        results.append(result)
-    return results
-
-
-def checkpoint_runs(checkpoint: str, preset: str | None, windows: list[int], overrides: list[str],
-                    delays: list[str], encode_every: list[int]) -> list[dict]:
-    from adplg.checkpoints.load import load_scorer
-    from adplg.data.datasets import build_test_set
-
-    cfg, model = load_scorer([checkpoint], preset, None, overrides)
-    test = build_test_set(cfg, progress=False)
-    result = compare(model, test, windows, "cpu", cfg.eval.far_threshold, delays, encode_every)
-    result["seed"] = checkpoint
-    return [result]
-
-
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
-
-
-def format_table(title: str, results: list[dict], command: str) -> str:
+def grid_table(title: str, results: list[dict], command: str) -> str:
     keys = list(results[0]["online"])
+    offline = mean_std([r["offline"] for r in results])
     lines = [f"#### {title}", "", f"Command: `{command}`", f"Machine: {machine()}", "",
-             f"Seeds: {', '.join(str(r['seed']) for r in results)}. Offline frame AUC "
-             f"{mean_std([r['offline'] for r in results])}.", "",
+             f"Seeds: {', '.join(str(r['seed']) for r in results)}. Offline frame AUC {offline}.", "",
              "| W (buffer) | L (delay) | k (encode every) | online AUC | offline AUC | online - offline | "
              "max abs diff | time / seed |",
              "|---|---|---|---|---|---|---|---|"]
     for key in keys:
         window, delay, k = key
-        online = [r["online"][key] for r in results]
         diff = [r["online"][key] - r["offline"] for r in results]
         seconds = np.mean([r["seconds"][key] for r in results])
-        lines.append(f"| {window} | {delay} | {k} | {mean_std(online)} | {mean_std([r['offline'] for r in results])} | "
+        lines.append(f"| {window} | {delay} | {k} | {mean_std([r['online'][key] for r in results])} | {offline} | "
                      f"{np.mean(diff):+.4f} | {np.max(np.abs(diff)):.4f} | {seconds:.0f} s |")
     return "\n".join(lines)
 
@@ -167,50 +292,73 @@ def machine() -> str:
             f"torch {torch.__version__}, python {sys.version.split()[0]}")
 
 
+TITLES = {"demo": "Synthetic demo data, `demo-cpu-small`", "r1": "R1 (real UCF-Crime I3D logits)"}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--windows", type=int, nargs="+", default=[64, 256, 1024], help="ring-buffer sizes W")
-    parser.add_argument("--delays", nargs="+", default=["0", "default"],
-                        help="look-ahead delays L in snippets; 'default' = max(windows) + 1 of the model")
-    parser.add_argument("--encode-every", type=int, nargs="+", default=[1], metavar="K",
-                        help="frame skipping as adplg watch --encode-every K: snippet t gets snippet t - t %% K's "
-                             "features (default 1)")
-    parser.add_argument("--num-iters", type=int, default=None, help="demo training steps (default: the preset's)")
-    parser.add_argument("--checkpoint", help="score this trained model on its config's test set instead of the demo")
-    parser.add_argument("--preset", default=None, help="with --checkpoint: the config preset")
-    parser.add_argument("--r1", action="store_true", help="also train r1-cpu-small on R1 and compare (slow on CPU)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="seeds (default: demo 0 1 2, R1 0 1 2 3 4)")
+    parser.add_argument("--window", type=int, default=1024,
+                        help="ring buffer W of the bidirectional online row (default 1024, capped at max_len)")
+    parser.add_argument("--no-causal", action="store_true", help="skip the causal rows")
+    parser.add_argument("--r1", action="store_true", help="also R1 (r1-improved / r1-improved-causal; slow on CPU)")
+    parser.add_argument("--r1-presets", nargs=2, default=list(R1_PRESETS), metavar=("BIDIRECTIONAL", "CAUSAL"),
+                        help=f"the R1 presets (default {' '.join(R1_PRESETS)})")
     parser.add_argument("--no-demo", action="store_true", help="skip the synthetic demo data (e.g. with --r1)")
+    parser.add_argument("--num-iters", type=int, default=None, help="demo training steps (default: the preset's)")
+    parser.add_argument("--grid", action="store_true", help="the W x L x k grid of online AUC instead")
+    parser.add_argument("--windows", type=int, nargs="+", default=[64, 256, 1024], help="--grid: ring-buffer sizes W")
+    parser.add_argument("--delays", nargs="+", default=["0", "default"],
+                        help="--grid: look-ahead delays L in snippets; 'default' = max(windows) + 1 of the model")
+    parser.add_argument("--encode-every", type=int, nargs="+", default=[1], metavar="K",
+                        help="--grid: frame skipping as adplg watch --encode-every K: snippet t gets snippet "
+                             "t - t %% K's features (default 1)")
+    parser.add_argument("--checkpoint", help="--grid: score this trained model on its config's test set")
+    parser.add_argument("--preset", default=None, help="--grid with --checkpoint: the config preset")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: small per-snippet forwards run faster on one thread)")
     parser.add_argument("--out", default=None, help="run directories (default: a temporary folder)")
     parser.add_argument("--write", help="append the tables to this markdown file")
+    parser.add_argument("--json", help="write every seed's numbers to this JSON file")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.num_iters=300")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "python benchmarks/online_auc.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"command: {command}\nmachine: {machine()}", flush=True)
-    tables, results = [], {}
+    causal = not args.no_causal and causal_available()
+    if not args.no_causal and not args.grid and not causal:
+        print("model.causal is not a config key of this version: the causal rows are skipped", flush=True)
+    tables = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
-        if args.checkpoint:
-            results["checkpoint"] = checkpoint_runs(args.checkpoint, args.preset, args.windows, args.overrides,
-                                                    args.delays, args.encode_every)
-            tables.append(format_table(f"Checkpoint {args.checkpoint}", results["checkpoint"], command))
-        elif not args.no_demo:
-            results["demo"] = demo_runs(args.seeds, args.windows, args.overrides, args.num_iters, out,
-                                        args.delays, args.encode_every)
-            tables.append(format_table("Synthetic demo data, `demo-cpu-small`", results["demo"], command))
-        if args.r1:
-            r1 = r1_runs(args.seeds, args.windows, args.overrides, out, args.delays, args.encode_every)
-            if r1:
-                results["r1"] = r1
-                tables.append(format_table("R1 (real UCF-Crime I3D logits), `r1-cpu-small`", r1, command))
+        if args.grid:
+            results = grid_runs(args, out)
+            tables = [grid_table(TITLES.get(name, f"Checkpoint {args.checkpoint}"), r, command)
+                      for name, r in results.items()]
+        else:
+            results = {}
+            if not args.no_demo:
+                results["demo"] = demo_side_by_side(args.seeds or DEMO_SEEDS, args.window, args.overrides,
+                                                    args.num_iters, out, causal)
+            if args.r1:
+                r1 = r1_side_by_side(args.seeds or R1_SEEDS, args.window, args.overrides, out, causal,
+                                     tuple(args.r1_presets))
+                if r1:
+                    results["r1"] = r1
+            titles = {**TITLES, "r1": f"{TITLES['r1']}, `{'` / `'.join(args.r1_presets)}`"}
+            tables = [side_by_side_table(titles[name], r, command) for name, r in results.items()]
     text = "\n\n".join(tables)
     print("\n" + text)
     if args.write:
         with open(args.write, "a") as handle:
             handle.write("\n" + text + "\n")
+    if args.json and not args.grid:
+        from adplg.io import atomic_write_text
+
+        atomic_write_text(Path(args.json), json.dumps({"command": command, "machine": machine(), **results},
+                                                      indent=2) + "\n")
+        print(f"results: {args.json}")
     return results
 
 

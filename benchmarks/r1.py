@@ -7,7 +7,9 @@ per-snippet logistic regression on the same data. Reads the data in place; exits
     python benchmarks/r1.py --preset r1-cpu-small --seeds 0 1 2 --json r1.json   # per-seed results for scripts
 
 Reported per seed: the last evaluation (no selection), the validation-selected one when train.val_fraction > 0
-(held-out *training* videos, video labels only), and best-on-test, labelled as such (never a result).
+(held-out *training* videos, video labels only), and best-on-test, labelled as such (never a result). ``--json`` adds
+the time to detect at 1% and 5% false-alarm rate (adplg.evaluation.detection) of the last evaluation's scores, and of
+the ensembles' mean raw scores (the scores their AUC is of).
 On the CPU the seeds train side by side, one process per seed up to the number of cores (``--jobs``); on the 2-core
 development machine ``--preset r1-improved --seeds 0 1 2 3 4`` took 15-16 minutes that way, about 21 in one process.
 
@@ -39,6 +41,7 @@ import torch
 from adplg.config import build_config
 from adplg.data.r1 import R1_FOLDER, load_r1
 from adplg.demo import baseline_metrics, mil_metrics
+from adplg.evaluation.detection import describe, detection_on_test_set
 from adplg.evaluation.evaluate import predict_snippet_scores, score_metrics
 from adplg.io import atomic_write_text
 from adplg.runtime import resolve_device, versions
@@ -54,7 +57,9 @@ def shared_dir() -> Path:
     return Path(os.environ.get("ADPLG_SHARED", REPO.parent / "shared"))
 
 
-def run_seed(preset: str, overrides: list[str], seed: int, train, test, out: Path) -> dict:
+def train_seed(preset: str, overrides: list[str], seed: int, train, test, out: Path) -> tuple[Trainer, dict]:
+    """Train ``preset`` (with ``overrides``) at ``seed`` on R1; returns the trainer and its summary with the loss
+    checksums, time, history and device."""
     cfg = build_config(preset, overrides=[f"train.seed={seed}", f"output_dir={out}", *overrides])
     start = time.time()
     trainer = Trainer(cfg, train, test, create_run_dir(cfg))
@@ -65,7 +70,20 @@ def run_seed(preset: str, overrides: list[str], seed: int, train, test, out: Pat
     summary["seconds"] = time.time() - start
     summary["history"] = trainer.history
     summary["device"] = str(trainer.device)
-    summary["scores"] = predict_snippet_scores(trainer.scoring_net, test, trainer.device)  # the last step's
+    return trainer, summary
+
+
+def last_eval_scores(trainer: Trainer, test) -> list[np.ndarray]:
+    """Per test video, the snippet scores ``[T_v]`` of the trainer's last evaluation (its ``scores.npz``: the scores
+    behind ``summary["last"]``, smoothed as the config says)."""
+    with np.load(trainer.run_dir / "evals" / f"step_{trainer.step}" / "scores.npz") as saved:
+        return [saved[video.name] for video in test.videos]
+
+
+def run_seed(preset: str, overrides: list[str], seed: int, train, test, out: Path) -> dict:
+    trainer, summary = train_seed(preset, overrides, seed, train, test, out)
+    summary["scores"] = predict_snippet_scores(trainer.scoring_net, test, trainer.device)  # the last step's, raw
+    summary["time_to_detect"] = detection_on_test_set(test, last_eval_scores(trainer, test), trainer.cfg)
     return summary
 
 
@@ -173,7 +191,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     mil = {k: float(np.mean([s["mil"][k] for _, s in results])) for k in ("auc", "ap", "auc_abnormal")}
     ensemble = None
     if len(results) > 1 and args.ensemble == 1:  # every seed's last step, scores averaged: no selection, no test labels
-        ensemble = score_metrics(test, [np.mean(v, axis=0) for v in zip(*(s["scores"] for _, s in results))])
+        mean_scores = [np.mean(v, axis=0) for v in zip(*(s["scores"] for _, s in results))]
+        ensemble = {**score_metrics(test, mean_scores), "time_to_detect": detection_on_test_set(test, mean_scores, cfg)}
         print(f"ensemble of {len(results)} seeds (last steps): frame AUC {ensemble['auc']:.4f}")
     table = format_table(args, results, baseline, mil, ensemble)
     print("\n" + table)
@@ -206,7 +225,8 @@ def run_task(part: str, seed: int, preset: str, overrides: list[str], ensemble: 
         return mil_metrics(build_config(preset, overrides=overrides), train, test, seed=seed)
     members = [run_seed(preset, overrides + ["train.progress=false"], member, train, test, out)
                for member in range(seed * ensemble, (seed + 1) * ensemble)]
-    summary = members[0] if ensemble == 1 else ensemble_summary(members, test)
+    cfg = build_config(preset, overrides=overrides)
+    summary = members[0] if ensemble == 1 else ensemble_summary(members, test, cfg)
     summary["torch_threads"] = torch.get_num_threads()
     return summary
 
@@ -235,6 +255,8 @@ def report_seed(seed: int, summary: dict) -> None:
     if "loss_checksums" in summary:
         print("  loss checksums (steps " + " / ".join(map(str, summary["loss_checksums"])) + "): "
               + " / ".join(summary["loss_checksums"].values()), flush=True)
+    if "time_to_detect" in summary:
+        print(f"  time to detect (last step): {describe(summary['time_to_detect'])}", flush=True)
     if "member_last_auc" in summary:
         print("  members' last-step AUC: " + ", ".join(f"{a:.4f}" for a in summary["member_last_auc"]))
     print("  AUC by step: " + ", ".join(f"{h['step']}: {h['test']['auc']:.3f}"
@@ -258,7 +280,7 @@ def json_results(args, machine: dict, results, baseline: dict, mil: dict, ensemb
               "torch_threads": s["torch_threads"], "loss_checksums": s.get("loss_checksums"),
               "loss_trace": s.get("loss_trace"),
               "auc_by_step": [{"step": h["step"], "auc": h["test"]["auc"]} for h in s["history"] if "test" in h],
-              "mil": plain(s["mil"]),
+              "mil": plain(s["mil"]), "time_to_detect": s.get("time_to_detect"),
               "beats_baselines": bool(s["last"]["test"]["auc"] > max(baseline["auc"], s["mil"]["auc"]))}
              for seed, s in results]
     last = [s["last"]["auc"] for s in seeds]
@@ -267,15 +289,16 @@ def json_results(args, machine: dict, results, baseline: dict, mil: dict, ensemb
             "overrides": list(args.overrides), "ensemble_members": args.ensemble, "machine": machine,
             "baselines": {"logistic_regression": plain(baseline), "mil_mean_of_seeds": plain(mil)}, "seeds": seeds,
             "last_auc_mean": float(np.mean(last)), "last_auc_std": float(np.std(last)),
-            "ensemble_of_seeds": plain(ensemble)}
+            "ensemble_of_seeds": ensemble and {**plain(ensemble), "time_to_detect": ensemble["time_to_detect"]}}
 
 
-def ensemble_summary(members: list[dict], test) -> dict:
+def ensemble_summary(members: list[dict], test, cfg) -> dict:
     """One result from K runs: the mean of their last steps' snippet scores, evaluated like a single run."""
     scores = [np.mean(v, axis=0) for v in zip(*(m["scores"] for m in members))]
     metrics = score_metrics(test, scores)
     last = {"step": members[0]["last"]["step"], "test": metrics}
     return {"last": last, "best_on_test": {**last, "note": "an ensemble has no step selection"}, "scores": scores,
+            "time_to_detect": detection_on_test_set(test, scores, cfg),
             "history": [{"step": f"ensemble of {len(members)}", "test": metrics}],
             "member_last_auc": [m["last"]["test"]["auc"] for m in members],
             "seconds": sum(m["seconds"] for m in members), "device": members[0]["device"]}

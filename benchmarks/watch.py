@@ -72,8 +72,8 @@ def run_case(video: Path, backbone: str, precision: str, device: str, root: Path
     """One backbone, precision and frame-skipping setting in this process: as fast as possible, then in real
     time."""
     import adplg
+    from adplg.alert_rules import AlertRules
     from adplg.features.extractors import build_extractor
-    from adplg.inference.alerts import AlertRules
     from adplg.live.watch import watch
 
     scorer = adplg.load(random_checkpoint(root, backbone), device=device)

@@ -3,15 +3,9 @@
 import numpy as np
 import pytest
 
+from adplg.alert_rules import AlertRules, alert_mask, alert_segments, hysteresis_mask
 from adplg.errors import AdplgError
-from adplg.inference.alerts import (
-    AlertRules,
-    alert_mask,
-    alert_segments,
-    hysteresis_mask,
-    resolve_rules,
-    rules_path_for,
-)
+from adplg.inference.alerts import resolve_rules, rules_path_for
 from adplg.inference.calibration import calibrate, false_alarm_rate
 
 

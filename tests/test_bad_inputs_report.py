@@ -83,7 +83,7 @@ def _verdicts(w: Workspace, features: str, copies: int) -> Path:
 
 
 def _one_false_alert_counted(w: Workspace) -> list[str]:
-    from adplg.inference.alerts import AlertRules
+    from adplg.alert_rules import AlertRules
 
     used = AlertRules.load(w.root / "rules.json").calibration.get("verdicts", {})
     return [] if used.get("false_alerts") == 1 and used.get("duplicates_dropped") == 49 else [f"recorded {used}"]

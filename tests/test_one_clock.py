@@ -13,12 +13,12 @@ from backbone_weights import write_random_clip
 from media import write_timed_video
 
 import adplg
+from adplg.alert_rules import AlertRules
 from adplg.data.extraction import TIME_FROM_PTS, decode_frame_pts, encode_frame_pts, read_video_record
 from adplg.data.gt import SnippetLayout
 from adplg.errors import AdplgError
 from adplg.features.extract import extract_many
 from adplg.features.extractors import build_extractor
-from adplg.inference.alerts import AlertRules
 from adplg.inference.calibration import calibrate
 from adplg.inference.inputs import record_clock
 from adplg.inference.timeline import build_timeline

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from adplg.alert_rules import AlertRules, alert_segments
 from adplg.config import build_config
 from adplg.errors import AdplgError
-from adplg.inference.alerts import AlertRules, alert_segments
 from adplg.inference.online_alerts import OnlineAlerts
 from adplg.live.online import OnlineScorer, default_delay
 from adplg.models.apply import forward_in_chunks

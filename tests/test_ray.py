@@ -245,7 +245,7 @@ def test_score_jobs_skip_scored_videos_and_redo_changed_ones(checkpoint, tmp_pat
     again = score_many(scorer, folder, jobs, fps=25, plot=False)
     assert again.skipped == names and not again.done and (jobs / "summary.json").read_bytes() == summary
 
-    from adplg.inference.alerts import AlertRules
+    from adplg.alert_rules import AlertRules
 
     assert score_many(scorer, folder, jobs, fps=25, plot=False, rules=AlertRules(on_threshold=0.3)).done == names
     changed = sorted(folder.glob("*.npy"))[0]

@@ -18,10 +18,10 @@ from backbone_weights import write_random_clip
 from media import write_timed_video
 from PIL import Image
 
+from adplg.alert_rules import AlertRules, alert_segments
 from adplg.cli.main import main
 from adplg.data.gt import SnippetLayout
 from adplg.errors import AdplgError
-from adplg.inference.alerts import AlertRules, alert_segments
 from adplg.inference.calibration import false_alarm_rate
 from adplg.inference.timeline import Timeline, write_timeline
 from adplg.report import build_report, downsample_curve, false_alert_timelines, read_verdicts

@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
+from adplg.alert_rules import AlertRules
 from adplg.cli.main import main
-from adplg.inference.alerts import AlertRules
 
 
 @pytest.fixture(scope="module")
@@ -170,9 +170,9 @@ def test_rule_flags_are_named_in_the_rules_source():
     changed them, instead of naming the rules file alone."""
     from types import SimpleNamespace
 
+    from adplg.alert_rules import AlertRules
     from adplg.cli.common import rules_from_args
     from adplg.cli.main import build_parser
-    from adplg.inference.alerts import AlertRules
 
     rules = AlertRules(on_threshold=0.7, off_threshold=0.6, min_duration_s=2.0, merge_gap_s=1.0)
     scorer = SimpleNamespace(rules=rules, rules_source="ckpt.alerts.yaml")

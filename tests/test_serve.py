@@ -20,10 +20,10 @@ from rtsp_helpers import RtspServer, free_port, require_gst_rtsp_server
 from serve_helpers import FakeSink, midpoint_threshold, settings, start, wait_for
 
 import adplg.features.extractors
+from adplg.alert_rules import AlertRules, alert_segments
 from adplg.cli.main import main
 from adplg.conventions import SNIPPET_FRAMES
 from adplg.errors import AdplgError
-from adplg.inference.alerts import AlertRules, alert_segments
 from adplg.live.watch import watch
 from adplg.service.config import load_service_config, parse_service_config
 from adplg.service.runner import Service

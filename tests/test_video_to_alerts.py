@@ -8,8 +8,8 @@ import pytest
 from backbone_weights import write_random_clip, write_random_i3d
 from media import write_video
 
+from adplg.alert_rules import AlertRules, alert_segments
 from adplg.cli.main import main
-from adplg.inference.alerts import AlertRules, alert_segments
 from adplg.io import file_sha256
 
 FPS = 25

@@ -21,10 +21,10 @@ from watch_models import random_checkpoint
 
 import adplg
 import adplg.live.watch
+from adplg.alert_rules import AlertRules, alert_segments
 from adplg.cli.main import main
 from adplg.conventions import SNIPPET_FRAMES
 from adplg.errors import AdplgError
-from adplg.inference.alerts import AlertRules, alert_segments
 from adplg.live.sources import Frame, FrameSource
 from adplg.live.watch import watch
 

@@ -19,7 +19,7 @@ import pytest
 from media import write_timed_video
 from rtsp_helpers import RtspServer, free_port, require_gst_rtsp_server
 
-from adplg.inference.alerts import AlertRules
+from adplg.alert_rules import AlertRules
 from adplg.live.watch import watch
 
 pytest_plugins = ["watch_models"]  # the clip_run fixture

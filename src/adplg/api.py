@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from adplg.alert_rules import AlertRules
 from adplg.evaluation.run import TestResult, test_checkpoints
-from adplg.inference.alerts import AlertRules
 from adplg.inference.inputs import Inputs
 from adplg.inference.scorer import Scorer, load
 from adplg.inference.timeline import Timeline

@@ -61,6 +61,9 @@ class DataConfig(_Strict):
         "mean", description="training resampling: mean (official I3D rule) or pad (VadCLIP: zero-pad short crops)")
     layout: LayoutConfig = LayoutConfig()
     mmap: bool = Field(False, description="memory-map the feature files instead of reading them into memory")
+    fps: float | None = Field(None, gt=0, description="frames per second of the test frame GT (time to detect in "
+                                                      "seconds); null: 24 with XD-Violence annotations "
+                                                      "(annotation_format xd), else 30 (UCF-Crime)")
 
     def resolve(self, name: str | None) -> Path | None:
         """A list/annotation/GT path: absolute as given, else relative to ``list_dir``."""
@@ -73,6 +76,13 @@ class DataConfig(_Strict):
     def train_features(self) -> str | None:
         """The folder the training list's feature paths are re-rooted onto: ``train_root``, else ``feature_root``."""
         return self.train_root or self.feature_root
+
+    @property
+    def gt_fps(self) -> float:
+        """Frames per second of the test frame GT: ``fps``, else 24 for XD-Violence annotations, else 30."""
+        if self.fps is not None:
+            return float(self.fps)
+        return 24.0 if self.annotation_format == "xd" else 30.0
 
     @property
     def test_features(self) -> str | None:
@@ -222,6 +232,12 @@ class EvalConfig(_Strict):
                                                          "batched up to it, a long video's crops split beyond it")
     smooth_window: int = Field(0, ge=0, description="improvement option: moving average of snippet scores "
                                                     "(0 = off)")
+    # the alert rules time to detect assumes (adplg.evaluation.detection); its threshold is searched per target rate
+    alert_hysteresis: float = Field(0.0, ge=0, le=1, description="time to detect: on - off threshold of the alert "
+                                                                "rules (0 = a plain threshold)")
+    alert_min_duration_s: float = Field(0.0, ge=0, description="time to detect: alerts shorter than this are "
+                                                               "dropped, and an alert is raised once it lasted this")
+    alert_merge_gap_s: float = Field(0.0, ge=0, description="time to detect: alerts this close (seconds) merge")
 
 
 class Config(_Strict):

@@ -129,6 +129,7 @@ def _print_summary(summary: dict) -> None:
 
 def cmd_test(args: argparse.Namespace) -> int:
     """``adplg test``: evaluate checkpoint(s) on the test set and print the metrics. Returns 0."""
+    from adplg.evaluation.detection import describe
     from adplg.evaluation.run import TEST_OUTPUT_NAMES, test_checkpoints
     from adplg.io import check_output_owner
 
@@ -141,6 +142,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     for k in ("auc", "ap", "pr_auc", "auc_abnormal", "far"):
         if k in result.metrics:
             print(f"{k:13s} {result.metrics[k]:.4f}")
+    print(f"time to detect {describe(result.time_to_detect)}")
     print(f"results: {result.out_dir / 'results.json'}" + ("" if args.no_plot else
                                                           f" (score plot: {result.out_dir / 'scores.png'})"))
     return 0

@@ -88,9 +88,9 @@ class _StoppedWhileLoading(BaseException):
 
 def cmd_watch(args: argparse.Namespace) -> int:
     """``adplg watch``: score a live source as it plays and report alerts as they happen. Returns the exit code."""
+    from adplg.alert_rules import check_number
     from adplg.errors import AdplgError
     from adplg.features.extractors import extractor_for_model
-    from adplg.inference.alerts import check_number
     from adplg.inference.scorer import load
     from adplg.io import atomic_write_text, check_output_file, check_output_owner
     from adplg.live.outputs import SNAPSHOT_NAMES, WatchOutputs, read_webhook_secret

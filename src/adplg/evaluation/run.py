@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ class TestResult:
     snippet_scores: list[np.ndarray]  # per test video, [T_v]
     out_dir: Path
     config: Config
+    time_to_detect: dict = field(default_factory=dict)  # adplg.evaluation.detection.time_to_detect's result
 
 
 def default_output(model_files: Sequence[str | Path]) -> Path:
@@ -39,14 +40,17 @@ def default_output(model_files: Sequence[str | Path]) -> Path:
 def test_checkpoints(model_files: Sequence[str | Path], *, preset: str | None = None,
                      config_file: str | Path | None = None, overrides: Sequence[str] = (),
                      out_dir: str | Path | None = None, plot: bool = True, overwrite: bool = False) -> TestResult:
-    """Evaluate our checkpoint(s) or the authors' ``*_model_s_*.pkl`` on the config's test set.
+    """Evaluate our checkpoint(s) or the authors' ``*_model_s_*.pkl`` on the config's test set: frame metrics and the
+    time to detect at 1% and 5% false-alarm rate (:func:`~adplg.evaluation.detection.detection_on_test_set`).
 
-    Writes ``results.json``, ``scores.npz`` and (``plot``) ``scores.png`` into ``out_dir`` (default
-    :func:`default_output`), checked to be a writable folder before any compute; an ``out_dir`` holding files of
-    :data:`TEST_OUTPUT_NAMES` that an earlier ``adplg test`` did not write, or another command's folder, is refused
-    (:func:`~adplg.io.check_output_owner`), unless ``overwrite``. Several files score their mean (an ensemble)."""
+    Writes ``results.json`` (``metrics``, ``time_to_detect``), ``scores.npz`` and (``plot``) ``scores.png`` into
+    ``out_dir`` (default :func:`default_output`), checked to be a writable folder before any compute; an ``out_dir``
+    holding files of :data:`TEST_OUTPUT_NAMES` that an earlier ``adplg test`` did not write, or another command's
+    folder, is refused (:func:`~adplg.io.check_output_owner`), unless ``overwrite``. Several files score their mean
+    (an ensemble)."""
     from adplg.checkpoints.load import load_scorer
     from adplg.data.datasets import build_test_set
+    from adplg.evaluation.detection import detection_on_test_set
     from adplg.evaluation.evaluate import evaluate, write_results
     from adplg.evaluation.plots import plot_test_examples
     from adplg.io import check_output_dir, check_output_owner, mark_output_dir
@@ -63,12 +67,14 @@ def test_checkpoints(model_files: Sequence[str | Path], *, preset: str | None = 
     e = cfg.eval
     metrics, scores = evaluate(net_s.to(device), test, device, e.far_threshold, progress=cfg.train.progress,
                                precision=e.precision, batch_snippets=e.batch_snippets, smooth_window=e.smooth_window)
+    detection = detection_on_test_set(test, scores, cfg)
     mark_output_dir(out, "test")
-    write_results(out, test, metrics, scores, extra={"model_file": files, "config": cfg.to_dict()})
+    write_results(out, test, metrics, scores,
+                  extra={"time_to_detect": detection, "model_file": files, "config": cfg.to_dict()})
     if plot:
         plot_test_examples(out / "scores.png", test, scores,
                            title=f"{Path(files[0]).name}: frame {e.primary} {metrics.get(e.primary, float('nan')):.3f}")
-    return TestResult(metrics=metrics, snippet_scores=scores, out_dir=out, config=cfg)
+    return TestResult(metrics=metrics, snippet_scores=scores, out_dir=out, config=cfg, time_to_detect=detection)
 
 
 # not pytest tests, despite their names (setattr: mypy knows no such attribute of a function or a class)

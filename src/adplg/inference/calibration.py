@@ -1,10 +1,10 @@
 """Calibrating alert rules on normal footage to a target false-alarm rate, and the rate's tolerance.
 
 The false-alarm rate of rules on normal footage is the fraction of its frames inside an alert
-(:func:`false_alarm_rate`). Each step of the rules (:mod:`adplg.inference.alerts`) can only shrink the alerted frames
+(:func:`false_alarm_rate`). Each step of the rules (:mod:`adplg.alert_rules`) can only shrink the alerted frames
 when the thresholds rise, so the rate is non-increasing in ``on_threshold`` and :func:`calibrate` is a bisection over
-the score values of the normal videos. Its record says how far the achieved rate can be trusted on new footage
-(:func:`binomial_interval`, :func:`footage_note`).
+the score values of the normal videos (:func:`~adplg.alert_rules.lowest_on_threshold`). Its record says how far the
+achieved rate can be trusted on new footage (:func:`binomial_interval`, :func:`footage_note`).
 
 Reviewers' verdicts (:mod:`adplg.inference.verdicts`) add the footage of reviewed false alerts to the normal footage;
 :meth:`Scorer.calibrate <adplg.inference.scorer.Scorer.calibrate>` scores both and records the verdicts used.
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adplg.alert_rules import AlertRules, alert_mask, alert_segments, check_number, lowest_on_threshold
 from adplg.errors import AdplgError
-from adplg.inference.alerts import AlertRules, alert_mask, alert_segments, check_number
 
 MIN_UNIT_S = 10.0  # shortest independent unit of footage for the binomial interval (seconds)
 LITTLE_FOOTAGE_S = 30 * 60.0  # below this much normal footage (seconds) calibration records a footage_note
@@ -187,27 +187,9 @@ def calibrate(videos, target_far: float, hysteresis: float = 0.0, min_duration_s
     footage = [as_footage(v) for v in videos]
     if not footage:
         raise AdplgError("calibrate: no normal videos given")
-    scores = np.unique(np.concatenate([np.asarray(v.frame_scores, dtype=np.float64).reshape(-1) for v in footage]))
-    if scores.size and not (np.isfinite(scores).all() and scores[0] >= 0 and scores[-1] <= 1):
-        raise AdplgError(f"calibrate: expected normal footage scores in [0, 1], got values from {scores[0]:g} to "
-                         f"{scores[-1]:g}")
-    above_all = max(float(np.nextafter(scores[-1], np.inf)) if scores.size else 0.0, hysteresis)
-    candidates = np.append(scores[scores >= hysteresis], above_all)  # ascending; the last one raises no alert
-    base = AlertRules(on_threshold=above_all, off_threshold=above_all - hysteresis, min_duration_s=min_duration_s,
-                      merge_gap_s=merge_gap_s)
-
-    def rules_at(i: int) -> AlertRules:  # on >= hysteresis, so off = on - hysteresis >= 0 exactly in floating point
-        on = float(candidates[i])
-        return base.with_thresholds(on, on - hysteresis)
-
-    lo, hi = 0, len(candidates) - 1  # far(hi) == 0 <= target; find the first index with far <= target
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if false_alarm_rate(footage, rules_at(mid)) <= target_far:
-            hi = mid
-        else:
-            lo = mid + 1
-    rules = rules_at(lo)
+    scores = np.concatenate([np.asarray(v.frame_scores, dtype=np.float64).reshape(-1) for v in footage])
+    rules = lowest_on_threshold(scores, lambda r: false_alarm_rate(footage, r), target_far,
+                                AlertRules(min_duration_s=min_duration_s, merge_gap_s=merge_gap_s), hysteresis)
     achieved = false_alarm_rate(footage, rules)
     unit_s = interval_unit_s(footage, rules)
     units = effective_units(footage, unit_s)

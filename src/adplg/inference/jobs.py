@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adplg.alert_rules import AlertRules
 from adplg.data.extraction import is_finished, meta_path, write_feature_list
 from adplg.engines import Engine, LocalEngine, worker_died
 from adplg.errors import AdplgError
 from adplg.features.extract import ExtractionProgress, collect_videos, plan_extraction
 from adplg.features.extractors import FeatureExtractor, build_extractor
-from adplg.inference.alerts import AlertRules
 from adplg.inference.inputs import feature_items, split_inputs
 from adplg.inference.scorer import SCORE_OUTPUT_NAMES, Scorer
 from adplg.inference.timeline import TIMELINE_SUMMARY_KEYS, annotated_spans, check_fps, write_timeline

@@ -1,9 +1,9 @@
-"""Streaming alerts: the alert segments of :func:`adplg.inference.alerts.alert_segments` (hysteresis, merge gap,
+"""Streaming alerts: the alert segments of :func:`adplg.alert_rules.alert_segments` (hysteresis, merge gap,
 minimum duration) from per-frame scores that arrive a few at a time, as events, keeping only constant state (no
 score history). ``adplg watch`` feeds it the scores of :class:`adplg.live.online.OnlineScorer`.
 
 Clocks: without frame times (``push(scores)``) frame ``i`` is at ``i / fps`` and the rules' durations are compared in
-frames (``min_duration_s * fps``, exactly as :func:`~adplg.inference.alerts.alert_mask`). With frame times
+frames (``min_duration_s * fps``, exactly as :func:`~adplg.alert_rules.alert_mask`). With frame times
 (``push(scores, times_s=..., end_s=...)``, a stream's presentation times) every time an event says and every rule
 (minimum duration, merge gap) is measured on those times, so a variable frame rate or a gap in the stream (an outage)
 counts as the seconds it lasted. One instance uses one clock.
@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from adplg.alert_rules import AlertRules, Segment, check_number, hysteresis_mask
 from adplg.errors import AdplgError
-from adplg.inference.alerts import AlertRules, Segment, check_number, hysteresis_mask
 
 __all__ = ["AlertEvent", "OnlineAlerts"]
 
@@ -77,7 +77,7 @@ class _Stats:
 
 
 class OnlineAlerts:
-    """Streaming :func:`adplg.inference.alerts.alert_segments` under the same :class:`AlertRules`.
+    """Streaming :func:`adplg.alert_rules.alert_segments` under the same :class:`AlertRules`.
 
     ``push(frame_scores)`` consumes the next consecutive per-frame scores (frame ``i`` at ``i / fps`` seconds, or at
     the ``times_s`` given: see the module docstring) and returns the events that became certain; ``cut()`` marks a

@@ -23,13 +23,14 @@ from typing import cast
 import numpy as np
 import torch
 
+from adplg.alert_rules import AlertRules
 from adplg.config import Config
 from adplg.data.datasets import snippet_layout
 from adplg.data.extraction import read_video_record
 from adplg.data.features import FeatureStore
 from adplg.data.gt import SnippetLayout
 from adplg.errors import AdplgError
-from adplg.inference.alerts import AlertRules, resolve_rules, rules_path_for
+from adplg.inference.alerts import resolve_rules, rules_path_for
 from adplg.inference.calibration import calibrate, check_calibration
 from adplg.inference.inputs import Inputs, PathLike, feature_items, record_clock, split_inputs
 from adplg.inference.timeline import ASSUMED_FPS, Timeline, annotated_spans, build_timeline, check_fps

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from adplg.alert_rules import AlertRules, Segment, alert_mask, alert_segments, check_number, dropped_runs
 from adplg.data.extraction import TIME_FROM_FRAME_INDEX, TIME_FROM_PTS, TIME_FROM_SNIPPET_PTS
 from adplg.data.gt import SnippetLayout, annotation_key
 from adplg.errors import AdplgError
-from adplg.inference.alerts import AlertRules, Segment, alert_mask, alert_segments, check_number, dropped_runs
 
 ASSUMED_FPS = 30.0  # the frame rate of a video that declares none and was given none
 

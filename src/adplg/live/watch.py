@@ -175,7 +175,7 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
           on_event: Callable[[dict], None] | None = None, extractor=None, overwrite: bool = False) -> WatchReport:
     """Score ``source`` live (a URL, ``/dev/videoN``, a video file, or a :class:`FrameSource`) with a checkpoint (or a
     loaded :class:`~adplg.inference.scorer.Scorer`); see the module docstring. ``rules``: the
-    :class:`~adplg.inference.alerts.AlertRules` (default: the scorer's). ``events``: a path (appended), ``"-"``
+    :class:`~adplg.alert_rules.AlertRules` (default: the scorer's). ``events``: a path (appended), ``"-"``
     (stdout) or an open text file. ``announce``: where status lines go (default: the log). ``on_event``: called
     with every event record. ``extractor``: an already built feature extractor (else built from ``weights``).
     ``encode_every``: run the backbone on every ``k``-th snippet only (see the module docstring).

@@ -295,7 +295,7 @@ def _thumbnails(video: ScoredVideo, source: Path | None, stem: Path, enabled: bo
 def dropped_spans(video: ScoredVideo) -> list[tuple[float, float]]:
     """``[(start_s, end_s), ...]``: spans of ``video`` that reached its rules' on threshold but raised no alert,
     being shorter than their minimum duration (as ``adplg score`` wrote them, else found from the scores)."""
-    from adplg.inference.alerts import AlertRules, dropped_runs
+    from adplg.alert_rules import AlertRules, dropped_runs
 
     try:
         rules = AlertRules(**{k: v for k, v in video.rules.items() if k != "calibration"})

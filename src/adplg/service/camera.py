@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from adplg.alert_rules import AlertRules
 from adplg.conventions import SNIPPET_FRAMES
-from adplg.inference.alerts import AlertRules
 from adplg.live.snippets import SnippetLoop
 from adplg.live.sources import END, Frame, FrameReader, FrameSource, StreamDown, StreamUp
 from adplg.service.config import CameraPlan, ClipsConfig
