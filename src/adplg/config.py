@@ -107,6 +107,11 @@ class ModelConfig(_Strict):
                                                       "on the same pseudo-labels, scoring as their mean")
     attention: Literal["blocked", "dense"] = Field(
         "blocked", description="local attention: blocked (memory linear in T) or dense (the reference)")
+    causal: bool = Field(False, description="not in the paper: branch 2 sees only current and past snippets "
+                         "(left-padded embedding convolution, past-only local windows without absolute positions, "
+                         "banded causal global attention; max_len does not limit it), so live scores equal offline")
+    causal_window: int = Field(1024, ge=1, description="causal global attention: each query attends the last "
+                               "causal_window snippets incl. itself, in training as in streaming (model.causal only)")
 
     @model_validator(mode="after")
     def _check_concat(self) -> "ModelConfig":
