@@ -227,6 +227,9 @@ class EvalConfig(_Strict):
                                                          "batched up to it, a long video's crops split beyond it")
     smooth_window: int = Field(0, ge=0, description="improvement option: moving average of snippet scores "
                                                     "(0 = off)")
+    smooth_mode: Literal["centred", "trailing"] = Field(
+        "centred", description="moving average of smooth_window: centred, or trailing (the last smooth_window scores "
+        "incl. the current one: what live scoring does, so offline equals online for a causal model)")
 
 
 class Config(_Strict):
