@@ -152,6 +152,21 @@ class OnlineScorer:
         """The number of snippets pushed so far."""
         return self._seen
 
+    def causal_note(self, smooth_mode: str = "trailing") -> str | None:
+        """The start-up line of ``adplg watch`` for a causal model (None for a bidirectional one): exact scores, the
+        delay, the buffer; and, when ``eval.smooth_mode`` (``smooth_mode``) is not trailing, that smoothed scores
+        differ from offline (live smoothing is always trailing)."""
+        if self.receptive_field is None:
+            return None
+        grown = self.requested_window is not None and self.requested_window < self.window
+        buffer = f"window {self.requested_window} raised to {self.window}" if grown else f"a buffer of {self.window}"
+        note = (f"causal model: live scores equal offline scores, delay {self.delay} ({buffer} snippets = the "
+                f"receptive field {self.receptive_field} + 1)")
+        if self.smooth_window > 1 and smooth_mode != "trailing":
+            note += (f"; smoothing differs: trailing over {self.smooth_window} live, eval.smooth_mode {smooth_mode} "
+                     f"offline (the causal presets smooth trailing)")
+        return note
+
     def _as_snippets(self, features: np.ndarray, chunk: bool) -> torch.Tensor:
         """``features`` as ``[crops, N, D]`` on the device: one snippet ``[D]`` / ``[crops, D]`` (N = 1), or
         (``chunk``) ``[N, D]`` / ``[N, crops, D]``; the crops and ``D`` must be those of the stream's first snippet."""
