@@ -389,6 +389,7 @@ class _Loop:
                 self.index += 1
                 if i % self.encode_every == 0:
                     self.held = next(encoded)
+                assert self.held is not None  # snippet 0 is always encoded
                 features.append(self.held)
                 self.pending[i] = (start, end, arrival)
                 self.first_frames.append((i, first))

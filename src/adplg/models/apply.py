@@ -6,7 +6,7 @@
   :func:`forward_in_chunks`) and their scores are averaged;
 * a video longer than the model's ``max_len`` snippets (its positional embedding rows) is scored in windows of
   ``max_len`` snippets overlapping by ``max_len // 4`` (:func:`window_starts`); where windows overlap their scores
-  are averaged (:func:`forward_windowed`);
+  are averaged (:func:`forward_windowed`); a causal model (``model.causal``) has no such limit: one forward;
 * the averaged scores may be smoothed by a centred or a trailing moving average (:func:`smooth_scores`,
   ``eval.smooth_window`` and ``eval.smooth_mode``).
 
