@@ -46,6 +46,14 @@ class TemporalConvEmbedding(nn.Module):
         return F.relu(self.conv(x)).transpose(1, 2)
 
 
+def causal_band(queries: int, keys: int, window: int, device: torch.device) -> Tensor:
+    """Banded causal attention mask ``[queries, keys]`` (True = attend) for queries that are the last ``queries`` of
+    ``keys`` positions: the query at position ``p`` attends keys ``p - window + 1 .. p`` (its own key always)."""
+    p = torch.arange(keys - queries, keys, device=device)[:, None]
+    j = torch.arange(keys, device=device)[None, :]
+    return (j <= p) & (j > p - window)
+
+
 class GlobalSelfAttention(nn.Module):
     """Full multi-head self-attention: ``to_qkv`` (no bias; ``[q | k | v]``, heads contiguous), softmax scale
     ``dim_head^-0.5``, merge heads, ``to_out`` (with bias) + Dropout. ``[B, T, dim]`` -> ``[B, T, dim]``.
@@ -68,20 +76,24 @@ class GlobalSelfAttention(nn.Module):
         """``[B, T, heads * dim_head]`` -> ``[B, heads, T, dim_head]``."""
         return t.reshape(t.shape[0], t.shape[1], self.heads, self.dim_head).transpose(1, 2)
 
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``x [B, T, dim]`` -> queries, keys, values, each ``[B, heads, T, dim_head]``."""
+        q, k, v = self.to_qkv(x).chunk(3, dim=-1)
+        return self._split_heads(q), self._split_heads(k), self._split_heads(v)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None) -> Tensor:
+        """Queries ``q [B, H, Tq, dh]`` over keys and values ``[B, H, Tk, dh]`` (``allowed [Tq, Tk]``, True = attend;
+        None: every key), heads merged, ``to_out`` + Dropout -> ``[B, Tq, dim]``."""
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.dim_head ** -0.5)
+        out = out.transpose(1, 2).reshape(q.shape[0], q.shape[2], self.heads * self.dim_head)
+        return self.dropout(self.to_out(out))
+
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, T, dim]`` -> ``[B, T, dim]``."""
-        B, T, _ = x.shape
-        q, k, v = self.to_qkv(x).chunk(3, dim=-1)
-        q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
-        if self.causal_window > 0:
-            i = torch.arange(T, device=x.device)[:, None]
-            j = torch.arange(T, device=x.device)[None, :]
-            allowed = (j <= i) & (j > i - self.causal_window)  # [T, T]; the diagonal always, so no empty row
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=self.dim_head ** -0.5)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, scale=self.dim_head ** -0.5)  # [B, H, T, dh]
-        out = out.transpose(1, 2).reshape(B, T, self.heads * self.dim_head)
-        return self.dropout(self.to_out(out))
+        q, k, v = self.project(x)
+        T = x.shape[1]
+        allowed = causal_band(T, T, self.causal_window, x.device) if self.causal_window > 0 else None
+        return self.attend(q, k, v, allowed)
 
 
 class FeedForward(nn.Module):
@@ -112,6 +124,17 @@ class GlobalTransformerLayer(nn.Module):
         """``x [B, T, dim]`` -> ``[B, T, dim]``."""
         x = x + self.attn(self.attn_norm(x))
         return x + self.ff(self.ff_norm(x))
+
+    def extend(self, x: Tensor, past_k: Tensor, past_v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """A causal layer's outputs ``[B, n, dim]`` for ``n`` new snippets ``x [B, n, dim]`` that follow the snippets
+        whose attention keys and values are ``past_k``, ``past_v`` ``[B, heads, P, dim_head]`` (at least the last
+        ``causal_window - 1`` of them, or all since the start); also returns the keys and values with the new ones
+        appended (``[B, heads, P + n, dim_head]``). What :meth:`forward` gives those snippets over the whole
+        sequence: the incremental form of streaming (:class:`adplg.models.streaming.CausalStream`)."""
+        q, k, v = self.attn.project(self.attn_norm(x))
+        k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+        x = x + self.attn.attend(q, k, v, causal_band(q.shape[2], k.shape[2], self.attn.causal_window, x.device))
+        return x + self.ff(self.ff_norm(x)), k, v
 
 
 class GlobalTransformer(nn.Module):
