@@ -104,12 +104,31 @@ def test_each_push_emits_the_new_snippet_and_delay_only_holds_scores_back():
         (index, score), = scorer.push(x[0, t])
         assert index == t and score == pytest.approx(offline[t], abs=1e-5)
     assert scorer.flush() == []
-    late = OnlineScorer(net, delay=3, window=4)  # a window below R + 1 is grown to it
+    late = OnlineScorer(net, delay=3, window=4)  # the window of a causal model is its receptive field + 1
     assert (late.window, late.requested_window, late.delay) == (R + 1, 4, 3)
-    assert "window 4 raised to" in (late.causal_note() or "")
+    assert "window 4 ignored" in (late.causal_note() or "")
     got = stream(late, x, 5)
     np.testing.assert_allclose([s for _, s in got], offline, atol=1e-5)
-    assert OnlineScorer(net, window=R + 30).window == R + 30  # a larger buffer is kept (and changes nothing)
+    assert OnlineScorer(net, window=R + 30).window == R + 1
+
+
+def test_incremental_stream_of_a_nested_ensemble_equals_its_forward():
+    """``adplg score --checkpoint A B`` of ensembles nests them (here 1 + 2 members): the stream averages as the
+    forward does, mean of means, not of the flattened members."""
+    from adplg.models.ensemble import SnippetEnsemble
+    from adplg.models.streaming import CausalStream
+
+    _, one = tiny(*CAUSAL, seed=1)
+    _, two = tiny(*CAUSAL, "model.snippet_members=2", seed=2)
+    nested = SnippetEnsemble([one, two]).eval()
+    x = torch.randn(3, 50, DIM, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        whole = nested(x)
+        stream = CausalStream(nested)
+        got = torch.cat([stream.step(x[:, a:a + 6]) for a in range(0, 50, 6)], dim=1)
+    torch.testing.assert_close(got, whole, atol=1e-5, rtol=0)
+    with pytest.raises(AdplgError, match="causal"):
+        CausalStream(tiny()[1])
 
 
 @pytest.mark.parametrize("attention", ["blocked", "dense"])

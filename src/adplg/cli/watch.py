@@ -45,8 +45,8 @@ def add_parser(sub) -> None:
     p.add_argument("--realtime", action="store_true",
                    help="play a file at its own frame rate (default: as fast as the scorer takes it)")
     p.add_argument("--window", type=int,
-                   help="snippets of context the model sees (default 256; a causal model: its receptive field + 1, "
-                        "also the least it takes)")
+                   help="snippets of context the model sees (default 256; a causal model always sees its receptive "
+                        "field + 1, scored incrementally, and ignores this)")
     p.add_argument("--delay", type=int,
                    help="snippets of look-ahead before a score is final (default: the model's largest local window "
                         "+ 1; a causal model: 0, its live scores equal the offline ones); latency = delay x 16 / fps "

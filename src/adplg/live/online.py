@@ -8,11 +8,12 @@ at the end of the stream.
 **Causal models** (``model.causal``, :func:`~adplg.models.snippet_branch.is_causal`): a score depends only on the
 last ``R = receptive_field(model)`` snippets (:func:`~adplg.models.snippet_branch.receptive_field`), so the online
 score of every snippet *equals* its offline score (the whole video in one forward pass) up to float rounding, at
-any stream length and any chunking. The delay defaults to 0 (each push emits the new snippet), and the buffer holds
-at least ``R + 1`` snippets: a smaller ``window`` is grown to ``R + 1`` (:attr:`OnlineScorer.requested_window` keeps
-the value asked for). Each snippet is scored once, when it arrives, by a forward over the buffer ending at it
-(:meth:`OnlineScorer.push_many`: one forward over the buffer plus the chunk); a positive ``delay`` only holds the
-score back.
+any stream length and any chunking. The delay defaults to 0 (each push emits the new snippet). No ring buffer is
+run through the model: :class:`~adplg.models.streaming.CausalStream` keeps the state the next scores need (the
+layers' cached keys and values over the receptive field) and scores each snippet once, when it arrives, at the cost
+of a few tokens per layer rather than a forward pass over ``R + 1`` snippets; :meth:`OnlineScorer.push_many` scores a
+chunk in one step. ``window`` is then ``R + 1`` whatever is asked (each score sees exactly that context;
+:attr:`OnlineScorer.requested_window` keeps the value asked for), and a positive ``delay`` only holds the scores back.
 
 **Bidirectional models** (the faithful default): snippet ``i`` is scored with the buffer that ends at ``i + delay``
 (the flush: with the buffer ending at the last snippet). How close this is to the offline score:
@@ -44,6 +45,8 @@ from torch import nn
 from adplg.errors import AdplgError
 from adplg.models.apply import smooth_scores, video_snippet_scores
 from adplg.models.snippet_branch import is_causal, receptive_field
+from adplg.models.streaming import CausalStream
+from adplg.precision import autocast
 
 __all__ = ["DEFAULT_WINDOW", "OnlineScorer", "default_delay", "model_windows"]
 
@@ -81,22 +84,22 @@ def default_delay(model: nn.Module) -> int:
 
 
 class OnlineScorer:
-    """Scores a stream of snippet features as they arrive, over a ring buffer of the last ``window`` snippets.
+    """Scores a stream of snippet features as they arrive: a bidirectional model over a ring buffer of the last
+    ``window`` snippets, a causal model incrementally.
 
     ``push(features)`` takes one snippet's features, ``[D]`` or ``[crops, D]`` (crop scores are averaged after the
     forward pass, as offline), and returns the ``(snippet_index, score)`` pairs that became final: snippet ``i`` is
     emitted once snippet ``i + delay`` has arrived. ``push_many`` takes a chunk ``[N, D]`` or ``[N, crops, D]``;
     ``flush()`` emits the rest at the end of the stream.
 
-    A causal model (see the module docstring): ``delay`` defaults to 0, ``window`` (default and minimum) is
-    ``receptive_field + 1``, and every emitted score equals the offline one; one forward over ``receptive_field + N``
-    snippets per push of ``N`` snippets. A bidirectional model: ``window`` defaults to :data:`DEFAULT_WINDOW` and may
-    not exceed the model's ``max_len``; ``delay`` defaults to :func:`default_delay` and is capped at ``window - 1``
-    (a snippet must still be in the buffer when it is scored); one forward of at most ``window`` snippets per
-    snippet pushed. :attr:`delay` and :attr:`window` are the values in use. The model is put in eval mode on
-    ``device``; scoring runs under ``torch.no_grad`` and the ``precision`` of :func:`adplg.precision.autocast`.
-    ``smooth_window > 1``: emitted scores are the trailing mean of the last ``smooth_window`` raw scores (see the
-    module docstring).
+    A causal model (see the module docstring): ``delay`` defaults to 0, ``window`` is ``receptive_field + 1``, and
+    every emitted score equals the offline one; each push is one incremental step (no ring buffer). A bidirectional
+    model: ``window`` defaults to :data:`DEFAULT_WINDOW` and may not exceed the model's ``max_len``; ``delay``
+    defaults to :func:`default_delay` and is capped at ``window - 1`` (a snippet must still be in the buffer when it
+    is scored); one forward of at most ``window`` snippets per snippet pushed. :attr:`delay` and :attr:`window` are
+    the values in use. The model is put in eval mode on ``device``; scoring runs under ``torch.no_grad`` and the
+    ``precision`` of :func:`adplg.precision.autocast`. ``smooth_window > 1``: emitted scores are the trailing mean of
+    the last ``smooth_window`` raw scores (see the module docstring).
     """
 
     def __init__(self, model: nn.Module, window: int | None = None, delay: int | None = None,
@@ -106,8 +109,8 @@ class OnlineScorer:
             raise AdplgError(f"online scoring: expected window >= 1 snippet, got {window}", parameter="window")
         self.causal = is_causal(model)
         self.receptive_field: int | None = receptive_field(model) if self.causal else None
-        if self.receptive_field is not None:  # a causal score needs its R past snippets in the buffer
-            window = max(self.requested_window or 0, self.receptive_field + 1)
+        if self.receptive_field is not None:  # a causal score sees exactly its R past snippets and itself
+            window = self.receptive_field + 1
         else:
             window = DEFAULT_WINDOW if self.requested_window is None else self.requested_window
             max_len = getattr(model, "max_len", None)
@@ -126,14 +129,16 @@ class OnlineScorer:
         self.device = torch.device(device)
         self.precision = precision
         self.model = model.to(self.device).eval()
+        self._stream = CausalStream(self.model) if self.causal else None
         self.window = int(window)
         self.requested_delay = requested
-        # a causal score is made on arrival and only held back, so it needs no look-ahead in the buffer
+        # a causal score is made on arrival and only held back, so it needs no look-ahead
         self._delay = requested if self.causal else min(requested, self.window - 1)
         self.smooth_window = int(smooth_window)
         self._recent: deque[float] = deque(maxlen=max(self.smooth_window, 1))
         self._held: deque[tuple[int, float]] = deque()  # causal: raw scores made, not yet emitted (delay > 0)
         self._buffer: torch.Tensor | None = None  # [crops, 2 * window, D]: each snippet written twice (see _view)
+        self._crops_dim: tuple[int, int] | None = None  # the stream's (crops, D), from its first snippet
         self._seen = 0  # snippets pushed
         self._next = 0  # first snippet not yet emitted
 
@@ -158,10 +163,10 @@ class OnlineScorer:
         differ from offline (live smoothing is always trailing)."""
         if self.receptive_field is None:
             return None
-        grown = self.requested_window is not None and self.requested_window < self.window
-        buffer = f"window {self.requested_window} raised to {self.window}" if grown else f"a buffer of {self.window}"
-        note = (f"causal model: live scores equal offline scores, delay {self.delay} ({buffer} snippets = the "
-                f"receptive field {self.receptive_field} + 1)")
+        ignored = "" if self.requested_window in (None, self.window) else f"; window {self.requested_window} ignored"
+        note = (f"causal model: live scores equal offline scores, delay {self.delay} (each score from the last "
+                f"{self.window} snippets: the receptive field {self.receptive_field} + 1, scored incrementally"
+                f"{ignored})")
         if self.smooth_window > 1 and smooth_mode != "trailing":
             note += (f"; smoothing differs: trailing over {self.smooth_window} live, eval.smooth_mode {smooth_mode} "
                      f"offline (the causal presets smooth trailing)")
@@ -180,16 +185,17 @@ class OnlineScorer:
         if x.dim() == 2:
             x = x[:, None]
         x = x.transpose(0, 1).to(self.device)  # [crops, N, D]
-        if self._buffer is not None and (x.shape[0], x.shape[2]) != (self._buffer.shape[0], self._buffer.shape[2]):
+        if self._crops_dim is not None and (x.shape[0], x.shape[2]) != self._crops_dim:
             raise AdplgError(f"online scoring: snippet {self._seen} has {x.shape[0]} crops of {x.shape[2]} features, "
-                             f"but the stream started with [{self._buffer.shape[0]}, {self._buffer.shape[2]}] (crops, "
-                             f"D)", parameter="features")
+                             f"but the stream started with [{self._crops_dim[0]}, {self._crops_dim[1]}] (crops, D)",
+                             parameter="features")
         return x
 
     def _store(self, x: torch.Tensor) -> None:
         """Append the snippets ``x [crops, N, D]`` to the ring buffer."""
         if self._buffer is None:
             self._buffer = torch.zeros(x.shape[0], 2 * self.window, x.shape[2], device=self.device)
+            self._crops_dim = (x.shape[0], x.shape[2])
         for n in range(x.shape[1]):
             slot = self._seen % self.window
             self._buffer[:, slot] = x[:, n]  # written twice, so the last `window` snippets are one contiguous slice
@@ -203,11 +209,6 @@ class OnlineScorer:
         length = min(self._seen, self.window)
         end = newest % self.window + self.window + 1
         return self._buffer[:, end - length:end], newest - length + 1
-
-    def _scores(self, sequence: torch.Tensor) -> np.ndarray:
-        """Scores ``[L]`` (float64) of the snippets ``sequence [crops, L, D]`` in one forward, crops averaged."""
-        scores = video_snippet_scores(self.model, sequence, device=self.device, precision=self.precision)  # [L]
-        return scores.astype(np.float64)
 
     def _final(self, raw: list[tuple[int, float]]) -> list[tuple[int, float]]:
         """The emitted ``(index, score)`` pairs of raw scores in stream order: trailing-smoothed when asked."""
@@ -229,23 +230,21 @@ class OnlineScorer:
             while self._held and self._held[0][0] <= upto:
                 raw.append(self._held.popleft())
         else:
-            view, first = self._view()
-            scores = self._scores(view)
+            view, first = self._view()  # one forward over the buffer, crops averaged
+            scores = video_snippet_scores(self.model, view, device=self.device, precision=self.precision)
             raw = [(i, float(scores[i - first])) for i in range(self._next, upto + 1)]
         self._next = upto + 1
         return self._final(raw)
 
     def _push_causal(self, x: torch.Tensor) -> None:
-        """Score the new snippets ``x [crops, N, D]`` from one forward over the ``receptive_field`` snippets before
-        them and themselves (each new score then has its whole context), hold the scores, store the snippets."""
-        assert self.receptive_field is not None  # a causal model
-        sequence = x
-        if self._seen:
-            view, _ = self._view()
-            sequence = torch.cat([view[:, max(0, view.shape[1] - self.receptive_field):], x], dim=1)
-        scores = self._scores(sequence)[-x.shape[1]:]
+        """Score the new snippets ``x [crops, N, D]`` in one incremental step (crops averaged) and hold the scores."""
+        assert self._stream is not None  # a causal model
+        if self._crops_dim is None:
+            self._crops_dim = (x.shape[0], x.shape[2])
+        with torch.no_grad(), autocast(self.device, self.precision):
+            scores = self._stream.step(x).float().mean(dim=0).cpu().numpy().astype(np.float64)  # [N]
         self._held.extend((self._seen + n, float(s)) for n, s in enumerate(scores))
-        self._store(x)
+        self._seen += x.shape[1]
 
     def push(self, features: np.ndarray) -> list[tuple[int, float]]:
         """Add one snippet (``[D]`` or ``[crops, D]``); returns the ``(index, score)`` pairs that became final."""
@@ -259,10 +258,14 @@ class OnlineScorer:
     def push_many(self, features: np.ndarray) -> list[tuple[int, float]]:
         """Add a chunk of snippets (``[N, D]`` or ``[N, crops, D]``, oldest first); returns the ``(index, score)``
         pairs that became final. The same pairs as ``N`` calls of :meth:`push`: a causal model scores the chunk in
-        forwards of up to ``window`` new snippets each, a bidirectional model one push at a time."""
+        steps of up to ``window`` snippets each, a bidirectional model one push at a time."""
         x = self._as_snippets(features, chunk=True)
         if not self.causal:
-            return [pair for n in range(x.shape[1]) for pair in self.push(x[:, n].cpu().numpy())]
+            out = []
+            for n in range(x.shape[1]):
+                self._store(x[:, n:n + 1])
+                out += self._emit(self._seen - 1 - self._delay)
+            return out
         for piece in x.split(self.window, dim=1):
             self._push_causal(piece)
         return self._emit(self._seen - 1 - self._delay)
