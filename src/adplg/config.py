@@ -117,6 +117,11 @@ class ModelConfig(_Strict):
                                                       "on the same pseudo-labels, scoring as their mean")
     attention: Literal["blocked", "dense"] = Field(
         "blocked", description="local attention: blocked (memory linear in T) or dense (the reference)")
+    causal: bool = Field(False, description="not in the paper: branch 2 sees only current and past snippets "
+                         "(left-padded embedding convolution, past-only local windows without absolute positions, "
+                         "banded causal global attention; max_len does not limit it), so live scores equal offline")
+    causal_window: int = Field(1024, ge=1, description="causal global attention: each query attends the last "
+                               "causal_window snippets incl. itself, in training as in streaming (model.causal only)")
 
     @model_validator(mode="after")
     def _check_concat(self) -> "ModelConfig":
@@ -232,6 +237,9 @@ class EvalConfig(_Strict):
                                                          "batched up to it, a long video's crops split beyond it")
     smooth_window: int = Field(0, ge=0, description="improvement option: moving average of snippet scores "
                                                     "(0 = off)")
+    smooth_mode: Literal["centred", "trailing"] = Field(
+        "centred", description="moving average of smooth_window: centred, or trailing (the last smooth_window scores "
+        "incl. the current one: what live scoring does, so offline equals online for a causal model)")
     # the alert rules time to detect assumes (adplg.evaluation.detection); its threshold is searched per target rate
     alert_hysteresis: float = Field(0.0, ge=0, le=1, description="time to detect: on - off threshold of the alert "
                                                                 "rules (0 = a plain threshold)")

@@ -44,10 +44,13 @@ def add_parser(sub) -> None:
                    help="crop views per snippet (default 1: live speed; the scores average the crops)")
     p.add_argument("--realtime", action="store_true",
                    help="play a file at its own frame rate (default: as fast as the scorer takes it)")
-    p.add_argument("--window", type=int, default=256, help="snippets of context the model sees (default 256)")
+    p.add_argument("--window", type=int,
+                   help="snippets of context the model sees (default 256; a causal model always sees its receptive "
+                        "field + 1, scored incrementally, and ignores this)")
     p.add_argument("--delay", type=int,
                    help="snippets of look-ahead before a score is final (default: the model's largest local window "
-                        "+ 1); latency = delay x 16 / fps seconds")
+                        "+ 1; a causal model: 0, its live scores equal the offline ones); latency = delay x 16 / fps "
+                        "seconds")
     p.add_argument("--encode-every", dest="encode_every", type=int, default=1, metavar="K",
                    help="frame skipping for a slow CPU: run the backbone on every K-th snippet only, the others "
                         "reuse its features (default 1: every snippet; see docs/benchmarks.md for the AUC cost)")
@@ -99,7 +102,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     # every number and output is checked before the model loads or the source is opened; the numbers by watch()'s
     # parameter names, which adplg.cli.main.error_message turns into their flags (the alert rules: rules_from_args)
-    check_number("watch", "window", args.window, low=1)
+    if args.window is not None:
+        check_number("watch", "window", args.window, low=1)
     if args.delay is not None:
         check_number("watch", "delay", args.delay, low=0)
         check_delay(args.delay, args.window)

@@ -14,7 +14,8 @@ numerically the same as "dense").
 ``time > max_len`` has no positional embedding rows: TorchScript raises the model's own error (``sequence length
 T=... exceeds ... max_len=...``); onnxruntime fails at the positional-embedding ``Add`` with a broadcast error
 (``Attempting to broadcast an axis by a dimension other than 1. <max_len> by <T>``). Check ``max_len`` in the
-sidecar before running.
+sidecar before running. A causal model (``model.causal``) has no positional embedding and takes any ``time``: its
+sidecar says ``max_len`` null, ``causal`` true and the ``receptive_field`` (past snippets a score depends on).
 
 Alert thresholds are not part of either graph: they live in a separate alerts config beside the model.
 """
@@ -70,6 +71,8 @@ MAX_LEN_NOTE = {
     "torchscript": "time must be <= max_len; longer inputs raise 'sequence length T=... exceeds the snippet "
                    "branch's max_len=...' (torch.jit.Error).",
 }
+CAUSAL_NOTE = ("causal model: no positional embedding, any time works; score i depends on features i - "
+               "receptive_field .. i only, so a stream can be scored over its last receptive_field + 1 snippets.")
 # loggers silenced (to ERROR) during an ONNX export: top-level packages, and dotted prefixes inside torch
 _ONNX_LOGGER_ROOTS = ("onnxscript", "onnx_ir", "onnx", "onnxruntime")
 _ONNX_LOGGER_PREFIXES = ("torch.onnx", "torch.export", "torch._export", "torch.fx", "torch._dynamo",
@@ -208,8 +211,10 @@ def build_sidecar(path: Path, fmt: str, net: SnippetBranch, config: Config | Non
         "outputs": [{"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", "time"],
                      "meaning": "sigmoid anomaly score per snippet, in [0, 1]"}],
         "feature_dim": feature_dim_of(net),
-        "max_len": net.max_len,
-        "max_len_note": MAX_LEN_NOTE[fmt],
+        "max_len": None if net.causal else net.max_len,
+        "max_len_note": CAUSAL_NOTE if net.causal else MAX_LEN_NOTE[fmt],
+        "causal": net.causal,
+        "receptive_field": net.receptive_field() if net.causal else None,
         "snippet_frames": data.layout.frames_per_snippet if data is not None else 16,
         "snippet_layout": data.layout.kind if data is not None else "uniform",
         "test_crops": data.test_crops if data is not None else None,

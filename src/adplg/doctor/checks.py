@@ -246,21 +246,23 @@ def _length_statistics(video_lengths: dict[str, int], lengths: list[int | None],
 def _check_lengths(cfg: Config, split: str, videos: list[_Video], items: list[CropItem],
                    video_lengths: dict[str, int], report: SplitReport) -> None:
     """T > model.max_len (a warning: testing and scoring run such a video in overlapping windows of max_len
-    snippets, training pools every crop to data.num_segments), and T < median / SHORT_OUTLIER_DIVISOR (a warning)."""
+    snippets, training pools every crop to data.num_segments; a causal model has no such limit), and
+    T < median / SHORT_OUTLIER_DIVISOR (a warning)."""
     if not video_lengths:
         return
-    max_len = cfg.model.max_len
+    max_len = None if cfg.model.causal else cfg.model.max_len
     median = float(np.median(list(video_lengths.values())))
     short = median / SHORT_OUTLIER_DIVISOR
-    report.rules.append(f"T > model.max_len = {max_len} is a warning (scored in overlapping windows of {max_len}); "
-                        f"T < median / {SHORT_OUTLIER_DIVISOR} = {median:g} / {SHORT_OUTLIER_DIVISOR} = {short:.1f} "
-                        f"is an outlier (warning); T per video = T of its first readable crop")
+    limit = (f"T > model.max_len = {max_len} is a warning (scored in overlapping windows of {max_len})"
+             if max_len is not None else "model.causal: any T is scored in one pass (no model.max_len limit)")
+    report.rules.append(f"{limit}; T < median / {SHORT_OUTLIER_DIVISOR} = {median:g} / {SHORT_OUTLIER_DIVISOR} = "
+                        f"{short:.1f} is an outlier (warning); T per video = T of its first readable crop")
     for video in videos:
         length = video_lengths.get(video.name)
         where = f"{items[video.crops[0]].path}: video {video.name!r}"
         if length is None or length == 0:
             continue  # unreadable, or already reported as "no snippets"
-        if length > max_len:
+        if max_len is not None and length > max_len:
             report.add("too_long", f"{where}: T longer than model.max_len: expected T <= {max_len}, got {length} "
                                    f"(scored in overlapping windows of {max_len} snippets)", WARNING)
         if length < short:

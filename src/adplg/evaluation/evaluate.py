@@ -18,9 +18,10 @@ from adplg.models.apply import DEFAULT_BATCH_SNIPPETS, batched_snippet_scores
 
 def predict_snippet_scores(net_s: nn.Module, test: TestSet, device: torch.device | str = "cpu",
                            progress: bool = False, precision: str = "fp32",
-                           batch_snippets: int = DEFAULT_BATCH_SNIPPETS, smooth_window: int = 0) -> list[np.ndarray]:
+                           batch_snippets: int = DEFAULT_BATCH_SNIPPETS, smooth_window: int = 0,
+                           smooth_mode: str = "centred") -> list[np.ndarray]:
     """Per video, the crop-averaged snippet scores [T_v] (net_s in eval mode, no resampling), smoothed
-    over ``smooth_window`` snippets (0 = off).
+    over ``smooth_window`` snippets (0 = off; ``smooth_mode`` centred or trailing).
 
     All crops of a video, and videos of equal length, go through one forward of at most ``batch_snippets``
     crop-snippets (:func:`~adplg.models.apply.batched_snippet_scores`: a long video's crops are split when they
@@ -28,7 +29,8 @@ def predict_snippet_scores(net_s: nn.Module, test: TestSet, device: torch.device
     lengths = [int(test.store.lengths[idx[0]]) for idx in test.crop_index]
     crops = [len(idx) for idx in test.crop_index]
     return batched_snippet_scores(net_s, test.crops, lengths, crops, batch_snippets=batch_snippets,
-                                  smooth_window=smooth_window, device=device, precision=precision, progress=progress)
+                                  smooth_window=smooth_window, device=device, precision=precision, progress=progress,
+                                  smooth_mode=smooth_mode)
 
 
 def frame_scores(test: TestSet, snippet_scores: list[np.ndarray]) -> np.ndarray:
@@ -47,13 +49,14 @@ def frame_scores(test: TestSet, snippet_scores: list[np.ndarray]) -> np.ndarray:
 
 def evaluate(net_s: nn.Module, test: TestSet, device: torch.device | str = "cpu", far_threshold: float = 0.5,
              progress: bool = False, precision: str = "fp32", batch_snippets: int = DEFAULT_BATCH_SNIPPETS,
-             smooth_window: int = 0) -> tuple[dict[str, float], list[np.ndarray]]:
+             smooth_window: int = 0, smooth_mode: str = "centred") -> tuple[dict[str, float], list[np.ndarray]]:
     """Frame metrics (auc, ap, pr_auc, auc_abnormal, far; per-class PR-AUC for XD) and per-video snippet scores.
 
     A GT with a single class is refused (``AdplgError``) before anything is scored."""
     require_two_classes(test.gt.labels, "test set ground truth")
     snippet_scores = predict_snippet_scores(net_s, test, device, progress=progress, precision=precision,
-                                            batch_snippets=batch_snippets, smooth_window=smooth_window)
+                                            batch_snippets=batch_snippets, smooth_window=smooth_window,
+                                            smooth_mode=smooth_mode)
     return score_metrics(test, snippet_scores, far_threshold), snippet_scores
 
 

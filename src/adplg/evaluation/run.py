@@ -66,7 +66,8 @@ def test_checkpoints(model_files: Sequence[str | Path], *, preset: str | None = 
     test = build_test_set(cfg, progress=cfg.train.progress)
     e = cfg.eval
     metrics, scores = evaluate(net_s.to(device), test, device, e.far_threshold, progress=cfg.train.progress,
-                               precision=e.precision, batch_snippets=e.batch_snippets, smooth_window=e.smooth_window)
+                               precision=e.precision, batch_snippets=e.batch_snippets, smooth_window=e.smooth_window,
+                               smooth_mode=e.smooth_mode)
     detection = detection_on_test_set(test, scores, cfg)
     mark_output_dir(out, "test")
     write_results(out, test, metrics, scores,

@@ -135,7 +135,8 @@ def _run_state(scorer: Scorer, settings: ScoreSettings) -> dict:
     return {"checkpoint_sha256": scorer.sha256, "model": c.model.model_dump(mode="json"),
             "data": {"feature_dim": c.data.feature_dim, "test_crops": c.data.test_crops,
                      "layout": c.data.layout.model_dump(mode="json")},
-            "eval": {"smooth_window": c.eval.smooth_window, "precision": c.eval.precision},
+            "eval": {"smooth_window": c.eval.smooth_window, "smooth_mode": c.eval.smooth_mode,
+                     "precision": c.eval.precision},
             "rules": settings.rules.to_dict(), "naming": settings.naming, "fps": settings.fps,
             "allow_incomplete": settings.allow_incomplete, "plot": settings.plot}
 

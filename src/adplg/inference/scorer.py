@@ -46,11 +46,11 @@ log = logging.getLogger(__name__)
 
 def score_features(net_s: torch.nn.Module, store: FeatureStore, device: torch.device | str = "cpu",
                    precision: str = "fp32", batch_snippets: int = DEFAULT_BATCH_SNIPPETS,
-                   smooth_window: int = 0) -> dict[str, np.ndarray]:
+                   smooth_window: int = 0, smooth_mode: str = "centred") -> dict[str, np.ndarray]:
     """Per video of ``store``, the crop-averaged snippet scores ``[T]`` of
     :func:`~adplg.models.apply.video_snippet_scores` (``net_s`` in eval mode), smoothed over ``smooth_window``
-    snippets as evaluation does (``eval.smooth_window``; 0 = off). A video longer than the model's ``max_len`` is
-    scored in overlapping windows."""
+    snippets as evaluation does (``eval.smooth_window``, 0 = off, and ``eval.smooth_mode``). A video longer than
+    the model's ``max_len`` is scored in overlapping windows."""
     by_video: dict[str, list[int]] = {}
     for i, item in enumerate(store.items):
         by_video.setdefault(item.video, []).append(i)
@@ -62,7 +62,7 @@ def score_features(net_s: torch.nn.Module, store: FeatureStore, device: torch.de
             log.info("%s: %d snippets, more than the model's max_len %d: scored in windows of %d snippets "
                      "overlapping by %d, averaged", video, crops.shape[1], max_len, max_len, max_len // 4)
         out[video] = video_snippet_scores(net_s, crops, batch_snippets=batch_snippets, smooth_window=smooth_window,
-                                          device=device, precision=precision)
+                                          device=device, precision=precision, smooth_mode=smooth_mode)
     return out
 
 
@@ -70,7 +70,7 @@ def score_inputs(net_s: torch.nn.Module, inputs: list[Path], feature_dim: int, n
                  fps: float | None = None, device: torch.device | str = "cpu", precision: str = "fp32",
                  batch_snippets: int = DEFAULT_BATCH_SNIPPETS, expected_crops: int | None = None,
                  progress: bool = False, layout: SnippetLayout | None = None, smooth_window: int = 0,
-                 allow_incomplete: bool = False) -> list[Timeline]:
+                 allow_incomplete: bool = False, smooth_mode: str = "centred") -> list[Timeline]:
     """Validate and score every video of the feature ``inputs``; one :class:`Timeline` per video, its frames laid
     out by ``layout`` (the config's ``data.layout``; :func:`~adplg.inference.timeline.build_timeline`). A crop count
     other than ``expected_crops`` (the checkpoint's test crops) is scored but warned about. ``fps``: None or a
@@ -81,7 +81,7 @@ def score_inputs(net_s: torch.nn.Module, inputs: list[Path], feature_dim: int, n
     items = feature_items(inputs, naming, allow_incomplete)
     store = FeatureStore.load(items, feature_dim=feature_dim, mmap=True, progress=progress,
                               context="features to score")  # memory-mapped: one video in memory at a time
-    scores = score_features(net_s, store, device, precision, batch_snippets, smooth_window)
+    scores = score_features(net_s, store, device, precision, batch_snippets, smooth_window, smooth_mode)
     timelines, assumed = [], []
     for video, snippet_scores in scores.items():
         files = [str(it.path) for it in items if it.video == video]
@@ -148,9 +148,9 @@ class Scorer:
     def score_array(self, features: np.ndarray | torch.Tensor) -> np.ndarray:
         """Snippet scores ``[T]`` of one video's features ``[T, D]`` or ``[crops, T, D]`` (crops averaged), as
         :func:`~adplg.models.apply.video_snippet_scores` gives them under this model's evaluation settings
-        (``eval.batch_snippets``, ``eval.precision``, ``eval.smooth_window``). A video longer than the model's
-        ``max_len`` snippets is scored in overlapping windows of ``max_len`` (overlap ``max_len // 4``), the
-        overlapping scores averaged."""
+        (``eval.batch_snippets``, ``eval.precision``, ``eval.smooth_window``, ``eval.smooth_mode``). A video longer
+        than the model's ``max_len`` snippets is scored in overlapping windows of ``max_len`` (overlap
+        ``max_len // 4``), the overlapping scores averaged."""
         x = torch.as_tensor(np.asarray(features, dtype=np.float32))
         if x.ndim == 2:
             x = x[None]
@@ -159,7 +159,7 @@ class Scorer:
             raise AdplgError(f"features: expected [T, {dim}] or [crops, T, {dim}], got {list(x.shape)}")
         e = self.config.eval
         return video_snippet_scores(self.model, x, batch_snippets=e.batch_snippets, smooth_window=e.smooth_window,
-                                    device=self.device, precision=e.precision)
+                                    smooth_mode=e.smooth_mode, device=self.device, precision=e.precision)
 
     def score(self, inputs: Inputs, *, fps: float | None = None, naming: str | None = None,
               weights: PathLike | None = None, backbone: str | None = None, features_dir: PathLike | None = None,
@@ -190,7 +190,8 @@ class Scorer:
         return score_inputs(self.model, features, c.data.feature_dim, naming=naming, fps=fps, device=self.device,
                             precision=c.eval.precision, batch_snippets=c.eval.batch_snippets,
                             expected_crops=c.data.test_crops, progress=progress, layout=snippet_layout(c.data),
-                            smooth_window=c.eval.smooth_window, allow_incomplete=allow_incomplete)
+                            smooth_window=c.eval.smooth_window, allow_incomplete=allow_incomplete,
+                            smooth_mode=c.eval.smooth_mode)
 
     def video_extractor(self, weights: PathLike | None, backbone: str | None = None, device=None,
                         video: PathLike = "a video input"):

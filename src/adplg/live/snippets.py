@@ -72,7 +72,7 @@ class SnippetLoop:
         self.ready: list[ReadySnippet] = []  # complete, not yet encoded
         self.index = 0  # next snippet index
         self.taken = 0  # snippets taken (take) and not yet accepted (accept), in order
-        keep = online.delay + 4
+        keep = online.delay + extractor.batch_snippets + 4  # the whole batch of push_many is kept too
         # snippet index -> (start_s, end_s, last frame arrival, first frame); bounded to the last `keep` (+ pending)
         self.pending: OrderedDict[int, tuple[float, float, float]] = OrderedDict()
         self.first_frames: deque[tuple[int, np.ndarray]] = deque(maxlen=keep)
@@ -192,16 +192,19 @@ class SnippetLoop:
     def accept(self, batch: list[ReadySnippet], encoded: Iterator[np.ndarray]) -> None:
         """Score the snippets of ``batch`` (from :meth:`take`) with the features ``[crops, D]`` of its fresh
         snippets, in order; the others reuse the last encoded snippet's features."""
+        features = []
         for _, start, end, arrival, first in batch:
             i = self.index
             self.index += 1
             self.taken -= 1
             if i % self.encode_every == 0:
                 self.held = next(encoded)
-            feat = self.held
+            assert self.held is not None  # snippet 0 is always encoded
+            features.append(self.held)
             self.pending[i] = (start, end, arrival)
             self.first_frames.append((i, first))
-            self.final(self.online.push(feat))
+        if features:
+            self.final(self.online.push_many(np.stack(features)))  # a causal model: one step for the batch
 
     def encode(self) -> None:
         """Encode every complete snippet with this loop's extractor (batches of ``batch_snippets``) and score it."""

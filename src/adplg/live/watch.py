@@ -4,8 +4,9 @@ Pipeline (one source): a reader thread (:class:`adplg.live.sources.FrameReader`)
 queue (a live source drops the oldest queued frame when the scorer falls behind; see ``stream``). The main loop cuts
 the frames into consecutive 16-frame snippets, featurises each complete snippet with the checkpoint's backbone
 through the very extractor of ``adplg extract`` (same preprocessing, same crops), scores it with
-:class:`~adplg.live.online.OnlineScorer` (a snippet's score is final ``delay`` snippets later), repeats each
-final snippet score over its 16 frames and feeds them to :class:`~adplg.inference.online_alerts.OnlineAlerts`.
+:class:`~adplg.live.online.OnlineScorer` (a snippet's score is final ``delay`` snippets later; a causal model: delay
+0 and the offline score, said at start-up), repeats each final snippet score over its 16 frames and feeds them to
+:class:`~adplg.inference.online_alerts.OnlineAlerts`.
 
 One clock: every time a live timeline says (the events' ``start_s`` / ``end_s`` / ``duration_s``, the alert rules'
 minimum duration and merge gap, the CSV, the snapshots' names) is the stream's presentation time, as ``adplg score``
@@ -26,7 +27,7 @@ known frame count: its timeline keeps the 16-frame mapping, with a warning.
 
 Memory is bounded: at most ``queue_frames`` frames in the reader's queue, the snippet being filled, up to
 ``batch_snippets`` (8) complete snippets awaiting the backbone (when the backbone is slower than the source it
-encodes up to 8 snippets per forward pass), the first frame of each of the last ``delay + 4`` snippets (snapshots),
+encodes up to 8 snippets per forward pass), the first frame of each of the last ``delay + 12`` snippets (snapshots),
 the model's ``window`` snippets of features, and 4 bytes per scored snippet for the report (``snippet_scores``).
 
 A frame whose size differs from the first frame of its snippet (a resolution change mid-stream) is resized to that
@@ -49,7 +50,7 @@ reported):
 * the timeline CSV (``snippet,start_s,end_s,score``, presentation times) appended as scores become final (an
   existing file with another header is refused);
 * a JPEG of the alert's first frame for every ``started`` event in the snapshots folder (the first frame of each of
-  the last ``delay + 4`` snippets is kept for this; an alert starting earlier gets the oldest kept frame);
+  the last ``delay + 12`` snippets is kept for this; an alert starting earlier gets the oldest kept frame);
 * a webhook: every event POSTed as JSON from a background thread (bounded queue, retries with backoff); a slow or
   dead endpoint never blocks scoring: events that do not fit the queue are dropped and counted.
 
@@ -154,10 +155,11 @@ def _load_scorer(scorer_or_checkpoint, device: str):
     return load(scorer_or_checkpoint, device=device)
 
 
-def check_delay(delay: int | None, window: int) -> None:
+def check_delay(delay: int | None, window: int | None) -> None:
     """An explicit ``delay`` must leave the snippet in the ``window``-snippet buffer when it is scored
-    (``delay <= window - 1``); else an :class:`AdplgError` about ``delay`` naming both values."""
-    if delay is not None and int(delay) > int(window) - 1:
+    (``delay <= window - 1``); else an :class:`AdplgError` about ``delay`` naming both values. ``window`` None (the
+    model's default) is checked once the model is loaded."""
+    if delay is not None and window is not None and int(delay) > int(window) - 1:
         raise AdplgError(f"watch: expected delay <= window - 1 = {int(window) - 1} snippets (a snippet must still be "
                          f"in the buffer when it is scored), got delay {delay} with window {window}; raise window or "
                          f"lower delay", parameter="delay")
@@ -165,7 +167,7 @@ def check_delay(delay: int | None, window: int) -> None:
 
 # ------------------------------------------------------------------------------------------------------ the loop
 def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: str | Path | None = None,
-          backbone: str | None = None, crops: int = 1, realtime: bool = False, window: int = 256,
+          backbone: str | None = None, crops: int = 1, realtime: bool = False, window: int | None = None,
           delay: int | None = None, rules=None, events: str | Path | IO | None = None,
           csv_path: str | Path | None = None, snapshots: str | Path | None = None, webhook: str | None = None,
           webhook_secret: bytes | str | None = None,
@@ -178,7 +180,8 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
     :class:`~adplg.alert_rules.AlertRules` (default: the scorer's). ``events``: a path (appended), ``"-"``
     (stdout) or an open text file. ``announce``: where status lines go (default: the log). ``on_event``: called
     with every event record. ``extractor``: an already built feature extractor (else built from ``weights``).
-    ``encode_every``: run the backbone on every ``k``-th snippet only (see the module docstring).
+    ``encode_every``: run the backbone on every ``k``-th snippet only (see the module docstring). ``window`` /
+    ``delay``: see :class:`~adplg.live.online.OnlineScorer` (None: the model's defaults).
     ``webhook_secret``: signs every webhook POST (see :class:`~adplg.live.outputs.WebhookPoster`). ``overwrite``: write
     into a ``snapshots`` folder holding alert JPEGs an earlier watch did not write (see :class:`WatchOutputs`)."""
     from adplg.data.datasets import snippet_layout
@@ -207,9 +210,13 @@ def watch(source: str | Path | FrameSource, scorer_or_checkpoint, *, weights: st
     online = OnlineScorer(scorer.model, window=window, delay=delay, device=scorer.device,
                           precision=precision or scorer.config.eval.precision,
                           smooth_window=scorer.config.eval.smooth_window)
+    if not online.causal:  # (a causal model's window fits its delay)
+        check_delay(delay, online.window)
     if delay is None and online.delay < online.requested_delay:
-        say(f"the model's default delay of {online.requested_delay} snippets exceeds window {window} - 1: using "
-            f"delay {online.delay} (scores are made before all of their local context has arrived)")
+        say(f"the model's default delay of {online.requested_delay} snippets exceeds window {online.window} - 1: "
+            f"using delay {online.delay} (scores are made before all of their local context has arrived)")
+    if (note := online.causal_note(scorer.config.eval.smooth_mode)) is not None:
+        say(note)
     outputs = WatchOutputs(events, csv_path, snapshots, webhook, src.name, webhook_secret=webhook_secret,
                            overwrite=overwrite)
     report.delay = online.delay

@@ -8,7 +8,14 @@ from adplg.models.local_attention import (
     band_attention_blocked,
     band_attention_dense,
 )
-from adplg.models.snippet_branch import GlobalTransformer, SnippetBranch, TemporalConvEmbedding
+from adplg.models.snippet_branch import (
+    GlobalTransformer,
+    SnippetBranch,
+    TemporalConvEmbedding,
+    is_causal,
+    receptive_field,
+)
+from adplg.models.streaming import CausalStream
 from adplg.models.video_branch import (
     VSSF,
     InputAdapter,
@@ -20,6 +27,7 @@ from adplg.models.video_branch import (
 
 __all__ = [
     "VSSF",
+    "CausalStream",
     "GlobalTransformer",
     "InputAdapter",
     "LocalMultiHeadAttention",
@@ -33,7 +41,9 @@ __all__ = [
     "band_attention_blocked",
     "band_attention_dense",
     "convert_official_state_dicts",
+    "is_causal",
     "is_official_state_dict",
     "load_official_checkpoint",
     "minmax_normalise",
+    "receptive_field",
 ]

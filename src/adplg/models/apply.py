@@ -6,8 +6,9 @@
   :func:`forward_in_chunks`) and their scores are averaged;
 * a video longer than the model's ``max_len`` snippets (its positional embedding rows) is scored in windows of
   ``max_len`` snippets overlapping by ``max_len // 4`` (:func:`window_starts`); where windows overlap their scores
-  are averaged (:func:`forward_windowed`);
-* the averaged scores may be smoothed by a centred moving average (:func:`smooth_scores`, ``eval.smooth_window``).
+  are averaged (:func:`forward_windowed`); a causal model (``model.causal``) has no such limit: one forward;
+* the averaged scores may be smoothed by a centred or a trailing moving average (:func:`smooth_scores`,
+  ``eval.smooth_window`` and ``eval.smooth_mode``).
 
 Evaluation scores many videos: :func:`batched_snippet_scores` puts videos of equal length through one forward
 (:func:`length_batches`), with the same chunk and window code, so each video's scores are those of
@@ -34,12 +35,24 @@ from adplg.precision import autocast
 DEFAULT_BATCH_SNIPPETS: int = EvalConfig.model_fields["batch_snippets"].default
 
 
-def smooth_scores(scores: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving average of snippet scores ``[T]`` over ``window`` snippets (edges use the available ones);
-    ``window <= 1`` returns ``scores`` unchanged."""
+SMOOTH_MODES = ("centred", "trailing")
+
+
+def smooth_scores(scores: np.ndarray, window: int, mode: str = "centred") -> np.ndarray:
+    """Moving average of snippet scores ``[T]`` over ``window`` snippets -> ``[T]``; ``window <= 1`` returns
+    ``scores`` unchanged. ``mode``: ``centred`` (the window around each snippet) or ``trailing`` (snippet ``i`` and
+    the ``window - 1`` before it: what live scoring can do, :class:`adplg.live.online.OnlineScorer` uses this very
+    function). The edges average the snippets available."""
+    if mode not in SMOOTH_MODES:
+        raise AdplgError(f"unknown smoothing mode {mode!r}: expected one of {', '.join(SMOOTH_MODES)}",
+                         parameter="smooth_mode")
     if window <= 1 or len(scores) < 2:
         return scores
     kernel = np.ones(window)
+    if mode == "trailing":  # the first T entries of the full convolution: sums of scores[i - window + 1 .. i]
+        total = np.convolve(scores, kernel)[:len(scores)]
+        count = np.minimum(np.arange(1, len(scores) + 1), window)
+        return total / count
     total = np.convolve(scores, kernel, mode="same")
     count = np.convolve(np.ones_like(scores), kernel, mode="same")
     return total / count
@@ -126,20 +139,21 @@ def _as_crops(features: np.ndarray | torch.Tensor, device: torch.device | str) -
 def video_snippet_scores(net_s: nn.Module, features: np.ndarray | torch.Tensor, *,
                          batch_snippets: int = DEFAULT_BATCH_SNIPPETS, max_len: int | None = None,
                          smooth_window: int = 0, device: torch.device | str = "cpu",
-                         precision: str = "fp32") -> np.ndarray:
+                         precision: str = "fp32", smooth_mode: str = "centred") -> np.ndarray:
     """Snippet scores ``[T]`` (float32) of one video's ``features`` ``[T, D]`` or ``[C, T, D]`` (crops averaged):
     forward passes of at most ``batch_snippets`` crop-snippets, overlapping windows past ``max_len`` (default
-    ``net_s.max_len``), then the centred moving average over ``smooth_window`` snippets (0 = off). See the module
-    docstring."""
+    ``net_s.max_len``), then the ``smooth_mode`` moving average over ``smooth_window`` snippets (0 = off). See the
+    module docstring."""
     with _scoring(net_s, device, precision):
         scores = forward_windowed(net_s, _as_crops(features, device), batch_snippets, max_len).mean(dim=0)
-    return smooth_scores(scores.cpu().numpy(), smooth_window)
+    return smooth_scores(scores.cpu().numpy(), smooth_window, smooth_mode)
 
 
 def batched_snippet_scores(net_s: nn.Module, crops_of: Callable[[int], np.ndarray], lengths: Sequence[int],
                            crop_counts: Sequence[int], *, batch_snippets: int = DEFAULT_BATCH_SNIPPETS,
                            max_len: int | None = None, smooth_window: int = 0, device: torch.device | str = "cpu",
-                           precision: str = "fp32", progress: bool = False) -> list[np.ndarray]:
+                           precision: str = "fp32", progress: bool = False,
+                           smooth_mode: str = "centred") -> list[np.ndarray]:
     """Per video ``v``, the scores ``[T_v]`` of :func:`video_snippet_scores` over ``crops_of(v)`` ``[C_v, T_v, D]``
     (``lengths[v] = T_v``, ``crop_counts[v] = C_v``), with videos of equal length put through one forward of at most
     ``batch_snippets`` crop-snippets (:func:`length_batches`; a long video's crops are split when they exceed it).
@@ -154,4 +168,4 @@ def batched_snippet_scores(net_s: nn.Module, crops_of: Callable[[int], np.ndarra
             scores = forward_windowed(net_s, x, batch_snippets, max_len)  # [sum C, T]
             for v, part in zip(batch, scores.split([crop_counts[v] for v in batch])):
                 on_device[v] = part.mean(dim=0)  # [T]
-    return [smooth_scores(on_device[v].cpu().numpy(), smooth_window) for v in range(len(lengths))]
+    return [smooth_scores(on_device[v].cpu().numpy(), smooth_window, smooth_mode) for v in range(len(lengths))]

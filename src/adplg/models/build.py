@@ -31,4 +31,5 @@ def _snippet_branch(cfg: Config) -> SnippetBranch:
                          max_len=m.max_len, global_depth=m.global_depth, global_heads=m.global_heads,
                          global_dim_head=m.global_dim_head, mlp_dim=m.mlp_dim, dropout=m.dropout,
                          hidden_dim=m.hidden_dim, cls_dropout=m.cls_dropout, input_adapter=m.input_adapter,
-                         attention=m.attention, input_standardize=m.input_standardize)
+                         attention=m.attention, input_standardize=m.input_standardize, causal=m.causal,
+                         causal_window=m.causal_window)

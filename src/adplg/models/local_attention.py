@@ -2,13 +2,15 @@
 
 Semantics (METHOD §2.3, item 3), for a half-window ``w`` and a sequence of length ``T``:
 
-* query ``i`` attends keys ``j`` with ``|i - j| <= w`` (a band of ``2w + 1``);
+* query ``i`` attends keys ``j`` with ``|i - j| <= w`` (a band of ``2w + 1``); with ``causal=True`` (not in the
+  paper) only the past half ``i - w <= j <= i``;
 * rotary embedding (rotate-half layout, channels ``c`` and ``c + d/2`` form a pair rotated by
   ``p * inv_freq[c]``) where the query is rotated as if it sat at position ``i + w`` and the key at ``j``,
   so the relative angle is ``(i - j + w) * inv_freq``;
 * *autopad*: the sequence is zero-padded to ``n = ceil(T / w) * w``. Padded keys ``T <= j < n`` inside the
   band are **not** masked: they take part in the softmax with logit exactly 0 (a zero key stays zero under
-  rotation) and contribute a zero value. Keys before position 0 or at ``j >= n`` are masked.
+  rotation) and contribute a zero value. Keys before position 0 or at ``j >= n`` are masked. (Causal: every padded
+  key lies after its query and is masked.)
 
 Two interchangeable implementations are given: :func:`band_attention_dense` (a plain ``T x n`` reference) and
 :func:`band_attention_blocked` (window blocks plus one neighbour block each side; memory linear in ``T``).
@@ -81,7 +83,7 @@ def _defaults(q: Tensor, inv_freq: Tensor | None, scale: float | None) -> tuple[
 
 
 def band_attention_dense(q: Tensor, k: Tensor, v: Tensor, window: int, inv_freq: Tensor | None = None,
-                         scale: float | None = None) -> Tensor:
+                         scale: float | None = None, causal: bool = False) -> Tensor:
     """Reference band attention as one dense ``T x n`` score matrix.
 
     Args:
@@ -91,6 +93,7 @@ def band_attention_dense(q: Tensor, k: Tensor, v: Tensor, window: int, inv_freq:
         window: half-window ``w``.
         inv_freq: rotary inverse frequencies ``[d/2]`` (default: the standard base-10000 values).
         scale: softmax scale (default ``d ** -0.5``).
+        causal: attend the past half of the band only (``i - w <= j <= i``).
 
     Returns:
         ``[B, H, T, d]``.
@@ -114,6 +117,8 @@ def band_attention_dense(q: Tensor, k: Tensor, v: Tensor, window: int, inv_freq:
     i = torch.arange(T, device=q.device)[:, None]
     j = torch.arange(n, device=q.device)[None, :]
     outside = (i - j).abs() > w  # [T, n]
+    if causal:
+        outside = outside | (j > i)
     logits = logits.masked_fill(outside, _lowest(logits.dtype))
     return logits.softmax(dim=-1) @ v
 
@@ -125,7 +130,7 @@ def _look_around(t: Tensor) -> Tensor:
 
 
 def band_attention_blocked(q: Tensor, k: Tensor, v: Tensor, window: int, inv_freq: Tensor | None = None,
-                           scale: float | None = None) -> Tensor:
+                           scale: float | None = None, causal: bool = False) -> Tensor:
     """Band attention computed per window block (memory linear in ``T``); same result as the dense one.
 
     The zero-padded sequence (length ``n``) is cut into ``n / w`` blocks of ``w`` queries. Each block sees
@@ -157,6 +162,8 @@ def band_attention_blocked(q: Tensor, k: Tensor, v: Tensor, window: int, inv_fre
     i_abs = blk * w + torch.arange(w, device=q.device)[None, :, None]
     j_abs = (blk - 1) * w + torch.arange(3 * w, device=q.device)[None, None, :]
     invalid = (j_abs < 0) | (j_abs >= n) | ((i_abs - j_abs).abs() > w)  # [nb, w, 3w]
+    if causal:
+        invalid = invalid | (j_abs > i_abs)
     logits = logits.masked_fill(invalid, _lowest(logits.dtype))
     out = torch.einsum("bhnij,bhnjd->bhnid", logits.softmax(dim=-1), bv)
     return out.reshape(B, H, n, d)[:, :, :T]
@@ -183,14 +190,17 @@ class LocalMultiHeadAttention(nn.Module):
 
     ``[B, T, dim]`` -> LN -> ``to_qkv`` (no bias; output splits as ``[q | k | v]``, heads contiguous) ->
     band attention per head (rotary, scale ``dim_head^-0.5``) -> merge heads -> ``to_out`` (no bias) ->
-    ``[B, T, dim]``. The residual is added by the caller.
+    ``[B, T, dim]``. The residual is added by the caller. ``causal``: keys ``i - w .. i`` only (see the module
+    docstring).
     """
 
-    def __init__(self, dim: int, window: int, heads: int = 8, dim_head: int = 64, attention: str = "blocked"):
+    def __init__(self, dim: int, window: int, heads: int = 8, dim_head: int = 64, attention: str = "blocked",
+                 causal: bool = False):
         super().__init__()
         if int(window) < 1:
             raise AdplgError(f"local attention window must be >= 1, got {window}")
         self.window = int(window)
+        self.causal = bool(causal)
         self.heads = heads
         self.dim_head = dim_head
         self.attention = check_attention_mode(attention)
@@ -212,9 +222,9 @@ class LocalMultiHeadAttention(nn.Module):
         inv_freq = self.rotary.inv_freq
         assert isinstance(inv_freq, Tensor)  # a buffer (narrowed for mypy; TorchScript accepts the assert)
         if self.attention == "dense":
-            out = band_attention_dense(q, k, v, self.window, inv_freq=inv_freq)  # [B, H, T, dh]
+            out = band_attention_dense(q, k, v, self.window, inv_freq=inv_freq, causal=self.causal)  # [B, H, T, dh]
         else:
-            out = band_attention_blocked(q, k, v, self.window, inv_freq=inv_freq)
+            out = band_attention_blocked(q, k, v, self.window, inv_freq=inv_freq, causal=self.causal)
         return self.to_out(out.transpose(1, 2).reshape(B, T, self.heads * self.dim_head))
 
 
@@ -224,16 +234,22 @@ class LocalWindowTransformer(nn.Module):
     ``x [B, T, dim]`` -> ``x + pos_emb[0:T]`` -> ``x + LocalMHA(x)`` -> LayerNorm -> Linear(dim -> out_dim,
     no bias) -> ``[B, T, out_dim]``. (The official block's feed-forward and token embedding are never used
     in its forward pass, so they are not built here.)
+
+    ``causal=True`` (not in the paper): past-only local attention and no positional embedding (``pos_emb`` is
+    None), so an output depends on neither where the sequence starts nor ``max_len``, which then limits nothing.
     """
 
     __jit_unused_properties__ = ["window", "attention"]  # python-side conveniences, not part of the scripted graph
 
     def __init__(self, dim: int = 1024, window: int = 2, heads: int = 8, dim_head: int = 64, out_dim: int = 256,
-                 max_len: int = 6750, attention: str = "blocked"):
+                 max_len: int = 6750, attention: str = "blocked", causal: bool = False):
         super().__init__()
         self.max_len = int(max_len)
-        self.pos_emb = nn.Embedding(self.max_len, dim)
-        self.attn = LocalMultiHeadAttention(dim, window, heads=heads, dim_head=dim_head, attention=attention)
+        self.causal = bool(causal)
+        # the rotary relative angles are the only positions a causal block uses
+        self.pos_emb: nn.Embedding | None = None if causal else nn.Embedding(self.max_len, dim)
+        self.attn = LocalMultiHeadAttention(dim, window, heads=heads, dim_head=dim_head, attention=attention,
+                                            causal=causal)
         self.out_norm = nn.LayerNorm(dim)
         self.out_proj = nn.Linear(dim, out_dim, bias=False)
 
@@ -253,9 +269,11 @@ class LocalWindowTransformer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, T, dim]`` -> ``[B, T, out_dim]``."""
-        T = x.shape[1]
-        if T > self.max_len:
-            raise AdplgError(f"sequence length T={T} exceeds the positional embedding's max_len={self.max_len}")
-        x = x + self.pos_emb.weight[:T]
+        pos_emb = self.pos_emb
+        if pos_emb is not None:
+            T = x.shape[1]
+            if T > self.max_len:
+                raise AdplgError(f"sequence length T={T} exceeds the positional embedding's max_len={self.max_len}")
+            x = x + pos_emb.weight[:T]
         x = x + self.attn(x)
         return self.out_proj(self.out_norm(x))

@@ -55,7 +55,7 @@ class Shared:
     outputs: Path
     snapshots: bool
     clips: ClipsConfig
-    window: int
+    window: int | None
     delay: int | None
     precision: str
     say: Callable[[str], None]
@@ -212,6 +212,8 @@ class Camera:
         online = OnlineScorer(scorer.model, window=shared.window, delay=shared.delay, device=scorer.device,
                               precision=shared.precision, smooth_window=scorer.config.eval.smooth_window)
         self.report.delay = online.delay
+        if (note := online.causal_note(scorer.config.eval.smooth_mode)) is not None:
+            shared.say(f"{self.name}: {note}")
         loop = CameraLoop(self, source, reader, shared.extractor, online, self.rules, self.report,
                           lambda line: shared.say(redact_text(line)), OnlineAlerts,
                           layout=snippet_layout(scorer.config.data), keep_scores=False)
@@ -222,11 +224,12 @@ class Camera:
         """Clips: one :class:`~adplg.service.clips.ClipRecorder` per camera, fed by the source's packet tap."""
         if self.recorder is None:
             from adplg.live.online import default_delay
+            from adplg.models.snippet_branch import is_causal
             from adplg.service.clips import ClipRecorder
 
             shared, clips = self.shared, self.shared.clips
-            delay = min(default_delay(shared.scorer.model) if shared.delay is None else shared.delay,
-                        shared.window - 1)
+            model = shared.scorer.model
+            delay = shared.delay if shared.delay is not None else 0 if is_causal(model) else default_delay(model)
             # how late an alert's start or end is known: the look-ahead (at 10 fps or more), the minimum duration,
             # and a margin for the backbone and the queue
             latency_s = delay * SNIPPET_FRAMES / 10.0 + self.rules.min_duration_s + 5.0

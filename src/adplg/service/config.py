@@ -115,7 +115,9 @@ class ServiceConfig(_Section):
     crops: int = Field(1, description="crop views per snippet (1, 5 or 10)")
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto")
     precision: Literal["fp32", "tf32", "bf16"] | None = Field(None, description="default: the checkpoint's")
-    window: int = Field(256, ge=1, description="snippets of context the model sees")
+    window: int | None = Field(None, ge=1, description="snippets of context a bidirectional model sees (default: "
+                                                        "the model's: 256; a causal model always uses its receptive "
+                                                        "field)")
     delay: int | None = Field(None, ge=0, description="look-ahead snippets (default: the model's)")
     encode_every: int = Field(1, ge=1, description="backbone on every k-th snippet (frame skipping)")
     batch_snippets: int = Field(8, ge=1, description="most snippets in one backbone forward (all cameras)")
@@ -151,7 +153,7 @@ class ServiceConfig(_Section):
                              "(http.token_env or http.token_file), got neither")
         if self.http.token_env and self.http.token_file:
             raise ValueError("http: expected the token from token_env or token_file, got both")
-        if self.delay is not None and self.delay > self.window - 1:
+        if self.delay is not None and self.window is not None and self.delay > self.window - 1:
             raise ValueError(f"delay: expected <= window - 1 = {self.window - 1}, got {self.delay}")
         return self
 

@@ -359,7 +359,8 @@ class Trainer:
         if self.test is not None:
             e = self.cfg.eval
             metrics, scores = evaluate(self.scoring_net, self.test, self.device, e.far_threshold, precision=e.precision,
-                                       batch_snippets=e.batch_snippets, smooth_window=e.smooth_window)
+                                       batch_snippets=e.batch_snippets, smooth_window=e.smooth_window,
+                                       smooth_mode=e.smooth_mode)
             record["test"] = metrics
             write_results(self.run_dir / "evals" / f"step_{self.step}", self.test, metrics, scores,
                           extra={"step": self.step, "val_video_auc": val})
