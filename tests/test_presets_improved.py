@@ -138,6 +138,8 @@ def test_presets_lists_what_each_improved_preset_changes(capsys):
     assert "model.model_dim        1024 -> 128" in lines and "eval.smooth_window     0 -> 9" in lines
     assert main(["presets", "--diff", "ucf-i3d-improved-cpu", "--against", "ucf-i3d-improved"]) == 0
     assert "model.snippet_members" not in capsys.readouterr().out
+    assert main(["presets", "--against", "ucf-i3d"]) == 2
+    assert "expected --diff" in capsys.readouterr().err
 
 
 def test_improved_flag_picks_the_improved_preset_and_official_flags_still_override(capsys):

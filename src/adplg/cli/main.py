@@ -25,6 +25,7 @@ from adplg.errors import AdplgError
 EXAMPLES_TRAIN = """examples:
   adplg train --preset ucf-i3d --list_dir ADPLG-VAD/list --feature_root /data/UCF-10Crop
   adplg train --preset xd-i3d --feature_root /data/xd train.seed=1 train.num_iters=5000
+  adplg train --preset xd-i3d --improved --feature_root /data/xd      # xd-i3d-improved (adplg presets)
   adplg train --resume runs/ucf-i3d-seed42-20261127-101500
 """
 EXAMPLES_TEST = """examples:
@@ -86,6 +87,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
     Returns 0."""
     if args.diff:
         return print_preset_diff(args.diff, args.against)
+    if args.against:
+        raise AdplgError(f"--against {args.against} compares with --diff NAME: expected --diff, got none")
     rows = [PRESET_COLUMNS, *preset_rows()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(PRESET_COLUMNS) - 1)]
     for row in rows:
