@@ -184,3 +184,49 @@ def test_logistic_baseline_is_above_chance_but_far_from_perfect(ds):
     m = frame_metrics(np.concatenate(gts), frame_scores, offsets, labels)
     assert 0.6 < m["auc"] < 0.9, m
     assert 0.5 < m["auc_abnormal"] < 0.95, m
+
+
+# ------------------------------------------------------------------------- XD-like and SHT-like layouts (issue 29)
+LIKE_SIZES = {"num_train_normal": 3, "num_train_abnormal": 3, "num_test_normal": 2, "num_test_abnormal": 2,
+              "feature_dim": 8, "max_snippets": 30, "seed": 2}
+
+
+def test_xd_and_sht_layouts_hold_the_same_videos_in_their_official_formats(tmp_path):
+    from adplg.config import build_config
+    from adplg.data.datasets import build_test_set, build_train_set
+    from adplg.data.synthetic import SYNTHETIC_DATA_SETTINGS
+
+    sets = {like: generate_synthetic_ucf(tmp_path / like, crops=3, relative_paths=True, like=like, **LIKE_SIZES)
+            for like in ("ucf", "xd", "sht")}
+    xd, sht = sets["xd"], sets["sht"]
+    xd_lines = _read_lines(xd.train_list)
+    assert all(p.startswith("train/") and p.endswith(("__0.npy", "__1.npy", "__2.npy")) for p in xd_lines)
+    assert sum("_label_A__" in p for p in xd_lines) == 9 and xd.gt_file is None
+    annotated = [line.split() for line in _read_lines(xd.annotations)]  # abnormal test videos only
+    assert len(annotated) == 2 and all("_label_B" in r[0] or "_label_G" in r[0] for r in annotated)
+    train_rows = [line.split() for line in _read_lines(sht.train_list)]
+    assert all(len(r) == 2 and r[1] in ("1.0", "0.0") for r in train_rows)
+    assert [r[0] for r in train_rows] == sorted(r[0] for r in train_rows)  # name-sorted, as the official list
+    assert all(len(line.split()) == 1 for line in _read_lines(sht.test_list)) and sht.annotations is None
+    gt = np.load(sht.gt_file)
+    test_lengths = [np.load(sht.root / p).shape[0] for p in _read_lines(sht.test_list)[::3]]
+    assert gt.shape == (16 * sum(test_lengths),) and set(np.unique(gt)) == {0, 1}
+    # the same features in every layout: only names and files differ
+    ucf_first = np.load(sets["ucf"].root / _read_lines(sets["ucf"].test_list)[0])
+    for like in ("xd", "sht"):
+        np.testing.assert_array_equal(np.load(sets[like].root / _read_lines(sets[like].test_list)[0]), ucf_first)
+    # each layout reads back with its data settings: the same frame GT and video labels
+    built = {}
+    for like, d in sets.items():
+        overrides = [f"data.{k}={'null' if v is None else v}" for k, v in SYNTHETIC_DATA_SETTINGS[like].items()]
+        cfg = build_config("demo-cpu-small", overrides=[*overrides, f"data.list_dir={d.root}", "data.feature_dim=8",
+                                                        "data.train_crops=3", "data.test_crops=3",
+                                                        "train.batch_size=2"])
+        train, test = build_train_set(cfg, progress=False), build_test_set(cfg, progress=False)
+        built[like] = (test.gt.labels, test.video_labels, int(train.labels.sum()))
+    for like in ("xd", "sht"):
+        np.testing.assert_array_equal(built[like][0], built["ucf"][0])
+        np.testing.assert_array_equal(built[like][1], built["ucf"][1])
+        assert built[like][2] == built["ucf"][2] == 9
+    with pytest.raises(AdplgError, match="like must be one of ucf, xd, sht"):
+        generate_synthetic_ucf(tmp_path / "bad", like="shanghai")

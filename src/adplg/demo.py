@@ -19,9 +19,15 @@ import numpy as np
 import torch
 
 from adplg.baselines import logistic_regression_baseline, mil_ranking_baseline
-from adplg.config import Config, build_config, load_preset
+from adplg.config import Config, build_config
 from adplg.data.datasets import TestSet, TrainSet, build_test_set, build_train_set, data_manifest
-from adplg.data.synthetic import TEST_NORMAL_FOLDER, generate_synthetic_ucf
+from adplg.data.synthetic import (
+    SYNTHETIC_DATA_SETTINGS,
+    TEST_NORMAL_FOLDER,
+    generate_synthetic_ucf,
+    synthetic_like_for,
+)
+from adplg.errors import AdplgError
 from adplg.evaluation.evaluate import predict_snippet_scores, score_metrics
 from adplg.evaluation.plots import plot_test_examples
 from adplg.io import atomic_write_text, check_output_owner, mark_output_dir
@@ -93,24 +99,38 @@ def torch_threads(count: int | None) -> Iterator[None]:
 
 def train_and_compare(out: Path, seed: int = 0, num_iters: int | None = None, progress: bool = False,
                       overrides: Sequence[str] = (), preset: str = "demo-cpu-small", data: dict | None = None,
-                      mil: bool = False, overwrite: bool = False) -> Comparison:
+                      mil: bool = False, overwrite: bool = False, reuse_data: bool = False) -> Comparison:
     """Generate the synthetic set for ``seed``, train ``preset`` on it, evaluate it and the logistic baseline (and,
     with ``mil``, the MIL ranking baseline). ``data``: options of :func:`generate_synthetic_ucf` (``crops``,
-    ``feature_dim``, video counts); the config's feature size and crop counts follow them. An ``out`` holding a
-    ``data`` folder an earlier demo did not write, or another command's folder, is refused before any compute
-    (:func:`~adplg.io.check_output_owner`), unless ``overwrite``."""
+    ``feature_dim``, video counts, ``like``: the on-disk layout, by default the one of the preset's data format,
+    see :func:`synthetic_like_for`); the config's feature size, crop counts, list formats and file names follow
+    them. ``num_iters`` shortens the schedule: a third of the steps at most for the warm-up, the weight average
+    (``train.average_from``) from the end of the warm-up at the latest. ``reuse_data``: train on the set an earlier
+    call wrote into ``out/data`` with the same ``seed`` and ``data`` (e.g. a second model on the same data) instead of
+    writing it again. An ``out`` holding a ``data`` folder an earlier demo did not write, or another command's
+    folder, is refused before any compute (:func:`~adplg.io.check_output_owner`), unless ``overwrite``."""
     out = check_output_owner(out, "demo", DEMO_OUTPUT_NAMES, what="demo output folder (out)", overwrite=overwrite)
     generator = inspect.signature(generate_synthetic_ucf).parameters
     data = {"feature_dim": generator["feature_dim"].default, "crops": generator["crops"].default, **(data or {})}
+    chosen = build_config(preset, overrides=list(overrides))  # the preset as asked, before the synthetic set's data
+    data["like"] = data.get("like") or synthetic_like_for(chosen.data)
     options = [f"data.list_dir={out / 'data'}", f"train.seed={seed}", f"train.progress={progress}",
                f"output_dir={out}", f"data.feature_dim={data['feature_dim']}", f"data.train_crops={data['crops']}",
                f"data.test_crops={data['crops']}"]
-    if num_iters is not None:  # a short demo keeps a third of its steps for branch 2 (warm_up < num_iters)
-        warm_up = load_preset(preset)["train"]["warm_up"]
-        options += [f"train.num_iters={num_iters}", f"train.warm_up={min(warm_up, num_iters // 3)}"]
-    cfg = build_config(preset, overrides=[*options, *overrides])  # invalid settings stop before any work
+    options += [f"data.{key}={'null' if value is None else value}"
+                for key, value in SYNTHETIC_DATA_SETTINGS[data["like"]].items()]
+    schedule = []
+    if num_iters is not None:  # a short run keeps two thirds of its steps for branch 2 (warm_up < num_iters)
+        warm_up = min(chosen.train.warm_up, num_iters // 3)
+        schedule = [f"train.num_iters={num_iters}", f"train.warm_up={warm_up}"]
+        if chosen.train.average_from:
+            schedule.append(f"train.average_from={min(chosen.train.average_from, warm_up)}")
+    cfg = build_config(preset, overrides=[*options, *overrides, *schedule])  # invalid settings stop before any work
     mark_output_dir(out, "demo")
-    generate_synthetic_ucf(out / "data", seed=seed, relative_paths=True, **data)
+    if reuse_data:
+        check_synthetic_set(out / "data", seed, data)
+    else:
+        generate_synthetic_ucf(out / "data", seed=seed, relative_paths=True, **data)
     train, test = build_train_set(cfg, progress=False), build_test_set(cfg, progress=False)
     run_dir = create_run_dir(cfg)  # <out>/demo-cpu-small-seed<seed>-<time>
     manifest = data_manifest(cfg, train, test)
@@ -121,6 +141,21 @@ def train_and_compare(out: Path, seed: int = 0, num_iters: int | None = None, pr
     summary = trainer.fit()
     return Comparison(ours=summary["last"]["test"], baseline=baseline_metrics(cfg, train, test), trainer=trainer,
                       test=test, mil=mil_metrics(cfg, train, test) if mil else None)
+
+
+def check_synthetic_set(folder: Path, seed: int, data: dict) -> None:
+    """Refuse to reuse the synthetic set in ``folder`` unless its ``synthetic.json`` records ``seed`` and the
+    generator options ``data``."""
+    meta_file = folder / "synthetic.json"
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise AdplgError(f"reuse_data: expected a synthetic set in {folder} (its synthetic.json), found none") from None
+    wanted = {"seed": seed, **data}
+    differ = {key: (value, meta.get(key)) for key, value in wanted.items() if meta.get(key) != value}
+    if differ:
+        raise AdplgError(f"reuse_data: the synthetic set in {folder} was written with other options: "
+                         + ", ".join(f"{key} expected {want!r}, got {got!r}" for key, (want, got) in differ.items()))
 
 
 def metrics_table(rows: dict[str, dict]) -> list[str]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from adplg.errors import AdplgError
+
 # the official scripts' flags -> config keys
 SEED_FLAGS = {
     "thre_pesudo_a": ("plg.mean_threshold", float),
@@ -60,6 +62,9 @@ def add_config_args(p: argparse.ArgumentParser, preset_default: str | None, flag
     p.add_argument("--preset", default=preset_default,
                    help="dataset/feature preset (see `adplg presets`)"
                    + (f"; default {preset_default}" if preset_default else ""))
+    p.add_argument("--improved", action="store_true",
+                   help="use the improved preset of --preset (<preset>-improved: the improvement options, "
+                        "`adplg presets` lists what each changes)")
     p.add_argument("--config", help="a YAML file merged over the preset")
     for flag in flags:
         key, kind = SEED_FLAGS[flag]
@@ -98,6 +103,19 @@ def rules_from_args(args: argparse.Namespace, scorer):
     overrides = {parameter: getattr(args, parameter) for parameter in ALERT_RULE_FLAGS}
     return resolve_rules(scorer.rules, scorer.rules_source, alerts_file=args.alerts,
                          labels={parameter: flag for parameter, (flag, _) in ALERT_RULE_FLAGS.items()}, **overrides)
+
+
+def chosen_preset(args: argparse.Namespace) -> str | None:
+    """``--preset``, or with ``--improved`` its improved preset (``ucf-i3d`` -> ``ucf-i3d-improved``); ``--improved``
+    without a preset, or for a preset that has no improved one, is an error naming the flag."""
+    if not getattr(args, "improved", False):
+        return args.preset
+    if args.preset is None:
+        raise AdplgError("expected a --preset to improve (e.g. --preset ucf-i3d --improved), got none",
+                         parameter="improved")
+    from adplg.preset_diff import improved_preset
+
+    return improved_preset(args.preset)
 
 
 def config_overrides(args: argparse.Namespace) -> list[str]:

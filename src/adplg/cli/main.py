@@ -14,6 +14,7 @@ from adplg._version import __version__
 from adplg.cli.common import (
     SEED_FLAGS,
     add_config_args,
+    chosen_preset,
     config_overrides,
     normalize_spellings,
     option_for,
@@ -24,6 +25,7 @@ from adplg.errors import AdplgError
 EXAMPLES_TRAIN = """examples:
   adplg train --preset ucf-i3d --list_dir ADPLG-VAD/list --feature_root /data/UCF-10Crop
   adplg train --preset xd-i3d --feature_root /data/xd train.seed=1 train.num_iters=5000
+  adplg train --preset xd-i3d --improved --feature_root /data/xd      # xd-i3d-improved (adplg presets)
   adplg train --resume runs/ucf-i3d-seed42-20261127-101500
 """
 EXAMPLES_TEST = """examples:
@@ -57,12 +59,57 @@ def preset_rows() -> list[tuple[str, ...]]:
     return rows
 
 
+def derived_preset_lines(width: int = 120) -> list[str]:
+    """For every preset built on another (``base:``): what it changes against its faithful preset, the model's
+    options and its size and schedule apart, wrapped to ``width``."""
+    from adplg.preset_diff import changes_text, faithful_preset, preset_changes, split_changes
+
+    lines = []
+    for name in preset_names_with_base():
+        options, size = split_changes(preset_changes(name))
+        lines.append(f"  {name} (against {faithful_preset(name)}):")
+        lines.append(changes_text(options, width, label="      options:           "))
+        if size:
+            lines.append(changes_text(size, width, label="      size and schedule: "))
+    return lines
+
+
+def preset_names_with_base() -> list[str]:
+    """The presets built on another preset (``base:``), sorted."""
+    from adplg.config import preset_lineage, preset_names
+
+    return [name for name in preset_names() if len(preset_lineage(name)) > 1]
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
-    """``adplg presets``: a table of the bundled presets (:data:`PRESET_COLUMNS`), columns aligned. Returns 0."""
+    """``adplg presets``: a table of the bundled presets (:data:`PRESET_COLUMNS`), columns aligned, then what each
+    preset built on another changes against its faithful preset; ``--diff NAME``: those changes one key per line.
+    Returns 0."""
+    if args.diff:
+        return print_preset_diff(args.diff, args.against)
+    if args.against:
+        raise AdplgError(f"--against {args.against} compares with --diff NAME: expected --diff, got none")
     rows = [PRESET_COLUMNS, *preset_rows()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(PRESET_COLUMNS) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    print("\nwhat the presets built on another change against their faithful preset (resolved configs; "
+          "`adplg presets --diff NAME` one key per line):")
+    print("\n".join(derived_preset_lines()))
+    return 0
+
+
+def print_preset_diff(name: str, against: str | None) -> int:
+    """``adplg presets --diff NAME [--against OTHER]``: one changed key per line, ``key  before -> after``. Returns
+    0."""
+    from adplg.preset_diff import faithful_preset, preset_changes, show_value
+
+    other = against or faithful_preset(name)
+    changes = preset_changes(name, other)
+    print(f"# {name} against {other}: {len(changes)} key(s) differ")
+    width = max((len(key) for key, _, _ in changes), default=0)
+    for key, old, new in changes:
+        print(f"{key:{width}s}  {show_value(old)} -> {show_value(new)}")
     return 0
 
 
@@ -103,6 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``adplg train``: train a run, print its summary and checkpoint. Returns 0."""
     from adplg.training.run import train
 
+    args.preset = chosen_preset(args)
     _check_train_output(args)
     result = train(args.preset, overrides=config_overrides(args), config_file=args.config, run_dir=args.run_dir,
                    resume=args.resume, evaluate=not args.no_eval,
@@ -135,6 +183,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     if args.out is not None:  # before any compute, in the command's own words
         check_output_owner(args.out, "test", TEST_OUTPUT_NAMES, what="test --out folder", overwrite=args.overwrite)
+    args.preset = chosen_preset(args)
     files, overrides = split_model_files(args.model_file)
     result = test_checkpoints(files, preset=args.preset, config_file=args.config,
                               overrides=config_overrides(args) + overrides, out_dir=args.out, plot=not args.no_plot,
@@ -225,7 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "refuse, nothing is changed)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("presets", help="list the presets")
+    p = sub.add_parser("presets", help="list the presets and what the improved ones change")
+    p.add_argument("--diff", metavar="NAME", help="list what preset NAME changes against its faithful preset, one "
+                                                  "key per line")
+    p.add_argument("--against", metavar="OTHER", help="with --diff: compare with preset OTHER instead")
     p.set_defaults(func=cmd_presets)
 
     p = sub.add_parser("config", help="every config key with its default (or a preset's value) and description")
@@ -311,7 +363,8 @@ def legacy_parser(script: str, preset: str, command: str) -> argparse.ArgumentPa
     default of ``--preset``, its own name in the usage line."""
     parser = argparse.ArgumentParser(
         prog=f"python {script}", description=f"The official command, the same as `adplg {command} --preset {preset}`"
-        + (f". {TEST_DESCRIPTION}" if command == "test" else "."))
+        f"; --improved: `--preset {preset}-improved` (the improvement options, not the paper's), --preset another "
+        f"preset" + (f". {TEST_DESCRIPTION}" if command == "test" else "."))
     add_verbose(parser)
     if command == "train":
         add_train_arguments(parser, preset)

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from adplg.conventions import SNIPPET_FRAMES
+from adplg.config import DataConfig
+from adplg.conventions import SNIPPET_FRAMES, crop_file_names
 from adplg.errors import AdplgError
 
 TRAIN_NORMAL_FOLDER = "Training_Normal_Videos_Anomaly"
@@ -38,6 +39,22 @@ UCF_CLASSES = (
     "Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
     "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism",
 )
+# The on-disk layouts a synthetic set can be written in (``like``): the same videos and features, the official list,
+# naming and ground-truth formats of UCF-Crime, XD-Violence or ShanghaiTech.
+SYNTHETIC_LIKES = ("ucf", "xd", "sht")
+# the data.* config settings that read a synthetic set of each layout (with data.list_dir = its folder)
+SYNTHETIC_DATA_SETTINGS: dict[str, dict[str, str | None]] = {
+    "ucf": {"format": "ucf", "train_list": "UCF_Train.list", "test_list": "UCF_Test.list",
+            "annotations": "UCF_Annotation.txt", "annotation_format": "ucf", "gt_file": None},
+    "xd": {"format": "xd", "train_list": "XD_Train.list", "test_list": "XD_Test.list",
+           "annotations": "XD_annotations.txt", "annotation_format": "xd", "gt_file": None},
+    "sht": {"format": "sht", "train_list": "SHT_Train.list", "test_list": "SHT_Test.list", "annotations": None,
+            "annotation_format": "ucf", "gt_file": "sh-gt.npy"},
+}
+# XD-Violence's violence labels (B1 fighting, B2 shooting, B4 riot, B5 abuse, B6 car accident, G explosion): an
+# XD-like abnormal video is named with the one of its UCF class's index
+XD_CLASS_CODES = ("B1", "B2", "B4", "B5", "B6", "G")
+SHT_SCENES = 13
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -97,14 +114,17 @@ def crop_filename(video: str, crop: int) -> str:
 # --------------------------------------------------------------------------------------------------------------
 @dataclass(kw_only=True)
 class SyntheticDataset:
-    """Paths of what :func:`generate_synthetic_ucf` wrote."""
+    """Paths of what :func:`generate_synthetic_ucf` wrote: ``annotations`` (UCF-like, XD-like) or ``gt_file``
+    (SHT-like: the concatenated frame GT)."""
 
     root: Path
     train_list: Path
     test_list: Path
-    annotations: Path
+    annotations: Path | None
     feature_dim: int
     crops: int
+    like: str = "ucf"
+    gt_file: Path | None = None
 
 
 @dataclass(kw_only=True)
@@ -230,6 +250,7 @@ def generate_synthetic_ucf(
     max_snippets: int = 400,
     seed: int = 0,
     relative_paths: bool = False,
+    like: str = "ucf",
 ) -> SyntheticDataset:
     """Write a synthetic UCF-Crime-like dataset in the official ADPLG-VAD on-disk formats and return its paths.
 
@@ -251,6 +272,16 @@ def generate_synthetic_ucf(
     The lists hold absolute paths, like the authors' lists; ``relative_paths=True`` writes them relative to the
     lists' folder (``train/Abuse/Abuse028_x264.npy``), which the list readers resolve against that folder, so the
     whole folder can be moved (what ``adplg demo`` writes).
+
+    ``like`` (:data:`SYNTHETIC_LIKES`) writes the same videos and features in another dataset's official layout
+    (read with the settings :data:`SYNTHETIC_DATA_SETTINGS`):
+
+    * ``xd``: ``train/<video>_label_A__k.npy`` (normal) and ``<video>_label_<B1..G>-0-0__k.npy`` (abnormal, XD's
+      labels) in ``XD_Train.list`` / ``XD_Test.list``, and ``XD_annotations.txt`` (``<name> s1 e1 [s2 e2]``, abnormal
+      test videos only);
+    * ``sht``: ``train/<scene>_<id>_k.npy`` (ids of 4 digits abnormal, 3 normal) in ``SHT_Train.list``
+      (``<path> 1.0|0.0``, name-sorted) / ``SHT_Test.list`` (no label column, abnormal videos first), and
+      ``sh-gt.npy``: the test videos' frame labels (16 per snippet) concatenated in list order.
     """
     counts = {
         "num_train_normal": num_train_normal, "num_train_abnormal": num_train_abnormal,
@@ -267,6 +298,8 @@ def generate_synthetic_ucf(
         raise AdplgError(f"crops must be >= 1, got {crops}")
     if max_snippets < 1:
         raise AdplgError(f"max_snippets must be >= 1, got {max_snippets}")
+    if like not in SYNTHETIC_LIKES:
+        raise AdplgError(f"like must be one of {', '.join(SYNTHETIC_LIKES)}, got {like!r}")
 
     table = load_ucf_video_table()
     pools = {
@@ -298,12 +331,14 @@ def generate_synthetic_ucf(
 
     root = Path(out_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    list_lines: dict[str, list[str]] = {"train": [], "test": []}
+    # per split: (video name, its list lines); the test videos' names, frame labels and annotation lines
+    listed: dict[str, list[tuple[str, list[str]]]] = {"train": [], "test": []}
+    test_gt: list[np.ndarray] = []
     annotation_lines: list[str] = []
     videos = [(key, row) for key in [("train", False), ("train", True), ("test", False), ("test", True)]
               for row in chosen[key]]
     video_seeds = video_ss.spawn(len(videos))
-    for ((split, _normal), row), vss in zip(videos, video_seeds):
+    for number, (((split, _normal), row), vss) in enumerate(zip(videos, video_seeds), start=1):
         rng = np.random.default_rng(vss)
         real_t = max(1, row["num_frames"] // SNIPPET_FRAMES)
         t_len = min(real_t, max_snippets)
@@ -319,26 +354,72 @@ def generate_synthetic_ucf(
             intervals = _draw_train_intervals(rng, templates, frames)
         intervals = intervals[:2]  # the official annotation format has two slots
 
-        folder = root / split / ucf_folder(cls, split)
+        name, folder, files = _video_files(like, root / split, row["video"], cls, split, number, crops)
         folder.mkdir(parents=True, exist_ok=True)
-        for k, feat in enumerate(_synth_video(rng, world, t_len, cls, intervals, crops)):
-            path = folder / crop_filename(row["video"], k)
+        lines = []
+        for path, feat in zip(files, _synth_video(rng, world, t_len, cls, intervals, crops)):
             np.save(path, feat)
-            list_lines[split].append(str(path.relative_to(root) if relative_paths else path))
+            line = str(path.relative_to(root) if relative_paths else path)
+            lines.append(f"{line} {0.0 if cls == 'Normal' else 1.0}" if like == "sht" and split == "train" else line)
+        listed[split].append((name, lines))
         if split == "test":
-            slots = [v for s_e in intervals for v in s_e] + [-1] * (4 - 2 * len(intervals))
-            annotation_lines.append(
-                f"{ucf_folder(cls, split)}/{row['video']}.mp4 {frames} {cls} " + " ".join(map(str, slots)) + " "
-            )
+            annotation_lines += _annotation_lines(like, name, cls, split, frames, intervals)
+            labels = np.zeros(frames, dtype=np.uint8)
+            for s, e in intervals:
+                labels[s:e] = 1
+            test_gt.append(labels)
 
-    train_list = root / "UCF_Train.list"
-    test_list = root / "UCF_Test.list"
-    annotations = root / "UCF_Annotation.txt"
-    train_list.write_text("\n".join(list_lines["train"]) + "\n", encoding="utf-8")
-    test_list.write_text("\n".join(list_lines["test"]) + "\n", encoding="utf-8")
-    annotations.write_text("\n".join(annotation_lines) + "\n", encoding="utf-8")
+    if like == "sht":  # the official SHT training list is sorted by name, normal and abnormal videos interleaved
+        listed["train"].sort(key=lambda video: video[0])
+    settings = SYNTHETIC_DATA_SETTINGS[like]
+    train_list, test_list = root / str(settings["train_list"]), root / str(settings["test_list"])
+    for path, split in ((train_list, "train"), (test_list, "test")):
+        path.write_text("\n".join(line for _, lines in listed[split] for line in lines) + "\n", encoding="utf-8")
+    annotations = gt_file = None
+    if settings["annotations"]:
+        annotations = root / settings["annotations"]
+        annotations.write_text("\n".join(annotation_lines) + "\n", encoding="utf-8")
+    if settings["gt_file"]:
+        gt_file = root / settings["gt_file"]
+        np.save(gt_file, np.concatenate(test_gt))
     meta = dict(counts, feature_dim=feature_dim, crops=crops, max_snippets=max_snippets, seed=seed,
-                relative_paths=relative_paths, generator="adplg.data.synthetic.generate_synthetic_ucf")
+                relative_paths=relative_paths, like=like, generator="adplg.data.synthetic.generate_synthetic_ucf")
     (root / "synthetic.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return SyntheticDataset(root=root, train_list=train_list, test_list=test_list, annotations=annotations,
-                            feature_dim=feature_dim, crops=crops)
+                            feature_dim=feature_dim, crops=crops, like=like, gt_file=gt_file)
+
+
+def synthetic_like_for(data: DataConfig) -> str:
+    """The layout (:data:`SYNTHETIC_LIKES`) of a synthetic set for a config's data: its list format (``ucf``, ``xd``,
+    ``sht``), for the VadCLIP csv lists its annotation format (``ucf-clip`` -> ``ucf``), else ``ucf``."""
+    if data.format in SYNTHETIC_LIKES:
+        return data.format
+    return data.annotation_format if data.format == "csv" else "ucf"
+
+
+def _video_files(like: str, split_dir: Path, video: str, cls: str, split: str, number: int,
+                 crops: int) -> tuple[str, Path, list[Path]]:
+    """``(video name, folder, crop files)`` of a video in the ``like`` layout; ``number`` (1, 2, ... over the
+    whole set) makes the SHT-like names unique."""
+    if like == "ucf":
+        folder = split_dir / ucf_folder(cls, split)
+        return video, folder, [folder / crop_filename(video, k) for k in range(crops)]
+    if like == "xd":
+        label = "A" if cls == "Normal" else f"{XD_CLASS_CODES[UCF_CLASSES.index(cls) % len(XD_CLASS_CODES)]}-0-0"
+        name = f"{video}_label_{label}"
+    else:
+        scene = 1 + number % SHT_SCENES
+        name = f"{scene:02d}_{number:03d}" if cls == "Normal" else f"{scene:02d}_{number:04d}"
+    return name, split_dir, [split_dir / file for file in crop_file_names(name, crops, like)]
+
+
+def _annotation_lines(like: str, name: str, cls: str, split: str, frames: int,
+                      intervals: list[tuple[int, int]]) -> list[str]:
+    """The annotation file's line(s) of a test video: every video in UCF_Annotation.txt (two slots, -1 when
+    unused), the abnormal ones in XD_annotations.txt, none for SHT (its GT is a frame array)."""
+    if like == "ucf":
+        slots = [v for s_e in intervals for v in s_e] + [-1] * (4 - 2 * len(intervals))
+        return [f"{ucf_folder(cls, split)}/{name}.mp4 {frames} {cls} " + " ".join(map(str, slots)) + " "]
+    if like == "xd" and cls != "Normal":
+        return [f"{name} " + " ".join(f"{s} {e}" for s, e in intervals)]
+    return []
