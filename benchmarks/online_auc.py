@@ -19,10 +19,21 @@ frames per snippet / ``data.gt_fps``, per video). Smoothing as the config says: 
     python benchmarks/online_auc.py --seeds 0 --no-causal train.num_iters=60 train.warm_up=20   # a quick check
     python benchmarks/online_auc.py --grid --seeds 0 --windows 64 256 --delays 0 default       # the W x L grid
     python benchmarks/online_auc.py --grid --checkpoint RUN_DIR [--preset P]                  # a trained model
+    python benchmarks/online_auc.py --r1 --no-demo --runs RUNS_R1_IMPROVED RUNS_R1_CAUSAL     # R1, trained already
+    python benchmarks/online_auc.py --seeds 0 --runs OUT OUT       # the demo runs of an earlier run with --out OUT
 
 The causal rows need the config key ``model.causal``; without it they are skipped with a note. ``--write FILE``
 appends the markdown tables, ``--json FILE`` writes every seed's numbers. Overrides (``key=value``) apply to every
 model trained (or to the checkpoint's config).
+
+``--runs BIDIRECTIONAL_DIR CAUSAL_DIR``: the same rows without training, from finished runs (of
+``benchmarks/r1.py --out DIR``, or of this script's ``--out DIR``). Per seed, each folder must hold one finished run
+(searched two levels deep) whose saved config has that ``train.seed``, the name (the ``--r1-presets``; the demo's
+``demo-cpu-small``) and ``model.causal`` false / true (benchmarks/saved_runs.py). Rows (a) / (d) are its last
+evaluation's scores (``evals/step_<last>/scores.npz``), rows (b) / (c) stream its ``checkpoints/last`` snippet
+branch (the weight average where ``train.average_from`` / ``train.ema_decay`` is set: the weights that evaluation
+scored), all with the run's saved config; the test set is built from that config (R1: read from ADPLG_SHARED).
+Overrides and ``--num-iters`` are refused with ``--runs`` (the runs are scored as they were trained).
 
 ``--grid``: the earlier comparison, online frame AUC for every ring-buffer window ``W``, look-ahead delay ``L`` and
 backbone stride ``k`` against the unsmoothed offline AUC (demo-cpu-small, and r1-cpu-small with ``--r1``).
@@ -40,12 +51,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from r1 import last_eval_scores, shared_dir, train_seed  # noqa: E402
+from r1 import eval_scores, shared_dir, train_seed  # noqa: E402
+from saved_runs import ScoringRun, find_run, load_run, trained_run  # noqa: E402
 
 from adplg.evaluation.detection import TARGET_FARS, detection_on_test_set, far_key  # noqa: E402
 from adplg.evaluation.evaluate import predict_snippet_scores, score_metrics  # noqa: E402
@@ -53,7 +66,10 @@ from adplg.live.online import OnlineScorer, default_delay  # noqa: E402
 
 DEMO_SEEDS, R1_SEEDS = [0, 1, 2], [0, 1, 2, 3, 4]
 DEMO_CAUSAL_OVERRIDES = ["model.causal=true", "eval.smooth_mode=trailing"]
+DEMO_PRESET = "demo-cpu-small"  # what adplg.demo.train_and_compare trains (its runs' saved name)
+DEMO_DATA: dict | None = None  # generate_synthetic_ucf options of the demo data (None: its defaults; tests shrink it)
 R1_PRESETS = ("r1-improved", "r1-improved-causal")
+KINDS = ("bidirectional", "causal")  # the two models of a seed, in the order of --runs and --r1-presets
 ROW_NAMES = {"bidirectional offline": "(a) bidirectional, offline", "bidirectional online": "(b) bidirectional, online",
              "causal online": "(c) causal, online", "causal offline": "(d) causal, offline"}
 
@@ -106,11 +122,14 @@ def row(test, cfg, scores: list[np.ndarray], delay: int, seconds: float, **extra
             "seconds": seconds, **extra}
 
 
-def model_rows(kind: str, trainer, test, window: int) -> dict[str, dict]:
-    """The offline and online rows of one trained model (``kind``: ``bidirectional`` or ``causal``)."""
-    cfg, model, device = trainer.cfg, trainer.scoring_net.eval(), str(trainer.device)
+def model_rows(kind: str, run: ScoringRun, test, window: int) -> dict[str, dict]:
+    """The offline and online rows of one trained model (``kind``: ``bidirectional`` or ``causal``), just trained
+    (:func:`trained_run`) or loaded (:func:`load_run`): offline its last evaluation's scores, online its scoring
+    snippet branch streamed through :class:`OnlineScorer`."""
+    cfg, model, device = run.cfg, run.model.eval(), run.device
     smooth = cfg.eval.smooth_window
-    rows = {f"{kind} offline": row(test, cfg, last_eval_scores(trainer, test), 0, 0.0)}
+    source = {"run_dir": str(run.run_dir), "step": run.step}
+    rows = {f"{kind} offline": row(test, cfg, eval_scores(run.run_dir, run.step, test), 0, 0.0, **source)}
     start = time.time()
     if kind == "causal":
         scores, delay = online_scores(lambda: OnlineScorer(model, delay=0, device=device, smooth_window=smooth), test)
@@ -119,49 +138,118 @@ def model_rows(kind: str, trainer, test, window: int) -> dict[str, dict]:
         used_window = min(window, int(getattr(model, "max_len", window)))
         scores, delay = online_scores(lambda: OnlineScorer(model, window=used_window, device=device,
                                                            smooth_window=smooth), test)
-    rows[f"{kind} online"] = row(test, cfg, scores, delay, time.time() - start, window=used_window)
+    rows[f"{kind} online"] = row(test, cfg, scores, delay, time.time() - start, window=used_window, **source)
     print(f"  {kind}: offline AUC {rows[f'{kind} offline']['auc']:.4f}, online (L={delay}) AUC "
           f"{rows[f'{kind} online']['auc']:.4f} ({time.time() - start:.0f} s streaming)", flush=True)
     return rows
+
+
+def side_by_side(seeds: list[int], causal: bool, window: int,
+                 scored_run: Callable[[int, int], tuple[ScoringRun, Any]]) -> list[dict]:
+    """Per seed, the rows (a)-(d) (:func:`model_rows`) of its bidirectional model and, with ``causal``, of its causal
+    one; ``scored_run(seed, k)`` gives model ``k`` of ``seed`` (``KINDS[k]``), trained or loaded, and its test set."""
+    results = []
+    for seed in seeds:
+        rows: dict[str, dict] = {}
+        for k, kind in enumerate(KINDS[: 2 if causal else 1]):
+            run, test = scored_run(seed, k)
+            rows.update(model_rows(kind, run, test, window))
+        results.append({"seed": seed, "rows": rows})
+    return results
 
 
 def demo_side_by_side(seeds: list[int], window: int, overrides: list[str], num_iters: int | None, out: Path,
                       causal: bool) -> list[dict]:
     from adplg.demo import train_and_compare
 
-    results = []
-    for seed in seeds:
-        rows: dict[str, dict] = {}
-        for kind, extra in (("bidirectional", []), *([("causal", DEMO_CAUSAL_OVERRIDES)] if causal else [])):
-            start = time.time()
-            comparison = train_and_compare(out / f"seed{seed}-{kind}", seed=seed, num_iters=num_iters,
-                                           overrides=[*overrides, *extra])
-            print(f"demo seed {seed}, {kind}: trained {comparison.trainer.step} steps in {time.time() - start:.0f} s",
-                  flush=True)
-            rows.update(model_rows(kind, comparison.trainer, comparison.test, window))
-        results.append({"seed": seed, "rows": rows})
-    return results
+    def trained(seed: int, k: int) -> tuple[ScoringRun, Any]:
+        start = time.time()
+        comparison = train_and_compare(out / f"seed{seed}-{KINDS[k]}", seed=seed, num_iters=num_iters,
+                                       overrides=[*overrides, *(DEMO_CAUSAL_OVERRIDES if k else [])],
+                                       preset=DEMO_PRESET, data=DEMO_DATA)
+        print(f"demo seed {seed}, {KINDS[k]}: trained {comparison.trainer.step} steps in {time.time() - start:.0f} s",
+              flush=True)
+        return trained_run(comparison.trainer), comparison.test
+
+    return side_by_side(seeds, causal, window, trained)
 
 
-def r1_side_by_side(seeds: list[int], window: int, overrides: list[str], out: Path, causal: bool,
-                    presets: tuple[str, str] = R1_PRESETS) -> list[dict] | None:
-    from adplg.config import build_config
-    from adplg.data.r1 import R1_FOLDER, load_r1
+def r1_folder() -> Path | None:
+    """R1's data folder (under ADPLG_SHARED), or None, with a note, where it is absent."""
+    from adplg.data.r1 import R1_FOLDER
 
     folder = shared_dir() / R1_FOLDER
     if not (folder / "test.npz").is_file():
         print(f"R1 data not found at {folder}; skipping R1 (set ADPLG_SHARED)")
         return None
+    return folder
+
+
+def r1_side_by_side(seeds: list[int], window: int, overrides: list[str], out: Path, causal: bool,
+                    presets: tuple[str, str] = R1_PRESETS) -> list[dict] | None:
+    from adplg.config import build_config
+    from adplg.data.r1 import load_r1
+
+    folder = r1_folder()
+    if folder is None:
+        return None
     train, test = load_r1(build_config(presets[0], overrides=overrides), folder)
-    results = []
-    for seed in seeds:
-        rows: dict[str, dict] = {}
-        for kind, preset in (("bidirectional", presets[0]), *([("causal", presets[1])] if causal else [])):
-            trainer, summary = train_seed(preset, [*overrides, "train.progress=false"], seed, train, test, out)
-            print(f"R1 seed {seed}, {preset}: trained in {summary['seconds']:.0f} s", flush=True)
-            rows.update(model_rows(kind, trainer, test, window))
-        results.append({"seed": seed, "rows": rows})
+
+    def trained(seed: int, k: int) -> tuple[ScoringRun, Any]:
+        trainer, summary = train_seed(presets[k], [*overrides, "train.progress=false"], seed, train, test, out)
+        print(f"R1 seed {seed}, {presets[k]}: trained in {summary['seconds']:.0f} s", flush=True)
+        return trained_run(trainer), test
+
+    return side_by_side(seeds, causal, window, trained)
+
+
+def saved_side_by_side(seeds: list[int], window: int, folders: tuple[Path, Path], names: tuple[str, str],
+                       causal: bool, load_test: Callable) -> list[dict]:
+    """The rows of :func:`demo_side_by_side` / :func:`r1_side_by_side` from finished runs instead of training: per
+    seed, the run of that seed named ``names[k]`` in ``folders[k]`` with ``model.causal`` false (``k = 0``) / true
+    (``k = 1``). ``load_test(cfg)``: the test set of a run's config (loaded once per distinct data section)."""
+    tests: dict[str, Any] = {}
+
+    def loaded(seed: int, k: int) -> tuple[ScoringRun, Any]:
+        run_dir, step = find_run(folders[k], name=names[k], seed=seed, causal=k == 1)
+        run = load_run(run_dir, step)
+        key = json.dumps(run.cfg.to_dict()["data"], sort_keys=True)
+        if key not in tests:
+            tests[key] = load_test(run.cfg)
+        print(f"seed {seed}, {KINDS[k]}: {run_dir} (step {step})", flush=True)
+        return run, tests[key]
+
+    return side_by_side(seeds, causal, window, loaded)
+
+
+def trained_results(args, out: Path, causal: bool) -> dict[str, list[dict]]:
+    """The side-by-side rows of models trained here: the demo's (unless ``--no-demo``) and R1's with ``--r1``."""
+    results = {}
+    if not args.no_demo:
+        results["demo"] = demo_side_by_side(args.seeds or DEMO_SEEDS, args.window, args.overrides, args.num_iters, out,
+                                            causal)
+    if args.r1:
+        r1 = r1_side_by_side(args.seeds or R1_SEEDS, args.window, args.overrides, out, causal, tuple(args.r1_presets))
+        if r1:
+            results["r1"] = r1
     return results
+
+
+def saved_runs_results(args, causal: bool) -> dict[str, list[dict]]:
+    """``--runs``: the side-by-side rows of the demo's runs, or with ``--r1`` of R1's."""
+    folders = (Path(args.runs[0]), Path(args.runs[1]))
+    if not args.r1:
+        from adplg.data.datasets import build_test_set
+
+        return {"demo": saved_side_by_side(args.seeds or DEMO_SEEDS, args.window, folders, (DEMO_PRESET, DEMO_PRESET),
+                                           causal, lambda cfg: build_test_set(cfg, progress=False))}
+    from adplg.data.r1 import load_r1
+
+    folder = r1_folder()
+    if folder is None:
+        return {}
+    return {"r1": saved_side_by_side(args.seeds or R1_SEEDS, args.window, folders, tuple(args.r1_presets), causal,
+                                     lambda cfg: load_r1(cfg, folder)[1])}
 
 
 def mean_std(values: list[float], digits: int = 4, percent: bool = False) -> str:
@@ -319,10 +407,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: small per-snippet forwards run faster on one thread)")
     parser.add_argument("--out", default=None, help="run directories (default: a temporary folder)")
+    parser.add_argument("--runs", nargs=2, metavar=("BIDIRECTIONAL_DIR", "CAUSAL_DIR"),
+                        help="score finished runs instead of training: per seed, the run of that seed in each folder "
+                             "(of benchmarks/r1.py --out, or of this script's --out; the demo's, or R1's with --r1 "
+                             "--no-demo)")
     parser.add_argument("--write", help="append the tables to this markdown file")
     parser.add_argument("--json", help="write every seed's numbers to this JSON file")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.num_iters=300")
     args = parser.parse_args(argv)
+    if args.runs:
+        refused = [name for name, given in (("--grid", args.grid), ("--num-iters", args.num_iters is not None),
+                                            (f"overrides {' '.join(args.overrides)}", args.overrides)) if given]
+        if refused:
+            parser.error(f"--runs scores the runs as they were trained, with their saved configs: drop "
+                         f"{', '.join(refused)}")
+        if args.r1 and not args.no_demo:
+            parser.error("--runs reads the runs of one data set: with --r1 add --no-demo (without --r1: the demo's)")
     torch.set_num_threads(args.threads)
     command = "python benchmarks/online_auc.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"command: {command}\nmachine: {machine()}", flush=True)
@@ -337,15 +437,7 @@ def main(argv: list[str] | None = None) -> dict:
             tables = [grid_table(TITLES.get(name, f"Checkpoint {args.checkpoint}"), r, command)
                       for name, r in results.items()]
         else:
-            results = {}
-            if not args.no_demo:
-                results["demo"] = demo_side_by_side(args.seeds or DEMO_SEEDS, args.window, args.overrides,
-                                                    args.num_iters, out, causal)
-            if args.r1:
-                r1 = r1_side_by_side(args.seeds or R1_SEEDS, args.window, args.overrides, out, causal,
-                                     tuple(args.r1_presets))
-                if r1:
-                    results["r1"] = r1
+            results = saved_runs_results(args, causal) if args.runs else trained_results(args, out, causal)
             titles = {**TITLES, "r1": f"{TITLES['r1']}, `{'` / `'.join(args.r1_presets)}`"}
             tables = [side_by_side_table(titles[name], r, command) for name, r in results.items()]
     text = "\n\n".join(tables)

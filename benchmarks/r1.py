@@ -41,6 +41,7 @@ import torch
 from adplg.config import build_config
 from adplg.data.r1 import R1_FOLDER, load_r1
 from adplg.demo import baseline_metrics, mil_metrics
+from adplg.errors import AdplgError
 from adplg.evaluation.detection import describe, detection_on_test_set
 from adplg.evaluation.evaluate import predict_snippet_scores, score_metrics
 from adplg.io import atomic_write_text
@@ -76,8 +77,29 @@ def train_seed(preset: str, overrides: list[str], seed: int, train, test, out: P
 def last_eval_scores(trainer: Trainer, test) -> list[np.ndarray]:
     """Per test video, the snippet scores ``[T_v]`` of the trainer's last evaluation (its ``scores.npz``: the scores
     behind ``summary["last"]``, smoothed as the config says)."""
-    with np.load(trainer.run_dir / "evals" / f"step_{trainer.step}" / "scores.npz") as saved:
-        return [saved[video.name] for video in test.videos]
+    return eval_scores(trainer.run_dir, trainer.step, test)
+
+
+def eval_scores(run_dir: Path, step: int, test) -> list[np.ndarray]:
+    """Per test video, the snippet scores ``[T_v]`` a run's evaluation at ``step`` wrote
+    (``<run_dir>/evals/step_<step>/scores.npz``, smoothed as the run's config says). A missing file, a test video it
+    lacks or scores of another length than the video's snippets (another test set) is an :class:`AdplgError` naming
+    the file."""
+    path = Path(run_dir) / "evals" / f"step_{step}" / "scores.npz"
+    if not path.is_file():
+        raise AdplgError(f"{path}: expected the scores of the run's evaluation at step {step}, found no such file")
+    with np.load(path) as saved:
+        missing = [video.name for video in test.videos if video.name not in saved.files]
+        if missing:
+            raise AdplgError(f"{path}: expected scores for all {len(test.videos)} test videos, {len(missing)} missing "
+                             f"(e.g. {missing[:3]}): the run was evaluated on another test set")
+        scores = [saved[video.name] for video in test.videos]
+    for video, crops, values in zip(test.videos, test.crop_index, scores, strict=True):
+        snippets = int(test.store.lengths[crops[0]])
+        if values.shape != (snippets,):
+            raise AdplgError(f"{path}: expected {snippets} snippet scores for {video.name} (its test features), got "
+                             f"shape {values.shape}: the run was evaluated on another test set")
+    return scores
 
 
 def run_seed(preset: str, overrides: list[str], seed: int, train, test, out: Path) -> dict:
