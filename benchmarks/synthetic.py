@@ -26,11 +26,12 @@ import time
 
 import numpy as np
 
-from adplg.config import build_config, preset_lineage
+from adplg.config import build_config
 from adplg.data.synthetic import SYNTHETIC_LIKES, synthetic_like_for
 from adplg.demo import train_and_compare
 from adplg.io import atomic_write_text
 from adplg.preset_diff import faithful_twin
+from adplg.preset_files import preset_lineage
 
 METRIC_NAMES = {"auc": "frame AUC", "pr_auc": "AP (trapezoid PR-AUC)", "ap": "AP"}
 

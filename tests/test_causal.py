@@ -12,13 +12,14 @@ import pytest
 import torch
 from media import write_video
 
-from adplg.config import build_config, preset_names
+from adplg.config import build_config
 from adplg.conventions import SNIPPET_FRAMES
 from adplg.errors import AdplgError
 from adplg.live.online import OnlineScorer
 from adplg.models.apply import smooth_scores, video_snippet_scores
 from adplg.models.build import build_snippet_branch
 from adplg.models.snippet_branch import SnippetBranch, is_causal, receptive_field
+from adplg.preset_files import preset_names
 
 pytest_plugins = ["watch_models"]  # the clip_run fixture (tiny random CLIP weights)
 

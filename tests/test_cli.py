@@ -179,7 +179,7 @@ def test_a_missing_video_says_video_not_found(tiny_checkpoint, tmp_path, capsys)
 # ------------------------------------------------------------------------------------------- issue 25, point 8
 def test_presets_table_has_a_header_and_aligned_labelled_columns(capsys):
     from adplg.cli.main import PRESET_COLUMNS
-    from adplg.config import preset_names
+    from adplg.preset_files import preset_names
 
     assert main(["presets"]) == 0
     table = capsys.readouterr().out.split("\n\n")[0]  # then what the improved presets change (test_presets_improved)

@@ -1,7 +1,8 @@
 import pytest
 
-from adplg.config import build_config, preset_names
+from adplg.config import build_config
 from adplg.errors import AdplgError
+from adplg.preset_files import preset_names
 
 PAPER = {"ucf-i3d": (0.25, 0.4, 3, 1000), "xd-i3d": (0.15, 0.5, 5, 1500), "sht-i3d": (0.2, 0.4, 4, 1000)}
 

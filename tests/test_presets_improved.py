@@ -12,10 +12,10 @@ import pytest
 import torch
 import yaml
 
-import adplg.config
+import adplg.preset_files
 from adplg.cli.common import chosen_preset, config_overrides
 from adplg.cli.main import legacy_parser, main, run
-from adplg.config import Config, build_config, load_preset, preset_lineage, preset_names
+from adplg.config import Config, build_config
 from adplg.data.synthetic import generate_synthetic_ucf
 from adplg.demo import torch_threads, train_and_compare
 from adplg.errors import AdplgError
@@ -27,6 +27,7 @@ from adplg.preset_diff import (
     preset_changes,
     split_changes,
 )
+from adplg.preset_files import load_preset, preset_lineage, preset_names
 
 # dataset -> (PLG thresholds and history, the paper's warm-up)
 FAITHFUL = {"ucf-i3d": (0.25, 0.4, 3, 1000), "xd-i3d": (0.15, 0.5, 5, 1500), "sht-i3d": (0.2, 0.4, 4, 1000),
@@ -100,7 +101,7 @@ def _presets(folder: Path, files: dict[str, dict]) -> None:
 
 
 def test_base_merges_the_base_first_and_names_bad_bases(tmp_path, monkeypatch):
-    monkeypatch.setattr(adplg.config, "preset_folder", lambda: tmp_path)
+    monkeypatch.setattr(adplg.preset_files, "preset_folder", lambda: tmp_path)
     _presets(tmp_path, {
         "root": {"name": "root", "train": {"seed": 1, "warm_up": 10}, "model": {"dropout": 0.5}},
         "child": {"name": "child", "base": "root", "train": {"seed": 2}},

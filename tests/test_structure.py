@@ -13,7 +13,7 @@ MAX_LINES = 500
 # own layer or lower ones only. ``adplg`` is the package root (its lazy ``__init__``): nothing imports it.
 LAYERS = {
     "errors": 0, "_version": 0, "conventions": 0, "precision": 0,
-    "io": 1, "runtime": 1, "config": 1, "preset_diff": 1,
+    "io": 1, "runtime": 1, "config": 1, "preset_files": 1, "preset_diff": 1,
     "data": 2, "models": 2, "losses": 2, "engines": 2, "alert_rules": 2,
     "checkpoints": 3, "features": 3, "evaluation": 3, "training": 3, "baselines": 3, "doctor": 3,
     "inference": 4,

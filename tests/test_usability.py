@@ -10,11 +10,12 @@ import torch
 
 from adplg.checkpoints.format import Checkpoint
 from adplg.cli.main import main
-from adplg.config import Config, build_config, config_reference, load_preset
+from adplg.config import Config, build_config, config_reference
 from adplg.data.datasets import build_test_set, build_train_set
 from adplg.data.lists import MISSING_SHOWN, MissingFilesError, read_list
 from adplg.data.synthetic import generate_synthetic_ucf
 from adplg.errors import AdplgError, DataValidationError
+from adplg.preset_files import load_preset
 from adplg.training.engine import Trainer, create_run_dir
 
 

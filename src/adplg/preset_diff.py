@@ -12,8 +12,9 @@ import json
 import textwrap
 from typing import Any
 
-from adplg.config import Config, build_config, preset_lineage, preset_names
+from adplg.config import Config, build_config
 from adplg.errors import AdplgError
+from adplg.preset_files import preset_lineage, preset_names
 
 IMPROVED_SUFFIX = "-improved"
 # keys that name or describe a preset, never what it computes: left out of the diffs

@@ -18,10 +18,11 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from adplg.config import Config, build_config, merge_settings, settings
+from adplg.config import Config, build_config, settings
 from adplg.errors import AdplgError
 from adplg.models.ensemble import SnippetEnsemble
 from adplg.models.snippet_branch import SnippetBranch
+from adplg.preset_files import merge_settings
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,8 @@ PRESET_COLUMNS = ("preset", "format", "feature_dim", "crops train/test",
 def preset_rows() -> list[tuple[str, ...]]:
     """One row of :data:`PRESET_COLUMNS` per preset: its data format and feature size, its crops per training / test
     video, the official flags' values (``plg.mean_threshold / plg.var_threshold / plg.history / train.warm_up``)."""
-    from adplg.config import build_config, preset_names
+    from adplg.config import build_config
+    from adplg.preset_files import preset_names
 
     rows: list[tuple[str, ...]] = []
     for name in preset_names():
@@ -76,7 +77,7 @@ def derived_preset_lines(width: int = 120) -> list[str]:
 
 def preset_names_with_base() -> list[str]:
     """The presets built on another preset (``base:``), sorted."""
-    from adplg.config import preset_lineage, preset_names
+    from adplg.preset_files import preset_lineage, preset_names
 
     return [name for name in preset_names() if len(preset_lineage(name)) > 1]
 
