@@ -230,3 +230,29 @@ def mark_output_dir(path: str | Path, command: str) -> Path:
     if output_owner(path) != command:
         atomic_write_text(path / OUTPUT_MARKER, command + "\n")
     return path
+
+
+def read_secret(what: str, *, env: str | None = None, file: str | Path | None = None, env_parameter: str,
+                file_parameter: str) -> str | None:
+    """A secret (``what``: "the webhook secret", "the MQTT password" ...) from the environment variable ``env`` or the
+    first line of ``file`` (stripped), None when neither is named. An unset or empty variable, or an unreadable,
+    missing or empty file, is an :class:`AdplgError` about ``env_parameter`` / ``file_parameter`` naming the variable
+    or the file, never the secret."""
+    if env:
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise AdplgError(f"the environment variable {env} is {'empty' if env in os.environ else 'not set'}; "
+                             f"expected {what} in it", parameter=env_parameter)
+        return value
+    if file:
+        path = Path(file)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise AdplgError(f"{path}: cannot be read ({reason}); expected a file holding {what}",
+                             parameter=file_parameter) from None
+        if not lines or not lines[0].strip():
+            raise AdplgError(f"{path}: expected {what} on its first line, got an empty line", parameter=file_parameter)
+        return lines[0].strip()
+    return None

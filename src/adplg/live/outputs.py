@@ -24,6 +24,7 @@ from typing import IO
 import numpy as np
 
 from adplg.errors import AdplgError
+from adplg.io import read_secret
 
 __all__ = ["CSV_HEADER", "SIGNATURE_HEADER", "WatchOutputs", "WebhookPoster", "check_csv_header", "check_webhook_url",
            "read_webhook_secret", "save_jpeg"]
@@ -48,25 +49,9 @@ def read_webhook_secret(env: str | None = None, file: str | Path | None = None) 
     if env and file:
         raise AdplgError(f"expected the webhook secret from an environment variable or a file, got both ({env} and "
                          f"{file})", parameter="webhook_secret_env")
-    if env:
-        value = os.environ.get(env, "")
-        if not value:
-            raise AdplgError(f"the environment variable {env} is {'empty' if env in os.environ else 'not set'}; "
-                             f"expected the webhook secret in it", parameter="webhook_secret_env")
-        return value.encode()
-    if file:
-        path = Path(file)
-        try:
-            lines = path.read_bytes().splitlines()
-        except OSError as exc:
-            raise AdplgError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__}); expected a file holding "
-                             f"the webhook secret", parameter="webhook_secret_file") from None
-        if not lines or not lines[0].strip():
-            raise AdplgError(f"{path}: expected the webhook secret on its first line, got an empty line",
-                             parameter="webhook_secret_file")
-        return lines[0].strip()
-    return None
-
+    secret = read_secret("the webhook secret", env=env, file=file, env_parameter="webhook_secret_env",
+                         file_parameter="webhook_secret_file")
+    return None if secret is None else secret.encode()
 
 class WebhookPoster:
     """POSTs JSON events to ``url`` from a daemon thread. ``post(event)`` never blocks: an event that does not fit

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
 import socket
 import threading
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from adplg.errors import AdplgError
+from adplg.io import read_secret
 
 __all__ = ["HttpServer", "read_token"]
 
@@ -35,25 +35,8 @@ log = logging.getLogger(__name__)
 def read_token(env: str | None, file: str | Path | None) -> str | None:
     """The bearer token from the environment variable ``env`` or the first line of ``file`` (None when neither is
     named); an unset variable or a missing or empty file is an :class:`AdplgError` naming it (never the token)."""
-    if env:
-        value = os.environ.get(env, "").strip()
-        if not value:
-            raise AdplgError(f"the environment variable {env} is {'empty' if env in os.environ else 'not set'}; "
-                             "expected the HTTP bearer token in it", parameter="http.token_env")
-        return value
-    if file:
-        path = Path(file)
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AdplgError(f"{path}: cannot be read ({type(exc).__name__}); expected a file holding the HTTP bearer "
-                             "token", parameter="http.token_file") from None
-        if not lines or not lines[0].strip():
-            raise AdplgError(f"{path}: expected the HTTP bearer token on its first line, got an empty line",
-                             parameter="http.token_file")
-        return lines[0].strip()
-    return None
-
+    return read_secret("the HTTP bearer token", env=env, file=file, env_parameter="http.token_env",
+                       file_parameter="http.token_file")
 
 class HttpServer:
     """``/health``, ``/metrics`` and ``/events`` on ``host:port`` (port 0: a free one; :attr:`address` says which).

@@ -37,16 +37,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from adplg.errors import AdplgError
+from adplg.io import read_secret
 from adplg.service.events import ServiceEvent
 
 __all__ = ["MqttConfig", "MqttSink", "discovery_configs", "read_mqtt_password", "topic_name"]
@@ -107,26 +105,8 @@ class MqttConfig(BaseModel):
 def read_mqtt_password(config: MqttConfig) -> str | None:
     """The broker password named by ``config`` (environment variable or file), None without one; an
     :class:`AdplgError` names the variable or file when it is unset, empty or unreadable (never the password)."""
-    if config.password_env:
-        value = os.environ.get(config.password_env, "")
-        if not value:
-            state = "empty" if config.password_env in os.environ else "not set"
-            raise AdplgError(f"the environment variable {config.password_env} is {state}; expected the MQTT password "
-                             "in it", parameter="mqtt.password_env")
-        return value
-    if config.password_file:
-        path = Path(config.password_file)
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AdplgError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or type(exc).__name__}); "
-                             "expected a file holding the MQTT password", parameter="mqtt.password_file") from None
-        if not lines or not lines[0].strip():
-            raise AdplgError(f"{path}: expected the MQTT password on its first line, got an empty line",
-                             parameter="mqtt.password_file")
-        return lines[0].strip()
-    return None
-
+    return read_secret("the MQTT password", env=config.password_env, file=config.password_file,
+                       env_parameter="mqtt.password_env", file_parameter="mqtt.password_file")
 
 def discovery_configs(config: MqttConfig, node: str, camera: str) -> dict[str, dict[str, Any]]:
     """``{discovery topic: config}`` of one camera: its anomaly binary sensor and its score sensor (see the module
