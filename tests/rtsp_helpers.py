@@ -8,11 +8,10 @@ fails instead."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
-import pytest
+from shared_helpers import missing_real_part
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER = Path(__file__).with_name("rtsp_server.py")
@@ -28,16 +27,8 @@ def require_gst_rtsp_server() -> None:
                                                            timeout=60, check=False).returncode == 0
     if not ok:
         why = f"gst-rtsp-server for {SYSTEM_PYTHON} is missing (Debian: apt-get install {PACKAGES})"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
+        missing_real_part(why)
 
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RtspServer:

@@ -1,11 +1,15 @@
-"""Helpers several test files share: a small untrained checkpoint, and the comparison of two extraction folders."""
+"""Helpers several test files share: a small untrained checkpoint, the comparison of two extraction folders, a free
+port, and the skip of a test whose real part (a broker, a server) is missing."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 
@@ -44,3 +48,17 @@ def assert_same_extraction(got: Path, want: Path, videos: int, crops: int) -> No
     listed = (got / "features.list").read_text().replace(str(got.resolve()), "<out>").splitlines()
     assert listed == (want / "features.list").read_text().replace(str(want.resolve()), "<out>").splitlines()
     assert len(listed) == len(set(listed)) == crops * videos  # every crop file once
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def missing_real_part(why: str) -> None:
+    """A real part the test drives is missing: skip here, fail under CI (``CI`` set), where ``.ci/run`` installs it."""
+    if os.environ.get("CI"):
+        pytest.fail(why)
+    pytest.skip(why)

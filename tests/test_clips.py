@@ -256,7 +256,8 @@ def test_a_clip_and_the_tap_across_a_restart_of_a_real_rtsp_server(tmp_path, cap
     """GStreamer's RTSP server (tests/rtsp_server.py) killed and restarted while a clip is open: the packets of the
     new connection are timed like its frames (the reader's wall-clock anchor, not the restarted stream's 0), and the
     clip holds both connections' frames with the outage as a gap."""
-    from rtsp_helpers import RtspServer, free_port, require_gst_rtsp_server
+    from rtsp_helpers import RtspServer, require_gst_rtsp_server
+    from shared_helpers import free_port
 
     require_gst_rtsp_server()
     video = write_timed_video(tmp_path / "cam.mp4", (np.arange(20 * FPS) * 1000 // FPS).tolist(), rate=FPS,

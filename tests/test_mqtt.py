@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from mqtt_broker import Broker, Subscriber, free_port, require_mosquitto
+from mqtt_broker import Broker, Subscriber, require_mosquitto
 from pydantic import ValidationError
+from shared_helpers import free_port
 
 from adplg.errors import AdplgError
 from adplg.service.events import ServiceEvent

@@ -25,7 +25,7 @@ import pytest
 import torch
 from backbone_weights import write_random_clip
 from media import write_video
-from shared_helpers import assert_same_extraction, untrained_checkpoint
+from shared_helpers import assert_same_extraction, free_port, untrained_checkpoint
 
 ray = pytest.importorskip("ray", reason="the Ray engine tests need `pip install adplg[ray]`")
 pytest.importorskip("ray.data", reason="the Ray engine tests need Ray Data (`pip install adplg[ray]`)")
@@ -183,16 +183,11 @@ def test_an_item_that_keeps_killing_its_worker_is_given_up_and_the_others_are_do
 
 
 # ---------------------------------------------------------------------------------------------------- bad options
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_unreachable_address_and_bad_engine_options_are_clear_errors(corpus, weights, tmp_path, capsys):
     base = ["extract", str(corpus), "--backbone", "clip", "--weights", str(weights), "--out", str(tmp_path / "o"),
             "--quiet"]
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     start = time.perf_counter()
     assert main([*base, "--engine", "ray", "--address", address]) == 2
     assert time.perf_counter() - start < 10

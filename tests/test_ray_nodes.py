@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import pytest
 import torch
 from backbone_weights import write_random_clip
 from media import write_video
-from shared_helpers import assert_same_extraction
+from shared_helpers import assert_same_extraction, free_port
 
 pytest.importorskip("ray", reason="the Ray engine tests need `pip install adplg[ray]`")
 pytest.importorskip("ray.data", reason="the Ray engine tests need Ray Data (`pip install adplg[ray]`)")
@@ -38,11 +37,6 @@ from adplg.features.extractors import build_extractor  # noqa: E402
 MARKER = "ADPLG_TEST_RAY"
 VIDEOS = {f"Video{index:03d}_x264": frames for index, frames in enumerate((48, 40, 56, 34, 64, 44), start=1)}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def marked_processes(marker: str) -> list[int]:

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import yaml
 from media import write_timed_video, write_video
-from rtsp_helpers import RtspServer, free_port, require_gst_rtsp_server
+from rtsp_helpers import RtspServer, require_gst_rtsp_server
 from serve_helpers import FakeSink, midpoint_threshold, settings, start, wait_for
+from shared_helpers import free_port
 
 import adplg.features.extractors
 from adplg.alert_rules import AlertRules, alert_segments

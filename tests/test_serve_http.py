@@ -13,8 +13,8 @@ import urllib.request
 
 from media import write_video
 from prometheus_client.parser import text_string_to_metric_families
-from rtsp_helpers import free_port
 from serve_helpers import FakeSink, settings, start, wait_for
+from shared_helpers import free_port
 
 from adplg.conventions import SNIPPET_FRAMES
 from adplg.service.config import parse_service_config

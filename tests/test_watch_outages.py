@@ -17,7 +17,8 @@ import time
 import numpy as np
 import pytest
 from media import write_timed_video
-from rtsp_helpers import RtspServer, free_port, require_gst_rtsp_server
+from rtsp_helpers import RtspServer, require_gst_rtsp_server
+from shared_helpers import free_port
 
 from adplg.alert_rules import AlertRules
 from adplg.live.watch import watch
