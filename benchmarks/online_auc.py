@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from online_batched import batched_online_scores, check_against_streaming, online_scores  # noqa: E402
 from r1 import eval_scores, shared_dir, train_seed  # noqa: E402
 from saved_runs import ScoringRun, find_run, load_run, trained_run  # noqa: E402
 
@@ -69,6 +70,9 @@ DEMO_CAUSAL_OVERRIDES = ["model.causal=true", "eval.smooth_mode=trailing"]
 DEMO_PRESET = "demo-cpu-small"  # what adplg.demo.train_and_compare trains (its runs' saved name)
 DEMO_DATA: dict | None = None  # generate_synthetic_ucf options of the demo data (None: its defaults; tests shrink it)
 R1_PRESETS = ("r1-improved", "r1-improved-causal")
+# online rows are computed batched over the videos (online_batched.py) and checked against the real scorer streaming
+# the first VERIFY_VIDEOS videos snippet by snippet (max_diff_streamed in the JSON)
+VERIFY_VIDEOS = 8
 KINDS = ("bidirectional", "causal")  # the two models of a seed, in the order of --runs and --r1-presets
 ROW_NAMES = {"bidirectional offline": "(a) bidirectional, offline", "bidirectional online": "(b) bidirectional, online",
              "causal online": "(c) causal, online", "causal offline": "(d) causal, offline"}
@@ -79,30 +83,6 @@ def causal_available() -> bool:
     from adplg.config import ModelConfig
 
     return "causal" in ModelConfig.model_fields
-
-
-def online_scores(make_scorer: Callable[[], OnlineScorer], test, encode_every: int = 1) -> tuple[list[np.ndarray], int]:
-    """Per video, the snippet scores [T_v] of streaming its crops ``[C, T, D]`` snippet by snippet through a fresh
-    ``make_scorer()``, and the scorer's delay in snippets. With ``encode_every = k > 1`` snippet ``t`` gets the
-    features of snippet ``t - t % k``, as ``adplg watch --encode-every k`` feeds the model when it runs the backbone
-    on every k-th snippet only."""
-    out, delay = [], 0
-    for v in range(len(test.videos)):
-        crops = test.crops(v)  # [C, T, D]
-        scorer = make_scorer()
-        delay = scorer.latency_snippets
-        scores = np.zeros(crops.shape[1])
-        emitted = 0
-        for t in range(crops.shape[1]):
-            for i, s in scorer.push(crops[:, t - t % encode_every]):
-                scores[i] = s
-                emitted += 1
-        for i, s in scorer.flush():
-            scores[i] = s
-            emitted += 1
-        assert emitted == crops.shape[1], (emitted, crops.shape)
-        out.append(scores)
-    return out, delay
 
 
 def latency_s(test, delay: int, fps: float) -> np.ndarray:
@@ -132,15 +112,25 @@ def model_rows(kind: str, run: ScoringRun, test, window: int) -> dict[str, dict]
     rows = {f"{kind} offline": row(test, cfg, eval_scores(run.run_dir, run.step, test), 0, 0.0, **source)}
     start = time.time()
     if kind == "causal":
-        scores, delay = online_scores(lambda: OnlineScorer(model, delay=0, device=device, smooth_window=smooth), test)
+        def make_scorer() -> OnlineScorer:
+            return OnlineScorer(model, delay=0, device=device, smooth_window=smooth)
         used_window = None
     else:
         used_window = min(window, int(getattr(model, "max_len", window)))
-        scores, delay = online_scores(lambda: OnlineScorer(model, window=used_window, device=device,
-                                                           smooth_window=smooth), test)
+
+        def make_scorer() -> OnlineScorer:
+            return OnlineScorer(model, window=used_window, device=device, smooth_window=smooth)
+    scorer = make_scorer()
+    delay = scorer.latency_snippets
+    scores = batched_online_scores(scorer, test)
+    source["streamed_videos"] = min(VERIFY_VIDEOS, len(test.videos))
+    source["max_diff_streamed"] = check_against_streaming(make_scorer, test, scores, VERIFY_VIDEOS)
     rows[f"{kind} online"] = row(test, cfg, scores, delay, time.time() - start, window=used_window, **source)
     print(f"  {kind}: offline AUC {rows[f'{kind} offline']['auc']:.4f}, online (L={delay}) AUC "
-          f"{rows[f'{kind} online']['auc']:.4f} ({time.time() - start:.0f} s streaming)", flush=True)
+          f"{rows[f'{kind} online']['auc']:.4f} ({time.time() - start:.0f} s; streamed {source['streamed_videos']} "
+          f"videos: max difference {source['max_diff_streamed']:.1e})", flush=True)
+    if source["max_diff_streamed"] > 1e-5:
+        raise AssertionError(f"{kind}: batched online scores differ from streaming by {source['max_diff_streamed']}")
     return rows
 
 
