@@ -1,4 +1,4 @@
-"""The bad-input table (issue 14), `adplg watch`, `doctor`, `demo`, `config` and the seed scripts."""
+"""The bad-input table (issue 14), `adplg watch`, `serve`, `doctor`, `demo`, `config` and the seed scripts."""
 
 from __future__ import annotations
 
@@ -28,6 +28,23 @@ case("watch-snapshots-hold-foreign-jpegs")(lambda w: (do(w.write("snaps/alert-00
                                                          _watch(w, "--snapshots", str(w.root / "snaps"))),
                                                       [str(w.root / "snaps"), "alert-0001-0000001.00s.jpg",
                                                        "overwrite"]))
+
+# ---- serve (`--check`: the config, the files and secrets it names, checked without starting the service)
+def _serve(w: Workspace, text: str) -> list[str]:
+    return ["serve", str(w.write("serve.yaml", f"checkpoint: {w.ckpt}\n{text}")), "--check"]
+
+
+case("serve-config-missing")(lambda w: (["serve", str(w.root / "none.yaml"), "--check"], ["none.yaml"]))
+case("serve-camera-key-misspelt")(lambda w: (_serve(w, "cameras:\n  garage: {source: a.mp4, encode_evry: 2}\n"),
+                                             ["serve.yaml", "garage", "encode_every"]))
+case("serve-open-http-without-token")(lambda w: (_serve(w, "http: {host: 0.0.0.0}\ncameras: {garage: a.mp4}\n"),
+                                                 ["serve.yaml", "http.host", "token"]))
+case("serve-delay-negative")(lambda w: (_serve(w, "delay: -1\ncameras: {garage: a.mp4}\n"), ["delay"]))
+case("serve-checkpoint-missing")(lambda w: (["serve", str(w.write("s.yaml", f"checkpoint: {w.root / 'no.safetensors'}"
+                                                                   "\ncameras: {garage: a.mp4}\n")), "--check"],
+                                            ["s.yaml", "no.safetensors"]))
+case("serve-token-file-missing")(lambda w: (_serve(w, f"http: {{token_file: {w.root / 'tok'}}}\n"
+                                                      "cameras: {garage: a.mp4}\n"), [str(w.root / "tok")]))
 
 # ---- doctor, demo, config
 case("doctor-json-is-a-folder")(lambda w: (w.doctor("--json", str(w.folder("report"))), [str(w.root / "report")]))

@@ -99,7 +99,10 @@ def test_two_cameras_share_one_backbone_and_find_what_watch_finds(clip_run, tmp_
     monkeypatch.setattr(adplg.features.extractors, "build_extractor",
                         lambda *a, **k: built.append(real_build(*a, **k)) or built[-1])
     sink = FakeSink()
-    cameras = {name: {"source": str(video), "rules": {"on_threshold": thresholds[name]}}
+    # played at their frame rate, as cameras deliver (both readers then run side by side, whatever the machine's
+    # load; as fast as decoding goes, one short file may be read whole before the other opens); 160 frames fit the
+    # reader's 256-frame queue, so none is dropped
+    cameras = {name: {"source": str(video), "rules": {"on_threshold": thresholds[name]}, "realtime": True}
                for name, video in videos.items()}
     service = Service(parse_service_config(settings(run, weights, tmp_path / "out", cameras)), sinks=[sink])
     thread = start(service)

@@ -37,14 +37,21 @@ def add_parser(sub) -> None:
 
 
 def check_lines(config, path: Path) -> list[str]:
-    """``--check``: the secrets the config names can be read (an :class:`AdplgError` otherwise); one line per
+    """``--check``: the checkpoint and weights the config names exist and its secrets can be read (an
+    :class:`AdplgError` otherwise); one line per
     camera (its source redacted) and a verdict."""
+    from adplg.errors import AdplgError
     from adplg.live.outputs import read_webhook_secret
     from adplg.service.config import resolve_path
     from adplg.service.http import read_token
     from adplg.service.redact import redact_url
 
     base = path.parent
+    expected = {"checkpoint": "our checkpoint (.safetensors or its run directory)", "weights": "the backbone weights"}
+    for key, what in expected.items():
+        named = resolve_path(getattr(config, key), base)
+        if named is not None and not Path(named).exists():
+            raise AdplgError(f"{path}: {key} {named} does not exist; expected {what}")
     if config.http.enabled:
         read_token(config.http.token_env, resolve_path(config.http.token_file, base))
     if config.webhook is not None:
