@@ -91,6 +91,7 @@ def run_case(video: Path, backbone: str, precision: str, encode_every: int, came
             break
         if now - began > 600:
             break
+    all_ended = all(c.state == "ended" for c in service.cameras.values())  # before stop() changes the states
     service.stop()
     thread.join(60)
     cams = list(service.cameras.values())
@@ -103,7 +104,7 @@ def run_case(video: Path, backbone: str, precision: str, encode_every: int, came
     score_p95 = float(np.percentile(latencies, 95)) if latencies else float("nan")
     return {"backbone": backbone, "precision": precision, "encode_every": encode_every, "cameras": cameras,
             "device": str(service.extractor.device), "video_s": round(duration, 2), "fps": fps,
-            "held": bool(dropped == 0 and lag_p95 < SNIPPET / fps and all(c.state == "ended" for c in cams)),
+            "held": bool(dropped == 0 and lag_p95 < SNIPPET / fps and all_ended),
             "x_realtime_min": round(rtf, 3), "dropped": dropped, "lag_p95_s": round(lag_p95, 3),
             "score_latency_p95_s": round(score_p95, 3),
             "alert_latency_p95_s": round(score_p95 + (SNIPPET - 1) / fps, 3),
