@@ -74,7 +74,8 @@ def test_events_states_availability_and_home_assistant_discovery(mqtt_broker, mq
         sink.event(_alert("new"))
         event = json.loads(_payload(mqtt_messages, "adplg/events", after=mark))
         assert event == _alert("new").to_dict() and event["end_s"] is None
-        assert _payload(mqtt_messages, "adplg/door/anomaly", after=mark) == "ON"
+        # (an OFF of the camera's start may still be in flight, or come again as the retained copy at subscription)
+        assert mqtt_messages.wait_for(lambda m: m.topic == "adplg/door/anomaly" and m.payload == "ON", after=mark)
         sink.state("door", True, 0.9123)
         sink.state("door", True, 0.95)  # within state_every_s: not sent
         sink.state("door", False, 0.2)  # the state changed: sent at once
@@ -180,7 +181,8 @@ def test_the_password_comes_from_the_environment_or_a_file_and_never_reaches_the
                 for sink in sinks:
                     sink.close()
                 messages.close()
-        assert "refused" in caplog.text and "connected to" in caplog.text
+        # the wrong password is said once, as a refusal or, when the broker closes first, a lost connection
+        assert "retrying" in caplog.text and "connected to" in caplog.text
         shown = caplog.text + "".join(repr(x) for x in (config, from_file, *sinks)) + str(config.model_dump())
         assert secret not in shown and "not-the-password" not in shown
     finally:

@@ -68,6 +68,9 @@ def test_cli_reports_config_errors_and_checks_a_config(tmp_path, capsys):
     assert "did you mean cameras.porch.enabled?" in capsys.readouterr().err
     good = tmp_path / "good.yaml"
     good.write_text("checkpoint: m.safetensors\ncameras:\n  porch: rtsp://viewer:hunter2@cam.local/s1\n")
+    assert main(["serve", str(good), "--check"]) == 2  # --check also looks for the checkpoint
+    assert f"checkpoint {tmp_path / 'm.safetensors'} does not exist" in capsys.readouterr().err
+    (tmp_path / "m.safetensors").write_bytes(b"")
     assert main(["serve", str(good), "--check"]) == 0
     err = capsys.readouterr().err
     assert "porch: rtsp://viewer:***@cam.local/s1" in err and "hunter2" not in err and "valid (1 camera(s))" in err
