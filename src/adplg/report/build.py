@@ -254,19 +254,24 @@ def video_codec(source: Path) -> str:
         container.close()
 
 
+def unplayable_codec(path: Path) -> str | None:
+    """The codec of the video ``path`` when browsers may not play it (not in ``BROWSER_CODECS``); None when they can
+    or when it cannot be probed (no PyAV, a damaged file: logged at debug level, never an error for the report)."""
+    try:
+        codec = video_codec(path)
+    except ImportError:
+        return None  # no PyAV: the thumbnails' note says so
+    except Exception as exc:  # noqa: BLE001 - a damaged video costs its note, not the report
+        log.debug("codec of %s unknown: %s", path, exc)
+        return None
+    return None if codec in BROWSER_CODECS else codec
+
+
 def _codec_notes(source: Path | None) -> list[str]:
     """A note when the source video's codec is one browsers may not play (the same note on its page and the
     index, whether or not it has alerts)."""
-    if source is None:
-        return []
-    try:
-        codec = video_codec(source)
-    except ImportError:
-        return []  # no PyAV: the thumbnails' note says so
-    except Exception as exc:  # noqa: BLE001 - a damaged video costs its note, not the report
-        log.debug("codec of %s unknown: %s", source, exc)
-        return []
-    if codec in BROWSER_CODECS:
+    codec = None if source is None else unplayable_codec(source)
+    if codec is None:
         return []
     return [f"The source video is {codec}, which browsers may not play (H.264, VP8, VP9 and AV1 play in Chromium); "
             f"the curve, alerts and thumbnails still work."]

@@ -37,7 +37,6 @@ import hashlib
 import html
 import io
 import json
-import logging
 import time
 from pathlib import Path
 from string import Template
@@ -45,9 +44,7 @@ from typing import Any
 
 from adplg.errors import AdplgError
 from adplg.io import atomic_write_text, check_output_owner, mark_output_dir, output_owner, plain_file_name
-from adplg.report.build import ASSETS, BROWSER_CODECS, ReportSummary, asset_text, relative_url, script_json, video_codec
-
-log = logging.getLogger(__name__)
+from adplg.report.build import ASSETS, ReportSummary, asset_text, relative_url, script_json, unplayable_codec
 
 EVENTS_FILE = "events.jsonl"
 ALERT_KINDS = ("new", "update", "end")
@@ -179,12 +176,8 @@ def _rows(alerts: list[dict], outputs: Path, out_dir: Path, notes: list[str]) ->
 
 
 def _codec_note(clip: Path, camera: str) -> list[str]:
-    try:
-        codec = video_codec(clip)
-    except Exception as exc:  # noqa: BLE001 - a clip that cannot be probed costs its note, not the report
-        log.debug("codec of %s unknown: %s", clip, exc)
-        return []
-    if codec in BROWSER_CODECS:
+    codec = unplayable_codec(clip)
+    if codec is None:
         return []
     return [f"{camera}: the clips are {codec}, which browsers may not play (H.264, VP8, VP9 and AV1 play in "
             f"Chromium); open them with a video player."]
