@@ -79,7 +79,10 @@ def _conv_reach(model: nn.Module) -> int:
 
 def default_delay(model: nn.Module) -> int:
     """Snippets of look-ahead the snippet branch needs for a score to stop changing from its local context:
-    ``max(windows) + 1`` (the ``k = 3`` embedding convolution reaches one snippet further). Read from the model."""
+    ``max(windows) + 1`` (the ``k = 3`` embedding convolution reaches one snippet further); 0 for a causal model,
+    whose score never changes once its snippet has arrived. Read from the model."""
+    if is_causal(model):
+        return 0
     return max(model_windows(model)) + _conv_reach(model)
 
 
@@ -118,7 +121,7 @@ class OnlineScorer:
                 raise AdplgError(f"online scoring: window {window} exceeds the model's max_len {int(max_len)} (its "
                                  f"positional embedding rows)", parameter="window")
         if delay is None:
-            requested = 0 if self.causal else default_delay(model)
+            requested = default_delay(model)
         else:
             requested = int(delay)
         if requested < 0:

@@ -224,12 +224,10 @@ class Camera:
         """Clips: one :class:`~adplg.service.clips.ClipRecorder` per camera, fed by the source's packet tap."""
         if self.recorder is None:
             from adplg.live.online import default_delay
-            from adplg.models.snippet_branch import is_causal
             from adplg.service.clips import ClipRecorder
 
             shared, clips = self.shared, self.shared.clips
-            model = shared.scorer.model
-            delay = shared.delay if shared.delay is not None else 0 if is_causal(model) else default_delay(model)
+            delay = shared.delay if shared.delay is not None else default_delay(shared.scorer.model)
             # how late an alert's start or end is known: the look-ahead (at 10 fps or more), the minimum duration,
             # and a margin for the backbone and the queue
             latency_s = delay * SNIPPET_FRAMES / 10.0 + self.rules.min_duration_s + 5.0
