@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from adplg.checkpoints.format import Checkpoint, checkpoint_file
 from adplg.config import build_config
 from adplg.data.r1 import R1_FOLDER, load_r1
 from adplg.demo import baseline_metrics, mil_metrics
@@ -160,8 +161,17 @@ def main(argv: list[str] | None = None) -> dict | None:
                              "1: one process with torch's default threads; auto (default): on the CPU as many as "
                              "there are seeds, at most one per core, on a GPU 1. The thread count changes the float "
                              "rounding, so a seed's numbers depend on it (recorded per seed; docs/benchmarks.md)")
+    parser.add_argument("--teacher", metavar="PRESET",
+                        help="distillation (train.teacher, loss.distill): per seed, first train PRESET at the same "
+                             "seed (or take it from --teacher-runs), then the preset learns from its scores")
+    parser.add_argument("--teacher-runs", metavar="DIR",
+                        help="with --teacher: reuse the teachers' run directories in DIR (<name>-seed<seed>-*, e.g. "
+                             "an earlier --out); seeds without one are trained there")
+    parser.add_argument("--distill", type=float, default=0.5, help="with --teacher: loss.distill (default 0.5)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.num_iters=2000")
     args = parser.parse_args(argv)
+    if args.teacher_runs and not args.teacher:
+        raise SystemExit("--teacher-runs: needs --teacher, the preset the teachers were trained with")
     if args.pin_numerics and any(os.environ.get(k) != v for k, v in PINNED_NUMERICS.items()):
         # MKL and oneDNN read these when they load, so they must be set before this process imports torch
         os.execve(sys.executable, [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])],
@@ -182,7 +192,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
         # each seed is two tasks, its run and its MIL baseline, so that no core idles while one seed finishes
-        tasks = [(i, part, seed, args.preset, list(args.overrides), args.ensemble, args.train_half, out)
+        teacher = args.teacher and (args.teacher, Path(args.teacher_runs or out / "teachers"), args.distill)
+        tasks = [(i, part, seed, args.preset, list(args.overrides), args.ensemble, args.train_half, out, teacher)
                  for i, seed in enumerate(args.seeds) for part in ("run", "mil")]
         parts: dict[tuple[int, str], dict] = {}
         summaries: dict[int, dict] = {}
@@ -207,8 +218,8 @@ def main(argv: list[str] | None = None) -> dict | None:
                 for i, part, value in pool.imap_unordered(worker_task, runs_first):
                     collect(i, part, value)
         else:
-            for i, part, seed, preset, overrides, ensemble, _, run_out in tasks:  # the data is loaded already
-                collect(i, part, run_task(part, seed, preset, overrides, ensemble, run_out, train, test))
+            for i, part, seed, preset, overrides, ensemble, _, run_out, teacher in tasks:  # the data is loaded
+                collect(i, part, run_task(part, seed, preset, overrides, ensemble, run_out, train, test, teacher))
         results = [(seed, summaries[i]) for i, seed in enumerate(args.seeds)]
     mil = {k: float(np.mean([s["mil"][k] for _, s in results])) for k in ("auc", "ap", "auc_abnormal")}
     ensemble = None
@@ -240,12 +251,13 @@ def parallel_jobs(jobs: str, seeds: int, device: str) -> int:
 
 
 def run_task(part: str, seed: int, preset: str, overrides: list[str], ensemble: int, out: Path, train,
-             test) -> dict:
+             test, teacher: tuple[str, Path, float] | None = None) -> dict:
     """One part of a reported seed: ``run`` (a training run, or an ensemble of ``ensemble`` runs, as a summary) or
-    ``mil`` (the MIL baseline's metrics at the same seed)."""
+    ``mil`` (the MIL baseline's metrics at the same seed). ``teacher``: (preset, runs folder, loss.distill)."""
     if part == "mil":
         return mil_metrics(build_config(preset, overrides=overrides), train, test, seed=seed)
-    members = [run_seed(preset, overrides + ["train.progress=false"], member, train, test, out)
+    members = [run_seed(preset, overrides + ["train.progress=false", *teacher_overrides(teacher, member, train, test)],
+                        member, train, test, out)
                for member in range(seed * ensemble, (seed + 1) * ensemble)]
     cfg = build_config(preset, overrides=overrides)
     summary = members[0] if ensemble == 1 else ensemble_summary(members, test, cfg)
@@ -253,18 +265,38 @@ def run_task(part: str, seed: int, preset: str, overrides: list[str], ensemble: 
     return summary
 
 
+def teacher_overrides(teacher: tuple[str, Path, float] | None, seed: int, train, test) -> list[str]:
+    """``train.teacher`` and ``loss.distill`` for a student at ``seed``: the teacher preset's run at the same seed in
+    the runs folder (trained there first when it has none); none without a teacher."""
+    if teacher is None:
+        return []
+    preset, folder, distill = teacher
+    cfg = build_config(preset)
+    runs = sorted(folder.glob(f"{cfg.name}-seed{seed}-*")) if folder.is_dir() else []
+    done = [run for run in runs if checkpoint_file(run).is_file()
+            and Checkpoint(checkpoint_file(run)).meta["step"] == cfg.train.num_iters]  # finished runs only
+    if done:
+        run_dir = done[-1]
+    else:
+        trainer, summary = train_seed(preset, ["train.progress=false"], seed, train, test, folder)
+        run_dir = trainer.run_dir
+        print(f"teacher {preset} seed {seed}: last step AUC {summary['last']['test']['auc']:.4f} ({run_dir})",
+              flush=True)
+    return [f"train.teacher={run_dir}", f"loss.distill={distill}"]
+
+
 _WORKER_DATA: dict = {}
 
 
 def worker_task(task: tuple) -> tuple[int, str, dict]:
-    """``(i, part, seed, preset, overrides, ensemble, train_half, out)`` -> ``(i, part, result)`` in a worker process
-    of ``--jobs``; each worker loads the data (of ``train_half``) once."""
-    i, part, seed, preset, overrides, ensemble, train_half, out = task
+    """``(i, part, seed, preset, overrides, ensemble, train_half, out, teacher)`` -> ``(i, part, result)`` in a worker
+    process of ``--jobs``; each worker loads the data (of ``train_half``) once."""
+    i, part, seed, preset, overrides, ensemble, train_half, out, teacher = task
     key = (preset, tuple(overrides), train_half)
     if key not in _WORKER_DATA:
         _WORKER_DATA[key] = load_r1(build_config(preset, overrides=overrides), shared_dir() / R1_FOLDER,
                                     train_half=train_half)
-    return i, part, run_task(part, seed, preset, overrides, ensemble, out, *_WORKER_DATA[key])
+    return i, part, run_task(part, seed, preset, overrides, ensemble, out, *_WORKER_DATA[key], teacher)
 
 
 def report_seed(seed: int, summary: dict) -> None:

@@ -110,9 +110,9 @@ def train_speed(data, device: torch.device, reference: bool, steps: int, precisi
         trainer = Trainer(cfg, train, None, Path(tmp), device=device)
         if reference:  # the official loader: np.load and pool every crop of the batch, every step
             def next_batch():
-                idx_n, idx_a = trainer.sampler_n.next(), trainer.sampler_a.next()
-                crops = [resample_segments(np.load(train.items[i].path), 64) for i in torch.cat([idx_n, idx_a])]
-                return torch.from_numpy(np.stack(crops)).to(device), train.key_ids[idx_a]
+                idx = torch.cat([trainer.sampler_n.next(), trainer.sampler_a.next()])
+                crops = [resample_segments(np.load(train.items[i].path), 64) for i in idx]
+                return torch.from_numpy(np.stack(crops)).to(device), idx
             trainer.next_batch = next_batch
         trainer.train_step(1)  # warm-up
         _sync(device)

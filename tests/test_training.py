@@ -218,14 +218,15 @@ def test_branch_2_augmentations_transform_features_and_targets_together(data, tm
     keep = targets > 0.3
     rng = torch.get_rng_state()
     same = trainer.augment_snippet_batch(x, targets, keep)
-    assert all(a is b for a, b in zip(same, (x, targets, keep)))  # off by default: untouched, nothing drawn
+    assert all(a is b for a, b in zip(same, (x, targets, keep, None)))  # off by default: untouched, nothing drawn
     assert torch.equal(torch.get_rng_state(), rng)
 
     cfg.train.flip_prob = 1.0
-    fx, ft, fk = trainer.augment_snippet_batch(x, targets, keep)
+    fx, ft, fk, fs = trainer.augment_snippet_batch(x, targets, keep, targets)
     assert torch.equal(fx, x.flip(1)) and torch.equal(ft, targets.flip(1)) and torch.equal(fk, keep.flip(1))
+    assert torch.equal(fs, targets.flip(1))  # a teacher's soft targets move with their snippets too
     cfg.train.flip_prob, cfg.train.feature_noise = 0.0, 0.5
-    nx, nt, _ = trainer.augment_snippet_batch(x, targets, keep)
+    nx, nt, _, _ = trainer.augment_snippet_batch(x, targets, keep)
     assert torch.equal(nt, targets) and 0.3 < ((nx - x) / trainer.feature_std).std() < 0.7
 
     # a crop of at least half the steps: every output step lies inside one span that the targets follow

@@ -169,6 +169,9 @@ class LossConfig(_Strict):
         "batch", description="sparsity along batch (official) or time")
     snippet_nan_trick: bool = Field(
         True, description="official zero-loss -> NaN -> nanmean (quirk 4); false: mean over kept elements")
+    distill: float = Field(0.0, ge=0.0, le=1.0, description="not in the paper (0 = official): branch 2's loss is "
+                           "(1 - d) * pseudo-label BCE + d * BCE against train.teacher's scores on every snippet of "
+                           "the batch (normal videos too); needs train.teacher")
 
 
 class TrainConfig(_Strict):
@@ -203,6 +206,10 @@ class TrainConfig(_Strict):
     crop_scale: float = Field(1.0, gt=0.0, le=1.0, description="not in the paper (1 = official): <1: each sample "
                               "of branch 2's batch is a random contiguous span of at least this share of its "
                               "segments, stretched back to the full length (linear; targets nearest)")
+    teacher: str | None = Field(None, description="not in the paper: a trained run directory or checkpoint whose "
+                                "snippet branch scores the training crops once at the start; its scores are the soft "
+                                "targets of loss.distill (a second self-training round, or a causal student of a "
+                                "bidirectional teacher)")
     val_top_k: int = Field(16, ge=1, description="validation video score: mean of the top-k snippet scores")
     progress: bool = Field(True, description="show progress bars")
     precision: Literal["fp32", "tf32", "bf16"] = Field(
@@ -262,6 +269,14 @@ class Config(_Strict):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     output_dir: str = Field("runs", description="folder of the run directories")
+
+    @model_validator(mode="after")
+    def _check_teacher(self) -> "Config":
+        if bool(self.loss.distill) != bool(self.train.teacher):
+            raise ValueError(f"loss.distill and train.teacher go together (the weight of the teacher's targets, and "
+                             f"the run that gives them): expected both set or neither, got loss.distill "
+                             f"{self.loss.distill} and train.teacher {self.train.teacher!r}")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The whole config as a JSON-ready nested mapping (section -> key -> value)."""

@@ -20,6 +20,7 @@ import torch
 import yaml
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from adplg.checkpoints.format import (
     LAST,
@@ -45,6 +46,7 @@ from adplg.runtime import resolve_device, seed_everything, versions
 from adplg.training import augment
 from adplg.training.pseudo_labels import PseudoLabelGenerator, minmax
 from adplg.training.sampler import EpochSampler
+from adplg.training.teacher import teacher_scores
 from adplg.training.tensorboard import TensorBoardLog
 
 log = logging.getLogger("adplg")
@@ -107,6 +109,8 @@ class Trainer:
                                         cfg.plg.mean_threshold, cfg.plg.var_threshold, device=self.device,
                                         label_smoothing=cfg.plg.label_smoothing)
         self.feature_std: Tensor | None = None  # [D], for train.feature_noise
+        # [N, T]: train.teacher's scores of every training crop, the soft targets of loss.distill
+        self.teacher_targets = teacher_scores(t.teacher, self.features) if t.teacher else None
         self.step = 0
         self.history: list[dict] = []  # every evaluation: step, test metrics, val score
         # each logged loss's per-step values since the last log line (0-d tensors on the device); saved in full
@@ -116,17 +120,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def next_batch(self) -> tuple[Tensor, Tensor]:
-        """``x [2B, T, D]`` (normal half, then abnormal half) gathered on the device, and the abnormal half's
-        history key ids [B] (on the CPU)."""
-        idx_n, idx_a = self.sampler_n.next(), self.sampler_a.next()
-        x = torch.cat([self.features[idx_n.to(self.device)], self.features[idx_a.to(self.device)]])
-        return x, self.train_set.key_ids[idx_a]
+        """``x [2B, T, D]`` (normal half, then abnormal half) gathered on the device, and the crops' indices
+        ``[2B]`` into the training set (on the CPU)."""
+        idx = torch.cat([self.sampler_n.next(), self.sampler_a.next()])
+        return self.features[idx.to(self.device)], idx
 
     def train_step(self, step: int) -> dict[str, Tensor]:
         """One synchronous step; returns detached loss tensors (read on the host only when logged)."""
         cfg = self.cfg
-        x, abnormal_keys = self.next_batch()
+        x, idx = self.next_batch()
         b = x.shape[0] // 2
+        abnormal_keys = self.train_set.key_ids[idx[b:]]
         video_labels = torch.cat([torch.zeros(b), torch.ones(b)]).to(self.device)
         w = cfg.loss
 
@@ -147,13 +151,18 @@ class Trainer:
             self.net_s.train()
             targets = torch.cat([torch.zeros_like(labels.targets), labels.targets])
             keep = torch.cat([torch.ones_like(labels.keep), labels.keep])
-            x, targets, keep = self.augment_snippet_batch(x, targets, keep)
+            soft = None if self.teacher_targets is None else self.teacher_targets[idx.to(self.device)]
+            x, targets, keep, soft = self.augment_snippet_batch(x, targets, keep, soft)
             with autocast(self.device, cfg.train.precision):
                 # [K, 2B, T]: each member of a model.snippet_members ensemble learns from its own loss
                 scores = (self.net_s.member_scores(x) if isinstance(self.net_s, SnippetEnsemble)
                           else self.forward_s(x)[None]).float()
-            member_losses = w.snippet * torch.stack(
+            member_losses = torch.stack(
                 [snippet_loss(s, targets, keep, faithful_nan_trick=w.snippet_nan_trick) for s in scores])
+            if soft is not None:  # loss.distill: the teacher's scores of every snippet, normal videos' too
+                member_losses = (1 - w.distill) * member_losses + w.distill * torch.stack(
+                    [F.binary_cross_entropy(s, soft) for s in scores])
+            member_losses = w.snippet * member_losses
             if w.snippet_topk_mil:
                 member_losses = member_losses + w.snippet_topk_mil * torch.stack(
                     [topk_mil_loss(s, video_labels) for s in scores])
@@ -169,20 +178,25 @@ class Trainer:
         return {k: v.detach() for k, v in logs.items()}
 
     @torch.no_grad()
-    def augment_snippet_batch(self, x: Tensor, targets: Tensor, keep: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Branch 2's view of the batch (``x [2B, T, D]``, ``targets`` / ``keep [2B, T]``) under the options
-        ``train.flip_prob``, ``train.crop_scale`` and ``train.feature_noise`` (adplg.training.augment); the inputs
-        themselves when all are off."""
+    def augment_snippet_batch(self, x: Tensor, targets: Tensor, keep: Tensor, soft: Tensor | None = None
+                              ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """Branch 2's view of the batch (``x [2B, T, D]``, ``targets`` / ``keep`` / the teacher's ``soft`` targets
+        ``[2B, T]``) under the options ``train.flip_prob``, ``train.crop_scale`` and ``train.feature_noise``
+        (adplg.training.augment); the inputs themselves when all are off."""
         t = self.cfg.train
+        if soft is not None and (t.flip_prob or t.crop_scale < 1):
+            x = torch.cat([x, soft[..., None].to(x.dtype)], dim=-1)  # one more feature: moves with its snippet
         if t.flip_prob:
             x, targets, keep = augment.random_time_flip(x, targets, keep, t.flip_prob)
         if t.crop_scale < 1:
             x, targets, keep = augment.random_temporal_crop(x, targets, keep, t.crop_scale)
+        if soft is not None and (t.flip_prob or t.crop_scale < 1):
+            x, soft = x[..., :-1], x[..., -1]
         if t.feature_noise:
             if self.feature_std is None:
                 self.feature_std = self.features.float().std(dim=(0, 1))  # [D]
             x = augment.feature_noise(x, t.feature_noise, self.feature_std)
-        return x, targets, keep
+        return x, targets, keep, soft
 
     @torch.no_grad()
     def pseudo_label_source(self, attention_norm: Tensor, abnormal: Tensor, step: int) -> Tensor:
