@@ -74,6 +74,7 @@ R1_PRESETS = ("r1-improved", "r1-improved-causal")
 # the first VERIFY_VIDEOS videos snippet by snippet (max_diff_streamed in the JSON)
 VERIFY_VIDEOS = 8
 KINDS = ("bidirectional", "causal")  # the two models of a seed, in the order of --runs and --r1-presets
+SKIP_ONLINE: set[str] = set()  # --skip-online: kinds whose online row is not computed (the bidirectional one is slow)
 ROW_NAMES = {"bidirectional offline": "(a) bidirectional, offline", "bidirectional online": "(b) bidirectional, online",
              "causal online": "(c) causal, online", "causal offline": "(d) causal, offline"}
 
@@ -110,6 +111,9 @@ def model_rows(kind: str, run: ScoringRun, test, window: int) -> dict[str, dict]
     smooth = cfg.eval.smooth_window
     source = {"run_dir": str(run.run_dir), "step": run.step}
     rows = {f"{kind} offline": row(test, cfg, eval_scores(run.run_dir, run.step, test), 0, 0.0, **source)}
+    if kind in SKIP_ONLINE:
+        print(f"  {kind}: offline AUC {rows[f'{kind} offline']['auc']:.4f}, online row skipped", flush=True)
+        return rows
     start = time.time()
     if kind == "causal":
         def make_scorer() -> OnlineScorer:
@@ -401,6 +405,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="score finished runs instead of training: per seed, the run of that seed in each folder "
                              "(of benchmarks/r1.py --out, or of this script's --out; the demo's, or R1's with --r1 "
                              "--no-demo)")
+    parser.add_argument("--skip-online", nargs="+", choices=KINDS, default=[],
+                        help="leave out the online row of these kinds (the bidirectional one re-scores its whole "
+                             "buffer per snippet: about 10 minutes a seed on R1 on one CPU thread)")
     parser.add_argument("--write", help="append the tables to this markdown file")
     parser.add_argument("--json", help="write every seed's numbers to this JSON file")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.num_iters=300")
@@ -414,6 +421,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.r1 and not args.no_demo:
             parser.error("--runs reads the runs of one data set: with --r1 add --no-demo (without --r1: the demo's)")
     torch.set_num_threads(args.threads)
+    SKIP_ONLINE.update(args.skip_online)
     command = "python benchmarks/online_auc.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"command: {command}\nmachine: {machine()}", flush=True)
     causal = not args.no_causal and causal_available()

@@ -49,11 +49,12 @@ def test_distill_one_trains_the_student_on_the_teachers_scores_alone(data, teach
     student's scores against the teacher's, and training moves the student towards the teacher."""
     run, train = teacher
     cfg = cfg_for(data, tmp_path, f"train.teacher={run}", "loss.distill=1", "model.causal=true",
-                  "train.warm_up=0", "train.num_iters=40", "train.lr_s=0.003")
+                  "train.warm_up=0", "train.num_iters=12", "train.lr_s=0.003")
     student = Trainer(cfg, train, None, create_run_dir(cfg, tmp_path / "student"))
     targets = student.teacher_targets
     assert torch.equal(targets, teacher_scores(run, train.features))  # a causal student of a bidirectional teacher
 
+    @torch.no_grad()
     def distance() -> float:
         return float(F.binary_cross_entropy(student.net_s.eval()(train.features), targets))
 
@@ -68,8 +69,8 @@ def test_the_pseudo_labels_weigh_one_minus_distill(data, teacher, tmp_path, dist
     run, train = teacher
     losses = []
     for threshold in (0.1, 0.9):
-        cfg = cfg_for(data, tmp_path, f"train.teacher={run}", f"loss.distill={distill}", "train.warm_up=0", "train.batch_size=8",
-                      f"plg.mean_threshold={threshold}", "model.dropout=0", "model.cls_dropout=0")
+        cfg = cfg_for(data, tmp_path, f"train.teacher={run}", f"loss.distill={distill}", "train.warm_up=0",
+                      "train.batch_size=8", f"plg.mean_threshold={threshold}", "model.dropout=0", "model.cls_dropout=0")
         trainer = Trainer(cfg, train, None, create_run_dir(cfg, tmp_path / f"t{threshold}-{distill}"))
         losses.append([float(trainer.train_step(step)["loss_s"]) for step in range(1, 5)])  # the history fills
     assert (losses[0] == losses[1]) == (distill == 1.0)
@@ -86,3 +87,23 @@ def test_distill_needs_a_teacher_and_the_teacher_the_same_features(data, teacher
     with pytest.raises(AdplgError, match="not found"):
         Trainer(cfg.model_copy(update={"train": cfg.train.model_copy(update={"teacher": str(tmp_path / "none")})}),
                 train, None, create_run_dir(cfg, tmp_path / "s"))
+
+
+def test_adplg_train_teacher_flag(data, teacher, tmp_path, capsys):
+    """``adplg train --teacher RUN`` sets train.teacher and loss.distill 0.5 (an override wins); a missing teacher is
+    refused before a run directory is made."""
+    from adplg.checkpoints.format import Checkpoint
+    from adplg.cli.main import main
+
+    run, _ = teacher
+    base = ["train", "--preset", "demo-cpu-small", "--list_dir", str(data.root), "--output_dir", str(tmp_path),
+            "--no_eval", "train.progress=false", "train.batch_size=4", "train.warm_up=2", "train.num_iters=4",
+            "model.causal=true"]
+    assert main([*base, "--teacher", str(run)]) == 0
+    assert main([*base, "--teacher", str(run), "--run_dir", str(tmp_path / "d1"), "loss.distill=1"]) == 0
+    saved = [Checkpoint(path).meta["config"] for path in sorted(tmp_path.glob("*/checkpoints/last.json"))]
+    assert [(c["train"]["teacher"], c["loss"]["distill"]) for c in saved] == [(str(run.resolve()), 1.0),
+                                                                             (str(run.resolve()), 0.5)]
+    assert main([*base, "--teacher", str(tmp_path / "nothing")]) != 0
+    assert "--teacher: expected a trained run directory or checkpoint" in capsys.readouterr().err
+    assert len(list(tmp_path.glob("*/checkpoints/last.json"))) == 2

@@ -152,6 +152,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from adplg.training.run import train
 
     args.preset = chosen_preset(args)
+    if args.teacher:
+        from adplg.checkpoints.format import checkpoint_file
+
+        if not checkpoint_file(args.teacher).is_file():
+            raise AdplgError(f"--teacher: expected a trained run directory or checkpoint, found no checkpoint at "
+                             f"{args.teacher} (looked for {checkpoint_file(args.teacher)})")
+        given = any(o.startswith("loss.distill=") for o in args.overrides)
+        distill = [] if given else [f"loss.distill={TEACHER_DISTILL}"]
+        args.overrides = [f"train.teacher={Path(args.teacher).resolve()}", *distill, *args.overrides]
     _check_train_output(args)
     result = train(args.preset, overrides=config_overrides(args), config_file=args.config, run_dir=args.run_dir,
                    resume=args.resume, evaluate=not args.no_eval,
@@ -208,6 +217,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# loss.distill of --teacher: on R1 a causal student learnt best from half pseudo-labels, half teacher
+# (docs/benchmarks.md)
+TEACHER_DISTILL = 0.5
+
 # the official flags that ``test`` uses: where the data are and the device (the others set training options)
 TEST_FLAGS = ("feature_root", "list_dir", "device")
 
@@ -220,6 +233,9 @@ def add_train_arguments(p: argparse.ArgumentParser, preset_default: str) -> None
                                     "does not verify, e.g. after a kill during a save, continues from the newest full "
                                     "checkpoint beside it that does, with a warning)")
     p.add_argument("--no_eval", action="store_true", help="train without a test set")
+    p.add_argument("--teacher", help="not in the paper: a trained run directory (or checkpoint) whose snippet "
+                                     f"scores branch 2 also learns from (train.teacher; loss.distill {TEACHER_DISTILL} "
+                                     "unless set), e.g. a bidirectional run as the teacher of a causal preset")
     p.set_defaults(func=cmd_train)
 
 
