@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> dict | None:
                              "seed (or take it from --teacher-runs), then the preset learns from its scores")
     parser.add_argument("--teacher-runs", metavar="DIR",
                         help="with --teacher: reuse the teachers' run directories in DIR (<name>-seed<seed>-*, e.g. "
-                             "an earlier --out); seeds without one are trained there")
+                             "an earlier --out; trained on the same videos: another --train-half needs another DIR); "
+                             "seeds without a finished one are trained there")
     parser.add_argument("--distill", type=float, default=0.5, help="with --teacher: loss.distill (default 0.5)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.num_iters=2000")
     args = parser.parse_args(argv)
