@@ -155,9 +155,12 @@ def test_readme_worked_example_gives_the_quoted_numbers(demo_seed0, monkeypatch,
         r"on threshold ([\d.]+), off ([\d.]+): false-alarm rate ([\d.]+)% \(target ([\d.]+)%; 95% prediction "
         r"interval ([\d.]+)%-([\d.]+)%\), ([\d.]+) alerts/hour on ([\d.]+) h of (\d+) normal", block)
     line = re.sub(r"\s+", " ", calibrated)
-    assert (f"on threshold {on:.4f}, off {off:.4f}: false-alarm rate {far:.4f}% (target {target:.4f}%; 95% "
-            f"prediction interval {low:.4f}%-{high:.4f}%), {per_hour:.2f} alerts/hour on {hours:.2f} h of "
-            f"{videos:.0f} normal video(s)") in line, calibrated
+    got = quoted(r"on threshold ([\d.]+), off ([\d.]+): false-alarm rate ([\d.]+)% \(target ([\d.]+)%; 95% "
+                 r"prediction interval ([\d.]+)%-([\d.]+)%\), ([\d.]+) alerts/hour on ([\d.]+) h of (\d+) normal", line)
+    # the README's figures are one CPU's: another CPU's float rounding trains a slightly different demo model, whose
+    # calibrated thresholds (seen: 0.7826 and 0.7900) and interval bounds move a little; the rest must agree
+    assert got[2:4] + got[5:] == (far, target, high, per_hour, hours, videos), calibrated
+    assert abs(got[0] - on) < 0.02 and abs(got[1] - off) < 0.02 and abs(got[4] - low) < 1.0, calibrated
     assert "note: little footage" in calibrated  # "(+ a note that 7 videos is little footage)"
 
     import json
