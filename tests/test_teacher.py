@@ -1,5 +1,7 @@
 """Distillation from a trained snippet branch (train.teacher, loss.distill): the targets, the loss, the checks."""
 
+import re
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -89,9 +91,20 @@ def test_distill_needs_a_teacher_and_the_teacher_the_same_features(data, teacher
                 train, None, create_run_dir(cfg, tmp_path / "s"))
 
 
+def test_train_refuses_a_missing_teacher_before_making_a_run_directory(data, tmp_path):
+    from adplg.training.run import train
+
+    missing = tmp_path / "no-run"
+    expected = rf"checkpoint at {re.escape(str(missing))} \(looked for .*no-run.safetensors\)"
+    with pytest.raises(AdplgError, match=r"^train.teacher: expected a trained run directory or checkpoint, found no "
+                                         + expected):
+        train(cfg_for(data, tmp_path / "out", f"train.teacher={missing}", "loss.distill=0.5"), evaluate=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_adplg_train_teacher_flag(data, teacher, tmp_path, capsys):
     """``adplg train --teacher RUN`` sets train.teacher and loss.distill 0.5 (an override wins); a missing teacher is
-    refused before a run directory is made."""
+    refused naming the flag, before a run directory is made."""
     from adplg.checkpoints.format import Checkpoint
     from adplg.cli.main import main
 

@@ -137,10 +137,11 @@ def split_model_files(words: list[str]) -> tuple[list[str], list[str]]:
 
 def option_for(parser: argparse.ArgumentParser, command: str | None, parameter: str) -> str | None:
     """The flag of ``command`` that sets the library parameter ``parameter`` (its dest, or the dest without a unit
-    suffix such as ``_s``), or None when the command has no such flag."""
+    suffix such as ``_s``; a config key ``section.key`` by ``key``), or None when the command has no such flag."""
     parsers = _options(parser)[1]
     sub = parsers.get(command) if command else None
-    candidates = [parameter, parameter.removesuffix("_s")]
+    key = parameter.rpartition(".")[2]
+    candidates = [parameter, key, key.removesuffix("_s")]
     for action in (sub or parser)._actions:
         if action.dest in candidates and action.option_strings:
             return max(action.option_strings, key=len)

@@ -152,12 +152,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from adplg.training.run import train
 
     args.preset = chosen_preset(args)
-    if args.teacher:
-        from adplg.checkpoints.format import checkpoint_file
-
-        if not checkpoint_file(args.teacher).is_file():
-            raise AdplgError(f"--teacher: expected a trained run directory or checkpoint, found no checkpoint at "
-                             f"{args.teacher} (looked for {checkpoint_file(args.teacher)})")
+    if args.teacher:  # a missing teacher is refused by train() before the run directory is made
         given = any(o.startswith("loss.distill=") for o in args.overrides)
         distill = [] if given else [f"loss.distill={TEACHER_DISTILL}"]
         args.overrides = [f"train.teacher={Path(args.teacher).resolve()}", *distill, *args.overrides]

@@ -44,6 +44,7 @@ def train(config: Config | str | None = None, *, overrides: Sequence[str] = (), 
     from adplg.checkpoints.resume import checkpoint_to_resume
     from adplg.data.datasets import build_test_set, build_train_set, data_manifest
     from adplg.training.engine import Trainer, create_run_dir
+    from adplg.training.teacher import check_teacher
 
     ckpt = None
     if resume is not None:
@@ -54,6 +55,7 @@ def train(config: Config | str | None = None, *, overrides: Sequence[str] = (), 
         cfg = build_config(base=config.to_dict(), config_file=config_file, overrides=list(overrides))
     else:
         cfg = build_config(config or "ucf-i3d", config_file, list(overrides))
+    check_teacher(cfg.train.teacher)
     progress = cfg.train.progress
     train_set = build_train_set(cfg, progress=progress)
     test_set = build_test_set(cfg, progress=progress) if evaluate else None

@@ -10,10 +10,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from adplg.checkpoints.format import checkpoint_file
 from adplg.checkpoints.load import load_snippet_branch
 from adplg.errors import AdplgError
 
 log = logging.getLogger("adplg")
+
+
+def check_teacher(teacher: str | Path | None) -> None:
+    """Refuse a ``train.teacher`` with no checkpoint, before a run directory is made or data is read; None passes."""
+    if teacher is not None and not checkpoint_file(teacher).is_file():
+        raise AdplgError(f"expected a trained run directory or checkpoint, found no checkpoint at {teacher} (looked "
+                         f"for {checkpoint_file(teacher)})", parameter="train.teacher")
 
 
 @torch.no_grad()
