@@ -51,6 +51,7 @@ from adplg.training.engine import Trainer, create_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKSUM_STEPS = (1, 10, 100)
+MIL_STEPS = 1000
 PINNED_NUMERICS = {"MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1",
                    "MKL_NUM_THREADS": "1"}
 
@@ -169,6 +170,9 @@ def main(argv: list[str] | None = None) -> dict | None:
                              "an earlier --out; trained on the same videos: another --train-half needs another DIR); "
                              "seeds without a finished one are trained there")
     parser.add_argument("--distill", type=float, default=0.5, help="with --teacher: loss.distill (default 0.5)")
+    parser.add_argument("--mil-steps", type=int, default=MIL_STEPS,
+                        help=f"training steps of each seed's MIL ranking baseline (default {MIL_STEPS}, the "
+                             "baseline of every table in docs/benchmarks.md; fewer only for quick checks)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.num_iters=2000")
     args = parser.parse_args(argv)
     if args.teacher_runs and not args.teacher:
@@ -194,8 +198,8 @@ def main(argv: list[str] | None = None) -> dict | None:
         out = Path(args.out) if args.out else Path(tmp)
         # each seed is two tasks, its run and its MIL baseline, so that no core idles while one seed finishes
         teacher = args.teacher and (args.teacher, Path(args.teacher_runs or out / "teachers"), args.distill)
-        tasks = [(i, part, seed, args.preset, list(args.overrides), args.ensemble, args.train_half, out, teacher)
-                 for i, seed in enumerate(args.seeds) for part in ("run", "mil")]
+        tasks = [(i, part, seed, args.preset, list(args.overrides), args.ensemble, args.train_half, out, teacher,
+                  args.mil_steps) for i, seed in enumerate(args.seeds) for part in ("run", "mil")]
         parts: dict[tuple[int, str], dict] = {}
         summaries: dict[int, dict] = {}
 
@@ -219,8 +223,9 @@ def main(argv: list[str] | None = None) -> dict | None:
                 for i, part, value in pool.imap_unordered(worker_task, runs_first):
                     collect(i, part, value)
         else:
-            for i, part, seed, preset, overrides, ensemble, _, run_out, teacher in tasks:  # the data is loaded
-                collect(i, part, run_task(part, seed, preset, overrides, ensemble, run_out, train, test, teacher))
+            for i, part, seed, preset, overrides, ensemble, _, run_out, teacher, mil_steps in tasks:  # data loaded
+                collect(i, part, run_task(part, seed, preset, overrides, ensemble, run_out, train, test, teacher,
+                                          mil_steps))
         results = [(seed, summaries[i]) for i, seed in enumerate(args.seeds)]
     mil = {k: float(np.mean([s["mil"][k] for _, s in results])) for k in ("auc", "ap", "auc_abnormal")}
     ensemble = None
@@ -252,11 +257,12 @@ def parallel_jobs(jobs: str, seeds: int, device: str) -> int:
 
 
 def run_task(part: str, seed: int, preset: str, overrides: list[str], ensemble: int, out: Path, train,
-             test, teacher: tuple[str, Path, float] | None = None) -> dict:
+             test, teacher: tuple[str, Path, float] | None = None, mil_steps: int = MIL_STEPS) -> dict:
     """One part of a reported seed: ``run`` (a training run, or an ensemble of ``ensemble`` runs, as a summary) or
-    ``mil`` (the MIL baseline's metrics at the same seed). ``teacher``: (preset, runs folder, loss.distill)."""
+    ``mil`` (the MIL baseline's metrics at the same seed, ``mil_steps`` steps). ``teacher``: (preset, runs folder,
+    loss.distill)."""
     if part == "mil":
-        return mil_metrics(build_config(preset, overrides=overrides), train, test, seed=seed)
+        return mil_metrics(build_config(preset, overrides=overrides), train, test, seed=seed, steps=mil_steps)
     members = [run_seed(preset, overrides + ["train.progress=false", *teacher_overrides(teacher, member, train, test)],
                         member, train, test, out)
                for member in range(seed * ensemble, (seed + 1) * ensemble)]
@@ -290,14 +296,14 @@ _WORKER_DATA: dict = {}
 
 
 def worker_task(task: tuple) -> tuple[int, str, dict]:
-    """``(i, part, seed, preset, overrides, ensemble, train_half, out, teacher)`` -> ``(i, part, result)`` in a worker
-    process of ``--jobs``; each worker loads the data (of ``train_half``) once."""
-    i, part, seed, preset, overrides, ensemble, train_half, out, teacher = task
+    """``(i, part, seed, preset, overrides, ensemble, train_half, out, teacher, mil_steps)`` -> ``(i, part, result)``
+    in a worker process of ``--jobs``; each worker loads the data (of ``train_half``) once."""
+    i, part, seed, preset, overrides, ensemble, train_half, out, teacher, mil_steps = task
     key = (preset, tuple(overrides), train_half)
     if key not in _WORKER_DATA:
         _WORKER_DATA[key] = load_r1(build_config(preset, overrides=overrides), shared_dir() / R1_FOLDER,
                                     train_half=train_half)
-    return i, part, run_task(part, seed, preset, overrides, ensemble, out, *_WORKER_DATA[key], teacher)
+    return i, part, run_task(part, seed, preset, overrides, ensemble, out, *_WORKER_DATA[key], teacher, mil_steps)
 
 
 def report_seed(seed: int, summary: dict) -> None:
@@ -340,7 +346,7 @@ def json_results(args, machine: dict, results, baseline: dict, mil: dict, ensemb
              for seed, s in results]
     last = [s["last"]["auc"] for s in seeds]
     return {"command": " ".join(["python benchmarks/r1.py", *sys.argv[1:]]), "preset": args.preset,
-            "train_half": args.train_half,
+            "train_half": args.train_half, "mil_steps": args.mil_steps,
             "overrides": list(args.overrides), "ensemble_members": args.ensemble, "machine": machine,
             "baselines": {"logistic_regression": plain(baseline), "mil_mean_of_seeds": plain(mil)}, "seeds": seeds,
             "last_auc_mean": float(np.mean(last)), "last_auc_std": float(np.std(last)),

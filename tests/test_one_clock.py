@@ -87,10 +87,16 @@ def test_calibration_counts_real_time(extracted):
     assert calibrate([busy], 0.4).calibration["achieved_far"] == 0.0  # 53% of the time is over 40%
 
 
-def test_fps_warning_once_per_call_worded_for_the_api(tiny_checkpoint, caplog):
+def test_fps_warning_once_per_call_worded_for_the_api(tiny_checkpoint, caplog, capsys):
+    """Worded for the API even after a command ran in this process (its flag hints are removed when it ends)."""
+    from adplg.cli.main import main
+
     checkpoint, data = tiny_checkpoint(64)
     normal = sorted((data.root / "test" / "Testing_Normal_Videos_Anomaly").glob("*.npy"))[:12]
     scorer = adplg.load(checkpoint)
+    assert main(["calibrate", str(data.root / "none.npy"), "--checkpoint", str(checkpoint), "--fps", "30",
+                 "--target-far", "0.05"]) == 2
+    assert "none.npy" in capsys.readouterr().err  # a command with an --fps flag ran (and failed) in this process
     with caplog.at_level(logging.WARNING, logger="adplg"):
         adplg.calibrate(scorer, normal, target_far=0.05, save_to=False)
     warnings = [r.getMessage() for r in caplog.records if "frame rate unknown" in r.getMessage()]

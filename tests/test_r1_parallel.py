@@ -17,7 +17,8 @@ def test_r1_seeds_in_parallel_processes_match_a_run_in_this_process(r1, tmp_path
     import torch
 
     quick = ["train.num_iters=24", "train.warm_up=12", "train.eval_every=12"]
-    parallel = runner.main(["--preset", "r1-cpu-small", "--seeds", "1", "0", "--jobs", "2", *quick])
+    parallel = runner.main(["--preset", "r1-cpu-small", "--seeds", "1", "0", "--jobs", "2", "--mil-steps", "100",
+                            *quick])
     assert [seed for seed, _ in parallel["runs"]] == [1, 0]  # reported in the order asked
     summary = dict(parallel["runs"])[1]
     threads = summary["torch_threads"]

@@ -65,12 +65,13 @@ def baseline_metrics(cfg: Config, train: TrainSet, test: TestSet) -> dict[str, f
     return score_metrics(test, scores, cfg.eval.far_threshold)
 
 
-def mil_metrics(cfg: Config, train: TrainSet, test: TestSet, seed: int | None = None) -> dict[str, float]:
+def mil_metrics(cfg: Config, train: TrainSet, test: TestSet, seed: int | None = None,
+                steps: int = 1000) -> dict[str, float]:
     """Deep MIL ranking (Sultani et al.) on the same pooled training crops, each test video's crops averaged;
-    ``seed`` (default ``train.seed``) seeds its initialisation and batches."""
+    ``seed`` (default ``train.seed``) seeds its initialisation and batches; ``steps`` its training steps."""
     scores = mil_ranking_baseline(train.features.numpy(), train.labels.numpy(),
                                   [test.crops(v).mean(axis=0) for v in range(len(test.videos))],
-                                  seed=cfg.train.seed if seed is None else seed)
+                                  steps=steps, seed=cfg.train.seed if seed is None else seed)
     return score_metrics(test, scores, cfg.eval.far_threshold)
 
 

@@ -349,10 +349,11 @@ def run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
     """Parse ``argv`` with ``parser`` and run its command; user errors are one line on stderr and status 2."""
     args = parse_args(parser, normalize_spellings(parser, argv))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    for handler in logging.getLogger().handlers:  # this command's flags only (main may run several times)
-        for old in [f for f in handler.filters if isinstance(f, ParameterHints)]:
-            handler.removeFilter(old)
-        handler.addFilter(ParameterHints(parser, getattr(args, "command", None)))
+    # this command's flags, while it runs: main() called from Python leaves later library warnings worded for the API
+    hints = ParameterHints(parser, getattr(args, "command", None))
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(hints)
     try:
         return args.func(args)
     except AdplgError as exc:
@@ -363,6 +364,9 @@ def run(parser: argparse.ArgumentParser, argv: list[str]) -> int:
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        for handler in handlers:
+            handler.removeFilter(hints)
 
 
 def main(argv: list[str] | None = None) -> int:
