@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from adplg.baselines import MIL_STEPS
 from adplg.checkpoints.format import Checkpoint, checkpoint_file
 from adplg.config import build_config
 from adplg.data.r1 import R1_FOLDER, load_r1
@@ -51,7 +52,6 @@ from adplg.training.engine import Trainer, create_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKSUM_STEPS = (1, 10, 100)
-MIL_STEPS = 1000
 PINNED_NUMERICS = {"MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2", "OMP_NUM_THREADS": "1",
                    "MKL_NUM_THREADS": "1"}
 

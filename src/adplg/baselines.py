@@ -7,6 +7,8 @@ import numpy as np
 from adplg.data.features import resample_segments
 from adplg.errors import AdplgError
 
+MIL_STEPS = 1000  # the MIL ranking baseline's training steps in every table of docs/benchmarks.md
+
 
 def _check_feats(feats, what: str) -> int | None:
     dim = None
@@ -77,7 +79,8 @@ def logistic_regression_baseline(
 
 
 def mil_ranking_baseline(train_feats: np.ndarray, train_labels: np.ndarray, test_feats: list[np.ndarray],
-                         steps: int = 1000, batch_size: int = 30, lr: float = 1e-3, seed: int = 0) -> list[np.ndarray]:
+                         steps: int = MIL_STEPS, batch_size: int = 30, lr: float = 1e-3,
+                         seed: int = 0) -> list[np.ndarray]:
     """Deep MIL ranking (Sultani et al., CVPR 2018): an MLP snippet scorer trained so that the top snippet of an
     abnormal video outscores the top snippet of a normal one (hinge, margin 1), plus their temporal smoothness
     and sparsity terms (weights 8e-5). ``train_feats`` [N, T, D] (pooled videos), labels [N]; returns the scores

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adplg.baselines import logistic_regression_baseline, mil_ranking_baseline
+from adplg.baselines import MIL_STEPS, logistic_regression_baseline, mil_ranking_baseline
 from adplg.config import Config, build_config
 from adplg.data.datasets import TestSet, TrainSet, build_test_set, build_train_set, data_manifest
 from adplg.data.synthetic import (
@@ -66,7 +66,7 @@ def baseline_metrics(cfg: Config, train: TrainSet, test: TestSet) -> dict[str, f
 
 
 def mil_metrics(cfg: Config, train: TrainSet, test: TestSet, seed: int | None = None,
-                steps: int = 1000) -> dict[str, float]:
+                steps: int = MIL_STEPS) -> dict[str, float]:
     """Deep MIL ranking (Sultani et al.) on the same pooled training crops, each test video's crops averaged;
     ``seed`` (default ``train.seed``) seeds its initialisation and batches; ``steps`` its training steps."""
     scores = mil_ranking_baseline(train.features.numpy(), train.labels.numpy(),
